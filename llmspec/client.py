@@ -1,0 +1,149 @@
+"""Streaming chat completions against an OpenAI-compatible server, timed on the client's clock.
+
+Each request keeps both clocks: our own arrival timestamps for every content chunk, and the
+server's `timings` block (llama-server's own prompt/decode figures). TTFT is measured to the
+first chunk with non-empty content, not to the first SSE event (some servers send a role-only
+chunk first, which would make TTFT look instant).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import requests
+
+
+@dataclass
+class RequestRecord:
+    prompt_name: str
+    send_unix: float
+    ttfb_s: float | None = None  # headers / first bytes of the body
+    first_event_s: float | None = None  # first SSE event, possibly role-only
+    ttft_s: float | None = None  # first non-empty content token
+    total_s: float | None = None
+    chunk_times_s: list[float] = field(default_factory=list)
+    content: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def completion_tokens(self) -> int | None:
+        if self.timings and "predicted_n" in self.timings:
+            return int(self.timings["predicted_n"])
+        if self.usage and "completion_tokens" in self.usage:
+            return int(self.usage["completion_tokens"])
+        return None
+
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens after the first over the time between first and last content chunk (client clock)."""
+        n = self.completion_tokens
+        if n is None or n < 2 or len(self.chunk_times_s) < 2:
+            return None
+        span = self.chunk_times_s[-1] - self.chunk_times_s[0]
+        return (n - 1) / span if span > 0 else None
+
+    def inter_token_cv_pct(self) -> float | None:
+        gaps = [b - a for a, b in zip(self.chunk_times_s, self.chunk_times_s[1:])]
+        if len(gaps) < 2 or statistics.fmean(gaps) <= 0:
+            return None
+        return statistics.pstdev(gaps) / statistics.fmean(gaps) * 100
+
+    def as_sample(self) -> dict[str, Any]:
+        sample = asdict(self)
+        sample["completion_tokens"] = self.completion_tokens
+        return sample
+
+
+class ChatClient:
+    """A reusable connection to one server; cheap to create, so one per profile run."""
+
+    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None,
+                 timeout_s: float = 600.0):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def chat(self, prompt: str, *, prompt_name: str = "", max_tokens: int, system: str | None = None,
+             **params: Any) -> RequestRecord:
+        """Send one streaming request and time every content chunk as it arrives."""
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "stream": True,
+                "stream_options": {"include_usage": True}, "cache_prompt": False, **params}
+        record = RequestRecord(prompt_name=prompt_name, send_unix=time.time())
+        t0 = time.perf_counter()
+        try:
+            with self.session.post(f"{self.base_url}/v1/chat/completions", json=body, stream=True,
+                                   timeout=(10, self.timeout_s)) as resp:
+                record.ttfb_s = time.perf_counter() - t0
+                if resp.status_code != 200:
+                    record.error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    return record
+                self._read_stream(resp, record, t0)
+        except requests.RequestException as exc:
+            record.error = f"{type(exc).__name__}: {exc}"[:300]
+        record.total_s = time.perf_counter() - t0
+        return record
+
+    def _read_stream(self, resp: requests.Response, record: RequestRecord, t0: float) -> None:
+        parts: list[str] = []
+        buffer = b""
+        for data in resp.iter_content(chunk_size=None):
+            now = time.perf_counter() - t0
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                event = _parse_sse(line)
+                if event is None:
+                    continue
+                if record.first_event_s is None:
+                    record.first_event_s = now
+                self._apply_event(event, record, parts, now)
+        record.content = "".join(parts)
+
+    @staticmethod
+    def _apply_event(event: dict, record: RequestRecord, parts: list[str], now: float) -> None:
+        for choice in event.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content") or ""
+            if text:
+                if record.ttft_s is None:
+                    record.ttft_s = now
+                record.chunk_times_s.append(now)
+                parts.append(text)
+            record.finish_reason = choice.get("finish_reason") or record.finish_reason
+        if event.get("usage"):
+            record.usage = event["usage"]
+        if event.get("timings"):
+            record.timings = event["timings"]
+        if event.get("error"):
+            record.error = json.dumps(event["error"])[:300]
+
+    def tokenize(self, text: str) -> list[int]:
+        """Exact token ids from the server's own tokenizer (llama-server /tokenize)."""
+        resp = self.session.post(f"{self.base_url}/tokenize", json={"content": text}, timeout=60)
+        resp.raise_for_status()
+        return resp.json()["tokens"]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _parse_sse(line: bytes) -> dict | None:
+    line = line.strip()
+    if not line.startswith(b"data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == b"[DONE]":
+        return None
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError:
+        return None

@@ -1,0 +1,200 @@
+"""Model files: where each (model, quant) file comes from, where it lives, and what it is.
+
+Every file a spec uses lives at `<model_dir>/<model>/<file>`: package and local-path files are
+symlinked there, hub files downloaded there, derived quants written there. One place means one
+inventory scan and one identity cache (`<file>.identity.json` beside it), so the multi-GB file is
+hashed once, not on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from llmspec.errors import UserError
+from llmspec.spec import Model, Spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The plan for one (model, quant) file; building it is `ensure()`'s job."""
+
+    model: str
+    quant: str
+    path: Path
+    kind: str  # package | hf | path | derive
+    origin: str  # package name, repo, local path, or the base quant for derive
+    file: str  # file name in the package / repo, or the local path
+
+    @property
+    def source(self) -> dict[str, str]:
+        """What the spec says about this file's origin; part of the cell fingerprint."""
+        return {"kind": self.kind, "origin": self.origin, "file": self.file}
+
+
+def plan(spec: Spec, model: Model, quant: str) -> ModelFile:
+    """Pure: decide where (model, quant) comes from and where its file will be."""
+    folder = spec.resolve(spec.model_dir) / model.name
+    if quant in model.derive:
+        return ModelFile(model.name, quant, folder / f"{model.name}.{quant}.gguf", "derive", model.derive[quant], quant)
+    file = model.files[quant]
+    kind = model.source_kind()
+    if kind == "path":
+        local = spec.resolve(file)
+        return ModelFile(model.name, quant, folder / local.name, "path", str(local), file)
+    origin = model.package if kind == "package" else f"{model.repo}@{model.revision or 'main'}"
+    return ModelFile(model.name, quant, folder / Path(file).name, kind, origin, file)
+
+
+def ensure(spec: Spec, mf: ModelFile) -> Path:
+    """Make the file exist at mf.path (link, assemble, download or derive) and return it."""
+    if mf.path.exists():
+        return mf.path
+    mf.path.parent.mkdir(parents=True, exist_ok=True)
+    if mf.kind == "path":
+        _link(Path(mf.origin), mf.path, f"models: {mf.model} {mf.quant}: file {mf.origin} does not exist")
+    elif mf.kind == "package":
+        _from_package(mf)
+    elif mf.kind == "hf":
+        from llmspec import hub
+
+        repo, _, revision = mf.origin.rpartition("@")
+        hub.download(repo, mf.file, mf.path.parent, revision=revision)
+    else:
+        raise UserError(f"{mf.model}@{mf.quant} is derived; build it with derive()")
+    return mf.path
+
+
+def _from_package(mf: ModelFile) -> None:
+    """A file shipped inside a Python package, or assembled by the package's assemble()."""
+    try:
+        module = importlib.import_module(mf.origin)
+    except ImportError:
+        raise UserError(f"models: {mf.model}: Python package {mf.origin!r} is not installed (pip install it)") from None
+    shipped = Path(str(resources.files(mf.origin).joinpath(mf.file)))
+    if shipped.is_file():
+        _link(shipped, mf.path, "")
+        return
+    if not hasattr(module, "assemble"):
+        raise UserError(f"models: {mf.model}: package {mf.origin!r} has no file {mf.file!r} and no assemble()")
+    log.info("assembling %s from package %s", mf.file, mf.origin)
+    tmp = mf.path.with_name(mf.path.name + ".part")
+    tmp.unlink(missing_ok=True)
+    module.assemble(tmp)
+    os.replace(tmp, mf.path)
+
+
+def _link(target: Path, link: Path, missing_message: str) -> None:
+    if not target.is_file():
+        raise UserError(missing_message or f"{target} does not exist")
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(target.resolve())
+
+
+def derive(base: Path, target: Path, quant: str, quantize: Path, threads: int | None = None) -> None:
+    """Quantize base into target with llama-quantize; written to a temp name, then renamed."""
+    tmp = target.with_name(target.name + ".part")
+    cmd = [str(quantize), "--allow-requantize", str(base), str(tmp), quant] + ([str(threads)] if threads else [])
+    log.info("deriving %s: %s", target.name, " ".join(cmd))
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+        raise UserError(f"llama-quantize failed for {target.name}: {' | '.join(tail)}")
+    os.replace(tmp, target)
+    write_provenance(target, {"base": identity(base), "quant": quant})
+
+
+def write_provenance(path: Path, info: dict[str, Any]) -> None:
+    path.with_name(path.name + ".derived.json").write_text(json.dumps(info, sort_keys=True, indent=1))
+
+
+def provenance(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.with_name(path.name + ".derived.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def identity(path: Path) -> dict[str, Any]:
+    """{name, size, sha256}; the hash is cached beside the file, keyed by size and mtime."""
+    facts = _cached_facts(path, "sha256", lambda real: sha256_file(real))
+    return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
+
+
+def metadata(path: Path) -> dict[str, Any]:
+    """GGUF metadata, cached like the hash: gguf's reader decodes every tokenizer array (seconds)."""
+    return _cached_facts(path, "metadata", _read_metadata)["metadata"]
+
+
+def _cached_facts(path: Path, key: str, compute) -> dict[str, Any]:
+    real = path.resolve()
+    stat = real.stat()
+    cache = path.with_name(path.name + ".identity.json")
+    try:
+        facts = json.loads(cache.read_text())
+        if facts["size"] != stat.st_size or facts["mtime_ns"] != stat.st_mtime_ns:
+            facts = {}
+    except (OSError, ValueError, KeyError):
+        facts = {}
+    if key not in facts:
+        log.info("reading %s of %s (%.0f MB, once)", key, path.name, stat.st_size / 1e6)
+        facts = {**facts, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, key: compute(real)}
+        with contextlib.suppress(OSError):
+            cache.write_text(json.dumps(facts, sort_keys=True))
+    return facts
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """Architecture, parameters, context length, layers, heads and file type, via llama.cpp's gguf reader."""
+    import gguf
+
+    from llmspec.quants import quant_of_file_type
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # the reader raises bare ValueErrors/struct errors on corrupt files
+        raise UserError(f"{path.name}: not a readable GGUF file ({exc})") from None
+    fields = reader.fields
+    arch = _field_value(fields.get("general.architecture"))
+    get = lambda key: _field_value(fields.get(key))
+    return {
+        "architecture": arch,
+        "parameters": sum(int(t.n_elements) for t in reader.tensors),
+        "context_length": get(f"{arch}.context_length"),
+        "layers": get(f"{arch}.block_count"),
+        "heads": get(f"{arch}.attention.head_count"),
+        "kv_heads": get(f"{arch}.attention.head_count_kv"),
+        "embedding_length": get(f"{arch}.embedding_length"),
+        "file_type": quant_of_file_type(get("general.file_type")),
+    }
+
+
+def _field_value(field: Any) -> Any:
+    """Scalar fields only: decoding the tokenizer's 50k-entry arrays would take seconds."""
+    if field is None or len(field.data) != 1:
+        return None
+    with contextlib.suppress(Exception):
+        value = field.contents()
+        return value if isinstance(value, (str, int, float)) else None
+    return None

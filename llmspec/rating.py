@@ -1,0 +1,212 @@
+"""Ratings and real-world translations: the opinions laid over measured facts.
+
+Results never store a rating, so this is the one place where thresholds meet metrics. The
+planner (smart termination) and the report both call `rate`, so a cell the planner gave up on
+and the row the report shows can never disagree. Both tables below are data: a new profile or
+metric adds rows, not branches.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+LABELS = ("Excellent", "Good", "Acceptable", "Poor", "Failed")
+Direction = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One metric judged against one threshold field of `thresholds.<profile>`."""
+
+    metric: str
+    threshold: str
+    direction: Direction  # "min": value must be at least the threshold; "max": at most
+    critical: bool  # below threshold here means Failed, not merely Poor
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "interactive": (
+        Rule("tokens_per_s", "min_tokens_per_s", "min", critical=True),
+        Rule("ttft_s", "max_ttft_s", "max", critical=True),
+        Rule("itl_cv_pct", "max_itl_cv_pct", "max", critical=False),
+    ),
+}
+
+# Design document, "Usability Rating": every metric beats its threshold by at least this many percent.
+MARGIN_LABELS = ((50.0, "Excellent"), (20.0, "Good"), (0.0, "Acceptable"))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    threshold: float
+    direction: Direction
+    critical: bool
+    passed: bool
+    margin_pct: float  # how far past the threshold, in percent; negative when it missed
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe: an infinite margin (a zero TTFT, say) becomes null rather than invalid JSON."""
+        margin = round(self.margin_pct, 1) if math.isfinite(self.margin_pct) else None
+        return {**self.__dict__, "margin_pct": margin}
+
+
+@dataclass(frozen=True)
+class Rating:
+    label: str | None  # None: not rated (no thresholds for the profile, or metrics missing)
+    checks: tuple[Check, ...] = ()
+
+    def summary(self) -> str:
+        """One line per check, for tooltips and logs."""
+        return "; ".join(
+            f"{c.name} {c.value:g} {'>=' if c.direction == 'min' else '<='} {c.threshold:g}: "
+            f"{'ok' if c.passed else 'missed'} ({c.margin_pct:+.0f}%)"
+            for c in self.checks
+        )
+
+
+def rated_metrics(profile: str) -> tuple[str, ...]:
+    """Metric names a profile is judged on, in table order (the report shows these first)."""
+    return tuple(rule.metric for rule in RULES.get(profile, ()))
+
+
+def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
+    """Rate one profile's metrics against `thresholds` (spec.thresholds or a plain dict)."""
+    rules = RULES.get(profile)
+    limits = _field(thresholds, profile)
+    if not rules or limits is None:
+        return Rating(None)
+    checks = []
+    for rule in rules:
+        value, threshold = metrics.get(rule.metric), _field(limits, rule.threshold)
+        if not _is_number(value) or not _is_number(threshold):
+            return Rating(None)
+        checks.append(_check(rule, float(value), float(threshold)))
+    return Rating(_label(checks), tuple(checks))
+
+
+def _check(rule: Rule, value: float, threshold: float) -> Check:
+    margin = _margin(value, threshold) if rule.direction == "min" else _margin(threshold, value)
+    # Rounded so that 2.4 t/s against 2.0 counts as the 20% it is, not 19.999999999999996%.
+    margin_pct = round(margin * 100, 6) if math.isfinite(margin) else margin
+    return Check(rule.metric, value, threshold, rule.direction, rule.critical, margin_pct >= 0, margin_pct)
+
+
+def _margin(better: float, worse: float) -> float:
+    """better/worse - 1, where a zero denominator means infinitely better (0 s TTFT)."""
+    if worse == 0:
+        return math.inf if better > 0 else 0.0
+    return better / worse - 1
+
+
+def _label(checks: list[Check]) -> str:
+    if any(c.critical and not c.passed for c in checks):
+        return "Failed"
+    if not all(c.passed for c in checks):
+        return "Poor"
+    worst = min(c.margin_pct for c in checks)
+    return next(label for floor, label in MARGIN_LABELS if worst >= floor)
+
+
+def _field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- Real-world translations (design document, "Real-World Translation Table") ---------------
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Bands of one quantity: `bounds` split the axis, `texts` has one more entry than bounds.
+
+    A value exactly on a bound belongs to the better band (2 t/s meets the 2 t/s minimum,
+    30 s TTFT meets the 30 s maximum), so the direction decides which side a bound falls on.
+    """
+
+    higher_is_better: bool
+    bounds: tuple[float, ...]
+    texts: tuple[str, ...]
+
+    def text(self, value: float) -> str:
+        find = bisect_right if self.higher_is_better else bisect_left
+        return self.texts[find(self.bounds, value)]
+
+
+TRANSLATIONS: dict[str, Translation] = {
+    "tokens": Translation(True, (2, 5, 10, 15, 20, 40), (
+        "Too slow to follow as it streams",
+        "Slow but readable, like careful dictation",
+        "Moderate pace, acceptable for patient users",
+        "Comfortable reading speed",
+        "Fast reading, feels responsive",
+        "Very fast, excellent UX",
+        "Nearly instant for most prompts",
+    )),
+    "ttft": Translation(False, (2, 5, 10, 30), (
+        "Feels instant, excellent UX",
+        "Barely noticeable pause",
+        "Noticeable but acceptable",
+        "Significant wait, breaks flow",
+        "Frustrating, unusable for interactive",
+    )),
+    "context_load": Translation(False, (5, 15, 30, 60), (
+        "Smooth workflow",
+        "Brief pause, manageable",
+        "Noticeable delay",
+        "Coffee break territory",
+        "Too slow for practical use",
+    )),
+    "memory": Translation(False, (6, 8, 12, 14), (
+        "Plenty of headroom",
+        "Room for other apps",
+        "Dedicated inference, some headroom",
+        "Most of system RAM",
+        "Swapping likely, severe degradation",
+    )),
+    "batch": Translation(True, (10, 30, 60, 120), (
+        "Only for small batches",
+        "Overnight batch jobs",
+        "Reasonable for moderate batches",
+        "Efficient bulk processing",
+        "Excellent throughput",
+    )),
+    "temperature": Translation(False, (70, 80, 85, 90), (
+        "Cool, no concerns",
+        "Warm but safe",
+        "Hot, ensure good airflow",
+        "Thermal limit approaching",
+        "Too hot, reduce load",
+    )),
+}
+
+# Metric names (units in the name) -> which translation applies.
+METRIC_TRANSLATION: dict[str, str] = {
+    "tokens_per_s": "tokens",
+    "server_tokens_per_s": "tokens",
+    "ttft_s": "ttft",
+    "context_load_s": "context_load",
+    "peak_rss_gb": "memory",
+    "memory_gb": "memory",
+    "docs_per_hour": "batch",
+    "temperature_c": "temperature",
+    "peak_temperature_c": "temperature",
+}
+
+
+def interpret(metric: str, value: Any) -> str:
+    """What a number means to a person; "" for metrics the design gives no translation for."""
+    kind = METRIC_TRANSLATION.get(metric)
+    if kind is None or not _is_number(value):
+        return ""
+    return TRANSLATIONS[kind].text(float(value))

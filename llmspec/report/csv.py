@@ -1,0 +1,44 @@
+"""results.csv: one row per (host, model, quant), profiles side by side, for spreadsheets.
+
+Columns are `<profile>_<metric>` (design document, "CSV Output") so one row compares a model file
+across use cases; a spreadsheet user sorts by any of them. Rows keep the spec's run order per host
+so the file is stable between report runs and diffs cleanly.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from llmspec.rating import rated_metrics
+from llmspec.report.frame import metric_columns
+from llmspec.spec import PROFILE_ORDER
+
+KEYS = ["host", "model", "quant"]
+
+
+def generate_csv(frame: pl.DataFrame) -> str:
+    """CSV text of a frame prepared by `frame.for_spec` (ordered, with a `rating` column)."""
+    table = _pairs(frame)
+    for profile in _profiles(frame):
+        table = table.join(_profile_columns(frame, profile), on=KEYS, how="left", maintain_order="left")
+    return table.write_csv()
+
+
+def _pairs(frame: pl.DataFrame) -> pl.DataFrame:
+    """(host, model, quant) in first-seen order, with the model file's size in GB."""
+    size = (pl.col("model_size_bytes").max() / 1e9).round(3).alias("model_size_gb")
+    return frame.group_by(KEYS, maintain_order=True).agg(size)
+
+
+def _profiles(frame: pl.DataFrame) -> list[str]:
+    present = set(frame["profile"].unique())
+    return [p for p in PROFILE_ORDER if p in present] + sorted(present - set(PROFILE_ORDER))
+
+
+def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
+    """This profile's status, rating, metrics and reason, prefixed with the profile name."""
+    rows = frame.filter(pl.col("profile") == profile)
+    recorded = metric_columns(rows)
+    rated = [m for m in rated_metrics(profile) if m in recorded]
+    values = ["status", "rating", *rated, *(m for m in recorded if m not in rated), "reason"]
+    return rows.select(*KEYS, *(pl.col(v).alias(f"{profile}_{v}") for v in values))

@@ -1,0 +1,172 @@
+"""Running cells: one llama-server at a time, shared by the cells of one (model, quant).
+
+doit calls `run_cell` once per stale cell, in plan order. The `Session` keeps the current
+server between calls and replaces it when the next cell needs another model file, so a
+model is loaded once per run however many profiles it has. `Session.close()` is wired to doit's
+teardown, to atexit and to SIGTERM, so the server never outlives the run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llmspec import binaries, modelfiles
+from llmspec.cells import Cell
+from llmspec.client import ChatClient
+from llmspec.errors import CellError, UserError
+from llmspec.fingerprint import digest
+from llmspec.host import hardware, host_id
+from llmspec.planner import PROFILE_MODULES, Plan
+from llmspec.profiles import ProfileContext
+from llmspec.results import write_result
+from llmspec.server import Server
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """The at-most-one running server of this process, plus what failed to load this run."""
+
+    def __init__(self) -> None:
+        self.server: Server | None = None
+        self.key: tuple | None = None
+        self.load_failures: dict[tuple, str] = {}
+        atexit.register(self.close)
+
+    def server_for(self, plan: Plan, cell: Cell, model_path: Path) -> Server:
+        key = (str(model_path), tuple(plan.server_args()), plan.spec.server.load_timeout_s)
+        if key in self.load_failures:
+            raise SkipCell(self.load_failures[key])
+        if self.key != key or not (self.server and self.server.alive()):
+            self.close()
+            binary = binaries.find_server(plan.spec.server.binary)
+            log_path = plan.workspace.logs / "servers" / f"{cell.model}@{cell.quant}.log"
+            server = Server(binary, model_path, plan.server_args(), log_path, plan.workspace.run / "llama-server.pid",
+                            plan.spec.server.load_timeout_s)
+            try:
+                server.start()
+            except CellError as exc:
+                self.load_failures[key] = str(exc)
+                raise
+            self.server, self.key = server, key
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.server, self.key = None, None
+
+
+class SkipCell(Exception):
+    """This cell cannot run for a reason decided before measuring (e.g. its model did not load)."""
+
+
+SESSION = Session()
+
+
+def _terminate(signum, _frame):
+    SESSION.close()
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _terminate)
+
+
+def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
+    """Measure one cell and write its result; False (a doit failure) when it ended in error."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    mf = plan.model_file(cell.model, cell.quant)
+    result: dict[str, Any] = {"status": "ok", "reason": "", "metrics": {}, "samples": [], "flags": []}
+    server = None
+    try:
+        model_path = modelfiles.ensure(plan.spec, mf) if mf.kind != "derive" else mf.path
+        if not model_path.exists():
+            raise UserError(f"{model_path.name} is missing; run `doit` to derive it")
+        server = SESSION.server_for(plan, cell, model_path)
+        result.update(_measure(plan, cell, server, progress))
+    except SkipCell as exc:
+        result.update(status="skipped", reason=f"model did not load in this run: {exc}")
+    except (CellError, UserError) as exc:
+        result.update(status="error", reason=str(exc))
+        if server is not None:
+            result["server_log_tail"] = server.log_tail(20)
+            if not server.alive():
+                SESSION.close()
+    result.update(_provenance(plan, cell, mf, server, started, time.perf_counter() - t0))
+    write_result(plan.result_path(cell), result)
+    progress(_summary_line(cell, result))
+    return result["status"] != "error"
+
+
+def _measure(plan: Plan, cell: Cell, server: Server, progress) -> dict[str, Any]:
+    settings = getattr(plan.spec.profiles, cell.profile)
+    client = ChatClient(server.url, timeout_s=plan.spec.server.request_timeout_s)
+    t0 = time.perf_counter()
+    say = lambda text: progress(f"  {cell.model}@{cell.quant} {cell.profile}: {text} ({time.perf_counter() - t0:.1f} s)")
+    try:
+        outcome = PROFILE_MODULES[cell.profile].run(
+            ProfileContext(client, settings, plan.spec.root, say, server.rss_bytes))
+    finally:
+        client.close()
+    metrics = {**outcome.metrics, **_server_metrics(server)}
+    return {"metrics": metrics, "samples": outcome.samples, "flags": outcome.flags}
+
+
+def _server_metrics(server: Server) -> dict[str, float]:
+    return {
+        "load_time_s": server.load.load_time_s,
+        "load_disk_read_mb": server.load.load_disk_read_mb,
+        "load_disk_read_mb_per_s": server.load.load_disk_read_mb_per_s,
+        "peak_rss_gb": server.peak_rss_bytes() / 2**30,
+        "swap_peak_gb": server.memory.peak_swap_bytes / 2**30,
+    }
+
+
+def _provenance(plan: Plan, cell: Cell, mf, server: Server | None, started: datetime, duration: float) -> dict:
+    """What was measured with what: cell, fingerprint (computed now the model exists), host, server, model."""
+    plan.model_identity.cache_clear()
+    inputs = plan.inputs(cell)
+    model_file = None
+    if inputs["model"] is not None:
+        model_file = {**inputs["model"], "quant": cell.quant, "source": mf.kind,
+                      "metadata": _safe_metadata(mf.path)}
+    return {
+        "cell": cell.as_dict(),
+        "fingerprint": digest(inputs),
+        "fingerprint_inputs": inputs,
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": duration,
+        "host": {"id": host_id(), **hardware()},
+        "server": {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args()},
+        "model_file": model_file,
+    }
+
+
+def _safe_metadata(path: Path) -> dict | None:
+    try:
+        return modelfiles.metadata(path)
+    except (UserError, OSError):
+        return None
+
+
+def _summary_line(cell: Cell, result: dict) -> str:
+    m = result["metrics"]
+    if result["status"] != "ok":
+        return f"{cell.task_name}: {result['status'].upper()}: {result['reason']}"
+    tps, ttft = m.get("tokens_per_s"), m.get("ttft_s")
+    figures = ", ".join(x for x in (tps is not None and f"{tps:.1f} tok/s", ttft is not None and f"TTFT {ttft:.2f} s") if x)
+    return f"{cell.task_name}: ok{f' ({figures})' if figures else ''}"
+
+
+def stop_on_interrupt() -> None:
+    """doit's teardown hook: stop the server whether the run ended normally or by Ctrl+C."""
+    SESSION.close()
+    sys.stdout.flush()

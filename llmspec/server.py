@@ -1,0 +1,229 @@
+"""One llama-server process: started on a free loopback port, watched, and always stopped.
+
+No path may leave a server running: the child gets PR_SET_PDEATHSIG so it dies with us even
+after `kill -9`, its pid is recorded so the next run can stop a survivor, and `stop()` escalates
+from SIGTERM to SIGKILL. Memory is watched from outside (VmHWM, VmSwap) because the server's own
+reports do not include what the kernel actually charged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+from llmspec.errors import CellError
+
+log = logging.getLogger(__name__)
+STOP_GRACE_S = 30.0
+
+
+def server_args(ctx_size: int, threads: int, parallel: int, extra: list[str]) -> list[str]:
+    """Arguments that shape the measurement (fingerprinted); model path and port are added at start.
+
+    One slot per request in flight, and no prompt cache reuse between requests (each request
+    also sends cache_prompt=false), so every measured prompt is processed from scratch.
+    """
+    return ["--ctx-size", str(ctx_size), "--threads", str(threads), "--parallel", str(parallel),
+            "--no-webui", *extra]
+
+
+@dataclass
+class LoadStats:
+    load_time_s: float = 0.0
+    load_disk_read_mb: float = 0.0
+    load_disk_read_mb_per_s: float = 0.0
+
+
+@dataclass
+class MemoryWatch:
+    peak_rss_bytes: int = 0
+    peak_swap_bytes: int = 0
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+
+
+class Server:
+    def __init__(self, binary: Path, model: Path, args: list[str], log_path: Path, pid_file: Path,
+                 load_timeout_s: float):
+        self.binary, self.model, self.args = binary, model, args
+        self.log_path, self.pid_file, self.load_timeout_s = log_path, pid_file, load_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.load = LoadStats()
+        self.memory = MemoryWatch()
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start and wait until /health answers 200; raise CellError if it dies or times out."""
+        stop_leftover(self.pid_file)
+        self.port = free_port()
+        cmd = [str(self.binary), "--model", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
+               *self.args]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting %s", " ".join(cmd))
+        t0 = time.perf_counter()
+        with open(self.log_path, "ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
+        _write_pid_file(self.pid_file, self.proc.pid)
+        self._watcher = threading.Thread(target=self._watch, name="llmspec-memwatch", daemon=True)
+        self._watcher.start()
+        try:
+            self._wait_healthy(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self._record_load(time.perf_counter() - t0)
+
+    def _wait_healthy(self, t0: float) -> None:
+        deadline = t0 + self.load_timeout_s
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise CellError(f"failed to load: {first_error_line(self.log_tail(40)) or f'exit code {self.proc.returncode}'}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise CellError(f"did not load within {self.load_timeout_s:g} s")
+
+    def _record_load(self, seconds: float) -> None:
+        read = _read_bytes(self.proc.pid) / 1e6
+        self.load = LoadStats(seconds, read, read / seconds if seconds > 0 else 0.0)
+        log.info("server healthy on port %d after %.2f s (%.1f MB read from disk)", self.port, seconds, read)
+
+    def _watch(self) -> None:
+        """Sample RSS and swap every 0.25 s; the kernel's VmHWM supplies the exact peak RSS."""
+        t0 = time.perf_counter()
+        while not self._stop_watch.wait(0.25):
+            status = _proc_status(self.proc.pid)
+            if not status:
+                return
+            rss, swap, hwm = status.get("VmRSS", 0), status.get("VmSwap", 0), status.get("VmHWM", 0)
+            self.memory.peak_rss_bytes = max(self.memory.peak_rss_bytes, hwm, rss)
+            self.memory.peak_swap_bytes = max(self.memory.peak_swap_bytes, swap)
+            self.memory.samples.append((round(time.perf_counter() - t0, 2), rss, swap))
+
+    def rss_bytes(self) -> int:
+        return _proc_status(self.proc.pid).get("VmRSS", 0) if self.alive() else 0
+
+    def peak_rss_bytes(self) -> int:
+        """Peak RSS so far, read fresh from the kernel (the watcher may lag by one interval)."""
+        if self.alive():
+            self.memory.peak_rss_bytes = max(self.memory.peak_rss_bytes, _proc_status(self.proc.pid).get("VmHWM", 0))
+        return self.memory.peak_rss_bytes
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
+                return fh.read().decode("utf-8", "replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        """SIGTERM, wait up to 30 s, then SIGKILL; safe to call twice and from signal handlers."""
+        self._stop_watch.set()
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log.warning("llama-server %d ignored SIGTERM for %g s; killing it", proc.pid, STOP_GRACE_S)
+                proc.kill()
+                proc.wait()
+        self.proc = proc  # keep returncode visible
+        self.pid_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def first_error_line(lines: list[str]) -> str:
+    """The line a user needs from a failed load (llama.cpp prefixes them with 'error' or 'failed')."""
+    for line in lines:
+        low = line.lower()
+        if ("error" in low or "failed" in low or "invalid" in low) and not line.startswith("==="):
+            return line.strip()[:300]
+    return ""
+
+
+def stop_leftover(pid_file: Path) -> None:
+    """Stop a llama-server that a killed earlier run left behind (its pid file survived)."""
+    try:
+        info = json.loads(pid_file.read_text())
+        proc = psutil.Process(info["pid"])
+        if abs(proc.create_time() - info["create_time"]) < 1 and "llama-server" in proc.name():
+            log.warning("stopping llama-server %d left over from an earlier run", proc.pid)
+            proc.terminate()
+            try:
+                proc.wait(STOP_GRACE_S)
+            except psutil.TimeoutExpired:
+                proc.kill()
+    except (OSError, ValueError, KeyError, psutil.Error):
+        pass
+    pid_file.unlink(missing_ok=True)
+
+
+def _write_pid_file(pid_file: Path, pid: int) -> None:
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(psutil.Error):
+        pid_file.write_text(json.dumps({"pid": pid, "create_time": psutil.Process(pid).create_time()}))
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux to SIGTERM it when our process dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """VmRSS/VmHWM/VmSwap in bytes from /proc (cheap, and VmHWM is the kernel's exact peak)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "VmSwap"):
+                    out[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def _read_bytes(pid: int) -> int:
+    with contextlib.suppress(psutil.Error, AttributeError):
+        return psutil.Process(pid).io_counters().read_bytes
+    return 0

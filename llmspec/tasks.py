@@ -1,0 +1,170 @@
+"""The one module that knows doit: specs become model, cell and report tasks.
+
+- `cell:<spec>:<model>@<quant>:<profile>`: one per cell; its target is the result JSON and it
+  is up to date when that file's stored fingerprint equals the current one (decided from the
+  file, so committed results are up to date in a fresh clone and `.doit.db` holds nothing
+  that matters).
+- `model:<spec>:<model>@<quant>`: makes the model file exist (link, download, derive); a
+  `setup` of the cells that need it, so it runs only when one of them is stale.
+- `report`: re-renders every spec's reports from the result files; measures nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from llmspec import logs, modelfiles
+from llmspec.errors import UserError
+from llmspec.planner import Plan, Workspace
+from llmspec.spec import load_spec
+
+DOIT_CONFIG = {
+    "backend": "sqlite3",  # survives being killed mid-write, unlike the default dbm
+    "dep_file": ".doit.db",
+    "check_file_uptodate": "timestamp",
+    "verbosity": 2,  # stream progress instead of capturing it
+    "continue": True,  # one failed cell must not stop the matrix
+    "default_tasks": ["cell", "report"],
+}
+
+
+def load_plans(root: Path, selected: str | None = None) -> list[Plan]:
+    """Specs under <root>/specs, or only those named (comma-separated stems or paths)."""
+    if selected:
+        paths = [Path(s) if s.endswith(".toml") else root / "specs" / f"{s}.toml" for s in selected.split(",")]
+    else:
+        paths = sorted((root / "specs").glob("*.toml"))
+    if not paths:
+        raise UserError(f"{root / 'specs'}: no *.toml specs found")
+    return [Plan(load_spec(p), Workspace(root)) for p in paths]
+
+
+class CellFreshness:
+    """doit `uptodate` callable whose str() is the reason, so `doit info` explains a stale cell."""
+
+    def __init__(self, plan: Plan, cell):
+        self.plan, self.cell, self.reason = plan, cell, "not checked yet"
+
+    def __call__(self) -> bool:
+        fresh, self.reason = self.plan.freshness(self.cell)
+        return fresh
+
+    def __str__(self) -> str:
+        return self.reason
+
+    __repr__ = __str__
+
+
+class ModelPresent:
+    """Up to date when the file exists (and, for a derived quant, was made from today's base)."""
+
+    def __init__(self, plan: Plan, model: str, quant: str):
+        self.plan, self.model, self.quant, self.reason = plan, model, quant, "not checked yet"
+
+    def __call__(self) -> bool:
+        mf = self.plan.model_file(self.model, self.quant)
+        if not mf.path.exists():
+            self.reason = f"{mf.path} does not exist"
+            return False
+        if mf.kind == "derive":
+            base = self.plan.model_file(self.model, mf.origin).path
+            made_from = (modelfiles.provenance(mf.path) or {}).get("base", {}).get("sha256")
+            if base.exists() and made_from != modelfiles.identity(base)["sha256"]:
+                self.reason = f"base file {base.name} changed since {mf.path.name} was derived"
+                return False
+        self.reason = "present"
+        return True
+
+    def __str__(self) -> str:
+        return self.reason
+
+    __repr__ = __str__
+
+
+def model_tasks(plan: Plan):
+    for model in plan.spec.models:
+        needed = set(model.quants) | {q for q in model.derive.values()}
+        for quant in sorted(needed):
+            mf = plan.model_file(model.name, quant)
+            task = {
+                "name": f"{plan.spec.name}:{model.name}@{quant}",
+                "doc": f"make {mf.path.name} available ({mf.kind}: {mf.origin})",
+                "actions": [(_make_model, [plan, model.name, quant])],
+                "uptodate": [ModelPresent(plan, model.name, quant)],
+                "targets": [str(mf.path)],
+            }
+            if mf.kind == "derive":
+                task["setup"] = [f"model:{plan.spec.name}:{model.name}@{mf.origin}"]
+            yield task
+
+
+def _make_model(plan: Plan, model: str, quant: str) -> None:
+    from llmspec import binaries
+
+    mf = plan.model_file(model, quant)
+    if mf.kind != "derive":
+        modelfiles.ensure(plan.spec, mf)
+        return
+    base = plan.model_file(model, mf.origin).path
+    quantize = binaries.find_tool("llama-quantize", binaries.find_server(plan.spec.server.binary))
+    mf.path.parent.mkdir(parents=True, exist_ok=True)
+    modelfiles.derive(base, mf.path, quant, quantize, plan.threads())
+    print(f"derived {mf.path.name} ({mf.path.stat().st_size / 1e6:.0f} MB) from {base.name}")
+
+
+def cell_tasks(plan: Plan):
+    from llmspec.runner import run_cell, stop_on_interrupt
+
+    for cell in plan.cells:
+        yield {
+            "name": cell.task_name,
+            "doc": f"measure {cell.profile} on {cell.model} {cell.quant}",
+            "actions": [(run_cell, [plan, cell])],
+            "uptodate": [CellFreshness(plan, cell)],
+            "targets": [str(plan.result_path(cell))],
+            "setup": [f"model:{plan.spec.name}:{cell.model}@{cell.quant}"],
+            "teardown": [stop_on_interrupt],
+        }
+
+
+def report_action(plans: list[Plan]) -> None:
+    from llmspec.report import build_report
+
+    for plan in plans:
+        summary = build_report(plan.spec, plan.workspace.results, plan.workspace.reports)
+        print(summary.console_table())
+
+
+def generate(root: Path, selected: str | None):
+    """Task creators for dodo.py; a bad spec is one line on stderr and exit status 2."""
+    try:
+        plans = load_plans(root, selected)
+    except UserError as exc:
+        print(f"llmspec: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.setup(plans[0].workspace.logs, plans[0].spec.log_level)
+
+    def task_model():
+        """Make model files available (link, download, derive)."""
+        for plan in plans:
+            yield from model_tasks(plan)
+
+    def task_cell():
+        """Measure one (model, quant, profile) cell into its result file."""
+        for plan in plans:
+            yield from cell_tasks(plan)
+
+    def task_report():
+        """Render JSON/CSV/HTML reports from the result files (measures nothing)."""
+        return {"actions": [(report_action, [plans])], "uptodate": [False], "verbosity": 2}
+
+    return {"task_model": task_model, "task_cell": task_cell, "task_report": task_report,
+            "DOIT_CONFIG": DOIT_CONFIG}
+
+
+def selected_specs() -> str | None:
+    from doit import get_var
+
+    return get_var("spec", None) or os.environ.get("LLMSPEC_SPEC") or None

@@ -1,0 +1,109 @@
+"""The rating bands and translations a user reads in every report."""
+
+import math
+
+import pytest
+
+from llmspec.rating import RULES, interpret, rate, rated_metrics
+from llmspec.spec import Spec
+
+# Defaults: min_tokens_per_s 2.0, max_ttft_s 30.0, max_itl_cv_pct 20.0
+THRESHOLDS = Spec.model_validate(
+    {"name": "t", "models": [{"name": "m", "quants": ["Q4_1"], "package": "x", "files": {"Q4_1": "x.gguf"}}]}
+).thresholds
+
+
+def metrics(tps=100.0, ttft=1.0, cv=5.0):
+    return {"tokens_per_s": tps, "ttft_s": ttft, "itl_cv_pct": cv}
+
+
+@pytest.mark.parametrize(
+    ("values", "label"),
+    [
+        (metrics(), "Excellent"),
+        (metrics(tps=3.0), "Excellent"),  # exactly +50%
+        (metrics(tps=2.99), "Good"),
+        (metrics(ttft=20.0), "Excellent"),  # 30/20 - 1 = +50%
+        (metrics(ttft=25.0), "Good"),  # +20%
+        (metrics(tps=2.4), "Good"),  # exactly +20%
+        (metrics(tps=2.39), "Acceptable"),
+        (metrics(tps=2.0), "Acceptable"),  # meets the minimum exactly
+        (metrics(ttft=30.0), "Acceptable"),  # meets the maximum exactly
+        (metrics(cv=25.0), "Poor"),  # only the non-critical metric misses
+        (metrics(tps=1.9), "Failed"),  # critical: too slow
+        (metrics(ttft=31.0), "Failed"),  # critical: first token too late
+        (metrics(tps=1.0, cv=50.0), "Failed"),
+    ],
+)
+def test_label_boundaries(values, label):
+    assert rate("interactive", values, THRESHOLDS).label == label
+
+
+def test_not_rated_without_thresholds_or_metrics():
+    assert rate("no_such_profile", metrics(), THRESHOLDS).label is None
+    assert rate("interactive", {"tokens_per_s": 50.0, "ttft_s": 1.0}, THRESHOLDS).label is None
+    assert rate("interactive", {**metrics(), "ttft_s": None}, THRESHOLDS).label is None
+    assert rate("interactive", metrics(), {}).label is None
+
+
+def test_checks_carry_margins_and_directions():
+    rating = rate("interactive", metrics(tps=4.0, ttft=10.0, cv=25.0), THRESHOLDS)
+    by_name = {c.name: c for c in rating.checks}
+    assert by_name["tokens_per_s"].direction == "min"
+    assert by_name["tokens_per_s"].margin_pct == pytest.approx(100.0)
+    assert by_name["ttft_s"].margin_pct == pytest.approx(200.0)
+    assert by_name["itl_cv_pct"].margin_pct == pytest.approx(-20.0)
+    assert not by_name["itl_cv_pct"].passed and not by_name["itl_cv_pct"].critical
+    assert rating.label == "Poor"
+
+
+def test_zero_value_under_a_max_threshold_is_infinitely_good_and_json_safe():
+    rating = rate("interactive", metrics(cv=0.0), THRESHOLDS)
+    check = next(c for c in rating.checks if c.name == "itl_cv_pct")
+    assert math.isinf(check.margin_pct) and check.passed
+    assert check.as_dict()["margin_pct"] is None
+    assert rating.label == "Excellent"
+
+
+def test_thresholds_may_be_a_plain_dict():
+    limits = {"interactive": {"min_tokens_per_s": 50.0, "max_ttft_s": 30.0, "max_itl_cv_pct": 20.0}}
+    assert rate("interactive", metrics(tps=40.0), limits).label == "Failed"
+
+
+def test_rule_table_names_real_threshold_fields():
+    """A typo in the table would silently turn every rating into "not rated"."""
+    for profile, rules in RULES.items():
+        fields = type(getattr(THRESHOLDS, profile)).model_fields
+        assert {r.threshold for r in rules} <= set(fields)
+    assert rated_metrics("interactive") == ("tokens_per_s", "ttft_s", "itl_cv_pct")
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "text"),
+    [
+        ("tokens_per_s", 3, "Slow but readable, like careful dictation"),
+        ("tokens_per_s", 2, "Slow but readable, like careful dictation"),
+        ("tokens_per_s", 7, "Moderate pace, acceptable for patient users"),
+        ("tokens_per_s", 12, "Comfortable reading speed"),
+        ("server_tokens_per_s", 25, "Very fast, excellent UX"),
+        ("tokens_per_s", 118.2, "Nearly instant for most prompts"),
+        ("ttft_s", 0.05, "Feels instant, excellent UX"),
+        ("ttft_s", 3, "Barely noticeable pause"),
+        ("ttft_s", 30, "Significant wait, breaks flow"),
+        ("ttft_s", 45, "Frustrating, unusable for interactive"),
+        ("context_load_s", 45, "Coffee break territory"),
+        ("peak_rss_gb", 7, "Room for other apps"),
+        ("peak_rss_gb", 16, "Swapping likely, severe degradation"),
+        ("docs_per_hour", 45, "Reasonable for moderate batches"),
+        ("docs_per_hour", 200, "Excellent throughput"),
+        ("temperature_c", 82, "Hot, ensure good airflow"),
+        ("temperature_c", 95, "Too hot, reduce load"),
+    ],
+)
+def test_interpret_follows_the_design_table(metric, value, text):
+    assert interpret(metric, value) == text
+
+
+def test_interpret_unknown_metric_or_missing_value_is_empty():
+    assert interpret("itl_cv_pct", 10.0) == ""
+    assert interpret("tokens_per_s", None) == ""

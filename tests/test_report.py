@@ -1,0 +1,156 @@
+"""Reports from result files: what a user reads, and that thresholds re-rate without re-measuring."""
+
+import csv
+import json
+from pathlib import Path
+
+from llmspec.report import build_report
+from llmspec.report.frame import load_frame
+from llmspec.results import write_result
+from llmspec.spec import Spec
+
+MODEL = "SmolLM2-135M-Instruct"
+HOST = "amd-epyc-2c-24g-ef098a"
+XSS = "<script>alert(1)</script>"
+
+
+def make_spec(**thresholds):
+    return Spec.model_validate({
+        "name": "demo",
+        "models": [{"name": MODEL, "size": "135M", "quants": ["Q4_1", "Q8_0"], "package": "x",
+                    "files": {"Q4_1": "x.gguf", "Q8_0": "y.gguf"}}],
+        "thresholds": {"interactive": thresholds},
+    })
+
+
+def make_result(quant="Q4_1", status="ok", reason="", host=HOST, **metrics):
+    """A result as a cell writes it, raw samples included."""
+    metrics = metrics if metrics or status != "ok" else {
+        "ttft_s": 0.05, "tokens_per_s": 118.2, "itl_cv_pct": 12.3, "peak_rss_gb": 0.31}
+    return {
+        "cell": {"spec": "demo", "model": MODEL, "quant": quant, "profile": "interactive"},
+        "fingerprint": "0123456789abcdef", "fingerprint_inputs": {"profile": {"max_tokens": 128}},
+        "status": status, "reason": reason, "metrics": metrics, "flags": [],
+        "samples": [{"ttft_s": 0.05, "timings": {"cache_n": 0, "predicted_n": 128}, "content": "<b>story</b>"}],
+        "started_at": "2026-11-22T21:40:00Z", "duration_s": 5.2,
+        "host": {"id": host, "cpu": f"CPU of {host}", "cores_logical": 2, "cores_physical": 2,
+                 "ram_gb": 24, "arch": "x86_64", "os": "Linux 6.18"},
+        "server": {"binary": "llama-server", "version": "version: 11434 (abc123)", "args": ["--ctx-size", "4096"]},
+        "model_file": {"name": f"{MODEL}.{quant}.gguf", "size": 98_000_000, "sha256": "ab" * 32,
+                       "quant": quant, "source": "package"},
+    }
+
+
+def put(root: Path, result: dict) -> None:
+    cell = result["cell"]
+    write_result(root / result["host"]["id"] / "demo" / MODEL / cell["quant"] / "interactive.json", result)
+
+
+def report(tmp_path, spec=None):
+    summary = build_report(spec or make_spec(), tmp_path / "results", tmp_path / "reports")
+    rows = list(csv.DictReader(summary.csv.open(encoding="utf-8")))
+    return summary, rows, json.loads(summary.json.read_text()), summary.html.read_text()
+
+
+def profile_of(doc, quant, host=HOST):
+    entry = next(r for r in doc["results"] if r["quantization"] == quant and r["host"] == host)
+    return entry["profiles"]["interactive"]
+
+
+def test_csv_has_one_row_per_model_file_with_its_numbers(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1"))
+    put(tmp_path / "results", make_result("Q8_0", ttft_s=0.08, tokens_per_s=60.5, itl_cv_pct=30.0))
+    summary, rows, _, _ = report(tmp_path)
+    assert summary.paths == [tmp_path / "reports/demo" / n for n in ("report.html", "results.csv", "results.json")]
+    assert [(r["model"], r["quant"]) for r in rows] == [(MODEL, "Q8_0"), (MODEL, "Q4_1")]  # spec run order
+    q4 = rows[1]
+    assert float(q4["interactive_tokens_per_s"]) == 118.2
+    assert float(q4["interactive_ttft_s"]) == 0.05
+    assert float(q4["model_size_gb"]) == 0.098
+    assert (q4["interactive_rating"], rows[0]["interactive_rating"]) == ("Excellent", "Poor")
+
+
+def test_json_has_ratings_checks_and_metadata(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1"))
+    _, _, doc, _ = report(tmp_path)
+    profile = profile_of(doc, "Q4_1")
+    assert profile["rating"] == "Excellent"
+    assert {c["name"] for c in profile["checks"]} == {"tokens_per_s", "ttft_s", "itl_cv_pct"}
+    assert profile["metrics"]["tokens_per_s"] == 118.2
+    assert doc["metadata"]["thresholds"]["interactive"]["min_tokens_per_s"] == 2.0
+    assert doc["metadata"]["hosts"][0]["cpu"] == f"CPU of {HOST}"
+    assert "samples" not in json.dumps(doc)
+
+
+def test_changing_a_threshold_re_rates_without_remeasuring(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1"))
+    result_file = next((tmp_path / "results").rglob("*.json"))
+    before = result_file.read_bytes()
+    _, rows, _, _ = report(tmp_path)
+    assert rows[0]["interactive_rating"] == "Excellent"
+    _, rows, doc, _ = report(tmp_path, make_spec(min_tokens_per_s=150.0))
+    assert rows[0]["interactive_rating"] == "Failed"
+    assert profile_of(doc, "Q4_1")["rating"] == "Failed"
+    assert result_file.read_bytes() == before
+
+
+def test_skipped_and_error_results_show_their_reason(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1", status="skipped", reason="needs 9 GB, 4 GB free"))
+    put(tmp_path / "results", make_result("Q8_0", status="error", reason="llama-server exited with code 1"))
+    summary, rows, doc, html = report(tmp_path)
+    by_quant = {r["quant"]: r for r in rows}
+    assert by_quant["Q4_1"]["interactive_status"] == "skipped"
+    assert by_quant["Q4_1"]["interactive_reason"] == "needs 9 GB, 4 GB free"
+    assert profile_of(doc, "Q8_0")["reason"] == "llama-server exited with code 1"
+    assert profile_of(doc, "Q8_0")["rating"] is None
+    assert "needs 9 GB, 4 GB free" in html and "llama-server exited with code 1" in html
+    assert "skipped" in summary.console_table()
+
+
+def test_html_escapes_reasons(tmp_path):
+    put(tmp_path / "results", make_result("Q8_0", status="error", reason=f"server said {XSS}"))
+    put(tmp_path / "results", make_result("Q4_1"))
+    _, _, _, html = report(tmp_path)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert XSS not in html and "<b>story</b>" not in html
+
+
+def test_two_hosts_give_two_rows(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1"))
+    put(tmp_path / "results", make_result("Q4_1", host="intel-n100-4c-16g-123abc", tokens_per_s=1.5,
+                                          ttft_s=4.0, itl_cv_pct=10.0))
+    summary, rows, doc, html = report(tmp_path)
+    assert [(r["host"], r["quant"], r["interactive_rating"]) for r in rows] == [
+        (HOST, "Q4_1", "Excellent"), ("intel-n100-4c-16g-123abc", "Q4_1", "Failed")]
+    assert [h["id"] for h in doc["metadata"]["hosts"]] == [HOST, "intel-n100-4c-16g-123abc"]
+    assert "CPU of intel-n100-4c-16g-123abc" in html
+    assert "intel-n100-4c-16g-123abc" in summary.console_table()
+
+
+def test_no_results_yet_still_writes_valid_empty_reports(tmp_path):
+    summary, rows, doc, html = report(tmp_path)
+    assert rows == [] and doc["results"] == [] and "<html" in html
+    assert "No results" in summary.console_table()
+
+
+def test_console_table_lists_cells(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1"))
+    text = build_report(make_spec(), tmp_path / "results", tmp_path / "reports").console_table()
+    header, _, row = text.splitlines()[:3]
+    assert header.split() == ["model", "quant", "profile", "status", "tokens/s", "TTFT", "s", "rating"]
+    assert row.split() == [MODEL, "Q4_1", "interactive", "ok", "118.2", "0.05", "Excellent"]
+
+
+def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
+    root = tmp_path / "results"
+    put(root, make_result("Q4_1"))
+    compact = root / HOST / "demo" / MODEL / "Q8_0" / "interactive.json"
+    compact.parent.mkdir(parents=True)
+    compact.write_text(json.dumps(make_result("Q8_0", tokens_per_s=7.0)))  # not write_result's layout
+    (root / HOST / "other-spec" / MODEL / "Q4_1").mkdir(parents=True)
+    (root / HOST / "other-spec" / MODEL / "Q4_1" / "interactive.json").write_text("{}")
+    frame = load_frame(root, "demo")
+    assert frame.height == 2 and "samples" not in frame.columns
+    assert sorted(frame["tokens_per_s"].to_list()) == [7.0, 118.2]
+    assert frame["model_size_bytes"].to_list() == [98_000_000, 98_000_000]
+    assert frame["peak_rss_gb"].null_count() == 1  # missing in one file: null, not an error

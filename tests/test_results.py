@@ -1,0 +1,78 @@
+"""Results are written atomically, and freshness is decided from the result file alone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from llmspec.fingerprint import digest
+from llmspec.results import freshness, read_result, write_result
+
+INPUTS = {"method": "interactive/1.1", "profile": {"max_tokens": 64}, "model": {"name": "m.gguf", "size": 1, "sha256": "ab"},
+          "source": {"kind": "package", "origin": "p", "file": "m.gguf"}, "server": {"version": "1", "args": []}, "host": "h"}
+
+
+def result(status="ok", inputs=INPUTS):
+    return {"status": status, "reason": "", "fingerprint": digest(inputs), "fingerprint_inputs": inputs, "metrics": {"x": 1.0}}
+
+
+def test_roundtrip_sorted_and_rounded(tmp_path):
+    path = tmp_path / "a" / "r.json"
+    write_result(path, {**result(), "metrics": {"b": 1 / 3, "a": 2.0}})
+    text = path.read_text()
+    assert text.index('"a"') < text.index('"b"')
+    assert read_result(path)["metrics"]["b"] == 0.333333
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+
+
+def test_fresh_when_fingerprint_matches(tmp_path):
+    path = tmp_path / "r.json"
+    write_result(path, result())
+    assert freshness(path, INPUTS) == (True, "up to date")
+
+
+def test_missing_result_is_stale(tmp_path):
+    fresh, why = freshness(tmp_path / "nope.json", INPUTS)
+    assert not fresh and "no result yet" in why
+
+
+def test_changed_setting_is_explained(tmp_path):
+    path = tmp_path / "r.json"
+    write_result(path, result())
+    fresh, why = freshness(path, {**INPUTS, "profile": {"max_tokens": 128}})
+    assert not fresh
+    assert why == "profile settings changed (max_tokens: 64 -> 128)"
+
+
+def test_error_results_are_retried(tmp_path):
+    path = tmp_path / "r.json"
+    write_result(path, {**result("error"), "reason": "server crashed"})
+    fresh, why = freshness(path, INPUTS)
+    assert not fresh and "server crashed" in why
+
+
+def test_model_not_on_disk_trusts_committed_result_with_same_source(tmp_path):
+    path = tmp_path / "r.json"
+    write_result(path, result())
+    assert freshness(path, {**INPUTS, "model": None})[0]
+    other_source = {**INPUTS, "model": None, "source": {"kind": "hf", "origin": "x@main", "file": "m.gguf"}}
+    assert not freshness(path, other_source)[0]
+
+
+def test_killed_writer_leaves_no_half_file(tmp_path):
+    """SIGKILL in the middle of writing a large result: the old file stays whole."""
+    path = tmp_path / "r.json"
+    write_result(path, result())
+    before = path.read_text()
+    code = (
+        "import sys; from pathlib import Path; from llmspec.results import write_result\n"
+        "big = {'status': 'ok', 'samples': ['x' * 1000] * 200000}\n"
+        "import os, threading; threading.Timer(0.05, lambda: os.kill(os.getpid(), 9)).start()\n"
+        f"write_result(Path({str(path)!r}), big)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert path.read_text() == before
+    json.loads(path.read_text())
+    assert not [p for p in os.listdir(tmp_path) if p != "r.json" and not p.endswith(".tmp")]
