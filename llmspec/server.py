@@ -85,7 +85,8 @@ class Server:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          preexec_fn=_die_with_parent)
         _write_pid_file(self.pid_file, self.proc.pid)
-        self._watcher = threading.Thread(target=self._watch, name="llmspec-memwatch", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, args=(self.proc.pid,), name="llmspec-memwatch",
+                                         daemon=True)
         self._watcher.start()
         try:
             self._wait_healthy(t0)
@@ -110,11 +111,11 @@ class Server:
         self.load = LoadStats(seconds, read, read / seconds if seconds > 0 else 0.0)
         log.info("server healthy on port %d after %.2f s (%.1f MB read from disk)", self.port, seconds, read)
 
-    def _watch(self) -> None:
+    def _watch(self, pid: int) -> None:
         """Sample RSS and swap every 0.25 s; the kernel's VmHWM supplies the exact peak RSS."""
         t0 = time.perf_counter()
         while not self._stop_watch.wait(0.25):
-            status = _proc_status(self.proc.pid)
+            status = _proc_status(pid)
             if not status:
                 return
             rss, swap, hwm = status.get("VmRSS", 0), status.get("VmSwap", 0), status.get("VmHWM", 0)

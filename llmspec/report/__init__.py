@@ -8,8 +8,6 @@ reader never sees half a report.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +16,7 @@ from llmspec.report.csv import generate_csv
 from llmspec.report.frame import for_spec, load_frame
 from llmspec.report.html import generate_html
 from llmspec.report.json import generate_json
+from llmspec.results import write_text_atomic
 from llmspec.spec import Spec
 
 # (header, frame column, format) of the end-of-run console table.
@@ -75,23 +74,10 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path) -> ReportSu
         result_count=frame.height, left_out=left_out,
         rows=frame.select([c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]).to_dicts(),
     )
-    _write(summary.csv, generate_csv(frame))
-    _write(summary.json, generate_json(frame, spec, generated_at))
-    _write(summary.html, generate_html(frame, spec, generated_at))
+    write_text_atomic(summary.csv, generate_csv(frame))
+    write_text_atomic(summary.json, generate_json(frame, spec, generated_at))
+    write_text_atomic(summary.html, generate_html(frame, spec, generated_at))
     return summary
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["ReportSummary", "build_report"]

