@@ -97,6 +97,18 @@ class Plan:
         """Resolved settings plus prompt-file hashes, computed once per profile per run."""
         return PROFILE_MODULES[profile].inputs(getattr(self.spec.profiles, profile), self.spec.root)
 
+    def model_state(self, model: str, quant: str) -> tuple[bool, str]:
+        """(present?, why): a derived file made from an older base counts as missing."""
+        mf = self.model_file(model, quant)
+        if not mf.path.exists():
+            return False, f"{mf.path} does not exist"
+        if mf.kind == "derive":
+            base = self.model_file(model, mf.origin).path
+            made_from = (modelfiles.provenance(mf.path) or {}).get("base", {}).get("sha256")
+            if base.exists() and made_from != modelfiles.identity(base)["sha256"]:
+                return False, f"base file {base.name} changed since {mf.path.name} was derived"
+        return True, "present"
+
     def inputs(self, cell: Cell) -> dict[str, Any]:
         """Everything that changes this cell's measurement (see DESIGN.md, fingerprint)."""
         return {

@@ -87,9 +87,7 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
     result: dict[str, Any] = {"status": "ok", "reason": "", "metrics": {}, "samples": [], "flags": []}
     server = None
     try:
-        model_path = modelfiles.ensure(plan.spec, mf) if mf.kind != "derive" else mf.path
-        if not model_path.exists():
-            raise UserError(f"{model_path.name} is missing; run `doit` to derive it")
+        model_path = ensure_model(plan, cell.model, cell.quant)
         server = SESSION.server_for(plan, cell, model_path)
         result.update(_measure(plan, cell, server, progress))
     except SkipCell as exc:
@@ -104,6 +102,22 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
     write_result(plan.result_path(cell), result)
     progress(_summary_line(cell, result))
     return result["status"] != "error"
+
+
+def ensure_model(plan: Plan, model: str, quant: str) -> Path:
+    """Make (model, quant)'s file exist: link, assemble or download it, or derive it (base first)."""
+    mf = plan.model_file(model, quant)
+    if plan.model_state(model, quant)[0]:
+        return mf.path
+    if mf.kind != "derive":
+        return modelfiles.ensure(plan.spec, mf)
+    base = ensure_model(plan, model, mf.origin)
+    quantize = binaries.find_tool("llama-quantize", binaries.find_server(plan.spec.server.binary))
+    mf.path.parent.mkdir(parents=True, exist_ok=True)
+    modelfiles.derive(base, mf.path, quant, quantize, plan.threads())
+    print(f"derived {mf.path.name} ({mf.path.stat().st_size / 1e6:.0f} MB) from {base.name}")
+    plan.model_identity.cache_clear()
+    return mf.path
 
 
 def _measure(plan: Plan, cell: Cell, server: Server, progress) -> dict[str, Any]:

@@ -4,8 +4,10 @@
   is up to date when that file's stored fingerprint equals the current one (decided from the
   file, so committed results are up to date in a fresh clone and `.doit.db` holds nothing
   that matters).
-- `model:<spec>:<model>@<quant>`: makes the model file exist (link, download, derive); a
-  `setup` of the cells that need it, so it runs only when one of them is stale.
+- `model:<spec>:<model>@<quant>`: makes the model file exist (link, download, derive), for
+  fetching ahead (`doit model`). A stale cell makes its own model file with the same function
+  rather than through doit's `setup`, which would reorder cells and break the planned
+  traversal; a derived quant is still built once and reused.
 - `report`: re-renders every spec's reports from the result files; measures nothing.
 """
 
@@ -15,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from llmspec import logs, modelfiles
+from llmspec import logs
 from llmspec.errors import UserError
 from llmspec.planner import Plan, Workspace
 from llmspec.spec import load_spec
@@ -64,18 +66,8 @@ class ModelPresent:
         self.plan, self.model, self.quant, self.reason = plan, model, quant, "not checked yet"
 
     def __call__(self) -> bool:
-        mf = self.plan.model_file(self.model, self.quant)
-        if not mf.path.exists():
-            self.reason = f"{mf.path} does not exist"
-            return False
-        if mf.kind == "derive":
-            base = self.plan.model_file(self.model, mf.origin).path
-            made_from = (modelfiles.provenance(mf.path) or {}).get("base", {}).get("sha256")
-            if base.exists() and made_from != modelfiles.identity(base)["sha256"]:
-                self.reason = f"base file {base.name} changed since {mf.path.name} was derived"
-                return False
-        self.reason = "present"
-        return True
+        present, self.reason = self.plan.model_state(self.model, self.quant)
+        return present
 
     def __str__(self) -> str:
         return self.reason
@@ -84,6 +76,8 @@ class ModelPresent:
 
 
 def model_tasks(plan: Plan):
+    from llmspec.runner import ensure_model
+
     for model in plan.spec.models:
         needed = set(model.quants) | {q for q in model.derive.values()}
         for quant in sorted(needed):
@@ -91,27 +85,11 @@ def model_tasks(plan: Plan):
             task = {
                 "name": f"{plan.spec.name}:{model.name}@{quant}",
                 "doc": f"make {mf.path.name} available ({mf.kind}: {mf.origin})",
-                "actions": [(_make_model, [plan, model.name, quant])],
+                "actions": [(ensure_model, [plan, model.name, quant])],
                 "uptodate": [ModelPresent(plan, model.name, quant)],
                 "targets": [str(mf.path)],
             }
-            if mf.kind == "derive":
-                task["setup"] = [f"model:{plan.spec.name}:{model.name}@{mf.origin}"]
             yield task
-
-
-def _make_model(plan: Plan, model: str, quant: str) -> None:
-    from llmspec import binaries
-
-    mf = plan.model_file(model, quant)
-    if mf.kind != "derive":
-        modelfiles.ensure(plan.spec, mf)
-        return
-    base = plan.model_file(model, mf.origin).path
-    quantize = binaries.find_tool("llama-quantize", binaries.find_server(plan.spec.server.binary))
-    mf.path.parent.mkdir(parents=True, exist_ok=True)
-    modelfiles.derive(base, mf.path, quant, quantize, plan.threads())
-    print(f"derived {mf.path.name} ({mf.path.stat().st_size / 1e6:.0f} MB) from {base.name}")
 
 
 def cell_tasks(plan: Plan):
@@ -124,7 +102,6 @@ def cell_tasks(plan: Plan):
             "actions": [(run_cell, [plan, cell])],
             "uptodate": [CellFreshness(plan, cell)],
             "targets": [str(plan.result_path(cell))],
-            "setup": [f"model:{plan.spec.name}:{cell.model}@{cell.quant}"],
             "teardown": [stop_on_interrupt],
         }
 
