@@ -55,9 +55,21 @@ def cmd_models(args) -> int:
     for model in plan.spec.models:
         for quant in model.quants:
             mf = plan.model_file(model.name, quant)
-            rows.append((model.name, quant, f"{mf.kind}: {mf.origin}", *_state(mf), str(mf.path)))
+            rows.append((model.name, quant, f"{mf.kind}: {mf.origin}", *_state(mf), _shown(mf.path)))
+    planned = {plan.model_file(m.name, q).path for m in plan.spec.models for q in [*m.quants, *m.derive.values()]}
+    model_dir = plan.spec.resolve(plan.spec.model_dir)
+    for path in sorted(model_dir.rglob("*.gguf")):
+        if path not in planned:
+            rows.append(("-", "-", "-", "not in this spec", f"{path.stat().st_size / 1e6:.0f} MB", _shown(path)))
     print(format_table(rows))
     return 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _state(mf) -> tuple[str, str]:
@@ -73,7 +85,7 @@ def _state(mf) -> tuple[str, str]:
             return "to download", f"{hub.remote_file_info(repo, mf.file, revision).size / 1e6:.0f} MB"
         except UserError as exc:
             return "to download", f"unknown ({exc})"
-    return ("to link from package" if mf.kind == "package" else "to link"), "?"
+    return ("from package" if mf.kind == "package" else "to link"), "?"
 
 
 def format_table(rows: list[tuple]) -> str:

@@ -50,9 +50,8 @@ def plan(spec: Spec, model: Model, quant: str) -> ModelFile:
         return ModelFile(model.name, quant, folder / f"{model.name}.{quant}.gguf", "derive", model.derive[quant], quant)
     file = model.files[quant]
     kind = model.source_kind()
-    if kind == "path":
-        local = spec.resolve(file)
-        return ModelFile(model.name, quant, folder / local.name, "path", str(local), file)
+    if kind == "path":  # origin as written in the spec: no machine paths in committed results
+        return ModelFile(model.name, quant, folder / Path(file).name, "path", file, file)
     origin = model.package if kind == "package" else f"{model.repo}@{model.revision or 'main'}"
     return ModelFile(model.name, quant, folder / Path(file).name, kind, origin, file)
 
@@ -63,7 +62,7 @@ def ensure(spec: Spec, mf: ModelFile) -> Path:
         return mf.path
     mf.path.parent.mkdir(parents=True, exist_ok=True)
     if mf.kind == "path":
-        _link(Path(mf.origin), mf.path, f"models: {mf.model} {mf.quant}: file {mf.origin} does not exist")
+        _link(spec.resolve(mf.origin), mf.path, f"models: {mf.model}: files.{mf.quant}: {mf.origin} does not exist")
     elif mf.kind == "package":
         _from_package(mf)
     elif mf.kind == "hf":

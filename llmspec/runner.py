@@ -90,18 +90,32 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
         model_path = ensure_model(plan, cell.model, cell.quant)
         server = SESSION.server_for(plan, cell, model_path)
         result.update(_measure(plan, cell, server, progress))
+    except KeyboardInterrupt:
+        _interrupted(plan, cell)
     except SkipCell as exc:
         result.update(status="skipped", reason=f"model did not load in this run: {exc}")
     except (CellError, UserError) as exc:
         result.update(status="error", reason=str(exc))
         if server is not None:
-            result["server_log_tail"] = server.log_tail(20)
+            root = str(plan.spec.root.resolve())
+            result["server_log_tail"] = [line.replace(root, ".") for line in server.log_tail(20)]
             if not server.alive():
                 SESSION.close()
     result.update(_provenance(plan, cell, mf, server, started, time.perf_counter() - t0))
     write_result(plan.result_path(cell), result)
     progress(_summary_line(cell, result))
     return result["status"] != "error"
+
+
+def _interrupted(plan: Plan, cell: Cell) -> None:
+    """Ctrl+C: stop the server, keep finished cells, write a partial report, exit 130 (no traceback)."""
+    SESSION.close()
+    print(f"\ninterrupted: {cell.task_name} was not recorded; finished cells are kept, `doit` resumes the rest")
+    from llmspec.report import build_report
+
+    summary = build_report(plan.spec, plan.workspace.results, plan.workspace.reports)
+    print(f"partial report: {summary.html}")
+    raise SystemExit(130)
 
 
 def ensure_model(plan: Plan, model: str, quant: str) -> Path:

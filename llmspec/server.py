@@ -82,7 +82,7 @@ class Server:
         with open(self.log_path, "ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=_die_with_parent)
         _write_pid_file(self.pid_file, self.proc.pid)
         self._watcher = threading.Thread(target=self._watch, args=(self.proc.pid,), name="llmspec-memwatch",

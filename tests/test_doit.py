@@ -140,3 +140,55 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("llmspec: specs/bad.toml: server.thread: unknown key (allowed here: binary,")
+
+
+def start_and_wait_for_request(root: Path) -> tuple[subprocess.Popen, Path]:
+    log = root / "doit.out"
+    proc = subprocess.Popen(DOIT + ["-d", str(root)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    import time
+
+    deadline = time.time() + 120
+    while "request 1/3" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.05)
+    return proc, log
+
+
+@pytest.fixture
+def fresh_project(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    (tmp_path / "specs" / "t.toml").write_text(SPEC.replace("max_tokens = 32", "max_tokens = 200"))
+    return tmp_path
+
+
+def test_ctrl_c_stops_server_keeps_nothing_half_done_and_resumes(fresh_project):
+    import signal
+
+    root = fresh_project
+    proc, log = start_and_wait_for_request(root)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    out = log.read_text()
+    assert "interrupted: t:SmolLM2-135M-Instruct@Q4_1:interactive was not recorded" in out
+    assert "Traceback" not in out
+    assert not llama_servers_under(root)
+    assert not list((root / "build" / "results").rglob("*.json"))
+    assert (root / "build" / "reports" / "t" / "report.html").exists()  # partial report
+    resumed = doit(root)
+    assert executed_cells(resumed.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q4_1:interactive"]
+
+
+def test_kill_9_of_the_run_takes_the_server_down_too(fresh_project):
+    import time
+
+    root = fresh_project
+    proc, _ = start_and_wait_for_request(root)
+    assert llama_servers_under(root)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.time() + 30
+    while llama_servers_under(root) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not llama_servers_under(root)
+    assert not list((root / "build" / "results").rglob("*.json"))

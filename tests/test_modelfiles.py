@@ -1,0 +1,93 @@
+"""Model files come from a local path, a package or a hub, and are known by size and sha256."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from fakehub import FakeHub
+from llmspec import modelfiles
+from llmspec.errors import UserError
+from llmspec.planner import Plan
+from llmspec.spec import load_spec
+
+
+def local_spec(project, file: str):
+    return load_spec(project(f"""
+        [[models]]
+        name = "smol"
+        quants = ["Q4_1"]
+        files = {{ Q4_1 = "{file}" }}
+        """))
+
+
+def test_local_path_is_linked_into_the_model_dir_and_identified_once(project, smol_gguf):
+    spec = local_spec(project, str(smol_gguf))
+    mf = Plan(spec).model_file("smol", "Q4_1")
+    path = modelfiles.ensure(spec, mf)
+    assert path == project.root / "build" / "models" / "smol" / smol_gguf.name
+    assert path.is_symlink() and path.resolve() == smol_gguf.resolve()
+    ident = modelfiles.identity(path)
+    assert ident == {"name": smol_gguf.name, "size": smol_gguf.stat().st_size, "sha256": modelfiles.sha256_file(smol_gguf)}
+    cache = path.with_name(path.name + ".identity.json")
+    stamp = cache.stat().st_mtime_ns
+    assert modelfiles.identity(path) == ident and cache.stat().st_mtime_ns == stamp  # not hashed again
+
+
+def test_missing_local_file_names_the_key(project):
+    spec = local_spec(project, "nowhere/model.gguf")
+    with pytest.raises(UserError, match=r"models: smol: files.Q4_1: nowhere/model.gguf does not exist"):
+        modelfiles.ensure(spec, Plan(spec).model_file("smol", "Q4_1"))
+
+
+def test_fingerprint_source_has_no_machine_paths(project, smol_gguf):
+    spec = local_spec(project, "weights/smol.gguf")
+    assert Plan(spec).model_file("smol", "Q4_1").source == {"kind": "path", "origin": "weights/smol.gguf", "file": "weights/smol.gguf"}
+
+
+def test_gguf_metadata_of_the_real_model(smol_gguf, tmp_path):
+    link = tmp_path / smol_gguf.name
+    link.symlink_to(smol_gguf)
+    meta = modelfiles.metadata(link)
+    assert meta["architecture"] == "llama" and meta["file_type"] == "Q4_1"
+    assert meta["context_length"] == 8192 and meta["layers"] == 30
+    assert 130e6 < meta["parameters"] < 140e6
+
+
+def test_hub_model_is_downloaded_into_the_model_dir(project, monkeypatch):
+    data = b"GGUF" + bytes(range(256)) * 100
+    with FakeHub({("org/smol-GGUF", "smol-q4_1.gguf"): data}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        spec = load_spec(project("""
+            [[models]]
+            name = "smol"
+            quants = ["Q4_1"]
+            repo = "org/smol-GGUF"
+            files = { Q4_1 = "smol-q4_1.gguf" }
+            """))
+        path = modelfiles.ensure(spec, Plan(spec).model_file("smol", "Q4_1"))
+    assert path == project.root / "build" / "models" / "smol" / "smol-q4_1.gguf"
+    assert path.read_bytes() == data
+
+
+def test_models_command_shows_inventory(project, smol_gguf):
+    spec_path = project(f"""
+        [[models]]
+        name = "smol"
+        quants = ["Q4_1", "Q8_0"]
+        files = {{ Q4_1 = "{smol_gguf}" }}
+        derive = {{ Q8_0 = "Q4_1" }}
+        """)
+    spec = load_spec(spec_path)
+    modelfiles.ensure(spec, Plan(spec).model_file("smol", "Q4_1"))
+    stray = project.root / "build" / "models" / "old" / "old.gguf"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"GGUF")
+    out = subprocess.run([sys.executable, "-m", "llmspec.cli", "models", str(spec_path)], cwd=project.root,
+                         capture_output=True, text=True, check=True).stdout
+    lines = {line.split()[1] if not line.startswith("-") else "stray": line for line in out.splitlines()[2:]}
+    assert "available" in lines["Q4_1"] and "98 MB" in lines["Q4_1"]
+    assert "to derive from Q4_1" in lines["Q8_0"]
+    assert "not in this spec" in lines["stray"] and "build/models/old/old.gguf" in lines["stray"]
