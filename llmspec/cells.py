@@ -40,27 +40,36 @@ def quant_rank(spec: Spec, quant: str) -> int:
     return order.index(quant) if quant in order else len(order)
 
 
+REMOTE = "remote"  # the quant column of an external endpoint's cells
+
+
 def expand(spec: Spec) -> list[Cell]:
     """Every cell of the spec, ordered by quant level, then model size, then profile.
 
     Traversing by quant level first gets the most useful data (the Q4 baseline across sizes)
     earliest; cells of one (model, quant) stay adjacent so they share one server start.
+    External endpoints come after the local models, and stress cells come last of all: which
+    configuration gets stressed is decided from everyone else's results.
     """
-    profiles = list(spec.profiles.enabled())
-    pairs = [(m, q) for m in spec.models for q in m.quants]
-    spec_index = {id(m): i for i, m in enumerate(spec.models)}
-
-    def pair_key(pair):
-        model, quant = pair
-        size = model.params_b if model.params_b is not None else float("inf")
-        return (quant_rank(spec, quant), _spec_quant_index(spec, quant), size, spec_index[id(model)])
-
-    return [Cell(spec.name, m.name, q, p) for m, q in sorted(pairs, key=pair_key) for p in profiles]
+    profiles = [p for p in spec.profiles.enabled() if p != "stress"]
+    pairs = ordered_pairs(spec)
+    local = [Cell(spec.name, model, quant, p) for model, quant in pairs for p in profiles]
+    remote = [Cell(spec.name, e.name, REMOTE, p) for e in spec.endpoints for p in profiles if p in e.profiles]
+    stress = [Cell(spec.name, m, q, "stress") for m, q in pairs] if spec.profiles.stress is not None else []
+    return local + remote + stress
 
 
-def _spec_quant_index(spec: Spec, quant: str) -> int:
-    """Quants not in quant_order keep the order they first appear in the spec."""
-    seen: list[str] = []
+def ordered_pairs(spec: Spec) -> list[tuple[str, str]]:
+    """(model, quant) in traversal order: quant level, then size (unknown sizes last), then spec order."""
+    first_seen: dict[str, int] = {}
     for model in spec.models:
-        seen += [q for q in model.quants if q not in seen]
-    return seen.index(quant)
+        for quant in model.quants:
+            first_seen.setdefault(quant, len(first_seen))
+
+    def key(item):
+        index, model, quant = item
+        size = model.params_b if model.params_b is not None else float("inf")
+        return (quant_rank(spec, quant), first_seen[quant], size, index)
+
+    items = [(i, m, q) for i, m in enumerate(spec.models) for q in m.quants]
+    return [(m.name, q) for _, m, q in sorted(items, key=key)]

@@ -8,22 +8,38 @@ server's version, each model file's identity) are looked up once and cached, so 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmspec import binaries, modelfiles
-from llmspec.cells import Cell, expand
+from llmspec.cells import REMOTE, Cell, expand, ordered_pairs
 from llmspec.errors import UserError
 from llmspec.fingerprint import MEASUREMENT_VERSION
 from llmspec.host import hardware, host_id
-from llmspec.profiles import interactive
-from llmspec.results import freshness
+from llmspec.rating import rate
+from llmspec.results import freshness, read_result
 from llmspec.server import server_args
 from llmspec.spec import Spec
 
-PROFILE_MODULES = {"interactive": interactive}
+PASSING = ("Excellent", "Good", "Acceptable")
+
+
+def profile_module(name: str):
+    """llmspec.profiles.<name>: VERSION, inputs(settings, root), run(ctx), maybe server_overrides."""
+    return importlib.import_module(f"llmspec.profiles.{name}")
+
+
+@dataclass(frozen=True)
+class StressChoice:
+    model: str | None
+    quant: str | None
+    reason: str
+
+    def picks(self, cell: Cell) -> bool:
+        return (cell.model, cell.quant) == (self.model, self.quant)
 
 
 @dataclass(frozen=True)
@@ -69,8 +85,19 @@ class Plan:
         return self.spec.server.threads or hardware()["cores_physical"]
 
     def server_args(self) -> list[str]:
+        """Arguments common to every profile (fingerprinted). A profile may raise the context or
+        the slot count (see `profile_server_args`); that follows from its settings, which are
+        fingerprinted too."""
         s = self.spec.server
         return server_args(s.ctx_size, self.threads(), 1, list(s.extra_args))
+
+    def profile_server_args(self, profile: str) -> list[str]:
+        s = self.spec.server
+        ctx_size, parallel = s.ctx_size, 1
+        module = profile_module(profile)
+        if hasattr(module, "server_overrides"):
+            ctx_size, parallel = module.server_overrides(getattr(self.spec.profiles, profile), s.ctx_size)
+        return server_args(ctx_size, self.threads(), parallel, list(s.extra_args))
 
     @functools.cached_property
     def server_binary(self) -> Path | None:
@@ -95,7 +122,7 @@ class Plan:
     @functools.cache
     def profile_inputs(self, profile: str) -> dict[str, Any]:
         """Resolved settings plus prompt-file hashes, computed once per profile per run."""
-        return PROFILE_MODULES[profile].inputs(getattr(self.spec.profiles, profile), self.spec.root)
+        return profile_module(profile).inputs(getattr(self.spec.profiles, profile), self.spec.root)
 
     def model_state(self, model: str, quant: str) -> tuple[bool, str]:
         """(present?, why): a derived file made from an older base counts as missing."""
@@ -111,14 +138,53 @@ class Plan:
 
     def inputs(self, cell: Cell) -> dict[str, Any]:
         """Everything that changes this cell's measurement (see DESIGN.md, fingerprint)."""
-        return {
-            "method": f"{cell.profile}/{PROFILE_MODULES[cell.profile].VERSION}.{MEASUREMENT_VERSION}",
+        inputs = {
+            "method": f"{cell.profile}/{profile_module(cell.profile).VERSION}.{MEASUREMENT_VERSION}",
             "profile": self.profile_inputs(cell.profile),
-            "model": self.model_identity(cell.model, cell.quant),
-            "source": self.model_file(cell.model, cell.quant).source,
-            "server": {"version": self.server_version, "args": self.server_args()},
             "host": host_id(),
         }
+        if cell.quant == REMOTE:
+            endpoint = self.endpoint(cell.model)
+            remote = {"kind": "endpoint", "url": endpoint.url, "model": endpoint.model}
+            return {**inputs, "model": remote, "source": remote, "server": {"version": None, "args": []}}
+        inputs.update(model=self.model_identity(cell.model, cell.quant),
+                      source=self.model_file(cell.model, cell.quant).source,
+                      server={"version": self.server_version, "args": self.server_args()})
+        if cell.profile == "stress":  # re-decided whenever the results it was chosen from change
+            choice = self.stress_choice()
+            inputs["selection"] = {"chosen": f"{choice.model}@{choice.quant}" if choice.model else None,
+                                   "selected": choice.picks(cell)}
+        return inputs
+
+    def endpoint(self, name: str):
+        return next(e for e in self.spec.endpoints if e.name == name)
+
+    def stress_choice(self) -> StressChoice:
+        """Design document, "Stress Test Model Selection": the last (largest) passing configuration.
+
+        A configuration passes when every profile measured on it rates Acceptable or better
+        against today's thresholds; of those, the largest model file is stressed, since it is
+        the one most likely to show heat or swap trouble without being certain to fail.
+        """
+        profiles = [p for p in self.spec.profiles.enabled() if p != "stress"]
+        passing = []
+        for order, (model, quant) in enumerate(ordered_pairs(self.spec)):
+            labels, size = [], None
+            for profile in profiles:
+                result = read_result(self.result_path(Cell(self.spec.name, model, quant, profile))) or {}
+                if result.get("status") == "ok":
+                    labels.append(rate(profile, result.get("metrics") or {}, self.spec.thresholds).label)
+                    size = (result.get("model_file") or {}).get("size", size)
+                else:
+                    labels.append(None)
+            rated = [label for label in labels if label is not None]
+            if rated and all(label in PASSING for label in rated) and len(rated) == len(labels):
+                passing.append((size or 0, order, model, quant, rated))
+        if not passing:
+            return StressChoice(None, None, "no configuration passed every measured profile yet")
+        size, _, model, quant, rated = max(passing)
+        return StressChoice(model, quant, f"{model} {quant} is the largest of {len(passing)} passing "
+                                          f"configuration(s) ({size / 1e6:.0f} MB; rated {', '.join(rated)})")
 
     def freshness(self, cell: Cell) -> tuple[bool, str]:
         return freshness(self.result_path(cell), self.inputs(cell))

@@ -34,6 +34,31 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("ttft_s", "max_ttft_s", "max", critical=True),
         Rule("itl_cv_pct", "max_itl_cv_pct", "max", critical=False),
     ),
+    "long_context": (
+        Rule("target_load_s", "max_load_s", "max", critical=True),
+        Rule("max_context_tokens", "target_context_tokens", "min", critical=True),
+    ),
+    "batch": (
+        Rule("docs_per_hour", "min_docs_per_hour", "min", critical=True),
+        Rule("doc_time_cv_pct", "max_doc_time_cv_pct", "max", critical=False),
+        Rule("degradation_pct", "max_degradation_pct", "max", critical=False),
+    ),
+    "quality": (
+        Rule("math_pct", "min_math_pct", "min", critical=True),
+        Rule("comprehension_pct", "min_comprehension_pct", "min", critical=False),
+        Rule("reasoning_pct", "min_reasoning_pct", "min", critical=False),
+        Rule("format_pct", "min_format_pct", "min", critical=False),
+    ),
+    "stress": (
+        Rule("max_temperature_c", "max_temperature_c", "max", critical=True),
+        Rule("drift_pct", "max_drift_pct", "max", critical=False),
+        Rule("swap_peak_gb", "max_swap_gb", "max", critical=True),
+    ),
+    "load": (
+        Rule("p90_latency_s", "max_p90_latency_s", "max", critical=True),
+        Rule("error_pct", "max_error_pct", "max", critical=True),
+        Rule("output_tokens_per_s", "min_output_tokens_per_s", "min", critical=False),
+    ),
 }
 
 # Design document, "Usability Rating": every metric beats its threshold by at least this many percent.
@@ -84,10 +109,9 @@ def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
     checks = []
     for rule in rules:
         value, threshold = metrics.get(rule.metric), _field(limits, rule.threshold)
-        if not _is_number(value) or not _is_number(threshold):
-            return Rating(None)
-        checks.append(_check(rule, float(value), float(threshold)))
-    return Rating(_label(checks), tuple(checks))
+        if _is_number(value) and _is_number(threshold):  # a metric this machine cannot measure
+            checks.append(_check(rule, float(value), float(threshold)))  # (no sensor) is not judged
+    return Rating(_label(checks), tuple(checks)) if checks else Rating(None)
 
 
 def _check(rule: Rule, value: float, threshold: float) -> Check:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import sys
 import time
@@ -23,7 +24,8 @@ from llmspec.client import ChatClient
 from llmspec.errors import CellError, UserError
 from llmspec.fingerprint import digest
 from llmspec.host import hardware, host_id
-from llmspec.planner import PROFILE_MODULES, Plan
+from llmspec.cells import REMOTE
+from llmspec.planner import Plan, profile_module
 from llmspec.profiles import ProfileContext
 from llmspec.results import write_result
 from llmspec.server import Server
@@ -41,14 +43,15 @@ class Session:
         atexit.register(self.close)
 
     def server_for(self, plan: Plan, cell: Cell, model_path: Path) -> Server:
-        key = (str(model_path), tuple(plan.server_args()), plan.spec.server.load_timeout_s)
+        args = plan.profile_server_args(cell.profile)
+        key = (str(model_path), tuple(args), plan.spec.server.load_timeout_s)
         if key in self.load_failures:
-            raise SkipCell(self.load_failures[key])
+            raise SkipCell(f"model did not load in this run: {self.load_failures[key]}")
         if self.key != key or not (self.server and self.server.alive()):
             self.close()
             binary = binaries.find_server(plan.spec.server.binary)
             log_path = plan.workspace.logs / "servers" / f"{cell.model}@{cell.quant}.log"
-            server = Server(binary, model_path, plan.server_args(), log_path, plan.workspace.run / "llama-server.pid",
+            server = Server(binary, model_path, args, log_path, plan.workspace.run / "llama-server.pid",
                             plan.spec.server.load_timeout_s)
             try:
                 server.start()
@@ -83,17 +86,22 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
     """Measure one cell and write its result; False (a doit failure) when it ended in error."""
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    mf = plan.model_file(cell.model, cell.quant)
+    mf = plan.model_file(cell.model, cell.quant) if cell.quant != REMOTE else None
     result: dict[str, Any] = {"status": "ok", "reason": "", "metrics": {}, "samples": [], "flags": []}
     server = None
     try:
-        model_path = ensure_model(plan, cell.model, cell.quant)
-        server = SESSION.server_for(plan, cell, model_path)
-        result.update(_measure(plan, cell, server, progress))
+        if cell.profile == "stress" and not (choice := plan.stress_choice()).picks(cell):
+            raise SkipCell(f"not selected for the stress test: {choice.reason}")
+        if cell.quant == REMOTE:
+            result.update(_measure(plan, cell, None, progress))
+        else:
+            model_path = ensure_model(plan, cell.model, cell.quant)
+            server = SESSION.server_for(plan, cell, model_path)
+            result.update(_measure(plan, cell, server, progress))
     except KeyboardInterrupt:
         _interrupted(plan, cell)
     except SkipCell as exc:
-        result.update(status="skipped", reason=f"model did not load in this run: {exc}")
+        result.update(status="skipped", reason=str(exc))
     except (CellError, UserError) as exc:
         result.update(status="error", reason=str(exc))
         if server is not None:
@@ -101,7 +109,7 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
             result["server_log_tail"] = [line.replace(root, ".") for line in server.log_tail(20)]
             if not server.alive():
                 SESSION.close()
-    result.update(_provenance(plan, cell, mf, server, started, time.perf_counter() - t0))
+    result = {**_provenance(plan, cell, mf, started, time.perf_counter() - t0), **result}
     write_result(plan.result_path(cell), result)
     progress(_summary_line(cell, result))
     return result["status"] != "error"
@@ -134,18 +142,29 @@ def ensure_model(plan: Plan, model: str, quant: str) -> Path:
     return mf.path
 
 
-def _measure(plan: Plan, cell: Cell, server: Server, progress) -> dict[str, Any]:
+def _measure(plan: Plan, cell: Cell, server: Server | None, progress) -> dict[str, Any]:
     settings = getattr(plan.spec.profiles, cell.profile)
-    client = ChatClient(server.url, timeout_s=plan.spec.server.request_timeout_s)
+    client = _client(plan, cell, server)
     t0 = time.perf_counter()
     say = lambda text: progress(f"  {cell.model}@{cell.quant} {cell.profile}: {text} ({time.perf_counter() - t0:.1f} s)")
+    meta = _safe_metadata(plan.model_file(cell.model, cell.quant).path) if server else None
     try:
-        outcome = PROFILE_MODULES[cell.profile].run(
-            ProfileContext(client, settings, plan.spec.root, say, server.rss_bytes))
+        outcome = profile_module(cell.profile).run(ProfileContext(client, settings, plan.spec.root, say, server, meta))
     finally:
         client.close()
-    metrics = {**outcome.metrics, **_server_metrics(server)}
-    return {"metrics": metrics, "samples": outcome.samples, "flags": outcome.flags}
+    metrics = {**outcome.metrics, **(_server_metrics(server) if server else {})}
+    extra = {"server": {"binary": "llama-server", "version": plan.server_version, "args": server.args}} if server else {}
+    return {"metrics": metrics, "samples": outcome.samples, "flags": outcome.flags, **extra}
+
+
+def _client(plan: Plan, cell: Cell, server: Server | None) -> ChatClient:
+    if server is not None:
+        return ChatClient(server.url, timeout_s=plan.spec.server.request_timeout_s)
+    endpoint = plan.endpoint(cell.model)
+    key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+    if endpoint.api_key_env and not key:
+        raise UserError(f"endpoints: {endpoint.name}: environment variable {endpoint.api_key_env} is not set")
+    return ChatClient(endpoint.url, model=endpoint.model, api_key=key, timeout_s=plan.spec.server.request_timeout_s)
 
 
 def _server_metrics(server: Server) -> dict[str, float]:
@@ -158,14 +177,18 @@ def _server_metrics(server: Server) -> dict[str, float]:
     }
 
 
-def _provenance(plan: Plan, cell: Cell, mf, server: Server | None, started: datetime, duration: float) -> dict:
+def _provenance(plan: Plan, cell: Cell, mf, started: datetime, duration: float) -> dict:
     """What was measured with what: cell, fingerprint (computed now the model exists), host, server, model."""
     plan.model_identity.cache_clear()
     inputs = plan.inputs(cell)
     model_file = None
-    if inputs["model"] is not None:
+    if inputs["model"] is not None and cell.quant != REMOTE:
         model_file = {**inputs["model"], "quant": cell.quant, "source": mf.kind,
                       "metadata": _safe_metadata(mf.path)}
+    server_info = {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args()}
+    if cell.quant == REMOTE:
+        endpoint = plan.endpoint(cell.model)
+        server_info = {"endpoint": endpoint.url, "model": endpoint.model}
     return {
         "cell": cell.as_dict(),
         "fingerprint": digest(inputs),
@@ -173,7 +196,7 @@ def _provenance(plan: Plan, cell: Cell, mf, server: Server | None, started: date
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": duration,
         "host": {"id": host_id(), **hardware()},
-        "server": {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args()},
+        "server": server_info,
         "model_file": model_file,
     }
 

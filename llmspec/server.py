@@ -126,6 +126,18 @@ class Server:
     def rss_bytes(self) -> int:
         return _proc_status(self.proc.pid).get("VmRSS", 0) if self.alive() else 0
 
+    def swap_bytes(self) -> int:
+        return _proc_status(self.proc.pid).get("VmSwap", 0) if self.alive() else 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def ctx_size(self) -> int:
+        """Context per slot (llama-server divides --ctx-size among --parallel slots)."""
+        args = dict(zip(self.args, self.args[1:]))
+        return int(args.get("--ctx-size", 0)) // max(1, int(args.get("--parallel", 1)))
+
     def peak_rss_bytes(self) -> int:
         """Peak RSS so far, read fresh from the kernel (the watcher may lag by one interval)."""
         if self.alive():

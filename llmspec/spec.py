@@ -52,15 +52,65 @@ class InteractiveProfile(Strict):
     seed: int = 42
 
 
+class LongContextProfile(Strict):
+    """Design document, "Long Context Management": prompt processing at growing context sizes."""
+
+    sizes: list[int] = Field([4096, 8192, 16384, 32768, 65536], min_length=1)
+    max_tokens: int = Field(32, ge=1, description="short generation at each size")
+    text: str = Field("prompts/long_context", description="folder of real prose the prompts are cut from")
+
+
+class BatchProfile(Strict):
+    """Design document, "Batch Document Processing": sequential summaries, steadiness, leaks."""
+
+    documents: int = Field(30, ge=3)
+    max_tokens: int = Field(128, ge=8)
+    prompts: str = "prompts/batch"
+
+
+class QualityProfile(Strict):
+    """Design document, "Accuracy/Quality": scored answers at temperature 0 with a fixed seed."""
+
+    tests: str = "prompts/quality.json"
+    max_tokens: int = Field(256, ge=16)
+    seed: int = 42
+
+
+class StressProfile(Strict):
+    """Design document, "System Stress": sustained generation with vitals sampled throughout."""
+
+    duration_s: float = Field(1800.0, gt=0)
+    sample_interval_s: float = Field(30.0, gt=0)
+    abort_temperature_c: float = Field(90.0, gt=0)
+    max_tokens: int = Field(256, ge=8)
+    prompts: str = "prompts/interactive"
+
+
+class LoadProfile(Strict):
+    """The stress-test plan: concurrent questions, latency percentiles and throughput."""
+
+    questions_file: str = "prompts/questions.json"
+    concurrent: int = Field(4, ge=1)
+    questions: int = Field(20, ge=1, description="how many questions to send in all")
+    timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(128, ge=1)
+
+
 class Profiles(Strict):
     interactive: InteractiveProfile | None = None
+    long_context: LongContextProfile | None = None
+    batch: BatchProfile | None = None
+    quality: QualityProfile | None = None
+    load: LoadProfile | None = None
+    stress: StressProfile | None = None
 
     def enabled(self) -> dict[str, BaseModel]:
         """Profiles in their fixed run order, only those the spec switched on."""
         return {name: getattr(self, name) for name in PROFILE_ORDER if getattr(self, name) is not None}
 
 
-PROFILE_ORDER = ("interactive",)
+# Fixed order within one model file; stress always runs after every other cell (see cells.expand).
+PROFILE_ORDER = ("interactive", "long_context", "batch", "quality", "load", "stress")
 
 
 class InteractiveThresholds(Strict):
@@ -69,8 +119,57 @@ class InteractiveThresholds(Strict):
     max_itl_cv_pct: float = Field(20.0, gt=0)
 
 
+class LongContextThresholds(Strict):
+    max_load_s: float = Field(60.0, gt=0, description="prompt processing time at the target size")
+    target_context_tokens: int = Field(8192, ge=256)
+
+
+class BatchThresholds(Strict):
+    min_docs_per_hour: float = Field(30.0, gt=0)
+    max_doc_time_cv_pct: float = Field(20.0, gt=0)
+    max_degradation_pct: float = Field(10.0, gt=0)
+
+
+class QualityThresholds(Strict):
+    min_math_pct: float = Field(80.0, ge=0, le=100)
+    min_comprehension_pct: float = Field(75.0, ge=0, le=100)
+    min_reasoning_pct: float = Field(75.0, ge=0, le=100)
+    min_format_pct: float = Field(90.0, ge=0, le=100)
+
+
+class StressThresholds(Strict):
+    max_temperature_c: float = Field(85.0, gt=0)
+    max_drift_pct: float = Field(10.0, gt=0, description="tokens/s lost from the first to the last samples")
+    max_swap_gb: float = Field(0.1, ge=0)
+
+
+class LoadThresholds(Strict):
+    max_p90_latency_s: float = Field(60.0, gt=0)
+    max_error_pct: float = Field(1.0, ge=0)
+    min_output_tokens_per_s: float = Field(2.0, gt=0)
+
+
 class Thresholds(Strict):
     interactive: InteractiveThresholds = InteractiveThresholds()
+    long_context: LongContextThresholds = LongContextThresholds()
+    batch: BatchThresholds = BatchThresholds()
+    quality: QualityThresholds = QualityThresholds()
+    stress: StressThresholds = StressThresholds()
+    load: LoadThresholds = LoadThresholds()
+
+
+class Endpoint(Strict):
+    """An OpenAI-compatible server llmspec does not manage (vLLM, Ollama, a remote box).
+
+    Its cells are (spec, endpoint name, "remote", profile). The API key is read from the
+    environment variable named here at run time and never written anywhere.
+    """
+
+    name: str = Field(pattern=NAME_RE)
+    url: str = Field(pattern=r"^https?://")
+    model: str = "default"
+    api_key_env: str | None = None
+    profiles: list[Literal["interactive", "batch", "quality", "load"]] = ["load"]
 
 
 class Model(Strict):
@@ -139,14 +238,17 @@ class Spec(Strict):
         default=["Q4_K_M", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K", "Q8_0"],
         description="quant levels first in this order, then any others in spec order",
     )
-    models: list[Model] = Field(min_length=1)
+    models: list[Model] = []
+    endpoints: list[Endpoint] = []
     # Where the spec was read from; relative paths in the spec are resolved against `root`.
     path: Path = Field(Path("."), exclude=True)
     root: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")
     def _unique_models(self) -> Spec:
-        names = [m.name for m in self.models]
+        if not self.models and not self.endpoints:
+            raise PydanticCustomError("no_models", "a spec needs at least one [[models]] or [[endpoints]] entry")
+        names = [m.name for m in self.models] + [e.name for e in self.endpoints]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             raise PydanticCustomError("dup", "model name {n} is used twice", {"n": dup})

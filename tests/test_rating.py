@@ -41,9 +41,16 @@ def test_label_boundaries(values, label):
 
 def test_not_rated_without_thresholds_or_metrics():
     assert rate("no_such_profile", metrics(), THRESHOLDS).label is None
-    assert rate("interactive", {"tokens_per_s": 50.0, "ttft_s": 1.0}, THRESHOLDS).label is None
-    assert rate("interactive", {**metrics(), "ttft_s": None}, THRESHOLDS).label is None
+    assert rate("interactive", {}, THRESHOLDS).label is None
     assert rate("interactive", metrics(), {}).label is None
+
+
+def test_unmeasurable_metric_is_left_unjudged_not_fatal():
+    """No temperature sensor, say: the other metrics still decide the rating."""
+    partial = rate("interactive", {"tokens_per_s": 50.0, "ttft_s": 1.0}, THRESHOLDS)
+    assert partial.label == "Excellent"
+    assert [c.name for c in partial.checks] == ["tokens_per_s", "ttft_s"]
+    assert rate("interactive", {**metrics(tps=1.0), "ttft_s": None}, THRESHOLDS).label == "Failed"
 
 
 def test_checks_carry_margins_and_directions():

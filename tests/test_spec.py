@@ -67,7 +67,7 @@ def test_duplicate_model_names(project):
 
 
 def test_missing_models(project):
-    assert "models: is required" in error_of(project, 'description = "x"\n')
+    assert "needs at least one [[models]] or [[endpoints]] entry" in error_of(project, 'description = "x"\n')
 
 
 def test_missing_file():

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from llmspec.client import ChatClient
 from llmspec.errors import CellError, UserError
+from llmspec.server import Server
 
 CLOCK_DISAGREEMENT_PCT = 10.0
 
@@ -29,13 +30,18 @@ class Outcome:
 
 @dataclass
 class ProfileContext:
-    """What a profile gets: a client bound to a ready server, its settings and a progress line."""
+    """What a profile gets: a client bound to a ready server, its settings and a progress line.
+
+    `server` is the managed llama-server (for RSS, swap, its pid and context size), or None for
+    an external endpoint; `model_meta` is the GGUF metadata (context_length, ...) when known.
+    """
 
     client: ChatClient
     settings: BaseModel
     root: Path
     progress: Callable[[str], None]
-    server_rss_bytes: Callable[[], int] = lambda: 0
+    server: Server | None = None
+    model_meta: dict[str, Any] | None = None
 
 
 def prompt_files(root: Path, folder: str, suffix: str = ".txt") -> list[Path]:
