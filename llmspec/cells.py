@@ -71,5 +71,7 @@ def ordered_pairs(spec: Spec) -> list[tuple[str, str]]:
         size = model.params_b if model.params_b is not None else float("inf")
         return (quant_rank(spec, quant), first_seen[quant], size, index)
 
-    items = [(i, m, q) for i, m in enumerate(spec.models) for q in m.quants]
+    quick = spec.planner.mode == "quick"
+    items = [(i, m, q) for i, m in enumerate(spec.models) for q in m.quants
+             if not quick or q in spec.planner.quick_quants]
     return [(m.name, q) for _, m, q in sorted(items, key=key)]

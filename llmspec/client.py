@@ -138,7 +138,10 @@ class ChatClient:
 
     def tokenize(self, text: str) -> list[int]:
         """Exact token ids from the server's own tokenizer (llama-server /tokenize)."""
-        resp = self.session.post(f"{self.base_url}/tokenize", json={"content": text}, timeout=60)
+        try:
+            resp = self.session.post(f"{self.base_url}/tokenize", json={"content": text}, timeout=60)
+        except requests.ConnectionError:  # a keep-alive connection closed under us, as in chat()
+            resp = self.session.post(f"{self.base_url}/tokenize", json={"content": text}, timeout=60)
         resp.raise_for_status()
         return resp.json()["tokens"]
 

@@ -21,6 +21,7 @@ from llmspec.fingerprint import MEASUREMENT_VERSION
 from llmspec.host import hardware, host_id
 from llmspec.rating import rate
 from llmspec.results import freshness, read_result
+from llmspec.termination import GB, Decision, Evidence, decide, derived_size, interactive_label
 from llmspec.server import server_args
 from llmspec.spec import Spec
 
@@ -91,12 +92,18 @@ class Plan:
         s = self.spec.server
         return server_args(s.ctx_size, self.threads(), 1, list(s.extra_args))
 
-    def profile_server_args(self, profile: str) -> list[str]:
+    def profile_server_args(self, profile: str, trained_ctx: int | None = None) -> list[str]:
+        """A profile may raise the context (long_context) or the slot count (load); a raised
+        context never goes past what the model was trained for (plus room to generate), so an
+        8k model is not given a 64k KV cache it would never use."""
         s = self.spec.server
         ctx_size, parallel = s.ctx_size, 1
         module = profile_module(profile)
         if hasattr(module, "server_overrides"):
             ctx_size, parallel = module.server_overrides(getattr(self.spec.profiles, profile), s.ctx_size)
+            per_slot = ctx_size // parallel
+            if trained_ctx and per_slot > max(s.ctx_size, trained_ctx + 512):
+                ctx_size = max(s.ctx_size, trained_ctx + 512) * parallel
         return server_args(ctx_size, self.threads(), parallel, list(s.extra_args))
 
     @functools.cached_property
@@ -187,7 +194,79 @@ class Plan:
                                           f"configuration(s) ({size / 1e6:.0f} MB; rated {', '.join(rated)})")
 
     def freshness(self, cell: Cell) -> tuple[bool, str]:
-        return freshness(self.result_path(cell), self.inputs(cell))
+        """Fingerprint first; a skipped result must also still rest on the same evidence."""
+        path = self.result_path(cell)
+        fresh, why = freshness(path, self.inputs(cell))
+        if fresh and cell.quant != REMOTE and cell.profile != "stress":
+            stored = read_result(path) or {}
+            if stored.get("status") == "skipped" and stored.get("skip_evidence") is not None:
+                decision = self.decide(cell)
+                if decision.evidence != stored["skip_evidence"]:
+                    return False, f"the skip no longer holds ({decision.reason or 'nothing to skip now'})"
+        return fresh, why
+
+    # --- smart termination -------------------------------------------------------------
+    def decide(self, cell: Cell) -> Decision:
+        """Run or skip this cell, from the results on disk (see llmspec.termination)."""
+        if not self.spec.planner.skip or cell.quant == REMOTE or cell.profile == "stress":
+            return Decision(None)
+        model = self.spec.model(cell.model)
+        ev = self.evidence()
+        own = (cell.model, cell.quant)
+        others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
+                          {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta)
+        return decide(model, cell.quant, others, self.spec.server.ctx_size, lambda other: self._larger(model, other))
+
+    def _larger(self, model, other_name: str) -> bool:
+        other = self.spec.model(other_name)
+        if model.params_b is not None and other.params_b is not None:
+            return model.params_b > other.params_b
+        return False
+
+    def forget_evidence(self) -> None:
+        self.__dict__.pop("_evidence", None)
+
+    def evidence(self) -> Evidence:
+        if "_evidence" not in self.__dict__:
+            self._evidence = self._gather_evidence()
+        return self._evidence
+
+    def _gather_evidence(self) -> Evidence:
+        import psutil
+
+        available = psutil.virtual_memory().available / GB
+        limit, text = available, f"the {available:.1f} GB of RAM available"
+        if self.spec.limits.max_memory_gb is not None and self.spec.limits.max_memory_gb < available:
+            limit, text = self.spec.limits.max_memory_gb, f"limits.max_memory_gb = {self.spec.limits.max_memory_gb:g}"
+        ev = Evidence(limit, text)
+        profiles = [p for p in self.spec.profiles.enabled() if p != "stress"]
+        for model, quant in ordered_pairs(self.spec):
+            results = [read_result(self.result_path(Cell(self.spec.name, model, quant, p))) for p in profiles]
+            if "interactive" in profiles:
+                ev.ratings[(model, quant)] = interactive_label(results[profiles.index("interactive")],
+                                                              self.spec.thresholds)
+            ok = [r for r in results if r and r.get("status") == "ok"]
+            self._file_facts(ev, model, quant, ok)
+            peaks = [r["metrics"].get("peak_rss_gb") for r in ok if (r.get("metrics") or {}).get("peak_rss_gb")]
+            if peaks and ev.sizes.get((model, quant)):
+                ev.observed[(model, quant)] = (ev.sizes[(model, quant)] / GB, max(peaks))
+        return ev
+
+    def _file_facts(self, ev: Evidence, model: str, quant: str, ok_results: list[dict]) -> None:
+        """Size and GGUF metadata: from the file, else a stored result, else guessed from the base."""
+        mf = self.model_file(model, quant)
+        key = (model, quant)
+        if mf.path.exists():
+            ev.sizes[key] = mf.path.stat().st_size
+            ev.meta[key] = modelfiles.metadata(mf.path)
+            return
+        stored = next((r["model_file"] for r in ok_results if r.get("model_file")), None)
+        if stored:
+            ev.sizes[key], ev.meta[key] = stored.get("size"), stored.get("metadata")
+        elif mf.kind == "derive" and (base := self.model_file(model, mf.origin)).path.exists():
+            size = derived_size(base.path.stat().st_size, mf.origin, quant)
+            if size:
+                ev.sizes[key], ev.meta[key] = size, modelfiles.metadata(base.path)
 
     def stale(self) -> list[Cell]:
         return [c for c in self.cells if not self.freshness(c)[0]]

@@ -219,12 +219,12 @@ METRIC_TRANSLATION: dict[str, str] = {
     "tokens_per_s": "tokens",
     "server_tokens_per_s": "tokens",
     "ttft_s": "ttft",
-    "context_load_s": "context_load",
+    "target_load_s": "context_load",
     "peak_rss_gb": "memory",
-    "memory_gb": "memory",
+    "rss_peak_gb": "memory",
     "docs_per_hour": "batch",
-    "temperature_c": "temperature",
-    "peak_temperature_c": "temperature",
+    "max_temperature_c": "temperature",
+    "mean_temperature_c": "temperature",
 }
 
 

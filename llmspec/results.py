@@ -57,8 +57,6 @@ def freshness(path: Path, current_inputs: dict[str, Any]) -> tuple[bool, str]:
         return False, f"no result yet ({path} missing or unreadable)"
     stored_inputs = stored.get("fingerprint_inputs") or {}
     current = fill_missing_model(current_inputs, stored_inputs)
-    if current.get("model") is None:
-        return False, "model file not on disk and its source changed"
     if stored.get("fingerprint") != digest(current):
         return False, explain_change(stored_inputs, current)
     if stored.get("status") == "error":

@@ -43,7 +43,8 @@ class Session:
         atexit.register(self.close)
 
     def server_for(self, plan: Plan, cell: Cell, model_path: Path) -> Server:
-        args = plan.profile_server_args(cell.profile)
+        trained = (_safe_metadata(model_path) or {}).get("context_length")
+        args = plan.profile_server_args(cell.profile, trained)
         key = (str(model_path), tuple(args), plan.spec.server.load_timeout_s)
         if key in self.load_failures:
             raise SkipCell(f"model did not load in this run: {self.load_failures[key]}")
@@ -89,7 +90,11 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
     mf = plan.model_file(cell.model, cell.quant) if cell.quant != REMOTE else None
     result: dict[str, Any] = {"status": "ok", "reason": "", "metrics": {}, "samples": [], "flags": []}
     server = None
+    decision = plan.decide(cell)
     try:
+        if decision.skip:
+            result["skip_evidence"] = decision.evidence
+            raise SkipCell(decision.reason)
         if cell.profile == "stress" and not (choice := plan.stress_choice()).picks(cell):
             raise SkipCell(f"not selected for the stress test: {choice.reason}")
         if cell.quant == REMOTE:
@@ -107,10 +112,16 @@ def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:
         if server is not None:
             root = str(plan.spec.root.resolve())
             result["server_log_tail"] = [line.replace(root, ".") for line in server.log_tail(20)]
-            if not server.alive():
-                SESSION.close()
+            SESSION.close()  # crashed, hung or confused: the next cell gets a fresh server
+    if decision.predicted_peak_gb is not None and result["status"] == "ok":
+        result["metrics"]["predicted_peak_rss_gb"] = decision.predicted_peak_gb  # next to the measured peak
     result = {**_provenance(plan, cell, mf, started, time.perf_counter() - t0), **result}
-    write_result(plan.result_path(cell), result)
+    try:
+        write_result(plan.result_path(cell), result)
+    except OSError as exc:  # full disk, read-only folder: earlier results stay intact
+        print(f"llmspec: cannot write {plan.result_path(cell)}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    plan.forget_evidence()
     progress(_summary_line(cell, result))
     return result["status"] != "error"
 
@@ -152,7 +163,7 @@ def _measure(plan: Plan, cell: Cell, server: Server | None, progress) -> dict[st
         outcome = profile_module(cell.profile).run(ProfileContext(client, settings, plan.spec.root, say, server, meta))
     finally:
         client.close()
-    metrics = {**outcome.metrics, **(_server_metrics(server) if server else {})}
+    metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics}  # the profile's own figures win
     extra = {"server": {"binary": "llama-server", "version": plan.server_version, "args": server.args}} if server else {}
     return {"metrics": metrics, "samples": outcome.samples, "flags": outcome.flags, **extra}
 

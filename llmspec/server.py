@@ -71,8 +71,22 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start and wait until /health answers 200; raise CellError if it dies or times out."""
+        """Start and wait until /health answers 200; raise CellError if it dies or times out.
+
+        The port is free when chosen but another program can take it before llama-server binds
+        it; that one case is retried on a new port.
+        """
         stop_leftover(self.pid_file)
+        try:
+            self._start_once()
+        except CellError as exc:
+            if "bind" not in str(exc).lower() and "address already in use" not in str(exc).lower():
+                raise
+            log.warning("port %d was taken before llama-server bound it; retrying on another", self.port)
+            self._start_once()
+
+    def _start_once(self) -> None:
+        self._stop_watch = threading.Event()
         self.port = free_port()
         cmd = [str(self.binary), "--model", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
                *self.args]
@@ -161,6 +175,8 @@ class Server:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) server acts on SIGTERM only once resumed
             try:
                 proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
@@ -188,7 +204,8 @@ def first_error_line(lines: list[str]) -> str:
     """The line a user needs from a failed load (llama.cpp prefixes them with 'error' or 'failed')."""
     for line in lines:
         low = line.lower()
-        if ("error" in low or "failed" in low or "invalid" in low) and not line.startswith("==="):
+        if any(w in low for w in ("error", "failed", "invalid", "couldn't bind", "address already in use")) \
+                and not line.startswith("==="):
             return line.strip()[:300]
     return ""
 

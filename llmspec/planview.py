@@ -1,0 +1,72 @@
+"""`llmspec plan SPEC`: the matrix before running it (the design document's --dry-run).
+
+Each cell is up to date, to run (and why), or to be skipped (and why); each model file shows
+its estimated memory and, when missing, how much would be downloaded. Nothing is downloaded
+or started.
+"""
+
+from __future__ import annotations
+
+from llmspec.cells import REMOTE
+from llmspec.errors import UserError
+from llmspec.planner import Plan
+from llmspec.termination import GB, estimate_memory
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
+    rows = [("cell", "state", "why")]
+    for cell in plan.cells:
+        fresh, why = plan.freshness(cell)
+        if fresh:
+            state, why = "up to date", ""
+        else:
+            decision = plan.decide(cell)
+            state, why = ("skip", decision.reason) if decision.skip else ("run", why)
+        rows.append((cell.task_name, state, why))
+    return rows
+
+
+def model_rows(plan: Plan) -> list[tuple[str, ...]]:
+    ev = plan.evidence()
+    rows = [("model file", "est. memory", "to download", "file")]
+    seen = set()
+    for cell in plan.cells:
+        key = (cell.model, cell.quant)
+        if cell.quant == REMOTE or key in seen:
+            continue
+        seen.add(key)
+        mf = plan.model_file(*key)
+        size = ev.sizes.get(key)
+        memory = f"{estimate_memory(size, ev.meta.get(key), plan.spec.server.ctx_size).total_gb:.2f} GB" if size else "?"
+        rows.append((f"{cell.model}@{cell.quant}", memory, _download(mf), mf.path.name))
+    return rows
+
+
+def _download(mf) -> str:
+    if mf.path.exists():
+        return "-"
+    if mf.kind == "derive":
+        return f"derive from {mf.origin}"
+    if mf.kind != "hf":
+        return "-"
+    from llmspec import hub
+
+    repo, _, revision = mf.origin.rpartition("@")
+    try:
+        return f"{hub.remote_file_info(repo, mf.file, revision).size / 1e9:.2f} GB"
+    except UserError:
+        return "unknown (hub unreachable)"
+
+
+def render(plan: Plan) -> str:
+    from llmspec.cli import format_table
+
+    cells = plan_rows(plan)
+    counts = {state: sum(1 for r in cells[1:] if r[1] == state) for state in ("up to date", "run", "skip")}
+    ev = plan.evidence()
+    return "\n\n".join([
+        format_table(cells),
+        format_table(model_rows(plan)),
+        f"{counts['up to date']} up to date, {counts['run']} to run, {counts['skip']} to skip "
+        f"(memory limit: {ev.limit_text}; `doit` runs the plan)",
+    ])

@@ -1,0 +1,199 @@
+"""Long context: how long a model takes to read a prompt of 4k, 8k, ... 64k tokens, and whether it can.
+
+Prompts are cut from the bundled real prose (`settings.text`, repeated to reach large sizes) to
+an exact token count measured with the server's own `/tokenize`. The chat template adds tokens
+of its own; one small calibration request (which is also the warm-up) measures them, so the
+prompt the server actually processes (`timings.prompt_n`) equals the target size.
+
+Sizes beyond the model's trained context, or that do not fit the server's context together with
+the generation, are not attempted; each gets a sample and a flag saying why. Sizes run smallest
+first; the first failure stops the ladder (larger prompts would only fail harder).
+
+Per size: `load_s_<n>` (server prompt_ms / 1000), `prompt_tokens_per_s_<n>` (server),
+`ttft_s_<n>` (client clock), `gen_tokens_per_s_<n>` (server decode speed at that context),
+`rss_gb_<n>` and `swap_gb_<n>` (server process right after the request; None without a managed
+server). Summary: `max_context_tokens` is the largest size that completed (0 when none was
+attempted). The profile never sees thresholds, so `target_load_s` and `prompt_tokens_per_s` are
+taken at that largest completed size: the rating judges the biggest context this model managed.
+
+Each measured sample keeps the server's timings plus `text_chars` (the prompt is that many
+characters of the prose files joined by blank lines, repeated the same way), `text_tokens` and
+`template_tokens`; the calibration request is kept too, marked `calibration: true`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import requests
+
+from llmspec.errors import CellError
+from llmspec.profiles import Outcome, ProfileContext, clock_check, files_digest, prompt_files, require_cache_miss
+
+VERSION = 1
+SYSTEM = "You are a careful reader. In one sentence, say what the text the user gives you is about."
+PARAMS = {"temperature": 0.0, "seed": 42, "ignore_eos": True}
+CALIBRATION_TOKENS = 16
+TOLERANCE_TOKENS = 4  # prompt_n may differ from the target by this much before we flag it
+GB = 2**30
+
+
+def inputs(settings, root) -> dict:
+    return {**settings.model_dump(), "text_files": files_digest(prompt_files(root, settings.text))}
+
+
+def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
+    """One slot with room for the largest prompt plus its generation (and a little slack).
+
+    The model's trained context still caps what `run` attempts; the server only must not be
+    the reason a size the model supports is skipped.
+    """
+    return max(base_ctx_size, max(settings.sizes) + settings.max_tokens + 256), 1
+
+
+def plan_sizes(sizes: list[int], trained: int | None, server_ctx: int | None, max_tokens: int) -> list[tuple[int, str | None]]:
+    """Each distinct size, smallest first, with the reason it is not attempted (None: attempt it)."""
+    planned = []
+    for size in sorted(set(sizes)):
+        reason = None
+        if trained and size > trained:
+            reason = f"beyond the model's trained context of {trained} tokens"
+        elif server_ctx and size + max_tokens > server_ctx:
+            reason = (f"the server's context of {server_ctx} tokens has no room for {size} prompt tokens "
+                      f"plus {max_tokens} generated")
+        planned.append((size, reason))
+    return planned
+
+
+def cut_to_tokens(text: str, tokens: int, count: Callable[[str], int]) -> tuple[str, int]:
+    """The longest prefix of `text` with at most `tokens` tokens, and its token count.
+
+    Bisects on characters, so the prefix is exact up to a token that a single character can
+    split in two; `count` is the server's tokenizer (a fake one in unit tests).
+    """
+    total = count(text)
+    if total <= tokens:
+        return text, total
+    lo, hi, found = 0, len(text), 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        n = count(text[:mid])
+        if n <= tokens:
+            lo, found = mid, n
+        else:
+            hi = mid - 1
+    return text[:lo], found
+
+
+def build_corpus(root, folder: str) -> str:
+    """All bundled prose files, in name order, as one text."""
+    return "\n\n".join(f.read_text(encoding="utf-8").strip() for f in prompt_files(root, folder))
+
+
+def run(ctx: ProfileContext) -> Outcome:
+    s = ctx.settings
+    trained = (ctx.model_meta or {}).get("context_length")
+    server_ctx = ctx.server.ctx_size() if ctx.server is not None else None
+    planned = plan_sizes(s.sizes, trained, server_ctx, s.max_tokens)
+    samples, flags, done, overhead = [], [], [], 0
+    if any(reason is None for _, reason in planned):
+        count = _token_counter(ctx.client)
+        corpus = build_corpus(ctx.root, s.text)
+        ctx.progress("calibrating the chat template's tokens (warm-up)")
+        overhead, calibration = _template_overhead(ctx, corpus, count)
+        text = _long_text(corpus, max(size for size, reason in planned if reason is None) - overhead, count)
+        samples.append(calibration)
+    for i, (size, reason) in enumerate(planned):
+        if reason is None and size <= overhead + 1:
+            reason = f"smaller than the chat template's own {overhead} tokens"
+        if reason is not None:
+            samples.append({"size": size, "skipped": reason})
+            flags.append(f"{size} tokens not attempted: {reason}")
+            continue
+        ctx.progress(f"size {i + 1}/{len(planned)}: {size} tokens")
+        sample, size_flags = _measure(ctx, text, size, overhead, count)
+        samples.append(sample)
+        flags += size_flags
+        if sample.get("error"):
+            if not done:
+                raise CellError(f"no context size completed: {size} tokens failed: {sample['error']}")
+            flags.append(f"{size} tokens failed ({sample['error']}); larger sizes not attempted")
+            break
+        done.append(sample)
+    return summarize(done, samples, flags)
+
+
+def _token_counter(client) -> Callable[[str], int]:
+    """Token counts from the server's /tokenize, sent again once if a kept-alive connection was closed."""
+    def count(text: str) -> int:
+        for attempt in (1, 2):
+            try:
+                return len(client.tokenize(text))
+            except requests.ConnectionError:
+                if attempt == 2:
+                    raise CellError("the server closed the connection on /tokenize twice") from None
+            except (requests.RequestException, KeyError, ValueError) as exc:  # no llama-server /tokenize
+                raise CellError(f"cannot count prompt tokens with the server's /tokenize: {exc}") from None
+    return count
+
+
+def _template_overhead(ctx: ProfileContext, corpus: str, count) -> tuple[int, dict]:
+    """Tokens the chat template (system message, role markers, BOS) adds to the user's text."""
+    text, n = cut_to_tokens(corpus, CALIBRATION_TOKENS, count)
+    record = ctx.client.chat(text, prompt_name="calibration", max_tokens=1, system=SYSTEM, **PARAMS)
+    if record.error or not (record.timings or {}).get("prompt_n"):
+        raise CellError(f"calibration request failed: {record.error or 'no timings.prompt_n in the reply'}")
+    overhead = int(record.timings["prompt_n"]) - n
+    return overhead, {**record.as_sample(), "calibration": True, "text_tokens": n, "template_tokens": overhead}
+
+
+def _long_text(corpus: str, tokens: int, count) -> str:
+    """The corpus repeated until it holds at least `tokens` tokens (plus one spare copy)."""
+    copies = max(1, tokens // max(1, count(corpus)) + 2)
+    return "\n\n".join([corpus] * copies)
+
+
+def _measure(ctx: ProfileContext, text: str, size: int, overhead: int, count) -> tuple[dict, list[str]]:
+    """One cache-missing request whose processed prompt is `size` tokens, plus memory after it."""
+    prompt, n = cut_to_tokens(text, size - overhead, count)
+    record = ctx.client.chat(prompt, prompt_name=f"{size} tokens", max_tokens=ctx.settings.max_tokens,
+                             system=SYSTEM, **PARAMS)
+    sample = {**record.as_sample(), "size": size, "text_chars": len(prompt), "text_tokens": n,
+              "template_tokens": overhead}
+    t = record.timings or {}
+    if not record.error and "prompt_ms" not in t:
+        sample["error"] = "the reply carries no server timings (prompt_ms), so the load time is unknown"
+    if sample["error"]:
+        return sample, []
+    require_cache_miss(record)
+    server_ttft = t["prompt_ms"] / 1000  # the first token is sampled from the prompt pass itself
+    sample["clock_disagreement_pct"], flags = clock_check(record.ttft_s, server_ttft, f"time to first token at {size} tokens")
+    if abs(t.get("prompt_n", 0) - size) > TOLERANCE_TOKENS:
+        flags.append(f"the prompt at {size} tokens was processed as {t.get('prompt_n')} tokens")
+    if ctx.server is not None:
+        sample["rss_bytes"], sample["swap_bytes"] = ctx.server.rss_bytes(), ctx.server.swap_bytes()
+    return sample, flags
+
+
+def summarize(done: list[dict], samples: list[dict], flags: list[str]) -> Outcome:
+    """Flat per-size metrics and the summary the rating reads, from the completed samples."""
+    metrics: dict[str, float | None] = {}
+    for x in done:
+        t, size = x["timings"], x["size"]
+        metrics[f"load_s_{size}"] = t["prompt_ms"] / 1000
+        metrics[f"prompt_tokens_per_s_{size}"] = t.get("prompt_per_second")
+        metrics[f"ttft_s_{size}"] = x["ttft_s"]
+        metrics[f"gen_tokens_per_s_{size}"] = t.get("predicted_per_second")
+        metrics[f"rss_gb_{size}"] = x["rss_bytes"] / GB if "rss_bytes" in x else None
+        metrics[f"swap_gb_{size}"] = x["swap_bytes"] / GB if "swap_bytes" in x else None
+    last = done[-1] if done else None
+    disagreements = [x["clock_disagreement_pct"] for x in done if x.get("clock_disagreement_pct") is not None]
+    metrics.update({
+        "max_context_tokens": last["size"] if last else 0,
+        "target_load_s": metrics[f"load_s_{last['size']}"] if last else None,
+        "prompt_tokens_per_s": metrics[f"prompt_tokens_per_s_{last['size']}"] if last else None,
+        "clock_disagreement_pct": max(disagreements) if disagreements else None,
+    })
+    if not done:
+        flags.append("no context size was attempted, so max_context_tokens is 0")
+    return Outcome(metrics, samples, flags)

@@ -1,0 +1,212 @@
+"""System stress: sustained generation while the machine's vitals are sampled throughout.
+
+Design document, "System Stress Profile": generate back to back for `duration_s`, sample CPU
+temperature, CPU frequency, swap and the server's RSS at least every `sample_interval_s`, and
+stop early at `abort_temperature_c`. An abort is a finding, not an error: the outcome is still
+returned, with `aborted` = 1.0 and a flag saying why. Which configuration is stressed was
+decided by the planner (`stress_choice`); this module only measures.
+
+A small sampler thread takes the vitals so that a long request never delays a sample; the
+request loop checks the abort decision between requests, so an abort waits for at most the
+request in flight (bounded by `max_tokens`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from llmspec.client import RequestRecord
+from llmspec.errors import CellError
+from llmspec.profiles import (Outcome, ProfileContext, clock_check, files_digest, median, prompt_files,
+                              require_cache_miss)
+from llmspec.sensors import SensorSource, drop_pct, is_throttled, should_abort, thirds
+
+VERSION = 1
+SYSTEM = "You are a novelist. Continue the story the user gives you, in the same voice."
+GIB = 2**30
+
+
+def inputs(settings, root) -> dict:
+    return {**settings.model_dump(), "prompt_files": files_digest(prompt_files(root, settings.prompts))}
+
+
+class Sampler:
+    """Takes a vitals sample now and then every `interval` seconds on its own thread."""
+
+    def __init__(self, source: SensorSource, server, limit_c: float):
+        self.source, self.server, self.limit_c = source, server, limit_c
+        self.t0 = time.perf_counter()
+        self.samples: list[dict[str, Any]] = []
+        self.latest_tps: float | None = None  # written by the request loop, read here
+        self.requests_done = 0
+        self.abort: dict[str, float] | None = None
+        self.error: BaseException | None = None
+        self.halted = threading.Event()  # abort or sampler failure: the request loop stops
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def take(self) -> dict[str, Any]:
+        sample = {
+            "kind": "vitals",
+            "elapsed_s": round(self.elapsed(), 3),
+            "temperature_c": self.source.temperature_c(),
+            "cpu_freq_mhz": self.source.cpu_freq_mhz(),
+            "swap_used_bytes": self.source.swap_used_bytes(),
+            "rss_bytes": self.server.rss_bytes() if self.server is not None else None,
+            "tokens_per_s": self.latest_tps,
+            "requests_done": self.requests_done,
+        }
+        self.samples.append(sample)
+        if should_abort(sample["temperature_c"], self.limit_c) and self.abort is None:
+            self.abort = {"temperature_c": sample["temperature_c"], "elapsed_s": sample["elapsed_s"]}
+            self.halted.set()
+        return sample
+
+    def restart(self) -> None:
+        """Start the clock and the series again (after the warm-up), beginning with a sample."""
+        self.t0, self.samples = time.perf_counter(), []
+        self.take()
+
+    def start(self, interval_s: float) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="llmspec-stress-vitals",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self, interval_s: float) -> None:
+        due = self.elapsed()
+        while True:
+            due += interval_s
+            if self._stop.wait(max(0.0, due - self.elapsed())):
+                return
+            try:
+                self.take()
+            except Exception as exc:  # a bug in a reader: stop the run and re-raise it in the caller
+                self.error = exc
+                self.halted.set()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def run(ctx: ProfileContext, sensors: SensorSource | None = None) -> Outcome:
+    """`sensors` defaults to the real machine; tests pass a fixture sysfs tree."""
+    s = ctx.settings
+    prompts = [(p.name, p.read_text()) for p in prompt_files(ctx.root, s.prompts)]
+    sampler = Sampler(sensors or SensorSource(), ctx.server, s.abort_temperature_c)
+    sampler.take()  # before any load: a machine already at the limit is not heated further
+    records: list[tuple[float, RequestRecord]] = []
+    try:
+        if not sampler.halted.is_set():
+            _warm_up(ctx, prompts[0][1])
+            sampler.restart()  # the clock and the series start with the measured run
+            if not sampler.halted.is_set():
+                sampler.start(s.sample_interval_s)
+                _generate(ctx, prompts, sampler, records)
+    finally:
+        sampler.stop()  # also on KeyboardInterrupt, which then propagates
+    if sampler.error is not None:
+        raise sampler.error
+    if sampler.abort is None:
+        sampler.take()  # the end state, however the last interval fell
+    return _outcome(records, sampler, s)
+
+
+def _warm_up(ctx: ProfileContext, prompt: str) -> None:
+    ctx.progress("warm-up request")
+    warm = ctx.client.chat(prompt, prompt_name="warm-up", max_tokens=8, system=SYSTEM, ignore_eos=True)
+    if warm.error:
+        raise CellError(f"warm-up request failed: {warm.error}")
+
+
+def _generate(ctx: ProfileContext, prompts, sampler: Sampler, records: list) -> None:
+    """Requests back to back until the duration is spent or the sampler halts the run."""
+    s, shown = ctx.settings, len(sampler.samples)
+    while sampler.elapsed() < s.duration_s and not sampler.halted.is_set():
+        name, text = prompts[len(records) % len(prompts)]
+        record = ctx.client.chat(text, prompt_name=name, max_tokens=s.max_tokens, system=SYSTEM, ignore_eos=True)
+        if record.error:
+            raise CellError(f"request {len(records) + 1} failed after {sampler.elapsed():.0f} s of sustained "
+                            f"generation: {record.error}")
+        require_cache_miss(record)
+        records.append((round(sampler.elapsed(), 3), record))
+        sampler.latest_tps, sampler.requests_done = record.decode_tokens_per_s(), len(records)
+        if len(sampler.samples) != shown:  # one line per vitals sample, not per request
+            shown = len(sampler.samples)
+            ctx.progress(_progress_line(sampler, s.duration_s))
+
+
+def _progress_line(sampler: Sampler, duration_s: float) -> str:
+    temp, tps = sampler.samples[-1]["temperature_c"], sampler.latest_tps
+    return (f"{sampler.elapsed():.0f}/{duration_s:g} s, {sampler.requests_done} requests, "
+            f"{f'{tps:.1f}' if tps else '-'} t/s, CPU {f'{temp:.1f} C' if temp is not None else 'temperature n/a'}")
+
+
+def _outcome(records: list[tuple[float, RequestRecord]], sampler: Sampler, s) -> Outcome:
+    vitals = sampler.samples
+    decode = [r.decode_tokens_per_s() for _, r in records]
+    client_tps = median(decode)
+    server_tps = median([(r.timings or {}).get("predicted_per_second") for _, r in records])
+    disagreement, flags = clock_check(client_tps, server_tps, "decode speed")
+    temps = [v["temperature_c"] for v in vitals if v["temperature_c"] is not None]
+    freqs = [v["cpu_freq_mhz"] for v in vitals if v["cpu_freq_mhz"] is not None]
+    throttled = is_throttled(freqs)
+    metrics = {
+        "tokens_per_s": client_tps,
+        "server_tokens_per_s": server_tps,
+        "clock_disagreement_pct": disagreement,
+        "drift_pct": drop_pct(decode),
+        "duration_s": max([vitals[-1]["elapsed_s"]] + [elapsed for elapsed, _ in records[-1:]]),
+        "samples_taken": float(len(vitals)),
+        "requests": float(len(records)),
+        "swap_peak_gb": _peak_gb(v["swap_used_bytes"] for v in vitals),
+        "rss_peak_gb": _peak_gb(v["rss_bytes"] for v in vitals),
+        "cpu_freq_start_mhz": median(thirds(freqs)[0]) if freqs else None,
+        "cpu_freq_end_mhz": median(thirds(freqs)[1]) if freqs else None,
+        "throttled": None if throttled is None else float(throttled),
+        "max_temperature_c": max(temps) if temps else None,
+        "mean_temperature_c": sum(temps) / len(temps) if temps else None,
+        "aborted": 1.0 if sampler.abort else 0.0,
+    }
+    flags += _flags(temps, freqs, decode, sampler, s)
+    samples = vitals + [_request_sample(elapsed, r) for elapsed, r in records]
+    return Outcome(metrics, samples, flags)
+
+
+def _flags(temps, freqs, decode, sampler: Sampler, s) -> list[str]:
+    flags = []
+    if not temps:
+        flags.append("temperature: not available on this machine (no sensors)")
+    if len(freqs) < 2:
+        flags.append("cpu frequency: not readable on this machine (or one sample only); throttling unknown")
+    if sampler.abort:
+        a = sampler.abort
+        flags.append(f"aborted: CPU temperature {a['temperature_c']:.1f} C reached the {s.abort_temperature_c:g} C "
+                     f"limit at {a['elapsed_s']:.0f} s of {s.duration_s:g} s, after {len(decode)} requests")
+    timed = sum(d is not None for d in decode)
+    if timed < 3:
+        flags.append(f"drift: only {timed} timed request{'s' if timed != 1 else ''}; too few to show a trend")
+    return flags
+
+
+def _peak_gb(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) / GIB if present else None
+
+
+def _request_sample(elapsed_s: float, record: RequestRecord) -> dict[str, Any]:
+    """The request without per-chunk times and text (a 30-minute run would store ~10^5 of them);
+    first/last chunk time and the token count still recompute the decode speed."""
+    sample = record.as_sample()
+    chunks = sample.pop("chunk_times_s")
+    sample.pop("content")
+    return {"kind": "request", "elapsed_s": elapsed_s, **sample, "chunks": len(chunks),
+            "first_chunk_s": chunks[0] if chunks else None, "last_chunk_s": chunks[-1] if chunks else None,
+            "decode_tokens_per_s": record.decode_tokens_per_s()}

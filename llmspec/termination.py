@@ -1,0 +1,147 @@
+"""Smart termination: which cells not to run, decided before any server starts.
+
+Pure functions of the spec, the host's memory and the results on disk (`Evidence`), so every
+rule is unit-tested with result sets made in the test. The rules are the design document's
+"Smart Termination Logic":
+
+1. memory pre-flight   estimated need (weights + KV cache + overhead, never below size x 1.2)
+                       above what the host has or the spec allows
+3. threshold failure   a smaller model already failed the interactive thresholds at this quant
+4. quantization path   Q4, Q5 and Q6 all failed for this model, so Q8 will too
+5. memory trend        peak RSS observed so far, fitted against file size, predicts no fit
+
+(Rule 2, load failure, is observed at run time by the runner.) A skip is a result with
+status "skipped" and the reason; its `rule` and evidence are part of the cell fingerprint, so a
+skip is re-decided as soon as the results it was based on change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmspec.rating import rate
+
+# Approximate bits per weight of llama.cpp quant types (llama-quantize's table), used to guess a
+# derived file's size before it exists.
+BITS_PER_WEIGHT = {
+    "F32": 32, "F16": 16, "BF16": 16, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_1": 6.0, "Q5_K_M": 5.69, "Q5_K_S": 5.54,
+    "Q5_0": 5.5, "Q4_1": 5.0, "Q4_K_M": 4.85, "Q4_K_S": 4.58, "Q4_0": 4.5, "IQ4_XS": 4.25, "IQ4_NL": 4.5,
+    "Q3_K_L": 4.27, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "IQ3_M": 3.66, "IQ3_S": 3.44, "IQ3_XS": 3.3,
+    "IQ3_XXS": 3.06, "Q2_K": 2.63, "Q2_K_S": 2.56, "IQ2_M": 2.7, "IQ2_S": 2.5, "IQ2_XS": 2.31,
+    "IQ2_XXS": 2.06, "IQ1_M": 1.75, "IQ1_S": 1.56, "TQ1_0": 1.69, "TQ2_0": 2.06,
+}
+OVERHEAD_BYTES = 150e6  # llama-server's compute buffers and runtime, on top of weights and KV
+GB = 2**30
+
+
+@dataclass(frozen=True)
+class Estimate:
+    total_gb: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    rule: str | None  # None: run it; else memory | threshold | quant_path | memory_trend
+    reason: str = ""
+    evidence: str = ""  # what the decision rests on, fingerprinted (no fluctuating numbers)
+    predicted_peak_gb: float | None = None
+
+    @property
+    def skip(self) -> bool:
+        return self.rule is not None
+
+
+@dataclass
+class Evidence:
+    """What is known when deciding: results on disk, model files, this host's memory."""
+
+    limit_gb: float  # the smaller of available RAM and limits.max_memory_gb
+    limit_text: str
+    ratings: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (model, quant) -> interactive label
+    observed: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (file GB, peak RSS GB)
+    sizes: dict[tuple[str, str], int] = field(default_factory=dict)  # file bytes, known or estimated
+    meta: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def estimate_memory(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int) -> Estimate:
+    """Weights plus an f16 KV cache at the configured context plus overhead, never below size x 1.2."""
+    kv = 0.0
+    if meta and all(meta.get(k) for k in ("layers", "heads", "embedding_length")):
+        head_dim = meta["embedding_length"] / meta["heads"]
+        kv = 2 * meta["layers"] * ctx_size * (meta.get("kv_heads") or meta["heads"]) * head_dim * 2
+    total = max(size_bytes + kv + OVERHEAD_BYTES, size_bytes * 1.2)
+    detail = f"weights {size_bytes / GB:.2f} GB + KV cache {kv / GB:.2f} GB at {ctx_size} tokens + overhead"
+    return Estimate(total / GB, detail)
+
+
+def derived_size(base_bytes: int, base_quant: str, quant: str) -> int | None:
+    if base_quant not in BITS_PER_WEIGHT or quant not in BITS_PER_WEIGHT:
+        return None
+    return int(base_bytes * BITS_PER_WEIGHT[quant] / BITS_PER_WEIGHT[base_quant])
+
+
+def fit_memory(observed: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares peak RSS = a * file size + b; one point gives a ratio through the origin."""
+    if not observed:
+        return None
+    if len({x for x, _ in observed}) < 2:
+        x, y = observed[-1]
+        return (y / x, 0.0) if x > 0 else None
+    n = len(observed)
+    mx = sum(x for x, _ in observed) / n
+    my = sum(y for _, y in observed) / n
+    sxx = sum((x - mx) ** 2 for x, _ in observed)
+    a = sum((x - mx) * (y - my) for x, y in observed) / sxx
+    return a, my - a * mx
+
+
+def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than) -> Decision:
+    """The first rule that says skip, or run. `larger_than(other_model) -> bool` orders sizes."""
+    size = ev.sizes.get((model.name, quant))
+    prediction = _predict(ev, size)
+    if size is not None:
+        est = estimate_memory(size, ev.meta.get((model.name, quant)), ctx_size)
+        if est.total_gb > ev.limit_gb:
+            return Decision("memory", f"needs about {est.total_gb:.1f} GB ({est.detail}), more than {ev.limit_text}",
+                            "memory", prediction)
+    for (other, other_quant), label in sorted(ev.ratings.items()):
+        if other_quant == quant and other != model.name and label == "Failed" and larger_than(other):
+            return Decision("threshold", f"the smaller {other} already failed the interactive thresholds at "
+                                         f"{quant}; a larger model at the same quant would too",
+                            f"threshold:{other}@{quant}", prediction)
+    if quant == "Q8_0":
+        failed = _failed_q456(model, ev)
+        if failed:
+            return Decision("quant_path", f"{', '.join(failed)} all failed the interactive thresholds for "
+                                          f"{model.name}; Q8_0 is slower still", f"quant_path:{','.join(failed)}",
+                            prediction)
+    if prediction is not None and prediction > ev.limit_gb:
+        return Decision("memory_trend", f"predicted peak memory {prediction:.1f} GB from {len(ev.observed)} measured "
+                                        f"configuration(s) exceeds {ev.limit_text}", "memory_trend", prediction)
+    return Decision(None, predicted_peak_gb=prediction)
+
+
+def _predict(ev: Evidence, size: int | None) -> float | None:
+    fit = fit_memory(list(ev.observed.values()))
+    if fit is None or size is None:
+        return None
+    a, b = fit
+    return max(0.0, a * size / GB + b)
+
+
+def _failed_q456(model, ev: Evidence) -> list[str]:
+    """Q4*, Q5* and Q6* quants of this model, if each level was measured and every one failed."""
+    levels = {level: [q for q in model.quants if q.startswith(level)] for level in ("Q4", "Q5", "Q6")}
+    if not all(levels.values()):
+        return []
+    labels = {q: ev.ratings.get((model.name, q)) for qs in levels.values() for q in qs}
+    return sorted(labels) if all(label == "Failed" for label in labels.values()) else []
+
+
+def interactive_label(result: dict[str, Any] | None, thresholds) -> str | None:
+    """The rating the termination rules look at (the same function the report uses)."""
+    if not result or result.get("status") != "ok":
+        return None
+    return rate("interactive", result.get("metrics") or {}, thresholds).label

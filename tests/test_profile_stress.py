@@ -1,0 +1,164 @@
+"""The stress profile against the real llama-server on SmolLM2, with real and fixture sensors."""
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from llmspec.client import ChatClient
+from llmspec.errors import CellError
+from llmspec.profiles import ProfileContext, median, stress
+from llmspec.sensors import SensorSource, drop_pct
+from llmspec.server import Server, server_args
+from llmspec.spec import StressProfile
+
+REPO = Path(__file__).resolve().parent.parent
+SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
+GIB = 2**30
+NO_SENSOR_FLAG = "temperature: not available on this machine (no sensors)"
+
+
+@pytest.fixture(scope="module")
+def server(llama_server, smol_gguf, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stress")
+    link = tmp / "models" / smol_gguf.name
+    link.parent.mkdir(parents=True)
+    link.symlink_to(smol_gguf)
+    # One thread: on a machine shared with other servers, two threads spin against each other.
+    srv = Server(llama_server, link, server_args(512, 1, 1, []), tmp / "server.log", tmp / "server.pid", 120.0)
+    with srv:
+        yield srv
+
+
+def measure(server, sensors=None, progress=print, managed=True, **settings):
+    settings = StressProfile(**{"duration_s": 6, "sample_interval_s": 1, "max_tokens": 32, **settings})
+    client = ChatClient(server.url)
+    ctx = ProfileContext(client, settings, REPO, progress=progress, server=server if managed else None)
+    try:
+        return stress.run(ctx, sensors)
+    finally:
+        client.close()
+
+
+def split(outcome):
+    vitals = [s for s in outcome.samples if s["kind"] == "vitals"]
+    requests = [s for s in outcome.samples if s["kind"] == "request"]
+    return vitals, requests
+
+
+pytestmark = pytest.mark.server
+
+
+def test_sustained_run_on_this_machine(server, tmp_path):
+    """Short prompts, so that even a machine shared with other work fits several requests in 6 s."""
+    for i, text in enumerate(["Tell me a story about a fox.", "Describe a lighthouse in a storm."]):
+        (tmp_path / f"{i}.txt").write_text(text)
+    lines = []
+    outcome = measure(server, progress=lines.append, prompts=str(tmp_path))
+    m, (vitals, requests) = outcome.metrics, split(outcome)
+    print(m, outcome.flags)
+    assert m["aborted"] == 0.0
+    json.dumps([m, outcome.samples], allow_nan=False)  # goes into the result file as it is
+    assert m["samples_taken"] == len(vitals) >= 3
+    assert m["duration_s"] >= 6 and vitals[-1]["elapsed_s"] >= 6  # the end state is sampled
+    assert [v["elapsed_s"] for v in vitals] == sorted(v["elapsed_s"] for v in vitals)
+    assert m["requests"] == len(requests) >= 2
+    assert [r["prompt_name"] for r in requests[:2]] == ["0.txt", "1.txt"]
+    assert any("requests" in line for line in lines)
+    for r in requests:
+        assert r["timings"]["cache_n"] == 0
+        assert r["completion_tokens"] == r["timings"]["predicted_n"] == 32  # ignore_eos
+        recomputed = (r["completion_tokens"] - 1) / (r["last_chunk_s"] - r["first_chunk_s"])
+        assert r["decode_tokens_per_s"] == pytest.approx(recomputed)
+    decode = [r["decode_tokens_per_s"] for r in requests]
+    assert m["tokens_per_s"] == pytest.approx(median(decode)) and m["tokens_per_s"] > 0
+    assert m["server_tokens_per_s"] == pytest.approx(median([r["timings"]["predicted_per_second"] for r in requests]))
+    assert isinstance(m["drift_pct"], float) and m["drift_pct"] == pytest.approx(drop_pct(decode))
+    assert m["rss_peak_gb"] > 0
+    assert m["rss_peak_gb"] == pytest.approx(max(v["rss_bytes"] for v in vitals) / GIB)
+    assert m["swap_peak_gb"] == pytest.approx(max(v["swap_used_bytes"] for v in vitals) / GIB)
+    assert vitals[-1]["tokens_per_s"] in decode  # the chart's series is the latest finished request
+    temps = [v["temperature_c"] for v in vitals if v["temperature_c"] is not None]
+    if temps:  # a machine with a sensor
+        assert m["max_temperature_c"] == max(temps) and NO_SENSOR_FLAG not in outcome.flags
+        assert m["mean_temperature_c"] == pytest.approx(sum(temps) / len(temps))
+    else:  # this build machine: psutil finds none and /sys/class/thermal is empty
+        assert m["max_temperature_c"] is None and m["mean_temperature_c"] is None
+        assert NO_SENSOR_FLAG in outcome.flags
+    freqs = [v["cpu_freq_mhz"] for v in vitals if v["cpu_freq_mhz"] is not None]
+    assert (m["throttled"] is None) == (len(freqs) < 2)
+    assert m["throttled"] in (0.0, 1.0, None)
+    assert (m["cpu_freq_start_mhz"] is None) == (not freqs)
+
+
+def test_fixture_sensors_report_temperature_and_frequency(server):
+    outcome = measure(server, SensorSource(SYSFS / "cool"), duration_s=2)
+    m = outcome.metrics
+    assert m["max_temperature_c"] == 47.0 and m["mean_temperature_c"] == 47.0
+    assert NO_SENSOR_FLAG not in outcome.flags
+    assert m["cpu_freq_start_mhz"] == m["cpu_freq_end_mhz"] == 2300.0
+    assert m["throttled"] == 0.0 and m["aborted"] == 0.0
+
+
+def test_abort_at_the_first_sample_is_an_outcome_not_an_error(server):
+    outcome = measure(server, SensorSource(SYSFS / "hot"))  # 95.5 C against the default 90 C
+    m, (vitals, requests) = outcome.metrics, split(outcome)
+    assert m["aborted"] == 1.0
+    assert len(vitals) == 1 and m["samples_taken"] == 1.0 and not requests  # nothing was generated
+    assert m["max_temperature_c"] == 95.5
+    assert m["tokens_per_s"] is None and m["drift_pct"] is None
+    assert m["duration_s"] < 6
+    assert any(f.startswith("aborted: CPU temperature 95.5 C reached the 90 C limit") for f in outcome.flags)
+    assert m["rss_peak_gb"] > 0  # the vitals are still recorded
+
+
+def test_heat_during_the_run_stops_it_between_requests(server, tmp_path):
+    root = tmp_path / "sysfs"
+    shutil.copytree(SYSFS / "cool", root)
+    zone = root / "sys/class/thermal/thermal_zone0/temp"
+
+    def heat_up(line):  # the machine heats up once measured requests are under way
+        if not line.startswith("warm-up"):
+            zone.write_text("93000\n")
+
+    outcome = measure(server, SensorSource(root), progress=heat_up, duration_s=120)
+    m, (vitals, requests) = outcome.metrics, split(outcome)
+    assert m["aborted"] == 1.0 and requests
+    assert vitals[0]["temperature_c"] == 47.0 and vitals[-1]["temperature_c"] == 93.0
+    assert m["max_temperature_c"] == 93.0
+    assert m["duration_s"] < 120
+    assert any("93.0 C reached the 90 C limit" in f for f in outcome.flags)
+
+
+def test_keyboard_interrupt_stops_the_sampler_and_propagates(server):
+    def interrupt(line):
+        if line.startswith("warm-up"):
+            return
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        measure(server, progress=interrupt, duration_s=60)
+    assert not [t for t in threading.enumerate() if t.name == "llmspec-stress-vitals"]
+
+
+def test_external_endpoint_has_no_server_memory(server):
+    outcome = measure(server, managed=False, duration_s=2)
+    assert outcome.metrics["rss_peak_gb"] is None
+    assert outcome.metrics["tokens_per_s"] > 0
+
+
+def test_unreachable_server_is_a_cell_error():
+    class Gone:
+        url = "http://127.0.0.1:9"
+
+    with pytest.raises(CellError, match="warm-up request failed"):
+        measure(Gone(), managed=False)
+    assert not [t for t in threading.enumerate() if t.name == "llmspec-stress-vitals"]
+
+
+def test_inputs_fingerprint_settings_and_prompts():
+    got = stress.inputs(StressProfile(), REPO)
+    assert got["duration_s"] == 1800.0 and got["abort_temperature_c"] == 90.0
+    assert set(got["prompt_files"]) == {p.name for p in (REPO / "prompts/interactive").glob("*.txt")}

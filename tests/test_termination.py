@@ -1,0 +1,126 @@
+"""Every smart-termination rule, decided from specs and result sets made in the test."""
+
+import pytest
+
+from llmspec.cells import Cell
+from llmspec.fingerprint import digest
+from llmspec.planner import Plan, Workspace
+from llmspec.results import write_result
+from llmspec.spec import Spec
+from llmspec.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
+
+META = {"layers": 32, "heads": 32, "kv_heads": 8, "embedding_length": 4096}
+
+
+def model(name, size, quants):
+    return {"name": name, "size": size, "quants": quants, "package": "p", "files": {q: f"{name}-{q}.gguf" for q in quants}}
+
+
+def spec_of(models, **extra):
+    return Spec.model_validate({"name": "s", "models": models, **extra})
+
+
+def test_estimate_is_weights_plus_kv_cache_plus_overhead_and_never_below_1_2x():
+    est = estimate_memory(int(4 * GB), META, 32768)
+    kv = 2 * 32 * 32768 * 8 * 128 * 2 / GB  # K and V, f16, GQA with 8 KV heads: 4 GB
+    assert est.total_gb == pytest.approx(4 + kv + 150e6 / GB)
+    assert "KV cache 4.00 GB at 32768 tokens" in est.detail
+    assert estimate_memory(int(4 * GB), META, 4096).total_gb == pytest.approx(4.8)  # small KV: the 1.2x floor
+    assert estimate_memory(int(10 * GB), None, 4096).total_gb == pytest.approx(12.0)  # the design's size x 1.2 rule
+
+
+def test_derived_size_scales_by_bits_per_weight():
+    assert derived_size(1000, "Q8_0", "Q4_K_M") == int(1000 * 4.85 / 8.5)
+    assert derived_size(1000, "Q8_0", "UNKNOWN") is None
+
+
+def test_fit_memory_is_a_least_squares_line():
+    a, b = fit_memory([(1.0, 1.5), (2.0, 2.5), (4.0, 4.5)])
+    assert (a, b) == pytest.approx((1.0, 0.5))
+    assert fit_memory([(2.0, 3.0)]) == (1.5, 0.0)
+    assert fit_memory([]) is None
+
+
+def decide_for(spec, name, quant, ev, larger=lambda other: True):
+    m = next(x for x in spec.models if x.name == name)
+    return decide(m, quant, ev, 4096, larger)
+
+
+def test_memory_preflight_skips_with_figures():
+    spec = spec_of([model("big", "13B", ["Q8_0"])])
+    ev = Evidence(14.0, "limits.max_memory_gb = 14", sizes={("big", "Q8_0"): int(13 * GB)})
+    d = decide_for(spec, "big", "Q8_0", ev)
+    assert d.skip and d.rule == "memory"
+    assert d.reason.startswith("needs about 15.6 GB") and "limits.max_memory_gb = 14" in d.reason
+    assert not decide_for(spec, "big", "Q8_0", Evidence(64.0, "64 GB", sizes={("big", "Q8_0"): int(13 * GB)})).skip
+
+
+def test_smaller_model_failing_skips_larger_at_same_quant_only():
+    spec = spec_of([model("small", "1B", ["Q4_K_M", "Q5_K_M"]), model("big", "7B", ["Q4_K_M", "Q5_K_M"])])
+    ev = Evidence(64.0, "64 GB", ratings={("small", "Q4_K_M"): "Failed", ("small", "Q5_K_M"): "Good"})
+    d = decide_for(spec, "big", "Q4_K_M", ev)
+    assert d.rule == "threshold" and d.evidence == "threshold:small@Q4_K_M"
+    assert not decide_for(spec, "big", "Q5_K_M", ev).skip
+    assert not decide_for(spec, "big", "Q4_K_M", ev, larger=lambda other: False).skip
+
+
+def test_q4_q5_q6_all_failing_skips_q8():
+    spec = spec_of([model("m", "7B", ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"])])
+    failed = {("m", q): "Failed" for q in ("Q4_K_M", "Q5_K_M", "Q6_K")}
+    d = decide_for(spec, "m", "Q8_0", Evidence(64.0, "64 GB", ratings=failed))
+    assert d.rule == "quant_path" and "Q4_K_M, Q5_K_M, Q6_K all failed" in d.reason
+    one_passed = {**failed, ("m", "Q5_K_M"): "Acceptable"}
+    assert not decide_for(spec, "m", "Q8_0", Evidence(64.0, "64 GB", ratings=one_passed)).skip
+
+
+def test_memory_trend_predicts_from_observed_peaks():
+    spec = spec_of([model("m", "7B", ["Q8_0"])])
+    ev = Evidence(10.0, "10 GB", observed={("a", "Q4_K_M"): (2.0, 3.0), ("b", "Q4_K_M"): (4.0, 5.0)},
+                  sizes={("m", "Q8_0"): int(7.5 * GB)})
+    d = decide_for(spec, "m", "Q8_0", ev)  # 7.5 GB file: the size x 1.2 rule gives 9 GB (fits); the trend 8.5 (fits)
+    assert not d.skip and d.predicted_peak_gb == pytest.approx(8.5)
+    ev.limit_gb = 8.7  # the pre-flight estimate (9.0) already says no
+    assert decide_for(spec, "m", "Q8_0", ev).rule == "memory"
+    ev2 = Evidence(8.0, "8 GB", observed={("a", "Q4_K_M"): (1.0, 3.0), ("b", "Q4_K_M"): (2.0, 6.0)},
+                   sizes={("m", "Q8_0"): int(3 * GB)})
+    d2 = decide_for(spec, "m", "Q8_0", ev2)  # pre-flight says 3.6 GB, but observed peaks grow 3x the file
+    assert d2.rule == "memory_trend" and d2.predicted_peak_gb == pytest.approx(9.0)
+
+
+def write(plan, model_name, quant, status="ok", **metrics):
+    cell = Cell(plan.spec.name, model_name, quant, "interactive")
+    inputs = plan.inputs(cell)
+    write_result(plan.result_path(cell), {"status": status, "reason": "", "metrics": metrics,
+                                          "fingerprint": digest(inputs), "fingerprint_inputs": inputs})
+
+
+def test_plan_decides_from_results_on_disk_and_a_skip_does_not_outlive_its_evidence(tmp_path):
+    spec = spec_of([model("small", "1B", ["Q4_K_M"]), model("big", "7B", ["Q4_K_M"])],
+                   thresholds={"interactive": {"min_tokens_per_s": 10}})
+    plan = Plan(spec, Workspace(tmp_path))
+    big = Cell("s", "big", "Q4_K_M", "interactive")
+    assert not plan.decide(big).skip
+    write(plan, "small", "Q4_K_M", tokens_per_s=1.0, ttft_s=0.5, itl_cv_pct=5.0)  # fails min_tokens_per_s
+    plan.forget_evidence()
+    decision = plan.decide(big)
+    assert decision.rule == "threshold"
+    # the big cell is recorded as skipped on that evidence: up to date while it holds
+    inputs = plan.inputs(big)
+    write_result(plan.result_path(big), {"status": "skipped", "reason": decision.reason, "metrics": {},
+                                         "skip_evidence": decision.evidence, "fingerprint": digest(inputs),
+                                         "fingerprint_inputs": inputs})
+    assert plan.freshness(big) == (True, "up to date")
+    write(plan, "small", "Q4_K_M", tokens_per_s=50.0, ttft_s=0.5, itl_cv_pct=5.0)  # re-measured: passes now
+    plan.forget_evidence()
+    fresh, why = plan.freshness(big)
+    assert not fresh and why.startswith("the skip no longer holds")
+
+
+def test_skipping_can_be_switched_off(tmp_path):
+    spec = spec_of([model("big", "13B", ["Q8_0"])], limits={"max_memory_gb": 0.001}, planner={"skip": False})
+    assert not Plan(spec, Workspace(tmp_path)).decide(Cell("s", "big", "Q8_0", "interactive")).skip
+
+
+def test_quick_mode_plans_only_the_quick_quants():
+    spec = spec_of([model("m", "1B", ["Q4_K_M", "Q5_K_M", "Q8_0"])], planner={"mode": "quick"})
+    assert [c.quant for c in Plan(spec).cells] == ["Q4_K_M", "Q5_K_M"]
