@@ -2,8 +2,9 @@
 
     llmspec check SPEC...   validate specs (exit 2 with one line per problem)
     llmspec models SPEC     which model files are present, to download, to derive
+    llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
 
-Measuring is doit's job (`doit`, `doit report`); this command never starts a server.
+Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from llmspec import loadtest
 from llmspec.errors import UserError
 from llmspec.planner import Plan
 from llmspec.spec import load_spec
@@ -24,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("specs", nargs="+", type=Path)
     models = sub.add_parser("models", help="model files of a spec: present, to download, to derive")
     models.add_argument("spec", type=Path)
+    plan = sub.add_parser("plan", help="the matrix before running it: up to date / to run / to skip, and why")
+    plan.add_argument("spec", type=Path)
+    loadtest.add_parser(sub)
     args = parser.parse_args(argv)
     try:
-        return {"check": cmd_check, "models": cmd_models}[args.command](args)
+        return {"check": cmd_check, "models": cmd_models, "plan": cmd_plan, "loadtest": loadtest.command}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -47,6 +52,13 @@ def cmd_check(args) -> int:
         cells = Plan(spec).cells
         print(f"{path}: ok ({len(spec.models)} models, {len(cells)} cells)")
     return 2 if failed else 0
+
+
+def cmd_plan(args) -> int:
+    from llmspec import planview
+
+    print(planview.render(Plan(load_spec(args.spec))))
+    return 0
 
 
 def cmd_models(args) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -61,14 +62,28 @@ class RequestRecord:
         return sample
 
 
+class DeadlineExceeded(requests.Timeout):
+    """The whole answer took longer than the client's deadline (a slow stream never times out per read)."""
+
+
+class Interrupted(requests.RequestException):
+    """The caller asked the stream to stop (Ctrl+C in a concurrent run)."""
+
+
 class ChatClient:
-    """A reusable connection to one server; cheap to create, so one per profile run."""
+    """A reusable connection to one server; cheap to create, so one per profile run or worker.
+
+    `timeout_s` bounds each wait for bytes; `deadline_s`, when given, bounds the whole answer;
+    setting `stop` ends a stream early with `Interrupted`.
+    """
 
     def __init__(self, base_url: str, model: str = "default", api_key: str | None = None,
-                 timeout_s: float = 600.0):
+                 timeout_s: float = 600.0, deadline_s: float | None = None, stop: threading.Event | None = None):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.stop = stop
         self.session = requests.Session()
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
@@ -96,18 +111,36 @@ class ChatClient:
                 record.ttfb_s = time.perf_counter() - t0
                 if resp.status_code != 200:
                     record.error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    record.total_s = time.perf_counter() - t0
                     return record
                 self._read_stream(resp, record, t0)
         except requests.RequestException as exc:
-            record.error = f"{type(exc).__name__}: {exc}"[:300]
+            record.error = self._explain(exc)
         record.total_s = time.perf_counter() - t0
         return record
+
+    def _explain(self, exc: requests.RequestException) -> str:
+        """What happened, in words, with the exception type kept for the curious."""
+        text, kind = str(exc), type(exc).__name__
+        if isinstance(exc, (DeadlineExceeded, Interrupted)):
+            return f"{'Timeout' if isinstance(exc, DeadlineExceeded) else 'Interrupted'}: {text}"
+        if isinstance(exc, requests.Timeout) or "timed out" in text:
+            return f"timed out: no data from the server for {self.timeout_s:g} s [{kind}]"
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return f"the server closed the connection in the middle of an answer (crashed or killed?) [{kind}]"
+        if isinstance(exc, requests.ConnectionError):
+            return f"ConnectionError: cannot reach or lost the server at {self.base_url}: {text[:200]}"
+        return f"{kind}: {text}"[:300]
 
     def _read_stream(self, resp: requests.Response, record: RequestRecord, t0: float) -> None:
         parts: list[str] = []
         buffer = b""
         for data in resp.iter_content(chunk_size=None):
             now = time.perf_counter() - t0
+            if self.stop is not None and self.stop.is_set():
+                raise Interrupted("stopped by Ctrl+C")
+            if self.deadline_s is not None and now > self.deadline_s:
+                raise DeadlineExceeded(f"answer not complete within {self.deadline_s:g} s")
             buffer += data
             *lines, buffer = buffer.split(b"\n")
             for line in lines:

@@ -56,6 +56,22 @@ def plan(spec: Spec, model: Model, quant: str) -> ModelFile:
     return ModelFile(model.name, quant, folder / Path(file).name, kind, origin, file)
 
 
+def existing_file(spec: Spec, mf: ModelFile) -> Path | None:
+    """The file as it is now, without fetching or linking anything (for planning)."""
+    if mf.path.exists():
+        return mf.path
+    if mf.kind == "path":
+        local = spec.resolve(mf.origin)
+        return local if local.is_file() else None
+    if mf.kind == "package":
+        try:
+            shipped = package_dir(mf.origin) / mf.file
+        except UserError:
+            return None
+        return shipped if shipped.is_file() else None
+    return None
+
+
 def ensure(spec: Spec, mf: ModelFile) -> Path:
     """Make the file exist at mf.path (link, assemble, download or derive) and return it."""
     if mf.path.exists():

@@ -70,6 +70,13 @@ class Workspace:
         return self.build / "run"
 
 
+def _metadata_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        return modelfiles.metadata(path)
+    except (UserError, OSError):
+        return None
+
+
 class Plan:
     def __init__(self, spec: Spec, workspace: Workspace | None = None):
         self.spec = spec
@@ -256,17 +263,18 @@ class Plan:
         """Size and GGUF metadata: from the file, else a stored result, else guessed from the base."""
         mf = self.model_file(model, quant)
         key = (model, quant)
-        if mf.path.exists():
-            ev.sizes[key] = mf.path.stat().st_size
-            ev.meta[key] = modelfiles.metadata(mf.path)
-            return
+        found = modelfiles.existing_file(self.spec, mf)
         stored = next((r["model_file"] for r in ok_results if r.get("model_file")), None)
-        if stored:
+        if found is not None:
+            ev.sizes[key], ev.meta[key] = found.stat().st_size, _metadata_or_none(found)
+        elif stored:
             ev.sizes[key], ev.meta[key] = stored.get("size"), stored.get("metadata")
-        elif mf.kind == "derive" and (base := self.model_file(model, mf.origin)).path.exists():
-            size = derived_size(base.path.stat().st_size, mf.origin, quant)
-            if size:
-                ev.sizes[key], ev.meta[key] = size, modelfiles.metadata(base.path)
+        elif mf.kind == "derive":
+            base = (model, mf.origin)
+            if base not in ev.sizes:
+                self._file_facts(ev, model, mf.origin, [])
+            if ev.sizes.get(base) and (size := derived_size(ev.sizes[base], mf.origin, quant)):
+                ev.sizes[key], ev.meta[key] = size, ev.meta.get(base)
 
     def stale(self) -> list[Cell]:
         return [c for c in self.cells if not self.freshness(c)[0]]

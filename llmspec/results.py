@@ -54,7 +54,7 @@ def freshness(path: Path, current_inputs: dict[str, Any]) -> tuple[bool, str]:
     """
     stored = read_result(path)
     if stored is None:
-        return False, f"no result yet ({path} missing or unreadable)"
+        return False, "no result yet"
     stored_inputs = stored.get("fingerprint_inputs") or {}
     current = fill_missing_model(current_inputs, stored_inputs)
     if stored.get("fingerprint") != digest(current):

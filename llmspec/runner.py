@@ -220,11 +220,13 @@ def _safe_metadata(path: Path) -> dict | None:
 
 
 def _summary_line(cell: Cell, result: dict) -> str:
-    m = result["metrics"]
+    """One line per finished cell: its status and the figures it is rated on."""
+    from llmspec.rating import rated_metrics
+
     if result["status"] != "ok":
         return f"{cell.task_name}: {result['status'].upper()}: {result['reason']}"
-    tps, ttft = m.get("tokens_per_s"), m.get("ttft_s")
-    figures = ", ".join(x for x in (tps is not None and f"{tps:.1f} tok/s", ttft is not None and f"TTFT {ttft:.2f} s") if x)
+    m = result["metrics"]
+    figures = ", ".join(f"{name} {m[name]:.3g}" for name in rated_metrics(cell.profile) if m.get(name) is not None)
     return f"{cell.task_name}: ok{f' ({figures})' if figures else ''}"
 
 

@@ -34,10 +34,12 @@ def server_args(ctx_size: int, threads: int, parallel: int, extra: list[str]) ->
     """Arguments that shape the measurement (fingerprinted); model path and port are added at start.
 
     One slot per request in flight, and no prompt cache reuse between requests (each request
-    also sends cache_prompt=false), so every measured prompt is processed from scratch.
+    also sends cache_prompt=false), so every measured prompt is processed from scratch. The RAM
+    prompt cache is off too: by default llama-server keeps every finished prompt's KV state in
+    RAM (up to 8 GiB), which grew RSS by ~8.5 MB per request here and would pass for a leak.
     """
     return ["--ctx-size", str(ctx_size), "--threads", str(threads), "--parallel", str(parallel),
-            "--no-webui", *extra]
+            "--cache-ram", "0", "--no-webui", *extra]
 
 
 @dataclass

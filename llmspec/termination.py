@@ -104,7 +104,7 @@ def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than) -> Decis
     if size is not None:
         est = estimate_memory(size, ev.meta.get((model.name, quant)), ctx_size)
         if est.total_gb > ev.limit_gb:
-            return Decision("memory", f"needs about {est.total_gb:.1f} GB ({est.detail}), more than {ev.limit_text}",
+            return Decision("memory", f"needs about {gb(est.total_gb)} ({est.detail}), more than {ev.limit_text}",
                             "memory", prediction)
     for (other, other_quant), label in sorted(ev.ratings.items()):
         if other_quant == quant and other != model.name and label == "Failed" and larger_than(other):
@@ -118,9 +118,14 @@ def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than) -> Decis
                                           f"{model.name}; Q8_0 is slower still", f"quant_path:{','.join(failed)}",
                             prediction)
     if prediction is not None and prediction > ev.limit_gb:
-        return Decision("memory_trend", f"predicted peak memory {prediction:.1f} GB from {len(ev.observed)} measured "
+        return Decision("memory_trend", f"predicted peak memory {gb(prediction)} from {len(ev.observed)} measured "
                                         f"configuration(s) exceeds {ev.limit_text}", "memory_trend", prediction)
     return Decision(None, predicted_peak_gb=prediction)
+
+
+def gb(value: float) -> str:
+    """Two decimals below 10 GB, where 0.3 vs 0.34 matters; one above."""
+    return f"{value:.2f} GB" if value < 10 else f"{value:.1f} GB"
 
 
 def _predict(ev: Evidence, size: int | None) -> float | None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,11 +50,11 @@ def test_memory_skip_starts_no_server_and_shows_in_plan_and_report(tmp_path):
     plan = subprocess.run([sys.executable, "-m", "llmspec.cli", "plan", "specs/t.toml"], cwd=root,
                           capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr
-    assert plan.stdout.count("skip  ") >= 1 and "needs about 0.1" in plan.stdout
-    assert "0 up to date, 0 to run" in plan.stdout or "to skip" in plan.stdout
+    assert "0 up to date, 0 to run, 2 to skip" in plan.stdout, plan.stdout
+    assert re.search(r"needs about 0\.\d\d GB \(weights 0\.09 GB", plan.stdout), plan.stdout
     out = doit(root)
     q4 = results(root)["Q4_1"]
-    assert q4["status"] == "skipped" and q4["reason"].startswith("needs about 0.1")
+    assert q4["status"] == "skipped" and q4["reason"].startswith("needs about 0.")
     assert "limits.max_memory_gb = 0.05" in q4["reason"]
     assert not (root / "build" / "logs" / "servers").exists()  # no server was ever started
     assert "skipped" in (root / "build" / "reports" / "t" / "results.csv").read_text()
@@ -73,15 +74,16 @@ def run_until_first_request(root: Path):
 
 @pytest.mark.parametrize("fault", ["kill", "hang"])
 def test_crashed_or_hung_server_is_an_error_and_the_run_goes_on(tmp_path, fault):
-    root = project(tmp_path, TWO_QUANTS.format(timeout=15, tokens=400))
+    root = project(tmp_path, TWO_QUANTS.format(timeout=15, tokens=64))
     proc, log, server = run_until_first_request(root)
     server.send_signal(signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
-    assert proc.wait(300) != 0  # one cell failed, so doit reports failure...
+    assert proc.wait(600) != 0  # one cell failed, so doit reports failure...
     got = results(root)
     first = "Q4_1" if got["Q4_1"]["status"] == "error" else "Q8_0"
     broken, other = got[first], got["Q8_0" if first == "Q4_1" else "Q4_1"]
     assert broken["status"] == "error"
-    assert ("ConnectionError" if fault == "kill" else "Timeout") in broken["reason"]
+    expected = "closed the connection in the middle of an answer" if fault == "kill" else "no data from the server for 15 s"
+    assert expected in broken["reason"]
     assert broken["server_log_tail"]  # the user sees what the server said last
     assert other["status"] == "ok"  # ...but the next cell ran on a fresh server
     assert not llama_servers_under(root)

@@ -51,7 +51,7 @@ def test_memory_preflight_skips_with_figures():
     ev = Evidence(14.0, "limits.max_memory_gb = 14", sizes={("big", "Q8_0"): int(13 * GB)})
     d = decide_for(spec, "big", "Q8_0", ev)
     assert d.skip and d.rule == "memory"
-    assert d.reason.startswith("needs about 15.6 GB") and "limits.max_memory_gb = 14" in d.reason
+    assert d.reason.startswith("needs about 15.6 GB (weights 13.00 GB") and "limits.max_memory_gb = 14" in d.reason
     assert not decide_for(spec, "big", "Q8_0", Evidence(64.0, "64 GB", sizes={("big", "Q8_0"): int(13 * GB)})).skip
 
 
@@ -85,6 +85,7 @@ def test_memory_trend_predicts_from_observed_peaks():
                    sizes={("m", "Q8_0"): int(3 * GB)})
     d2 = decide_for(spec, "m", "Q8_0", ev2)  # pre-flight says 3.6 GB, but observed peaks grow 3x the file
     assert d2.rule == "memory_trend" and d2.predicted_peak_gb == pytest.approx(9.0)
+    assert d2.reason.startswith("predicted peak memory 9.00 GB from 2 measured configuration(s) exceeds 8 GB")
 
 
 def write(plan, model_name, quant, status="ok", **metrics):

@@ -1,0 +1,413 @@
+"""The stress-test plan (seeds/003): many questions, several at once, against one server.
+
+Questions come from a JSON list and are sent in order, cycling when more are asked for than the
+file holds. `concurrent` worker threads each own one streaming `ChatClient` (one keep-alive
+connection each), so a worker picks the next question as soon as its last answer is complete,
+and the server always has `concurrent` requests in flight. A failed or timed-out request is
+recorded with its error and the run goes on; Ctrl+C stops the workers and keeps what finished.
+
+`llmspec loadtest NAME` writes the plan's `results/NAME.json` (meta / results / aggregate) and a
+log `results/NAME.log`; the `load` profile (`llmspec.profiles.load`) drives the same engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmspec.client import ChatClient, RequestRecord
+from llmspec.errors import UserError
+from llmspec.results import write_text_atomic
+from llmspec.spec import LoadProfile
+
+log = logging.getLogger(__name__)
+BUNDLED_QUESTIONS = Path(__file__).resolve().parent.parent / "prompts" / "questions.json"
+PARAMS = {"seed": 42}  # the same sampling every run, so answer lengths (and tokens/s) compare
+STOP_GRACE_S = 2.0  # after Ctrl+C, how long finishing streams may take before they are abandoned
+FLAG_OF = {"server": "--endpoint", "model": "--model", "concurrent": "--concurrent", "questions": "--count",
+           "timeout": "--timeout"}
+
+
+@dataclass
+class Answer:
+    """One question's request; `start_s`/`end_s` are on the run's clock (seconds since its start)."""
+
+    index: int
+    question: str
+    record: RequestRecord
+    start_s: float
+    end_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.record.error is None
+
+    @property
+    def latency_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def tokens(self) -> int:
+        """Server-counted output tokens; content chunks where a server reports no usage; 0 if failed."""
+        if not self.ok:
+            return 0
+        n = self.record.completion_tokens
+        return n if n is not None else len(self.record.chunk_times_s)
+
+    def as_result(self) -> dict[str, Any]:
+        """The plan's per-question entry (times in ms), plus `ttft` and `error` so failures show."""
+        ttft = self.record.ttft_s
+        return {"question": self.question, "answer": self.record.content if self.ok else "",
+                "time": round(self.latency_s * 1000, 3), "token": self.tokens, "quality": 0.0,
+                "ttft": round(ttft * 1000, 3) if ttft is not None and self.ok else None, "error": self.record.error}
+
+
+@dataclass
+class LoadRun:
+    answers: list[Answer]  # in question order; only requests that finished
+    wall_s: float
+    started: datetime
+    ended: datetime
+    interrupted: bool
+
+
+def run_load(make_client: Callable[[threading.Event], ChatClient], questions: list[str], concurrent: int,
+             max_tokens: int, on_done: Callable[[Answer, int], None] | None = None) -> LoadRun:
+    """Send every question with `concurrent` requests in flight; Ctrl+C ends it with what finished.
+
+    Workers are daemon threads so that Ctrl+C never waits on a request the server is still
+    sitting on: streams stop at their next chunk, and any still silent after a short grace are
+    abandoned rather than holding the partial results back.
+    """
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    for job in enumerate(questions):
+        jobs.put(job)
+    stop, t0, started = threading.Event(), time.perf_counter(), datetime.now()
+    workers = [threading.Thread(target=_work, args=(make_client(stop), jobs, done, stop, max_tokens, t0),
+                                name=f"llmspec-load-{n + 1}", daemon=True)
+               for n in range(min(concurrent, len(questions)))]
+    for worker in workers:
+        worker.start()
+    answers: dict[int, Answer] = {}
+    try:
+        while len(answers) < len(questions) and (not done.empty() or any(w.is_alive() for w in workers)):
+            with contextlib.suppress(queue.Empty):
+                answer = done.get(timeout=0.5)
+                answers[answer.index] = answer
+                _log_answer(answer)
+                if on_done:
+                    on_done(answer, len(answers))
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop_workers(workers, stop, done, answers)
+    return LoadRun([answers[i] for i in sorted(answers)], time.perf_counter() - t0, started, datetime.now(),
+                   interrupted)
+
+
+def _work(client: ChatClient, jobs: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Event,
+          max_tokens: int, t0: float) -> None:
+    """One worker: its own client (one keep-alive connection), the next question until none is left."""
+    try:
+        while not stop.is_set():
+            try:
+                index, question = jobs.get_nowait()
+            except queue.Empty:
+                return
+            begin = time.perf_counter() - t0
+            try:
+                record = client.chat(question, prompt_name=f"q{index + 1:03d}", max_tokens=max_tokens, **PARAMS)
+            except Exception as exc:  # a bug or an odd server must not end the run (plan: graceful degradation)
+                log.exception("q%03d failed unexpectedly", index + 1)
+                record = RequestRecord(f"q{index + 1:03d}", time.time(), error=f"{type(exc).__name__}: {exc}"[:300])
+            done.put(Answer(index, question, record, begin, time.perf_counter() - t0))
+    finally:
+        client.close()
+
+
+def _stop_workers(workers: list[threading.Thread], stop: threading.Event, done: queue.SimpleQueue,
+                  answers: dict[int, Answer]) -> None:
+    """Ctrl+C: no new questions, give streams a moment to end, keep what really finished."""
+    stop.set()
+    log.warning("interrupted: stopping workers, keeping the answers that finished")
+    deadline = time.perf_counter() + STOP_GRACE_S
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.perf_counter()))
+    while not done.empty():
+        answer = done.get()
+        if not (answer.record.error or "").startswith("Interrupted"):
+            answers[answer.index] = answer
+            _log_answer(answer)
+
+
+def _log_answer(answer: Answer) -> None:
+    if answer.ok:
+        log.debug("q%03d ok: %.0f ms, %d tokens", answer.index + 1, answer.latency_s * 1000, answer.tokens)
+    else:
+        log.warning("q%03d failed after %.0f ms: %s", answer.index + 1, answer.latency_s * 1000, answer.record.error)
+
+
+# --- pure statistics --------------------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), so p50 of [1, 2] is 1.5."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: list[float], digits: int = 3) -> tuple[float, float | None, float | None, float | None]:
+    """(sum, avg, min, max); avg/min/max are None for an empty list (nothing finished)."""
+    if not values:
+        return 0, None, None, None
+    return round(sum(values), digits), round(sum(values) / len(values), digits), min(values), max(values)
+
+
+def calculate_aggregates(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """The plan's aggregate over every result (a failure counts its time and 0 tokens), plus
+    percentiles of successful requests and throughput over the run's wall time."""
+    ok = [r for r in results if r.get("error") is None]
+    times, tokens = [r["time"] for r in results], [r["token"] for r in results]
+    out = dict(zip(("runtime_sum", "runtime_avg", "runtime_min", "runtime_max"), summary(times)))
+    out.update(zip(("token_sum", "token_avg", "token_min", "token_max"), summary(tokens)))
+    out.update(requests_ok=len(ok), requests_failed=len(results) - len(ok),
+               error_pct=round(100 * (len(results) - len(ok)) / len(results), 3) if results else None)
+    for name, key in (("latency", "time"), ("ttft", "ttft")):
+        present = [r[key] for r in ok if r.get(key) is not None]
+        for pct in (50, 90, 99):
+            value = percentile(present, pct)
+            out[f"{name}_p{pct}_ms"] = round(value, 3) if value is not None else None
+    out["requests_per_s"] = round(len(ok) / wall_s, 4) if wall_s > 0 else None
+    out["output_tokens_per_s"] = round(sum(r["token"] for r in ok) / wall_s, 4) if wall_s > 0 else None
+    return out
+
+
+# --- the plan's files ---------------------------------------------------------------------------
+
+
+def pick_questions(questions: list[str], count: int) -> list[str]:
+    """Sequential selection, cycling through the file (the plan's `questions` parameter)."""
+    return [questions[i % len(questions)] for i in range(count)]
+
+
+def load_questions(path: Path) -> list[str]:
+    """A JSON list of questions: strings, or objects with a "question" key."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such questions file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, list) or not raw:
+        raise UserError(f"{path}: expected a non-empty JSON list of questions")
+    questions = []
+    for i, item in enumerate(raw):
+        text = item.get("question") if isinstance(item, dict) else item
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"{path}: [{i}]: expected a non-empty question string, got {json.dumps(item)[:60]}")
+        questions.append(text.strip())
+    return questions
+
+
+class RunConfig(BaseModel):
+    """The plan's config.json, after command-line flags were laid over it."""
+
+    model_config = ConfigDict(extra="forbid")
+    server: str = Field(pattern=r"^https?://\S+$")
+    model: str = Field(min_length=1)
+    concurrent: int = Field(LoadProfile.model_fields["concurrent"].default, ge=1)
+    questions: int = Field(LoadProfile.model_fields["questions"].default, ge=1)
+    timeout: float = Field(LoadProfile.model_fields["timeout_s"].default, gt=0)
+
+
+def load_config(path: Path | None, flags: dict[str, Any]) -> RunConfig:
+    """config.json (optional) with non-None flags laid over it; one line naming file or flag and key."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such config file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a JSON object with server, model, concurrent, questions, timeout")
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return RunConfig.model_validate({**values, **given})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        where = FLAG_OF.get(key, key) if key in given or path is None else f"{path}: {key}"
+        if err["type"] == "missing":
+            raise UserError(f"{key} is required (give {FLAG_OF[key]} or \"{key}\" in a --config file)") from None
+        if err["type"] == "extra_forbidden":
+            raise UserError(f"{path}: {key}: unknown key (allowed: {', '.join(RunConfig.model_fields)})") from None
+        raise UserError(f"{where}: {err['input']!r}: {err['msg']}") from None
+
+
+def check_connection(base_url: str, api_key: str | None) -> None:
+    """Fail fast, in one line, before firing questions: a GET to /v1/models, then /health."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    problem = ""
+    for path in ("/v1/models", "/health"):
+        try:
+            resp = requests.get(base_url.rstrip("/") + path, headers=headers, timeout=(5, 15))
+        except requests.RequestException as exc:
+            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+            raise UserError(f"cannot reach {base_url} ({reason}); is the server running?") from None
+        if resp.status_code == 200:
+            return
+        if resp.status_code in (401, 403):
+            raise UserError(f"{base_url} refused the request (HTTP {resp.status_code} from {path}); check --api-key-env")
+        problem = problem or f"HTTP {resp.status_code} from {path}"
+    raise UserError(f"{base_url} is not ready ({problem})")
+
+
+def build_document(cfg: RunConfig, run: LoadRun) -> dict[str, Any]:
+    results = [a.as_result() for a in run.answers]
+    meta = {"start_date": run.started.strftime("%Y-%m-%d"), "start_time": _clock(run.started),
+            "end_date": run.ended.strftime("%Y-%m-%d"), "end_time": _clock(run.ended),
+            "server": cfg.server, "model": cfg.model, "concurrent": cfg.concurrent, "questions": cfg.questions,
+            "timeout": cfg.timeout, "total_duration_ms": round(run.wall_s * 1000, 3)}
+    return {"meta": meta, "results": results, "aggregate": calculate_aggregates(results, run.wall_s)}
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def save_results(path: Path, document: dict[str, Any]) -> None:
+    """Atomically (temp file + rename), keys in the plan's order; a failure is one line, not a traceback."""
+    try:
+        write_text_atomic(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write results ({exc.strerror or exc})") from None
+
+
+# --- `llmspec loadtest` -------------------------------------------------------------------------
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("loadtest", help="send concurrent questions to a server; write results/NAME.json")
+    p.add_argument("output", metavar="OUTPUT_NAME", help="writes results/OUTPUT_NAME.json and .log")
+    p.add_argument("--config", type=Path, help="the plan's config.json (server, model, concurrent, questions, timeout)")
+    p.add_argument("--endpoint", help="server base URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--model")
+    p.add_argument("--questions", type=Path, help="JSON list of questions (default prompts/questions.json)")
+    p.add_argument("--concurrent", type=int)
+    p.add_argument("--count", type=int, help="how many questions to send in all (cycling through the file)")
+    p.add_argument("--timeout", type=float, help="seconds one request may take in all")
+    p.add_argument("--max-tokens", type=int, default=LoadProfile.model_fields["max_tokens"].default)
+    p.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def command(args) -> int:
+    """Validate everything, check the server, run, write; 0 done, 2 usage/connection, 130 Ctrl+C."""
+    name = args.output.removesuffix(".json")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"{args.output!r}: OUTPUT_NAME must be a plain file name (letters, digits, . _ -)")
+    flags = {"server": args.endpoint, "model": args.model, "concurrent": args.concurrent,
+             "questions": args.count, "timeout": args.timeout}
+    cfg = load_config(args.config, flags)
+    if args.max_tokens < 1:
+        raise UserError(f"--max-tokens: {args.max_tokens}: must be at least 1")
+    questions = pick_questions(load_questions(args.questions or _default_questions()), cfg.questions)
+    api_key = _api_key(args.api_key_env)
+    out = Path("results")
+    handler = _log_to(out / f"{name}.log", args.log_level)
+    try:
+        log.info("loadtest %s: %s model %s, %d questions, %d concurrent, timeout %g s, max_tokens %d",
+                 name, cfg.server, cfg.model, cfg.questions, cfg.concurrent, cfg.timeout, args.max_tokens)
+        check_connection(cfg.server, api_key)
+        run = run_load(lambda stop: ChatClient(cfg.server, cfg.model, api_key, cfg.timeout, deadline_s=cfg.timeout, stop=stop),
+                       questions, cfg.concurrent, args.max_tokens, on_done=_progress(len(questions)))
+        document = build_document(cfg, run)
+        save_results(out / f"{name}.json", document)
+        _report(out / f"{name}.json", document, run.interrupted)
+        return 130 if run.interrupted else 0
+    except UserError as exc:
+        log.error("%s", exc)
+        raise
+    except Exception:
+        log.exception("loadtest %s failed", name)  # the stack trace goes to the log for debugging
+        raise
+    finally:
+        logging.getLogger("llmspec").removeHandler(handler)
+        handler.close()
+
+
+def _default_questions() -> Path:
+    local = Path("prompts/questions.json")
+    return local if local.exists() else BUNDLED_QUESTIONS
+
+
+def _api_key(env_name: str | None) -> str | None:
+    """The key stays in memory only: never in the results, the log or an error message."""
+    if not env_name:
+        return None
+    key = os.environ.get(env_name)
+    if not key:
+        raise UserError(f"--api-key-env: environment variable {env_name} is not set")
+    return key
+
+
+def _log_to(path: Path, level: str) -> logging.Handler:
+    """A fresh log file for this run next to its results (the plan: a separate log per run)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the log ({exc.strerror or exc})") from None
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    root = logging.getLogger("llmspec")
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    return handler
+
+
+def _progress(total: int) -> Callable[[Answer, int], None]:
+    """completed/total and elapsed on stderr: rewritten in place on a terminal, a line per step otherwise."""
+    t0, failed = time.perf_counter(), [0]
+    tty = sys.stderr.isatty()
+
+    def show(answer: Answer, done: int) -> None:
+        failed[0] += not answer.ok
+        text = f"loadtest: {done}/{total} done, {failed[0]} failed, {time.perf_counter() - t0:.1f} s elapsed"
+        print(f"\r{text}" if tty else text, end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _report(path: Path, document: dict[str, Any], interrupted: bool) -> None:
+    agg, meta = document["aggregate"], document["meta"]
+    p90 = agg["latency_p90_ms"]
+    figures = f", p90 latency {p90:.0f} ms, {agg['output_tokens_per_s']:.1f} output tokens/s" if p90 is not None else ""
+    if interrupted and sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress line that was being rewritten in place
+    head = f"interrupted: partial results in {path}" if interrupted else str(path)
+    print(f"{head}: {len(document['results'])}/{meta['questions']} answers ({agg['requests_ok']} ok, "
+          f"{agg['requests_failed']} failed){figures}")
+    log.info("wrote %s", path)

@@ -1,0 +1,61 @@
+"""A spec's [[endpoints]]: a server llmspec does not manage, measured through doit like any cell.
+
+The "external" server here is a second real llama-server started by the test. Its API key is
+read from the environment at run time and must not appear in any file llmspec writes.
+"""
+
+import json
+import os
+
+import pytest
+
+from conftest import REPO, doit, executed_cells
+from llmspec.server import Server, server_args
+
+pytestmark = pytest.mark.server
+SECRET = "sk-test-do-not-write-me-7f3a"
+
+
+@pytest.fixture
+def external(llama_server, smol_gguf, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("external")
+    server = Server(llama_server, smol_gguf, server_args(2048, 2, 2, []), folder / "server.log", folder / "pid", 120)
+    with server:
+        yield server
+
+
+def test_endpoint_cells_measure_the_external_server_and_never_store_the_key(external, tmp_path, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    (tmp_path / "specs" / "ext.toml").write_text(f"""
+[profiles.interactive]
+requests = 3
+max_tokens = 16
+
+[profiles.load]
+concurrent = 2
+questions = 4
+max_tokens = 8
+
+[[endpoints]]
+name = "other-box"
+url = "{external.url}"
+model = "smol"
+api_key_env = "LLMSPEC_TEST_KEY"
+profiles = ["interactive", "load"]
+""")
+    monkeypatch.setenv("LLMSPEC_TEST_KEY", SECRET)
+    out = doit(tmp_path)
+    assert executed_cells(out.stdout) == ["cell:ext:other-box@remote:interactive", "cell:ext:other-box@remote:load"]
+    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "build" / "results").rglob("*.json")}
+    assert results["interactive"]["status"] == "ok" and results["interactive"]["metrics"]["tokens_per_s"] > 0
+    assert results["load"]["status"] == "ok" and results["load"]["metrics"]["requests_ok"] == 4
+    assert results["load"]["server"] == {"endpoint": external.url, "model": "smol"}
+    assert "peak_rss_gb" not in results["interactive"]["metrics"]  # not ours to measure
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert SECRET not in path.read_text(errors="replace"), path
+    monkeypatch.delenv("LLMSPEC_TEST_KEY")
+    (tmp_path / "specs" / "ext.toml").write_text((tmp_path / "specs" / "ext.toml").read_text().replace("max_tokens = 16", "max_tokens = 17"))
+    missing = doit(tmp_path, check=False)
+    assert "environment variable LLMSPEC_TEST_KEY is not set" in missing.stdout

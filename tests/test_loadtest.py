@@ -1,0 +1,323 @@
+"""`llmspec loadtest`: the stress-test plan's results file, against a real llama-server with 4 slots.
+
+The run-level tests start `python -m llmspec.cli loadtest` as a user would (cwd = a fresh folder,
+so `results/` lands there). Ctrl+C and the total-time deadline are client-side behaviour, tested
+against a small real HTTP server that streams slowly, so they take a second instead of minutes.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from llmspec.client import ChatClient
+from llmspec.errors import UserError
+from llmspec.loadtest import (calculate_aggregates, load_config, load_questions, percentile,
+                              pick_questions, summary)
+from llmspec.server import Server, free_port, server_args
+
+QUESTIONS = REPO / "prompts" / "questions.json"
+META_KEYS = ["start_date", "start_time", "end_date", "end_time", "server", "model", "concurrent", "questions",
+             "timeout", "total_duration_ms"]
+RESULT_KEYS = ["question", "answer", "time", "token", "quality", "ttft", "error"]
+AGGREGATE_KEYS = ["runtime_sum", "runtime_avg", "runtime_min", "runtime_max", "token_sum", "token_avg", "token_min",
+                  "token_max", "requests_ok", "requests_failed", "error_pct", "latency_p50_ms", "latency_p90_ms",
+                  "latency_p99_ms", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "requests_per_s",
+                  "output_tokens_per_s"]
+
+
+def loadtest(*args, cwd: Path, env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "llmspec.cli", "loadtest", *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+# --- pure functions -------------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_ranks():
+    assert percentile([], 50) is None
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([4, 1, 3, 2], 50) == 2.5
+    assert percentile([1, 2, 3, 4], 90) == pytest.approx(3.7)
+    assert percentile(list(range(1, 101)), 99) == pytest.approx(99.01)
+    assert percentile([1, 2, 3], 0) == 1 and percentile([1, 2, 3], 100) == 3
+
+
+def test_summary_of_nothing_has_no_average():
+    assert summary([]) == (0, None, None, None)
+    assert summary([1.0, 2.0, 4.5]) == (7.5, 2.5, 1.0, 4.5)
+
+
+def test_aggregates_count_failures_in_runtime_but_not_in_percentiles():
+    results = [{"time": 100.0, "token": 10, "ttft": 20.0, "error": None},
+               {"time": 300.0, "token": 30, "ttft": 40.0, "error": None},
+               {"time": 5.0, "token": 0, "ttft": None, "error": "ReadTimeout: ..."}]
+    agg = calculate_aggregates(results, wall_s=2.0)
+    assert list(agg) == AGGREGATE_KEYS
+    assert (agg["runtime_sum"], agg["runtime_min"], agg["runtime_max"]) == (405.0, 5.0, 300.0)
+    assert agg["runtime_avg"] == 135.0
+    assert (agg["token_sum"], agg["token_avg"], agg["token_min"], agg["token_max"]) == (40, pytest.approx(13.333), 0, 30)
+    assert (agg["requests_ok"], agg["requests_failed"]) == (2, 1)
+    assert agg["error_pct"] == pytest.approx(33.333)
+    assert agg["latency_p50_ms"] == 200.0 and agg["ttft_p50_ms"] == 30.0
+    assert agg["requests_per_s"] == 1.0 and agg["output_tokens_per_s"] == 20.0
+
+
+def test_aggregates_of_an_empty_run():
+    agg = calculate_aggregates([], wall_s=0.0)
+    assert agg["runtime_sum"] == 0 and agg["runtime_avg"] is None and agg["error_pct"] is None
+    assert agg["requests_per_s"] is None and agg["latency_p90_ms"] is None
+
+
+def test_questions_are_picked_in_order_and_cycle():
+    assert pick_questions(["a", "b", "c"], 7) == ["a", "b", "c", "a", "b", "c", "a"]
+    assert pick_questions(["a", "b", "c"], 2) == ["a", "b"]
+
+
+def test_bundled_questions_file_is_a_list_of_distinct_questions():
+    questions = load_questions(QUESTIONS)
+    assert len(questions) >= 40 and len(set(questions)) == len(questions)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"q": 1}', "expected a non-empty JSON list of questions"),
+    ("[]", "expected a non-empty JSON list of questions"),
+    ('["ok", ""]', "[1]: expected a non-empty question string"),
+    ('["ok", {"question": 3}]', "[1]: expected a non-empty question string"),
+    ("[oops", "not valid JSON"),
+])
+def test_bad_questions_file_is_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "questions.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=r"questions\.json: ") as err:
+        load_questions(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_questions_may_be_objects_with_a_question_key(tmp_path):
+    path = tmp_path / "q.json"
+    path.write_text('[{"question": " Why? "}, "How?"]')
+    assert load_questions(path) == ["Why?", "How?"]
+
+
+def test_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"server": "http://h:1", "model": "m", "concurrent": 3, "questions": 9, "timeout": 5}))
+    cfg = load_config(path, {"server": None, "model": "other", "concurrent": None, "questions": 2, "timeout": None})
+    assert (cfg.server, cfg.model, cfg.concurrent, cfg.questions, cfg.timeout) == ("http://h:1", "other", 3, 2, 5.0)
+
+
+@pytest.mark.parametrize("config, flags, message", [
+    ({"server": "http://h:1", "model": "m", "threads": 2}, {}, "config.json: threads: unknown key"),
+    ({"server": "http://h:1", "model": "m", "concurrent": 0}, {}, "config.json: concurrent: 0: "),
+    ({"server": "h:1", "model": "m"}, {}, "config.json: server: 'h:1': "),
+    ({"server": "http://h:1", "model": "m"}, {"timeout": -1}, "--timeout: -1: "),
+    ({"model": "m"}, {}, "server is required (give --endpoint"),
+])
+def test_bad_config_is_one_line_naming_file_or_flag_and_key(tmp_path, config, flags, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(UserError) as err:
+        load_config(path, flags)
+    assert message in str(err.value), str(err.value)
+
+
+# --- a real HTTP server that streams slowly (client-side behaviour) -------------------------------
+
+
+class SlowStream(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-style server that streams 30 one-word chunks, one every 0.1 s (chunked, as SSE servers do)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b'{"data": []}'
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for _ in range(30):
+                self._chunk(b'data: {"choices": [{"delta": {"content": "word "}}]}\n\n')
+                time.sleep(0.1)
+            self._chunk(b'data: {"choices": [], "usage": {"completion_tokens": 30}}\n\ndata: [DONE]\n\n')
+            self._chunk(b"")
+        except OSError:
+            self.close_connection = True  # the client gave up: that is what these tests provoke
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client killed mid-request (the Ctrl+C test) resets its connection: expected
+
+
+@pytest.fixture
+def slow_server():
+    server = QuietServer(("127.0.0.1", 0), SlowStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_timeout_bounds_the_whole_answer_not_only_each_read(slow_server):
+    plain = ChatClient(slow_server, timeout_s=0.5).chat("q", max_tokens=30)
+    assert plain.error is None and plain.total_s > 2.5  # every gap is short, so requests never times out
+    assert plain.content == "word " * 30 and plain.completion_tokens == 30
+    bounded = ChatClient(slow_server, timeout_s=0.5, deadline_s=0.5).chat("q", max_tokens=30)
+    assert bounded.error == "Timeout: answer not complete within 0.5 s"
+    assert bounded.total_s < 2.5
+
+
+def test_ctrl_c_stops_workers_and_writes_partial_results(slow_server, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "llmspec.cli", "loadtest", "partial", "--endpoint", slow_server,
+                             "--model", "m", "--questions", str(QUESTIONS), "--concurrent", "2", "--count", "20"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()
+    assert first.startswith("loadtest: 1/20 done, 0 failed, ")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.startswith("interrupted: partial results in results/partial.json")
+    document = json.loads((tmp_path / "results" / "partial.json").read_text())
+    assert 1 <= len(document["results"]) < 20
+    assert all(r["error"] is None and r["token"] == 30 for r in document["results"])  # only finished answers
+    assert "interrupted" in (tmp_path / "results" / "partial.log").read_text()
+
+
+# --- a real llama-server with 4 slots -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four_slots(llama_server, smol_gguf, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loadtest-server")
+    server = Server(llama_server, smol_gguf, server_args(2048, 2, 4, []), folder / "server.log",
+                    folder / "server.pid", 300.0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.server
+def test_results_file_has_the_plans_shape(four_slots, tmp_path):
+    env = {**os.environ, "LOADTEST_KEY": "sekrit-4711"}
+    proc = loadtest("run_PC_smol", "--endpoint", four_slots.url, "--model", "smol", "--questions", str(QUESTIONS),
+                    "--concurrent", "4", "--count", "8", "--max-tokens", "16", "--timeout", "600",
+                    "--api-key-env", "LOADTEST_KEY", "--log-level", "DEBUG", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("results/run_PC_smol.json: 8/8 answers (8 ok, 0 failed)")
+    assert proc.stderr.splitlines()[-1].startswith("loadtest: 8/8 done, 0 failed, ")
+    text = (tmp_path / "results" / "run_PC_smol.json").read_text()
+    document = json.loads(text)
+    assert list(document) == ["meta", "results", "aggregate"]
+    meta, results, agg = document["meta"], document["results"], document["aggregate"]
+    assert list(meta) == META_KEYS
+    assert (meta["server"], meta["model"], meta["concurrent"], meta["questions"], meta["timeout"]) == \
+        (four_slots.url, "smol", 4, 8, 600.0)
+    assert time.strptime(meta["start_date"] + " " + meta["start_time"][:8], "%Y-%m-%d %H:%M:%S")
+    assert len(meta["start_time"]) == len(meta["end_time"]) == 12 and meta["start_time"][8] == "."
+    assert (meta["start_date"], meta["start_time"]) <= (meta["end_date"], meta["end_time"])
+
+    assert len(results) == 8 and all(list(r) == RESULT_KEYS for r in results)
+    assert [r["question"] for r in results] == load_questions(QUESTIONS)[:8]
+    for r in results:
+        assert r["error"] is None and r["answer"] and r["quality"] == 0.0
+        assert 0 < r["token"] <= 16 and 0 < r["ttft"] <= r["time"] <= meta["total_duration_ms"]
+
+    assert list(agg) == AGGREGATE_KEYS
+    times, tokens = [r["time"] for r in results], [r["token"] for r in results]
+    assert agg["runtime_sum"] == pytest.approx(sum(times), abs=0.01)
+    assert agg["runtime_min"] == min(times) and agg["runtime_max"] == max(times)
+    assert agg["runtime_min"] <= agg["runtime_avg"] <= agg["runtime_max"]
+    assert agg["token_sum"] == sum(tokens) and agg["token_min"] <= agg["token_avg"] <= agg["token_max"]
+    assert (agg["requests_ok"], agg["requests_failed"], agg["error_pct"]) == (8, 0, 0.0)
+    assert agg["latency_p50_ms"] <= agg["latency_p90_ms"] <= agg["latency_p99_ms"] <= agg["runtime_max"]
+    assert agg["output_tokens_per_s"] == pytest.approx(sum(tokens) / meta["total_duration_ms"] * 1000, rel=1e-3)
+
+    log = (tmp_path / "results" / "run_PC_smol.log").read_text()
+    assert "DEBUG" in log and "q008 ok" in log
+    assert "sekrit-4711" not in text + log + proc.stdout + proc.stderr
+
+
+@pytest.mark.server
+def test_config_file_with_flags_overriding_it(four_slots, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"server": four_slots.url, "model": "from-config", "concurrent": 2, "questions": 5, "timeout": 600}))
+    proc = loadtest("cfg", "--config", "config.json", "--count", "2", "--max-tokens", "4",
+                    "--questions", str(QUESTIONS), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((tmp_path / "results" / "cfg.json").read_text())
+    meta = document["meta"]
+    assert (meta["server"], meta["model"], meta["concurrent"], meta["questions"], meta["timeout"]) == \
+        (four_slots.url, "from-config", 2, 2, 600.0)
+    assert len(document["results"]) == 2 and document["aggregate"]["requests_ok"] == 2
+
+
+@pytest.mark.server
+def test_timeouts_are_recorded_per_request_and_the_run_completes(four_slots, tmp_path):
+    proc = loadtest("slow", "--endpoint", four_slots.url, "--model", "smol", "--questions", str(QUESTIONS),
+                    "--concurrent", "2", "--count", "4", "--max-tokens", "4", "--timeout", "0.001", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("results/slow.json: 4/4 answers (0 ok, 4 failed)")
+    document = json.loads((tmp_path / "results" / "slow.json").read_text())
+    assert len(document["results"]) == 4 and document["meta"]["timeout"] == 0.001
+    for r in document["results"]:
+        assert "timed out" in r["error"].lower() or r["error"].startswith("Timeout")
+        assert (r["answer"], r["token"], r["ttft"]) == ("", 0, None) and r["time"] > 0
+    agg = document["aggregate"]
+    assert (agg["requests_failed"], agg["error_pct"], agg["token_sum"]) == (4, 100.0, 0)
+    assert agg["latency_p90_ms"] is None
+    assert (tmp_path / "results" / "slow.log").read_text().count("WARNING") == 4
+
+
+def test_unreachable_server_exits_2_with_one_line(tmp_path):
+    proc = loadtest("nothing", "--endpoint", f"http://127.0.0.1:{free_port()}", "--model", "m", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("llmspec: cannot reach http://127.0.0.1:")
+    assert not (tmp_path / "results" / "nothing.json").exists()
+    assert "cannot reach" in (tmp_path / "results" / "nothing.log").read_text()
+
+
+@pytest.mark.parametrize("files, args, message", [
+    ({"config.json": '{"server": "http://127.0.0.1:1", "model": "m", "concurent": 2}'}, ["--config", "config.json"],
+     "llmspec: config.json: concurent: unknown key"),
+    ({"q.json": '["fine", 42]'}, ["--endpoint", "http://127.0.0.1:1", "--model", "m", "--questions", "q.json"],
+     "llmspec: q.json: [1]: expected a non-empty question string"),
+    ({}, ["--endpoint", "http://127.0.0.1:1", "--model", "m", "--api-key-env", "LLMSPEC_NO_SUCH_KEY"],
+     "llmspec: --api-key-env: environment variable LLMSPEC_NO_SUCH_KEY is not set"),
+    ({}, ["../escape", "--endpoint", "http://127.0.0.1:1", "--model", "m"], "OUTPUT_NAME must be a plain file name"),
+])
+def test_bad_input_exits_2_with_one_line_naming_file_and_key(tmp_path, files, args, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    args = args if args[0].startswith("..") else ["bad", *args]
+    proc = loadtest(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

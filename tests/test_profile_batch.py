@@ -1,0 +1,174 @@
+"""The batch profile: pure statistics, the bundled documents, and real runs on SmolLM2."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from llmspec.client import ChatClient
+from llmspec.errors import CellError
+from llmspec.profiles import ProfileContext, prompt_files
+from llmspec.profiles import batch
+from llmspec.server import Server, server_args
+from llmspec.spec import BatchProfile
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = prompt_files(REPO, BatchProfile().prompts)
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+def test_degradation_compares_first_and_last_ten():
+    times = [1.0] * 10 + [5.0] * 10 + [1.2] * 10
+    value, window, flags = batch.degradation_pct(times)
+    assert window == 10 and flags == []
+    assert value == pytest.approx(20.0)
+
+
+def test_degradation_with_fewer_than_twenty_documents_uses_thirds_and_says_so():
+    value, window, flags = batch.degradation_pct([2.0, 9.0, 9.0, 1.0])
+    assert window == 1
+    assert value == pytest.approx(-50.0)  # faster at the end: negative
+    assert len(flags) == 1 and "fewer than 20" in flags[0] and "first and last third" in flags[0]
+    assert batch.degradation_pct([1.0] * 19)[1] == 6
+    assert batch.degradation_pct([1.0] * 20)[1:] == (10, [])
+
+
+def test_cv_and_slope():
+    assert batch.cv_pct([2.0, 2.0, 2.0]) == 0
+    assert batch.cv_pct([1.0, 2.0, 3.0]) == pytest.approx(50.0)  # sample stdev 1 over mean 2
+    assert batch.cv_pct([1.0]) is None
+    assert batch.slope([100.0, 102.0, 104.0, 106.0]) == pytest.approx(2.0)
+    assert batch.slope([5.0, 5.0, 5.0]) == 0
+    assert batch.slope([5.0]) is None
+
+
+def test_length_flags_name_imbalanced_windows_and_short_outputs():
+    samples = [{"prompt_n": n, "predicted_n": p} for n, p in [(200, 24), (300, 24), (300, 24), (300, 10)]]
+    flags = batch._length_flags(samples, 1, 24)
+    assert any("+50% prompt tokens" in f for f in flags)
+    assert any("1 of 4 summaries stopped before max_tokens" in f for f in flags)
+    assert batch._length_flags([{"prompt_n": 300, "predicted_n": 24}] * 3, 1, 24) == []
+
+
+def test_prompt_cache_flag_only_when_rss_grows_with_the_ram_cache_on():
+    assert "prompt cache" in batch.prompt_cache_flags(["--ctx-size", "4096"], 8.5)[0]
+    assert batch.prompt_cache_flags(["--ctx-size", "4096", "--cache-ram", "0"], 8.5) == []
+    assert batch.prompt_cache_flags(["--ctx-size", "4096"], 0.1) == []
+    assert batch.prompt_cache_flags(None, None) == []
+
+
+def test_server_overrides_leave_room_for_the_longest_document():
+    assert batch.server_overrides(BatchProfile(max_tokens=128), 4096) == (4096, 1)
+    ctx_size, parallel = batch.server_overrides(BatchProfile(max_tokens=128), 256)
+    assert ctx_size >= 500 + 128 and parallel == 1
+
+
+def test_inputs_fingerprint_settings_and_every_document():
+    got = batch.inputs(BatchProfile(), REPO)
+    assert got["documents"] == 30 and got["max_tokens"] == 128
+    assert sorted(got["prompt_files"]) == [d.name for d in DOCS]
+
+
+def test_thirty_bundled_documents_of_150_to_380_words():
+    assert len(DOCS) == 30
+    for doc in DOCS:
+        words = len(doc.read_text(encoding="utf-8").split())
+        assert 150 <= words <= 380, (doc.name, words)
+    assert len({d.read_text() for d in DOCS}) == 30
+
+
+# --- the real server ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(llama_server, smol_gguf, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batch")
+    ctx_size, parallel = batch.server_overrides(BatchProfile(max_tokens=24), 512)
+    # One thread copes best with a machine shared by other servers; --cache-ram 0 turns off the
+    # RAM prompt cache, which would otherwise grow RSS by one prompt's KV state per document.
+    srv = Server(llama_server, smol_gguf, server_args(ctx_size, 1, parallel, ["--cache-ram", "0"]), tmp / "server.log",
+                 tmp / "server.pid", 120.0)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _run(server, settings, root=REPO, managed=True):
+    client = ChatClient(server.url)
+    try:
+        return batch.run(ProfileContext(client, settings, root, progress=print,
+                                        server=server if managed else None))
+    finally:
+        client.close()
+
+
+@pytest.mark.server
+def test_bundled_documents_are_200_to_500_tokens_and_windows_balanced(server):
+    client = ChatClient(server.url)
+    tokens = [len(client.tokenize(d.read_text(encoding="utf-8"))) for d in DOCS]
+    client.close()
+    for doc, n in zip(DOCS, tokens):
+        assert 200 <= n <= 500, (doc.name, n)
+    # Any ten consecutive documents (cycling) hold about the same number of tokens, so the
+    # default "last ten against first ten" compares like with like.
+    sums = [sum(tokens[(s + i) % 30] for i in range(10)) for s in range(30)]
+    assert (max(sums) - min(sums)) / min(sums) < 0.03, sums
+
+
+@pytest.mark.server
+def test_four_documents_on_smollm2(server):
+    out = _run(server, BatchProfile(documents=4, max_tokens=24))
+    m, samples = out.metrics, out.samples
+    assert [s["document"] for s in samples] == [1, 2, 3, 4]
+    assert [s["prompt_name"] for s in samples] == [d.name for d in DOCS[:4]]
+    for s in samples:
+        assert s["error"] is None
+        assert s["timings"]["cache_n"] == 0  # every document processed from scratch
+        assert s["predicted_n"] == 24 == s["timings"]["predicted_n"]  # ignore_eos: fixed output length
+        assert s["prompt_n"] == s["timings"]["prompt_n"] > 200  # document plus instruction
+        assert s["doc_time_s"] == s["total_s"] > 0
+        assert s["rss_bytes"] > 50e6
+    times = [s["doc_time_s"] for s in samples]
+    mean = statistics.fmean(times)
+    assert m["doc_time_s"] == pytest.approx(mean)
+    assert m["docs_per_hour"] == pytest.approx(3600 / mean)
+    assert m["doc_time_cv_pct"] == pytest.approx(statistics.stdev(times) / mean * 100)
+    assert m["degradation_pct"] == pytest.approx((times[-1] - times[0]) / times[0] * 100)
+    assert any("fewer than 20" in f for f in out.flags)
+    assert any("prompt tokens against the first 1 document:" in f for f in out.flags)  # docs 1 and 4 differ in length
+    speeds = [s["timings"]["predicted_per_second"] for s in samples]
+    assert m["server_tokens_per_s"] == pytest.approx(statistics.median(speeds))
+    assert m["tokens_per_s"] > 0 and m["clock_disagreement_pct"] is not None
+    assert m["completion_tokens"] == 24
+    assert m["prompt_tokens_mean"] == pytest.approx(statistics.fmean(s["prompt_n"] for s in samples))
+    rss = [s["rss_bytes"] for s in samples]
+    assert m["rss_peak_gb"] == pytest.approx(max(rss) / 2**30)
+    assert m["rss_slope_mb_per_doc"] == pytest.approx(batch.slope([v / 2**20 for v in rss]))
+    assert abs(m["rss_slope_mb_per_doc"]) < 2  # no prompt cache, no leak: flat after the warm-up
+    assert not any("prompt cache" in f for f in out.flags)
+    print({k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()}, out.flags)
+
+
+@pytest.mark.server
+def test_more_documents_than_bundled_cycles_and_endpoint_has_no_memory_figures(server, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.txt").write_text(f"Report {name}: the pump in hall {name} was serviced on time.")
+    out = _run(server, BatchProfile(documents=4, max_tokens=8, prompts=str(folder)), root=tmp_path, managed=False)
+    assert [s["prompt_name"] for s in out.samples] == ["a.txt", "b.txt", "c.txt", "a.txt"]
+    assert all(s["timings"]["cache_n"] == 0 for s in out.samples)  # a repeated document is no cache hit
+    assert out.metrics["rss_peak_gb"] is None and out.metrics["rss_slope_mb_per_doc"] is None
+    assert all(s["rss_bytes"] is None for s in out.samples)
+    assert out.metrics["docs_per_hour"] > 0
+
+
+@pytest.mark.server
+def test_document_longer_than_the_context_fails_the_cell(server, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "huge.txt").write_text("The committee met again and agreed nothing. " * 200)
+    with pytest.raises(CellError, match="warm-up request failed"):
+        _run(server, BatchProfile(documents=3, max_tokens=8, prompts=str(folder)), root=tmp_path)

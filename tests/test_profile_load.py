@@ -1,0 +1,93 @@
+"""The load profile on the real llama-server and SmolLM2, started as the planner would start it
+(server_overrides: one slot per concurrent request)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from llmspec.client import ChatClient
+from llmspec.errors import CellError
+from llmspec.loadtest import load_questions, percentile
+from llmspec.profiles import ProfileContext, load
+from llmspec.rating import rated_metrics
+from llmspec.server import Server, server_args
+from llmspec.spec import LoadProfile
+
+SETTINGS = LoadProfile(concurrent=2, questions=4, max_tokens=8, timeout_s=600)
+EXPECTED = {"p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s",
+            "error_pct", "output_tokens_per_s", "requests_per_s", "requests_ok", "requests_failed", "concurrent",
+            "peak_rss_gb"}
+
+
+def test_server_overrides_give_each_concurrent_request_its_own_slot():
+    assert load.server_overrides(SETTINGS, 512) == (1024, 2)
+    assert load.server_overrides(LoadProfile(concurrent=1), 4096) == (4096, 1)
+
+
+def test_inputs_fingerprint_settings_and_the_questions_file():
+    got = load.inputs(SETTINGS, REPO)
+    assert got["concurrent"] == 2 and got["questions"] == 4
+    assert list(got["question_files"]) == ["questions.json"]
+
+
+@pytest.fixture(scope="module")
+def server(llama_server, smol_gguf, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("load-profile")
+    ctx_size, parallel = load.server_overrides(SETTINGS, 512)
+    srv = Server(llama_server, smol_gguf, server_args(ctx_size, 2, parallel, []), folder / "server.log",
+                 folder / "server.pid", 300.0)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def context(server, settings, managed=True) -> ProfileContext:
+    return ProfileContext(ChatClient(server.url, timeout_s=600), settings, REPO, progress=print,
+                          server=server if managed else None)
+
+
+@pytest.mark.server
+def test_profile_metrics_agree_with_samples_and_server_timings(server):
+    assert server.ctx_size() == 512 and "--parallel" in server.args
+    outcome = load.run(context(server, SETTINGS))
+    m, samples = outcome.metrics, outcome.samples
+    print(m)
+    assert EXPECTED <= set(m) and set(rated_metrics("load")) <= set(m)
+    assert (m["requests_ok"], m["requests_failed"], m["error_pct"], m["concurrent"]) == (4, 0, 0.0, 2)
+    assert [s["question"] for s in samples] == load_questions(REPO / "prompts/questions.json")[:4]
+    for s in samples:
+        assert s["error"] is None and s["timings"]["cache_n"] == 0  # every request processed from scratch
+        assert s["tokens"] == s["timings"]["predicted_n"] == s["usage"]["completion_tokens"] <= 8
+        assert 0 < s["ttft_s"] <= s["latency_s"]
+    latencies = [s["latency_s"] for s in samples]
+    assert m["p90_latency_s"] == pytest.approx(percentile(latencies, 90))
+    assert m["p50_latency_s"] <= m["p90_latency_s"] <= m["p99_latency_s"] <= max(latencies)
+    assert m["p50_ttft_s"] <= m["p90_ttft_s"] <= m["p99_ttft_s"]
+    assert m["output_tokens_per_s"] == pytest.approx(sum(s["tokens"] for s in samples) / m["wall_s"])
+    assert m["requests_per_s"] == pytest.approx(4 / m["wall_s"])
+    assert m["wall_s"] >= max(s["end_s"] for s in samples)
+    assert m["peak_rss_gb"] > 0.05
+    assert not [f for f in outcome.flags if "slots" in f or "failed" in f]
+
+
+@pytest.mark.server
+def test_external_endpoint_has_no_memory_figures(server):
+    outcome = load.run(context(server, SETTINGS.model_copy(update={"questions": 2, "max_tokens": 4}), managed=False))
+    assert outcome.metrics["peak_rss_gb"] is None
+    assert outcome.metrics["requests_ok"] == 2 and outcome.metrics["p90_latency_s"] > 0
+
+
+@pytest.mark.server
+def test_more_concurrent_requests_than_slots_is_flagged(server):
+    settings = SETTINGS.model_copy(update={"concurrent": 3, "questions": 3, "max_tokens": 2})
+    outcome = load.run(context(server, settings))
+    assert outcome.metrics["requests_ok"] == 3
+    assert any("2 slots for 3 concurrent requests" in f for f in outcome.flags)
+
+
+@pytest.mark.server
+def test_every_request_timing_out_is_a_cell_error(server):
+    settings = SETTINGS.model_copy(update={"timeout_s": 0.001, "max_tokens": 2})
+    with pytest.raises(CellError, match=r"all 4 requests failed \(first: .*(timed out|Timeout)"):
+        load.run(context(server, settings))
