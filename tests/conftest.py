@@ -21,6 +21,19 @@ def doit(root: Path, *args: str, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
+def doit_until_first_request(root: Path, timeout_s: float = 300) -> tuple[subprocess.Popen, Path]:
+    """Start doit in the background and return once a cell is mid-request (to interrupt it)."""
+    import time
+
+    log = root / "doit.out"
+    proc = subprocess.Popen(DOIT + ["-d", str(root)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout_s
+    while "request 1/3" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.05)
+    return proc, log
+
+
 def executed_cells(output: str) -> list[str]:
     """doit prints '.  name' for a task it runs and '-- name' for one that is up to date."""
     return [line.split(None, 1)[1] for line in output.splitlines() if line.startswith(".  cell:")]

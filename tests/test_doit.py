@@ -4,15 +4,12 @@ One module-scoped project is measured once and then edited step by step, the way
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import DOIT, REPO, doit, executed_cells, llama_servers_under
+from conftest import REPO, doit, doit_until_first_request, executed_cells, llama_servers_under
 
 pytestmark = pytest.mark.server
 
@@ -129,18 +126,6 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.startswith("llmspec: specs/bad.toml: server.thread: unknown key (allowed here: binary,")
 
 
-def start_and_wait_for_request(root: Path) -> tuple[subprocess.Popen, Path]:
-    log = root / "doit.out"
-    proc = subprocess.Popen(DOIT + ["-d", str(root)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    import time
-
-    deadline = time.time() + 120
-    while "request 1/3" not in log.read_text():
-        assert proc.poll() is None and time.time() < deadline, log.read_text()
-        time.sleep(0.05)
-    return proc, log
-
-
 @pytest.fixture
 def fresh_project(tmp_path):
     (tmp_path / "specs").mkdir()
@@ -153,7 +138,7 @@ def test_ctrl_c_stops_server_keeps_nothing_half_done_and_resumes(fresh_project):
     import signal
 
     root = fresh_project
-    proc, log = start_and_wait_for_request(root)
+    proc, log = doit_until_first_request(root)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
     out = log.read_text()
@@ -170,7 +155,7 @@ def test_kill_9_of_the_run_takes_the_server_down_too(fresh_project):
     import time
 
     root = fresh_project
-    proc, _ = start_and_wait_for_request(root)
+    proc, _ = doit_until_first_request(root)
     assert llama_servers_under(root)
     proc.kill()
     proc.wait(10)

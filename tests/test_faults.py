@@ -1,17 +1,15 @@
 """Faults a long matrix run meets: impossible cells, a crashed or hung server. The run goes on."""
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DOIT, REPO, doit, executed_cells, llama_servers_under
+from conftest import REPO, doit, doit_until_first_request, executed_cells, llama_servers_under
 
 pytestmark = pytest.mark.server
 
@@ -62,12 +60,7 @@ def test_memory_skip_starts_no_server_and_shows_in_plan_and_report(tmp_path):
 
 
 def run_until_first_request(root: Path):
-    log = root / "doit.out"
-    proc = subprocess.Popen(DOIT + ["-d", str(root)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while "request 1/3" not in log.read_text():
-        assert proc.poll() is None and time.time() < deadline, log.read_text()
-        time.sleep(0.05)
+    proc, log = doit_until_first_request(root)
     (server,) = llama_servers_under(root)
     return proc, log, server
 
