@@ -176,11 +176,13 @@ class Plan:
     def stress_choice(self) -> StressChoice:
         """Design document, "Stress Test Model Selection": the last (largest) passing configuration.
 
-        A configuration passes when every profile measured on it rates Acceptable or better
-        against today's thresholds; of those, the largest model file is stressed, since it is
-        the one most likely to show heat or swap trouble without being certain to fail.
+        A configuration passes when every performance profile measured on it rates Acceptable or
+        better against today's thresholds; of those, the largest model file is stressed, since
+        it is the one most likely to show heat or swap trouble without being certain to fail.
+        Quality is left out: how well a model answers says nothing about whether this machine
+        can run it for 30 minutes.
         """
-        profiles = [p for p in self.spec.profiles.enabled() if p != "stress"]
+        profiles = [p for p in self.spec.profiles.enabled() if p not in ("stress", "quality")]
         passing = []
         for order, (model, quant) in enumerate(ordered_pairs(self.spec)):
             labels, size = [], None
@@ -195,7 +197,7 @@ class Plan:
             if rated and all(label in PASSING for label in rated) and len(rated) == len(labels):
                 passing.append((size or 0, order, model, quant, rated))
         if not passing:
-            return StressChoice(None, None, "no configuration passed every measured profile yet")
+            return StressChoice(None, None, "no configuration passed every performance profile yet")
         size, _, model, quant, rated = max(passing)
         return StressChoice(model, quant, f"{model} {quant} is the largest of {len(passing)} passing "
                                           f"configuration(s) ({size / 1e6:.0f} MB; rated {', '.join(rated)})")

@@ -226,8 +226,12 @@ def _summary_line(cell: Cell, result: dict) -> str:
     if result["status"] != "ok":
         return f"{cell.task_name}: {result['status'].upper()}: {result['reason']}"
     m = result["metrics"]
-    figures = ", ".join(f"{name} {m[name]:.3g}" for name in rated_metrics(cell.profile) if m.get(name) is not None)
+    figures = ", ".join(f"{name} {_figure(m[name])}" for name in rated_metrics(cell.profile) if m.get(name) is not None)
     return f"{cell.task_name}: ok{f' ({figures})' if figures else ''}"
+
+
+def _figure(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def stop_on_interrupt() -> None:
