@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,35 +188,24 @@ def sha256_file(path: Path) -> str:
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
-    """Architecture, parameters, context length, layers, heads and file type, via llama.cpp's gguf reader."""
-    import gguf
-
+    """Architecture, parameters, context length, layers, heads and file type of a GGUF file."""
+    from llmspec.ggufmeta import read_header
     from llmspec.quants import quant_of_file_type
 
     try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # the reader raises bare ValueErrors/struct errors on corrupt files
+        fields, parameters = read_header(path)
+    except (ValueError, struct.error, OSError) as exc:
         raise UserError(f"{path.name}: not a readable GGUF file ({exc})") from None
-    fields = reader.fields
-    arch = _field_value(fields.get("general.architecture"))
-    get = lambda key: _field_value(fields.get(key))
+    arch = fields.get("general.architecture")
     return {
         "architecture": arch,
-        "parameters": sum(int(t.n_elements) for t in reader.tensors),
-        "context_length": get(f"{arch}.context_length"),
-        "layers": get(f"{arch}.block_count"),
-        "heads": get(f"{arch}.attention.head_count"),
-        "kv_heads": get(f"{arch}.attention.head_count_kv"),
-        "embedding_length": get(f"{arch}.embedding_length"),
-        "file_type": quant_of_file_type(get("general.file_type")),
+        "parameters": parameters,
+        "context_length": fields.get(f"{arch}.context_length"),
+        "layers": fields.get(f"{arch}.block_count"),
+        "heads": fields.get(f"{arch}.attention.head_count"),
+        "kv_heads": fields.get(f"{arch}.attention.head_count_kv"),
+        "embedding_length": fields.get(f"{arch}.embedding_length"),
+        "key_length": fields.get(f"{arch}.attention.key_length"),
+        "value_length": fields.get(f"{arch}.attention.value_length"),
+        "file_type": quant_of_file_type(fields.get("general.file_type")),
     }
-
-
-def _field_value(field: Any) -> Any:
-    """Scalar fields only: decoding the tokenizer's 50k-entry arrays would take seconds."""
-    if field is None or len(field.data) != 1:
-        return None
-    with contextlib.suppress(Exception):
-        value = field.contents()
-        return value if isinstance(value, (str, int, float)) else None
-    return None

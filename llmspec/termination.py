@@ -69,8 +69,9 @@ def estimate_memory(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int)
     """Weights plus an f16 KV cache at the configured context plus overhead, never below size x 1.2."""
     kv = 0.0
     if meta and all(meta.get(k) for k in ("layers", "heads", "embedding_length")):
-        head_dim = meta["embedding_length"] / meta["heads"]
-        kv = 2 * meta["layers"] * ctx_size * (meta.get("kv_heads") or meta["heads"]) * head_dim * 2
+        head_dim = meta["embedding_length"] / meta["heads"]  # unless the file says (gemma-3: 256, not 160)
+        k_dim, v_dim = meta.get("key_length") or head_dim, meta.get("value_length") or head_dim
+        kv = meta["layers"] * ctx_size * (meta.get("kv_heads") or meta["heads"]) * (k_dim + v_dim) * 2
     total = max(size_bytes + kv + OVERHEAD_BYTES, size_bytes * 1.2)
     detail = f"weights {size_bytes / GB:.2f} GB + KV cache {kv / GB:.2f} GB at {ctx_size} tokens + overhead"
     return Estimate(total / GB, detail)

@@ -91,3 +91,24 @@ def test_models_command_shows_inventory(project, smol_gguf):
     assert "available" in lines["Q4_1"] and "98 MB" in lines["Q4_1"]
     assert "to derive from Q4_1" in lines["Q8_0"]
     assert "not in this spec" in lines["stray"] and "build/models/old/old.gguf" in lines["stray"]
+
+
+def test_fast_header_reader_agrees_with_llama_cpps_gguf_reader(smol_gguf):
+    """The second source: gguf.GGUFReader (slow, complete) must read the same values."""
+    import gguf
+
+    from llmspec.ggufmeta import read_header
+
+    fields, params = read_header(smol_gguf)
+    reader = gguf.GGUFReader(str(smol_gguf))
+    assert params == sum(int(t.n_elements) for t in reader.tensors)
+    for key in ("general.architecture", "llama.context_length", "llama.block_count", "llama.attention.head_count",
+                "llama.attention.head_count_kv", "llama.embedding_length", "general.file_type"):
+        assert fields[key] == reader.fields[key].contents(), key
+
+
+def test_truncated_gguf_is_a_clear_error(smol_gguf, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(smol_gguf.read_bytes()[:5000])
+    with pytest.raises(UserError, match="cut.gguf: not a readable GGUF file"):
+        modelfiles.metadata(cut)
