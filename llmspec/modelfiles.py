@@ -156,9 +156,12 @@ def identity(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
 
 
+METADATA_KEY = "metadata.v2"  # bump when _read_metadata reads more, so cached facts refresh
+
+
 def metadata(path: Path) -> dict[str, Any]:
     """GGUF metadata, cached like the hash: gguf's reader decodes every tokenizer array (seconds)."""
-    return _cached_facts(path, "metadata", _read_metadata)["metadata"]
+    return _cached_facts(path, METADATA_KEY, _read_metadata)[METADATA_KEY]
 
 
 def _cached_facts(path: Path, key: str, compute) -> dict[str, Any]:
@@ -208,4 +211,5 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         "key_length": fields.get(f"{arch}.attention.key_length"),
         "value_length": fields.get(f"{arch}.attention.value_length"),
         "file_type": quant_of_file_type(fields.get("general.file_type")),
+        "has_chat_template": "tokenizer.chat_template" in fields,
     }

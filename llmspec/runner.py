@@ -164,6 +164,9 @@ def _measure(plan: Plan, cell: Cell, server: Server | None, progress) -> dict[st
     finally:
         client.close()
     metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics}  # the profile's own figures win
+    if meta and meta.get("has_chat_template") is False:
+        outcome.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
+                             "which this model may not understand: answers and quality scores suffer, timings do not")
     extra = {"server": {"binary": "llama-server", "version": plan.server_version, "args": server.args}} if server else {}
     return {"metrics": metrics, "samples": outcome.samples, "flags": outcome.flags, **extra}
 

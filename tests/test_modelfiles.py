@@ -53,6 +53,7 @@ def test_gguf_metadata_of_the_real_model(smol_gguf, tmp_path):
     meta = modelfiles.metadata(link)
     assert meta["architecture"] == "llama" and meta["file_type"] == "Q4_1"
     assert meta["context_length"] == 8192 and meta["layers"] == 30
+    assert meta["has_chat_template"] is True  # else results get a flag (gemma-3-270m from PyPI has none)
     assert 130e6 < meta["parameters"] < 140e6
 
 
