@@ -115,7 +115,10 @@ def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
 
 
 def _check(rule: Rule, value: float, threshold: float) -> Check:
-    margin = _margin(value, threshold) if rule.direction == "min" else _margin(threshold, value)
+    if rule.direction == "min":
+        margin = _margin(value, threshold)
+    else:  # zero or below (a run that got faster, no drift) beats any positive maximum outright
+        margin = math.inf if value <= 0 else _margin(threshold, value)
     # Rounded so that 2.4 t/s against 2.0 counts as the 20% it is, not 19.999999999999996%.
     margin_pct = round(margin * 100, 6) if math.isfinite(margin) else margin
     return Check(rule.metric, value, threshold, rule.direction, rule.critical, margin_pct >= 0, margin_pct)

@@ -114,3 +114,13 @@ def test_interpret_follows_the_design_table(metric, value, text):
 def test_interpret_unknown_metric_or_missing_value_is_empty():
     assert interpret("itl_cv_pct", 10.0) == ""
     assert interpret("tokens_per_s", None) == ""
+
+
+def test_negative_value_under_a_maximum_passes():
+    """A batch that got faster (negative degradation) must not read as missing its maximum."""
+    thresholds = {"batch": {"min_docs_per_hour": 600, "max_doc_time_cv_pct": 20, "max_degradation_pct": 10}}
+    rating = rate("batch", {"docs_per_hour": 1059.0, "doc_time_cv_pct": 10.3, "degradation_pct": -0.06}, thresholds)
+    assert rating.label == "Excellent"  # the worst margin is docs_per_hour's +76%, not the negative value
+    assert all(c.passed for c in rating.checks)
+    assert rate("batch", {"docs_per_hour": 1059.0, "doc_time_cv_pct": 10.3, "degradation_pct": 12.0},
+                thresholds).label == "Poor"
