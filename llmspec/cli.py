@@ -17,6 +17,7 @@ from llmspec import loadtest
 from llmspec.errors import UserError
 from llmspec.planner import Plan
 from llmspec.spec import load_spec
+from llmspec.table import format_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,13 +99,6 @@ def _state(mf) -> tuple[str, str]:
         except UserError as exc:
             return "to download", f"unknown ({exc})"
     return ("from package" if mf.kind == "package" else "to link"), "?"
-
-
-def format_table(rows: list[tuple]) -> str:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

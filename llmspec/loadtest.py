@@ -210,14 +210,18 @@ def pick_questions(questions: list[str], count: int) -> list[str]:
     return [questions[i % len(questions)] for i in range(count)]
 
 
-def load_questions(path: Path) -> list[str]:
-    """A JSON list of questions: strings, or objects with a "question" key."""
+def _read_json(path: Path, what: str) -> Any:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path}: no such questions file") from None
+        raise UserError(f"{path}: no such {what} file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_questions(path: Path) -> list[str]:
+    """A JSON list of questions: strings, or objects with a "question" key."""
+    raw = _read_json(path, "questions")
     if not isinstance(raw, list) or not raw:
         raise UserError(f"{path}: expected a non-empty JSON list of questions")
     questions = []
@@ -244,12 +248,7 @@ def load_config(path: Path | None, flags: dict[str, Any]) -> RunConfig:
     """config.json (optional) with non-None flags laid over it; one line naming file or flag and key."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        values = _read_json(path, "config")
         if not isinstance(values, dict):
             raise UserError(f"{path}: expected a JSON object with server, model, concurrent, questions, timeout")
     given = {k: v for k, v in flags.items() if v is not None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from llmspec.cells import REMOTE
 from llmspec.errors import UserError
 from llmspec.planner import Plan
+from llmspec.table import format_table
 from llmspec.termination import GB, estimate_memory
 
 
@@ -59,8 +60,6 @@ def _download(mf) -> str:
 
 
 def render(plan: Plan) -> str:
-    from llmspec.cli import format_table
-
     cells = plan_rows(plan)
     counts = {state: sum(1 for r in cells[1:] if r[1] == state) for state in ("up to date", "run", "skip")}
     ev = plan.evidence()

@@ -52,6 +52,8 @@ class Session:
             self.close()
             binary = binaries.find_server(plan.spec.server.binary)
             log_path = plan.workspace.logs / "servers" / f"{cell.model}@{cell.quant}.log"
+            if signal.getsignal(signal.SIGTERM) is not _terminate:  # `kill` of the run stops its server
+                signal.signal(signal.SIGTERM, _terminate)
             server = Server(binary, model_path, args, log_path, plan.workspace.run / "llama-server.pid",
                             plan.spec.server.load_timeout_s)
             try:
@@ -78,9 +80,6 @@ SESSION = Session()
 def _terminate(signum, _frame):
     SESSION.close()
     raise SystemExit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _terminate)
 
 
 def run_cell(plan: Plan, cell: Cell, progress=print) -> bool:

@@ -18,6 +18,7 @@ from llmspec.report.html import generate_html
 from llmspec.report.json import generate_json
 from llmspec.results import write_text_atomic
 from llmspec.spec import Spec
+from llmspec.table import format_table
 
 # (header, frame column, format) of the end-of-run console table.
 CONSOLE_COLUMNS = (
@@ -49,9 +50,7 @@ class ReportSummary:
         columns = ((("host", "host", "{}"),) if many_hosts else ()) + CONSOLE_COLUMNS
         lines = [[head for head, _, _ in columns]]
         lines += [[_fmt(row.get(col), fmt) for _, col, fmt in columns] for row in self.rows]
-        widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-        text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
-        text.insert(1, "  ".join("-" * w for w in widths))
+        text = [format_table(lines)]
         if self.left_out:
             text.append(f"({self.left_out} result file(s) of cells no longer in the spec left out)")
         text.append(f"Report: {self.html}")
