@@ -13,7 +13,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from gguf import GGUF_MAGIC, GGUFValueType
+from llmspec.quants import gguf_constants
+
+GGUF_MAGIC = gguf_constants().GGUF_MAGIC
+GGUFValueType = gguf_constants().GGUFValueType
 
 SCALARS = {
     GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",

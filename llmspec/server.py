@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import requests
 
 from llmspec.errors import CellError
 
@@ -112,6 +111,8 @@ class Server:
         self._record_load(time.perf_counter() - t0)
 
     def _wait_healthy(self, t0: float) -> None:
+        import requests  # here, not at the top: planning (every doit run) never needs it
+
         deadline = t0 + self.load_timeout_s
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
