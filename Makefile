@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.llmspec-setup
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench browser clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,21 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/doit spec=demo
 
-test: setup
+test: setup browser
 	$(BIN)/pytest
+
+# The report's browser test opens report.html in headless Chromium (Debian package `chromium`).
+# Installed when missing and apt-get can (root); otherwise that one test says why it skipped.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || true
+	@command -v chromium >/dev/null || echo "llmspec: chromium not installed; the browser test will be skipped"
+
+# Measurements, not tests (benchmarks/README.md): run after `make demo`, which makes the models.
+BENCHMARKS := fidelity roofline noop report load_client planner
+bench: setup
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .doit.db* build/models build/logs build/run

@@ -129,10 +129,10 @@ def _interrupted(plan: Plan, cell: Cell) -> None:
     """Ctrl+C: stop the server, keep finished cells, write a partial report, exit 130 (no traceback)."""
     SESSION.close()
     print(f"\ninterrupted: {cell.task_name} was not recorded; finished cells are kept, `doit` resumes the rest")
-    from llmspec.report import build_report
+    from llmspec.report import render
 
-    summary = build_report(plan.spec, plan.workspace.results, plan.workspace.reports)
-    print(f"partial report: {summary.html}")
+    ws = plan.workspace
+    print(f"partial report: {render(plan.spec, ws.results, ws.reports, ws.build / 'cache').html}")
     raise SystemExit(130)
 
 

@@ -8,6 +8,8 @@
   fetching ahead (`doit model`). A stale cell makes its own model file with the same function
   rather than through doit's `setup`, which would reorder cells and break the planned
   traversal; a derived quant is still built once and reused.
+- `bandwidth`: this host's memory bandwidth, measured once (a few seconds) into
+  `results/<host>/bandwidth.json`, so reports can show speed against the hardware's bound.
 - `report`: re-renders every spec's reports from the result files; measures nothing.
 """
 
@@ -28,7 +30,7 @@ DOIT_CONFIG = {
     "check_file_uptodate": "timestamp",
     "verbosity": 2,  # stream progress instead of capturing it
     "continue": True,  # one failed cell must not stop the matrix
-    "default_tasks": ["cell", "report"],
+    "default_tasks": ["bandwidth", "cell", "report"],
 }
 
 
@@ -75,9 +77,14 @@ class ModelPresent:
     __repr__ = __str__
 
 
-def model_tasks(plan: Plan):
+def make_model(plan: Plan, model: str, quant: str) -> None:
+    """doit action: a Python action must return None/bool/str/dict, not ensure_model's Path."""
     from llmspec.runner import ensure_model
 
+    ensure_model(plan, model, quant)
+
+
+def model_tasks(plan: Plan):
     for model in plan.spec.models:
         needed = set(model.quants) | {q for q in model.derive.values()}
         for quant in sorted(needed):
@@ -85,7 +92,7 @@ def model_tasks(plan: Plan):
             task = {
                 "name": f"{plan.spec.name}:{model.name}@{quant}",
                 "doc": f"make {mf.path.name} available ({mf.kind}: {mf.origin})",
-                "actions": [(ensure_model, [plan, model.name, quant])],
+                "actions": [(make_model, [plan, model.name, quant])],
                 "uptodate": [ModelPresent(plan, model.name, quant)],
                 "targets": [str(mf.path)],
             }
@@ -106,12 +113,35 @@ def cell_tasks(plan: Plan):
         }
 
 
+class BandwidthCached:
+    """Up to date while this host's cached measurement is valid (same method version)."""
+
+    def __init__(self, results: Path):
+        self.results = results
+
+    def __call__(self) -> bool:
+        from llmspec import bandwidth
+        from llmspec.host import host_id
+
+        return bandwidth.cached(self.results, host_id()) is not None
+
+
+def measure_bandwidth(results: Path) -> None:
+    from llmspec import bandwidth
+    from llmspec.host import host_id
+
+    found = bandwidth.ensure(results, host_id())
+    print(f"memory bandwidth: {found['copy_gbps']:.1f} GB/s (copy, best of {len(found['runs_gbps'])})")
+
+
 def report_action(plans: list[Plan]) -> None:
-    from llmspec.report import build_report
+    from llmspec.report import build_index, render
 
     for plan in plans:
-        summary = build_report(plan.spec, plan.workspace.results, plan.workspace.reports)
-        print(summary.console_table())
+        ws = plan.workspace
+        print(render(plan.spec, ws.results, ws.reports, ws.build / "cache").console())
+    if plans:
+        build_index(plans[0].workspace.reports)
 
 
 def generate(root: Path, selected: str | None):
@@ -133,11 +163,18 @@ def generate(root: Path, selected: str | None):
         for plan in plans:
             yield from cell_tasks(plan)
 
+    def task_bandwidth():
+        """Measure this host's memory bandwidth once (reports show speed against its bound)."""
+        results = plans[0].workspace.results
+        return {"actions": [(measure_bandwidth, [results])], "uptodate": [BandwidthCached(results)],
+                "verbosity": 2}
+
     def task_report():
         """Render JSON/CSV/HTML reports from the result files (measures nothing)."""
         return {"actions": [(report_action, [plans])], "uptodate": [False], "verbosity": 2}
 
-    return {"task_model": task_model, "task_cell": task_cell, "task_report": task_report,
+    return {"task_model": task_model, "task_cell": task_cell, "task_bandwidth": task_bandwidth,
+            "task_report": task_report,
             "DOIT_CONFIG": DOIT_CONFIG}
 
 

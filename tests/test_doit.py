@@ -45,7 +45,7 @@ def measured(tmp_path_factory, llama_server):
 
 def results(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root / "build" / "results")).split("/", 1)[1]: p
-            for p in (root / "build" / "results").rglob("*.json")}
+            for p in (root / "build" / "results").glob("*/*/*/*/*.json")}
 
 
 def test_first_run_measures_the_cell_and_reports(measured):
@@ -99,6 +99,15 @@ def test_added_quant_runs_only_the_new_cells(measured):
     assert not llama_servers_under(root)
 
 
+def test_doit_model_fetches_and_derives_ahead_without_measuring(measured):
+    root, _ = measured
+    derived = next((root / "build" / "models").rglob("*.Q8_0.gguf"))
+    derived.unlink()
+    out = doit(root, "model")  # check=True: a failing action would raise here
+    assert derived.is_file() and derived.stat().st_size > 50_000_000
+    assert executed_cells(out.stdout) == []
+
+
 def test_changed_profile_setting_is_explained_by_doit_info(measured):
     root, _ = measured
     spec = root / "specs" / "t.toml"
@@ -113,7 +122,10 @@ def test_report_alone_measures_nothing(measured):
     shutil.rmtree(root / "build" / "reports")
     out = doit(root, "report")
     assert executed_cells(out.stdout) == []
-    assert {p.name for p in (root / "build" / "reports" / "t").iterdir()} == {"report.html", "results.csv", "results.json"}
+    written = {p.name for p in (root / "build" / "reports" / "t").iterdir() if not p.name.startswith(".")}
+    assert written == {"report.html", "results.csv", "results.json"}
+    assert (root / "build" / "reports" / "index.html").is_file()
+    assert "RECOMMENDED CONFIGURATIONS" in out.stdout
 
 
 def test_bad_spec_is_one_line_and_exit_2(tmp_path):
@@ -145,7 +157,7 @@ def test_ctrl_c_stops_server_keeps_nothing_half_done_and_resumes(fresh_project):
     assert "interrupted: t:SmolLM2-135M-Instruct@Q4_1:interactive was not recorded" in out
     assert "Traceback" not in out
     assert not llama_servers_under(root)
-    assert not list((root / "build" / "results").rglob("*.json"))
+    assert not list((root / "build" / "results").glob("*/*/*/*/*.json"))
     assert (root / "build" / "reports" / "t" / "report.html").exists()  # partial report
     resumed = doit(root)
     assert executed_cells(resumed.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q4_1:interactive"]
@@ -163,4 +175,4 @@ def test_kill_9_of_the_run_takes_the_server_down_too(fresh_project):
     while llama_servers_under(root) and time.time() < deadline:
         time.sleep(0.1)
     assert not llama_servers_under(root)
-    assert not list((root / "build" / "results").rglob("*.json"))
+    assert not list((root / "build" / "results").glob("*/*/*/*/*.json"))

@@ -47,7 +47,7 @@ profiles = ["interactive", "load"]
     monkeypatch.setenv("LLMSPEC_TEST_KEY", SECRET)
     out = doit(tmp_path)
     assert executed_cells(out.stdout) == ["cell:ext:other-box@remote:interactive", "cell:ext:other-box@remote:load"]
-    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "build" / "results").rglob("*.json")}
+    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "build" / "results").glob("*/*/*/*/*.json")}
     assert results["interactive"]["status"] == "ok" and results["interactive"]["metrics"]["tokens_per_s"] > 0
     assert results["load"]["status"] == "ok" and results["load"]["metrics"]["requests_ok"] == 4
     assert results["load"]["server"] == {"endpoint": external.url, "model": "smol"}

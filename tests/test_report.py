@@ -154,3 +154,47 @@ def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     assert sorted(frame["tokens_per_s"].to_list()) == [7.0, 118.2]
     assert frame["model_size_bytes"].to_list() == [98_000_000, 98_000_000]
     assert frame["peak_rss_gb"].null_count() == 1  # missing in one file: null, not an error
+
+
+def test_json_follows_the_design_shape_with_derived_scores_and_recommendations(tmp_path):
+    put(tmp_path / "results", make_result("Q4_1"))
+    put(tmp_path / "results", make_result("Q8_0", ttft_s=0.08, tokens_per_s=60.5, itl_cv_pct=30.0))
+    _, rows, doc, _ = report(tmp_path)
+    meta = doc["metadata"]
+    assert meta["hostname"] == HOST and meta["hardware"]["cpu"] == f"CPU of {HOST}"
+    assert meta["test_duration_seconds"] == 10.4 and meta["timestamp"].endswith("Z")
+    assert meta["config"]["models"][0]["name"] == MODEL
+    q4 = next(r for r in doc["results"] if r["quantization"] == "Q4_1")
+    assert q4["memory_gb"] == 0.31 and q4["derived"]["efficiency_score"] == 100.0
+    assert q4["profiles"]["interactive"]["meaning"]["tokens_per_s"] == "Nearly instant for most prompts"
+    overall = doc["recommendations"]["overall"]
+    assert [(o["model"], o["quant"]) for o in overall] == [(MODEL, "Q4_1")]
+    assert float(rows[1]["memory_gb"]) == 0.31 and float(rows[1]["efficiency_score"]) == 100.0
+
+
+def test_render_skips_an_unchanged_report_but_not_a_changed_threshold(tmp_path):
+    from llmspec.report import render
+
+    put(tmp_path / "results", make_result("Q4_1"))
+    args = (tmp_path / "results", tmp_path / "reports")
+    first = render(make_spec(), *args)
+    stamp = first.html.stat().st_mtime_ns
+    again = render(make_spec(), *args)
+    assert again.html.stat().st_mtime_ns == stamp  # nothing re-rendered
+    assert again.console() == first.console() and "RECOMMENDED CONFIGURATIONS" in again.console()
+    stricter = render(make_spec(min_tokens_per_s=150.0), *args)
+    assert stricter.html.stat().st_mtime_ns != stamp and "Failed" in stricter.csv.read_text()
+    put(tmp_path / "results", make_result("Q8_0"))  # a new result re-renders too
+    assert render(make_spec(min_tokens_per_s=150.0), *args).result_count == 2
+
+
+def test_index_links_every_spec_report(tmp_path):
+    from llmspec.report import build_index, render
+
+    put(tmp_path / "results", make_result("Q4_1"))
+    render(make_spec(), tmp_path / "results", tmp_path / "reports")
+    other = make_spec().model_copy(update={"name": "other", "description": "an <i>empty</i> spec"})
+    render(other, tmp_path / "results", tmp_path / "reports")
+    page = build_index(tmp_path / "reports").read_text()
+    assert 'href="demo/report.html"' in page and 'href="other/report.html"' in page
+    assert "an &lt;i&gt;empty&lt;/i&gt; spec" in page

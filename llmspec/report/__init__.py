@@ -1,25 +1,33 @@
 """Reports: results on disk -> report.html, results.csv, results.json under reports/<spec>/.
 
-Nothing is measured here; everything is re-derived from result files and the spec's current
-thresholds each time, so `doit report` is cheap and always agrees with the spec. Writers return
-text and only this module touches the disk, each file written via temp file + rename so a
-reader never sees half a report.
+Nothing is measured here; everything is re-derived from result files, the host's cached
+bandwidth and the spec's current thresholds each time, so `doit report` is cheap and always
+agrees with the spec. Writers return text and only this module touches the disk, each file
+written via temp file + rename so a reader never sees half a report.
+
+`render` skips the work when nothing a report depends on changed since the last one (a
+signature of the spec, the result files' names, sizes and times, and the report code), so a
+`doit` with nothing to do stays fast; it still prints the recommendations every time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json as stdjson  # plain `json` is shadowed by the report.json submodule
+import os
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from llmspec.report.csv import generate_csv
-from llmspec.report.frame import for_spec, load_frame
-from llmspec.report.html import generate_html
-from llmspec.report.json import generate_json
+from llmspec import bandwidth
+from llmspec.report.frame import for_spec, load_frame, result_paths
 from llmspec.results import write_text_atomic
 from llmspec.spec import Spec
 from llmspec.table import format_table
 
+STATE = ".state.json"  # per spec: the signature of the last report and what the console showed
+FILES = ("report.html", "results.csv", "results.json")
+CONSOLE_ROWS = 40  # a matrix of thousands of cells belongs in the files, not the terminal
 # (header, frame column, format) of the end-of-run console table.
 CONSOLE_COLUMNS = (
     ("model", "model", "{}"), ("quant", "quant", "{}"), ("profile", "profile", "{}"),
@@ -37,6 +45,8 @@ class ReportSummary:
     result_count: int
     left_out: int  # result files of cells the spec no longer has
     rows: list[dict] = field(default_factory=list, repr=False)
+    recommendations: str = ""
+    index: dict = field(default_factory=dict, repr=False)  # this spec's line on the index page
 
     @property
     def paths(self) -> list[Path]:
@@ -49,12 +59,18 @@ class ReportSummary:
         many_hosts = len({r["host"] for r in self.rows}) > 1
         columns = ((("host", "host", "{}"),) if many_hosts else ()) + CONSOLE_COLUMNS
         lines = [[head for head, _, _ in columns]]
-        lines += [[_fmt(row.get(col), fmt) for _, col, fmt in columns] for row in self.rows]
+        lines += [[_fmt(row.get(col), fmt) for _, col, fmt in columns] for row in self.rows[:CONSOLE_ROWS]]
         text = [format_table(lines)]
+        if len(self.rows) > CONSOLE_ROWS:
+            text.append(f"... and {len(self.rows) - CONSOLE_ROWS} more cells (all in the report)")
         if self.left_out:
             text.append(f"({self.left_out} result file(s) of cells no longer in the spec left out)")
         text.append(f"Report: {self.html}")
         return "\n".join(text)
+
+    def console(self) -> str:
+        """What the end of `doit` prints: the cells, then the recommendations."""
+        return "\n\n".join(t for t in (self.console_table(), self.recommendations) if t)
 
 
 def _fmt(value, fmt: str) -> str:
@@ -63,20 +79,88 @@ def _fmt(value, fmt: str) -> str:
     return fmt.format(value)
 
 
-def build_report(spec: Spec, results_root: Path, reports_root: Path) -> ReportSummary:
+def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
     """Render all three reports for `spec` from every host's results under `results_root`."""
+    from llmspec.report.configs import configs
+    from llmspec.report.csv import generate_csv
+    from llmspec.report.details import read_details
+    from llmspec.report.html import generate_html, index_entry
+    from llmspec.report.json import generate_json
+    from llmspec.report.recommend import recommend
+    from llmspec.report.vega import bundle
+
     frame, left_out = for_spec(load_frame(Path(results_root), spec.name), spec)
+    table = configs(frame, spec, bandwidth.load_all(Path(results_root)))
+    recs = recommend(table, spec)
     generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(reports_root) / spec.name
     summary = ReportSummary(
         spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
         result_count=frame.height, left_out=left_out,
         rows=frame.select([c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]).to_dicts(),
+        recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
     )
-    write_text_atomic(summary.csv, generate_csv(frame))
-    write_text_atomic(summary.json, generate_json(frame, spec, generated_at))
-    write_text_atomic(summary.html, generate_html(frame, spec, generated_at))
+    write_text_atomic(summary.csv, generate_csv(frame, table))
+    write_text_atomic(summary.json, generate_json(frame, table, recs.as_dict(), spec, generated_at))
+    details = read_details(frame, Path(results_root))
+    write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir)))
     return summary
 
 
-__all__ = ["ReportSummary", "build_report"]
+def render(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
+    """`build_report`, unless the last report of `spec` was made from exactly these inputs."""
+    out = Path(reports_root) / spec.name
+    sign = signature(spec, Path(results_root))
+    state = _read_state(out / STATE)
+    if state.get("signature") == sign and all((out / name).is_file() for name in FILES):
+        return _from_state(spec.name, out, state["summary"])
+    summary = build_report(spec, results_root, reports_root, cache_dir)
+    fields = {k: v for k, v in asdict(summary).items() if k not in ("spec", "html", "csv", "json")}
+    write_text_atomic(out / STATE, stdjson.dumps({"signature": sign, "summary": fields}, ensure_ascii=False) + "\n")
+    return summary
+
+
+def build_index(reports_root: Path) -> Path:
+    """reports/index.html linking every spec's report (from each spec's last state)."""
+    from llmspec.report.html import IndexEntry, generate_index
+
+    root = Path(reports_root)
+    entries = []
+    for state_file in sorted(root.glob(f"*/{STATE}")):
+        entry = _read_state(state_file).get("summary", {}).get("index")
+        if entry:
+            entries.append(IndexEntry(**{**entry, "hosts": tuple(entry["hosts"])}))
+    path = root / "index.html"
+    write_text_atomic(path, generate_index(entries))
+    return path
+
+
+def signature(spec: Spec, results_root: Path) -> str:
+    """Everything a report is made of: the spec, every result file (name, size, mtime), each host's
+    bandwidth figure and the report code itself. stat() only: no file is read."""
+    digest = hashlib.sha256(spec.model_dump_json().encode())
+    for path in result_paths(results_root, spec.name):
+        st = os.stat(path)
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for path in sorted(results_root.glob("*/bandwidth.json")):
+        digest.update(f"{path}\0{path.stat().st_mtime_ns}\n".encode())
+    for path in sorted(Path(__file__).parent.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".html", ".css", ".js"):
+            digest.update(f"{path.name}\0{path.stat().st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = stdjson.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _from_state(spec: str, out: Path, fields: dict) -> ReportSummary:
+    return ReportSummary(spec=spec, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
+                         **fields)
+
+
+__all__ = ["ReportSummary", "build_index", "build_report", "render"]

@@ -1,6 +1,7 @@
 """results.csv: one row per (host, model, quant), profiles side by side, for spreadsheets.
 
-Columns are `<profile>_<metric>` (design document, "CSV Output") so one row compares a model file
+After the model file's size come its peak memory and derived scores (report/configs.py), then
+columns `<profile>_<metric>` (design document, "CSV Output") so one row compares a model file
 across use cases; a spreadsheet user sorts by any of them. Rows keep the spec's run order per host
 so the file is stable between report runs and diffs cleanly.
 """
@@ -14,20 +15,21 @@ from llmspec.report.frame import metric_columns
 from llmspec.spec import PROFILE_ORDER
 
 KEYS = ["host", "model", "quant"]
+# configs column -> CSV column, after the keys.
+CONFIG_COLUMNS = {
+    "model_size_gb": "model_size_gb", "peak_memory_gb": "memory_gb", "efficiency_score": "efficiency_score",
+    "cost_benefit_score": "cost_benefit_score", "quality_degradation_pts": "quality_degradation_pts",
+    "roofline_pct": "roofline_pct",
+}
 
 
-def generate_csv(frame: pl.DataFrame) -> str:
-    """CSV text of a frame prepared by `frame.for_spec` (ordered, with a `rating` column)."""
-    table = _pairs(frame)
+def generate_csv(frame: pl.DataFrame, configs: pl.DataFrame) -> str:
+    """CSV text of a `frame.for_spec` frame (ordered, rated) and its `configs` table."""
+    table = configs.select(*KEYS, *(pl.col(c).alias(name) for c, name in CONFIG_COLUMNS.items()))
+    table = table.with_columns(pl.col("model_size_gb").round(3))
     for profile in _profiles(frame):
         table = table.join(_profile_columns(frame, profile), on=KEYS, how="left", maintain_order="left")
     return table.write_csv()
-
-
-def _pairs(frame: pl.DataFrame) -> pl.DataFrame:
-    """(host, model, quant) in first-seen order, with the model file's size in GB."""
-    size = (pl.col("model_size_bytes").max() / 1e9).round(3).alias("model_size_gb")
-    return frame.group_by(KEYS, maintain_order=True).agg(size)
 
 
 def _profiles(frame: pl.DataFrame) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from llmspec.cells import expand
-from llmspec.rating import Rating, rate
+from llmspec.rating import RULES, Rating, rate
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
     "duration_s": pl.Float64, "model_size_bytes": pl.Int64, "server_version": pl.String,
     "flags": pl.List(pl.String), "host_info": pl.String,
 }
-DERIVED = ("order", "rating")  # added by for_spec, not read from files
+DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for_spec, not read from files
 SAMPLES_KEY = b'\n "samples": '
 
 
@@ -137,18 +137,25 @@ def metric_columns(frame: pl.DataFrame) -> list[str]:
 
 
 def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
-    """Rows of the spec's current cells in run order per host, with a `rating` column.
+    """Rows of the spec's current cells in run order per host, rated.
 
     Results of cells the spec no longer has (a removed model or quant) are left out, and
-    counted, so the report describes the spec as it is now.
+    counted, so the report describes the spec as it is now. Each row is rated once, here:
+    `rating` (the label), `rating_summary` (one line per check, for tooltips) and
+    `rating_checks` (the checks as JSON text, for results.json).
     """
     order = {(c.model, c.quant, c.profile): i for i, c in enumerate(expand(spec))}
     keys = list(zip(frame["model"], frame["quant"], frame["profile"]))
     index = pl.Series("order", [order.get(k) for k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
-    ratings = [rating_of(row, spec).label for row in kept.iter_rows(named=True)]
-    kept = kept.with_columns(pl.Series("rating", ratings, dtype=pl.String))
-    return kept, frame.height - kept.height
+    needed = ["profile", "status", *dict.fromkeys(m for rules in RULES.values() for m in (r.metric for r in rules)
+                                                  if m in kept.columns)]
+    ratings = [rating_of(row, spec) for row in kept.select(needed).iter_rows(named=True)]
+    return kept.with_columns(
+        pl.Series("rating", [r.label for r in ratings], dtype=pl.String),
+        pl.Series("rating_summary", [r.summary() for r in ratings], dtype=pl.String),
+        pl.Series("rating_checks", [json.dumps([c.as_dict() for c in r.checks]) for r in ratings], dtype=pl.String),
+    ), frame.height - kept.height
 
 
 def rating_of(row: dict[str, Any], spec: Spec) -> Rating:

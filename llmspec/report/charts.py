@@ -1,0 +1,179 @@
+"""The report's charts as Vega-Lite specifications: plain dicts with their data inline.
+
+Vega-Lite (drawn in the page by the bundled vega-embed, see vega.py) rather than hand-made SVG:
+axes, scales, legends and tooltips come for free and look the same in every chart. A chart
+with nothing to draw carries instead one sentence saying which profile to run to get it.
+When results come from several hosts, colour tells the hosts apart and the shape of a mark
+the configurations, so the hosts' figures can be compared at a glance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from llmspec.rating import interpret
+from llmspec.report.details import Details
+from llmspec.termination import BITS_PER_WEIGHT
+
+WIDTH, HEIGHT = "container", 260
+LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str  # HTML id suffix
+    title: str
+    spec: dict[str, Any] | None  # None: no data; `missing` says what to run
+    missing: str = ""
+
+
+def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details) -> list[Chart]:
+    """Every chart of the report, in page order: per-configuration figures from `configs`, the
+    per-size load times from the cells of `frame` (see `frame.for_spec`), the stress run from `details`."""
+    ok = frame.filter(pl.col("status") == "ok")
+    many = frame["host"].n_unique() > 1
+    stress = list(details.stress)
+    return [
+        _chart("speed", "Generation speed vs model size", _speed(configs), many,
+               "No interactive results yet: run the interactive profile (`doit`; it runs by default)."),
+        _chart("memory", "Peak memory vs model size", _memory(configs), many,
+               "No memory measurements yet: run any profile on a managed llama-server with `doit`."),
+        _chart("quality", "Quality score by quantization", _quality(configs), many,
+               "No quality results yet: add [profiles.quality] to the spec and run `doit`."),
+        _chart("context", "Prompt load time vs context size", _context(ok), many,
+               "No long-context results yet: add [profiles.long_context] to the spec and run `doit`."),
+        _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many,
+               "No stress results yet: add [profiles.stress] to the spec and run `doit`."),
+        _chart("stress-temperature", "CPU temperature during the stress run", _series(stress, "temperature_c"),
+               many, "No temperature readings: add [profiles.stress] to the spec and run `doit` on a machine "
+                     "whose CPU temperature sensors are readable."),
+    ]
+
+
+def _chart(key: str, title: str, built: tuple[list[dict], dict] | None, many: bool, missing: str) -> Chart:
+    if built is None or not built[0]:
+        return Chart(key, title, None, missing)
+    values, layout = built
+    return Chart(key, title, {
+        "width": WIDTH, "height": HEIGHT,  # the title is the figure's caption, shown without JavaScript too
+        "data": {"values": [{k: v if _finite(v) or not isinstance(v, float) else None for k, v in row.items()}
+                            for row in values]},  # NaN is not JSON; a missing figure is null
+        **_colored(layout, many),
+    })
+
+
+def _colored(layout: dict[str, Any], many: bool) -> dict[str, Any]:
+    """Colour by `by` (a configuration field), or by host with `by` as the shape when several hosts."""
+    by = layout.pop("by")
+    encoding = layout["encoding"]
+    if many:
+        encoding["color"] = {"field": "host", "type": "nominal", "title": "Host"}
+        encoding["shape"] = {"field": by[0], "type": "nominal", "title": by[1]}
+        encoding["detail"] = [{"field": "host"}, {"field": by[0]}]
+    else:
+        encoding["color"] = {"field": by[0], "type": "nominal", "title": by[1]}
+    return layout
+
+
+def _point_layout(x: tuple[str, str], y: tuple[str, str], by: tuple[str, str], tooltip: list[dict], *,
+                  line: bool = False, x_type: str = "quantitative", x_scale: dict | None = None) -> dict:
+    x_enc: dict[str, Any] = {"field": x[0], "type": x_type, "title": x[1]}
+    if x_scale:
+        x_enc["scale"] = x_scale
+    return {
+        "mark": {"type": "line", "point": True, "tooltip": True} if line else
+                {"type": "point", "filled": True, "size": 90, "tooltip": True},
+        "encoding": {"x": x_enc, "y": {"field": y[0], "type": "quantitative", "title": y[1]}, "tooltip": tooltip},
+        "by": by,
+    }
+
+
+def _tip(field: str, title: str, fmt: str | None = None) -> dict[str, Any]:
+    tip: dict[str, Any] = {"field": field, "title": title}
+    if fmt:
+        tip.update(type="quantitative", format=fmt)
+    return tip
+
+
+CONFIG_TIPS = [_tip("host", "Host"), _tip("model", "Model"), _tip("quant", "Quant")]
+
+
+def _speed(configs: pl.DataFrame):
+    rows = _rows(configs, "tokens_per_s", "model_size_gb")
+    values = [{**_config(r), "size_gb": r["model_size_gb"], "tokens_per_s": r["tokens_per_s"],
+               "meaning": interpret("tokens_per_s", r["tokens_per_s"])} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("size_gb", "File size (GB)", ".2f"), _tip("tokens_per_s", "Tokens/s", ".1f"),
+            _tip("meaning", "Meaning")]
+    return values, _point_layout(("size_gb", "Model file size (GB)"), ("tokens_per_s", "Generation speed (tokens/s)"),
+                                 ("quant", "Quant"), tips)
+
+
+def _memory(configs: pl.DataFrame):
+    rows = _rows(configs, "peak_memory_gb", "model_size_gb")
+    values = [{**_config(r), "size_gb": r["model_size_gb"], "memory_gb": r["peak_memory_gb"],
+               "meaning": interpret("peak_rss_gb", r["peak_memory_gb"])} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("size_gb", "File size (GB)", ".2f"), _tip("memory_gb", "Peak memory (GB)", ".2f"),
+            _tip("meaning", "Meaning")]
+    return values, _point_layout(("size_gb", "Model file size (GB)"), ("memory_gb", "Peak memory (GB)"),
+                                 ("quant", "Quant"), tips)
+
+
+def _quality(configs: pl.DataFrame):
+    """Overall score per quant, lowest precision first, so each model's line shows what quantizing costs."""
+    rows = _rows(configs, "quality_pct")
+    order = sorted({r["quant"] for r in rows}, key=lambda q: (BITS_PER_WEIGHT.get(q, 99), q))
+    values = [{**_config(r), "quality_pct": r["quality_pct"], "lost_pts": r["quality_degradation_pts"],
+               "reference": r["quality_reference_quant"]} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("quality_pct", "Quality (% correct)", ".1f"),
+            _tip("lost_pts", "Points lost vs reference", ".1f"), _tip("reference", "Reference quant")]
+    layout = _point_layout(("quant", "Quantization (lowest precision first)"),
+                           ("quality_pct", "Quality score (% correct)"), ("model", "Model"), tips, line=True,
+                           x_type="ordinal")
+    layout["encoding"]["x"].update(sort=order, axis={"labelAngle": 0})
+    layout["encoding"]["y"]["scale"] = {"domain": [0, 100]}
+    return values, layout
+
+
+def _context(ok: pl.DataFrame):
+    sized = sorted((int(m.group(1)), c) for c in ok.columns if (m := LOAD_COLUMN.match(c)))
+    rows = ok.filter(pl.col("profile") == "long_context").select("host", "model", "quant", *(c for _, c in sized)).to_dicts()
+    values = [{**_config(r), "configuration": f"{r['model']} {r['quant']}", "context_tokens": size,
+               "load_s": r[col], "meaning": interpret("target_load_s", r[col])}
+              for r in rows for size, col in sized if _finite(r[col])]
+    tips = [*CONFIG_TIPS, _tip("context_tokens", "Context (tokens)", ",d"), _tip("load_s", "Load time (s)", ".2f"),
+            _tip("meaning", "Meaning")]
+    layout = _point_layout(("context_tokens", "Prompt size (tokens)"), ("load_s", "Prompt load time (s)"),
+                           ("configuration", "Configuration"), tips, line=True, x_scale={"type": "log", "base": 2})
+    layout["encoding"]["x"]["axis"] = {"values": [size for size, _ in sized], "format": ",d"}
+    return values, layout
+
+
+def _series(points: list[dict[str, Any]], series: str):
+    values = [{**p, "configuration": f"{p['model']} {p['quant']}"} for p in points if p["series"] == series]
+    title = {"tokens_per_s": "Generation speed (tokens/s)", "temperature_c": "CPU temperature (°C)"}[series]
+    tips = [*CONFIG_TIPS, _tip("elapsed_s", "Time (s)", ".0f"), _tip("value", title, ".1f")]
+    layout = _point_layout(("elapsed_s", "Time into the stress run (s)"), ("value", title),
+                           ("configuration", "Configuration"), tips, line=True)
+    layout["mark"]["point"] = False
+    layout["encoding"]["y"]["scale"] = {"zero": False}
+    return values, layout
+
+
+def _rows(table: pl.DataFrame, *needed: str) -> list[dict[str, Any]]:
+    """Rows of `table` where every `needed` column holds a number."""
+    if not table.height or any(c not in table.columns for c in needed):
+        return []
+    return [r for r in table.to_dicts() if all(_finite(r[c]) for c in needed)]
+
+
+def _config(row: dict[str, Any]) -> dict[str, Any]:
+    return {"host": row["host"], "model": row["model"], "quant": row["quant"]}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

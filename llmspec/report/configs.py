@@ -1,0 +1,169 @@
+"""Configurations: one row per (host, model, quant), the unit a user chooses between.
+
+Result files are per profile; a decision ("run gemma Q4_K_M on this laptop") is per model file.
+This module folds a `frame.for_spec` frame into that shape and adds the design document's
+derived metrics, so the recommendations, the HTML report and the CSV all compare the same
+numbers. Everything is computed at report time from the spec's current thresholds and the
+host's measured bandwidth; nothing here is stored in results.
+
+Figures come from the profile that owns them (tokens/s and TTFT from interactive, context and
+load time from long_context, docs/hour from batch, quality from quality's overall score, p90
+latency from load, drift and temperature from stress), and only from finished measurements.
+Every rated metric and each profile's skip/error reason ride along (`<profile>_reason`), so a
+row can be re-rated and explained on its own. `peak_memory_gb` is the server's largest resident
+memory over the configuration's profiles (peak_rss_gb, rss_peak_gb, rss_gb_<size>; GiB).
+
+Derived metrics (shown in the report, so written for people):
+
+- **Quality degradation** (`quality_degradation_pts`): the overall quality score of the most
+  precise quant of the same model on the same host that has a quality result (F32, then
+  F16/BF16, then by bits per weight), minus this configuration's score, in percentage points.
+  Positive means this quant lost points; 0 for the reference itself.
+- **Efficiency score** (design document): `tokens/s x context size / peak memory GB`, where the
+  context size is the largest one the long-context profile completed, else the server's
+  `ctx_size`. `efficiency_score` scales it so the best configuration in the report is 100.
+- **Cost-benefit score** (design document): `quality x performance / memory`, with quality the
+  overall quality score as a fraction, performance the tokens/s as a fraction of the fastest
+  configuration, memory the peak memory as a fraction of the largest. Scaled so the best is 100;
+  missing where quality, speed or memory was not measured. Both scores have two decimals.
+- **Roofline** (`roofline_pct`): tokens/s x model file bytes / memory bandwidth, in percent.
+  Each generated token reads every weight once, so 100 % is the hardware's bound; a figure far
+  below it (`roofline_flag`) suggests a misconfiguration (threads, other load).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from llmspec.bandwidth import FAR_BELOW_PCT, roofline_pct
+from llmspec.rating import rated_metrics
+from llmspec.spec import PROFILE_ORDER, Spec
+from llmspec.termination import BITS_PER_WEIGHT
+
+KEYS = ["host", "model", "quant"]
+
+# The headline figures each profile contributes, frame metric -> configs column (see `figures`).
+HEADLINES: dict[str, dict[str, str]] = {
+    "interactive": {"tokens_per_s": "tokens_per_s", "ttft_s": "ttft_s"},
+    "long_context": {"max_context_tokens": "max_context_tokens", "target_load_s": "target_load_s"},
+    "batch": {"docs_per_hour": "docs_per_hour"},
+    "quality": {"overall_pct": "quality_pct"},
+    "load": {"p90_latency_s": "p90_latency_s"},
+    "stress": {"drift_pct": "drift_pct", "max_temperature_c": "max_temperature_c"},
+}
+MEMORY_METRICS = ("peak_rss_gb", "rss_peak_gb")  # plus long_context's rss_gb_<size>
+MEMORY_PREFIX = "rss_gb_"
+
+DERIVED: dict[str, pl.DataType] = {
+    "peak_memory_gb": pl.Float64, "quality_reference_quant": pl.String, "quality_degradation_pts": pl.Float64,
+    "efficiency_raw": pl.Float64, "efficiency_score": pl.Float64,
+    "cost_benefit_raw": pl.Float64, "cost_benefit_score": pl.Float64,
+    "bandwidth_gbps": pl.Float64, "roofline_pct": pl.Float64, "roofline_flag": pl.Boolean,
+    "model_size_bytes": pl.Int64, "context_size": pl.Int64,
+}
+INTEGER_FIGURES = {"max_context_tokens"}
+BITS = {quant: float(bits) for quant, bits in BITS_PER_WEIGHT.items()}  # mixed int/float: polars wants one type
+
+
+def figures(profile: str) -> dict[str, str]:
+    """Frame metric -> configs column for one profile: its headline figures and rated metrics."""
+    headline = HEADLINES.get(profile, {})
+    return {**headline, **{m: m for m in rated_metrics(profile) if m not in headline}}
+
+
+def schema() -> dict[str, pl.DataType]:
+    """Every configs column and its type, in order; the same for an empty report."""
+    columns: dict[str, pl.DataType] = {"host": pl.String, "model": pl.String, "quant": pl.String,
+                                       "model_size_gb": pl.Float64}
+    for profile in PROFILE_ORDER:
+        columns |= {f"{profile}_status": pl.String, f"{profile}_rating": pl.String}
+    headline = [c for p in PROFILE_ORDER for c in HEADLINES[p].values()]
+    rated = [c for p in PROFILE_ORDER for c in figures(p).values() if c not in headline]
+    for name in headline + list(DERIVED) + rated:
+        columns[name] = DERIVED.get(name) or (pl.Int64 if name in INTEGER_FIGURES else pl.Float64)
+    return columns | {f"{profile}_reason": pl.String for profile in PROFILE_ORDER}  # why skipped / error
+
+
+def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]) -> pl.DataFrame:
+    """One row per (host, model, quant) of a `frame.for_spec` frame, in its order (see module doc)."""
+    ok = pl.col("status") == "ok"
+    table = frame.group_by(KEYS, maintain_order=True).agg(
+        pl.col("model_size_bytes").max(), _memory(frame).filter(ok).max().alias("peak_memory_gb"))
+    for profile in PROFILE_ORDER:
+        table = table.join(_profile_columns(frame, profile), on=KEYS, how="left", maintain_order="left")
+    table = table.with_columns(
+        (pl.col("model_size_bytes") / 1e9).alias("model_size_gb"),
+        pl.coalesce(pl.col("max_context_tokens"), pl.lit(float(spec.server.ctx_size))).alias("context_size"),
+    )
+    table = _with_scores(_with_degradation(table))
+    table = _with_roofline(table, bandwidth_gbps)
+    return table.select(pl.col(name).cast(dtype) for name, dtype in schema().items())
+
+
+def _col(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """A metric no result recorded is simply absent from the frame: read it as null."""
+    return pl.col(name) if name in frame.columns else pl.lit(None, dtype=pl.Float64)
+
+
+def _memory(frame: pl.DataFrame) -> pl.Expr:
+    """The largest memory figure a result holds (server peak, sampled peaks, per context size)."""
+    names = [c for c in frame.columns if c in MEMORY_METRICS or c.startswith(MEMORY_PREFIX)]
+    return pl.max_horizontal(*names) if names else pl.lit(None, dtype=pl.Float64)
+
+
+def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
+    """Status, rating and figures of one profile; figures only from a finished measurement."""
+    ok = pl.col("status") == "ok"
+    values = [pl.when(ok).then(_col(frame, metric)).alias(name) for metric, name in figures(profile).items()]
+    return frame.filter(pl.col("profile") == profile).select(
+        *KEYS, pl.col("status").alias(f"{profile}_status"), pl.col("rating").alias(f"{profile}_rating"),
+        pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)
+
+
+def _with_degradation(table: pl.DataFrame) -> pl.DataFrame:
+    """Quality points lost against the most precise quant of the same model and host."""
+    bits = pl.col("quant").replace_strict(BITS, default=None, return_dtype=pl.Float64)
+    references = (
+        table.with_columns(bits.alias("bits"))
+        .filter(pl.col("quality_pct").is_not_null() & pl.col("bits").is_not_null())
+        .sort(["bits", "quant"], descending=[True, False])
+        .group_by(["host", "model"], maintain_order=True)
+        .agg(pl.col("quant").first().alias("quality_reference_quant"),
+             pl.col("quality_pct").first().alias("reference_pct"))
+    )
+    measured = pl.col("quality_pct").is_not_null()
+    return table.join(references, on=["host", "model"], how="left", maintain_order="left").with_columns(
+        pl.when(measured).then(pl.col("quality_reference_quant")).alias("quality_reference_quant"),
+        (pl.col("reference_pct") - pl.col("quality_pct")).alias("quality_degradation_pts"),
+    )
+
+
+def _with_scores(table: pl.DataFrame) -> pl.DataFrame:
+    """Efficiency and cost-benefit, raw and scaled so the best configuration is 100."""
+    tps, memory = pl.col("tokens_per_s"), pl.col("peak_memory_gb")
+    has_memory = memory > 0
+    table = table.with_columns(
+        pl.when(has_memory).then(tps * pl.col("context_size") / memory).alias("efficiency_raw"),
+        pl.when(has_memory & (tps.max() > 0)).then(
+            pl.col("quality_pct") / 100 * (tps / tps.max()) / (memory / memory.max())).alias("cost_benefit_raw"),
+    )
+    return table.with_columns(_scaled("efficiency_raw").alias("efficiency_score"),
+                              _scaled("cost_benefit_raw").alias("cost_benefit_score"))
+
+
+def _scaled(column: str) -> pl.Expr:
+    top = pl.col(column).max()
+    return pl.when(top > 0).then((pl.col(column) * 100 / top).round(2))
+
+
+def _with_roofline(table: pl.DataFrame, bandwidth_gbps: Mapping[str, float]) -> pl.DataFrame:
+    """Speed against the host's bandwidth bound; one scalar call per configuration (a few thousand)."""
+    measured = {host: float(gbps) for host, gbps in bandwidth_gbps.items()}
+    table = table.with_columns(
+        pl.col("host").replace_strict(measured, default=None, return_dtype=pl.Float64).alias("bandwidth_gbps"))
+    triples = zip(table["tokens_per_s"], table["model_size_bytes"], table["bandwidth_gbps"])
+    pct = [roofline_pct(t, b, g) if t is not None and b is not None and g else None for t, b, g in triples]
+    return table.with_columns(pl.Series("roofline_pct", pct, dtype=pl.Float64)).with_columns(
+        (pl.col("roofline_pct") < FAR_BELOW_PCT).alias("roofline_flag"))

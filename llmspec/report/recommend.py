@@ -1,0 +1,307 @@
+"""Recommendations: the design document's "RECOMMENDED CONFIGURATIONS", from the configs table.
+
+A reader wants an answer ("run gemma Q4_K_M for chat"), not a matrix. The rules:
+
+- Use cases are the profiles a person picks a model for: interactive, long_context, batch,
+  quality and load. Stress judges the machine, not a use case.
+- Within a use case, configurations rank by rating (Excellent, Good, Acceptable, Poor, measured
+  but not rated, Failed, then skipped or error), then by the use case's headline figure (fastest;
+  longest context, then quickest load; most documents per hour; best quality score; lowest p90
+  latency), then by smaller peak memory. Several hosts rank together and lines name the host.
+- ✓ Excellent or Good, ⚠ Acceptable, Poor or not rated, ✗ Failed, skipped or error. At most
+  MAX_LINES ✓/⚠ lines are shown; ✗ lines with the same reason collapse into one.
+- Overall best, per host: the best worst-rating over the performance profiles the configuration
+  ran (interactive, long_context, batch, load; an error counts as Failed, a skipped profile as not
+  run); ties go to higher quality, higher cost-benefit score, smaller memory, higher efficiency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import polars as pl
+
+from llmspec.rating import Check, interpret, rate
+from llmspec.spec import Spec
+
+MAX_LINES = 3
+SYMBOLS = {"ok": "✓", "warn": "⚠", "fail": "✗"}
+MARK_OF = {"Excellent": "ok", "Good": "ok", "Acceptable": "warn", "Poor": "warn", "Failed": "fail"}
+RANK = {"Excellent": 0, "Good": 1, "Acceptable": 2, "Poor": 3, "Failed": 5}  # 4: measured, not rated
+NOT_OK_RANK = 6  # skipped or error
+PERFORMANCE = ("interactive", "long_context", "batch", "load")
+REFERENCE = "the most precise quant measured"  # what a quality reference says instead of "-0 pts vs itself"
+
+# How a figure reads: (unit taking the number, name in sentences, suffix in figure lists).
+SHOW = {
+    "tokens_per_s": ("{} t/s", "speed", ""), "ttft_s": ("{} s", "TTFT", "TTFT"),
+    "itl_cv_pct": ("{}%", "token-gap variation", "token-gap variation"),
+    "target_load_s": ("{} s", "context load", "load"), "max_context_tokens": ("{} tokens", "context", ""),
+    "docs_per_hour": ("{} docs/hour", "throughput", ""),
+    "doc_time_cv_pct": ("{}%", "document time variation", "time variation"),
+    "degradation_pct": ("{}%", "slowdown over the batch", "slowdown"),
+    "quality_pct": ("{}%", "overall score", "overall"), "math_pct": ("{}%", "math score", "math"),
+    "comprehension_pct": ("{}%", "comprehension score", "comprehension"),
+    "reasoning_pct": ("{}%", "reasoning score", "reasoning"), "format_pct": ("{}%", "format score", "format"),
+    "p90_latency_s": ("{} s", "p90 latency", "p90 latency"), "error_pct": ("{}%", "error rate", "errors"),
+    "output_tokens_per_s": ("{} t/s", "total output", "total"), "peak_memory_gb": ("{} GB", "memory", "RAM"),
+}
+TRANSLATE_AS = {"peak_memory_gb": "peak_rss_gb"}  # configs column -> rating.interpret's metric name
+
+
+@dataclass(frozen=True)
+class Case:
+    title: str
+    short: str  # in the overall pick's "Excellent for interactive chat"
+    figures: tuple[str, ...]
+    order: tuple[tuple[str, bool], ...]  # (column, descending) after the rating
+
+
+CASES = {
+    "interactive": Case("Interactive chat", "interactive chat", ("tokens_per_s", "ttft_s"),
+                        (("tokens_per_s", True),)),
+    "long_context": Case("Long context work ({tokens} tokens)", "long context",
+                         ("target_load_s", "max_context_tokens", "peak_memory_gb"),
+                         (("max_context_tokens", True), ("target_load_s", False))),
+    "batch": Case("Document processing (batch)", "batch", ("docs_per_hour", "doc_time_cv_pct"),
+                  (("docs_per_hour", True),)),
+    "quality": Case("Accuracy-critical work", "accuracy", ("quality_pct", "math_pct"), (("quality_pct", True),)),
+    "load": Case("Serving several users", "several users", ("p90_latency_s", "output_tokens_per_s"),
+                 (("p90_latency_s", False),)),
+}
+# Skip and error reasons, shortened so that lines with the same cause collapse into one.
+SHORT_REASONS = (
+    ("needs about", "exceeds memory"), ("predicted peak memory", "exceeds memory (predicted)"),
+    ("the smaller ", "a smaller model already failed at this quant"),
+    ("all failed the interactive thresholds", "its Q4-Q6 quants already failed"),
+    ("did not load", "did not load"), ("failed to load", "did not load"),
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    mark: str  # "ok" | "warn" | "fail"
+    host: str
+    model: str
+    quant: str
+    rating: str | None
+    figures: str  # the numbers behind the line, with units
+    why: str  # plain language: why recommended / what is borderline / why not
+    also: tuple[tuple[str, str, str], ...] = ()  # (host, model, quant) of ✗ lines collapsed into this one
+    reasons: tuple[str, ...] = ()  # the overall pick's bullets (`why` joins them)
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.mark]
+
+    def label(self, with_host: bool = False) -> str:
+        """"gemma Q8_0", or every collapsed configuration: "gemma Q8_0, SmolLM2 F16, 3 more"."""
+        names = [f"{m} {q}{f' on {h}' if with_host else ''}" for h, m, q in ((self.host, self.model, self.quant),
+                                                                             *self.also)]
+        return ", ".join(names if len(names) <= 4 else names[:3] + [f"{len(names) - 3} more"])
+
+    def as_dict(self) -> dict[str, Any]:
+        also = [{"host": h, "model": m, "quant": q} for h, m, q in self.also]
+        return {**self.__dict__, "symbol": self.symbol, "also": also, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class UseCase:
+    key: str
+    title: str
+    lines: tuple[Line, ...]
+    note: str  # why there are no lines, or nothing to recommend
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "title": self.title, "note": self.note, "lines": [x.as_dict() for x in self.lines]}
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    use_cases: tuple[UseCase, ...]
+    overall: tuple[Line, ...]  # one per host
+
+    def text(self) -> str:
+        """The console block; with more than one host every line names its host."""
+        lines = [*self.overall, *(line for case in self.use_cases for line in case.lines)]
+        if not lines:
+            return "RECOMMENDED CONFIGURATIONS: nothing measured yet."
+        many = len({host for line in lines for host in (line.host, *(h for h, _, _ in line.also))}) > 1
+        out = ["RECOMMENDED CONFIGURATIONS:"]
+        for case in (c for c in self.use_cases if c.lines):
+            out += ["", f"{case.title}:" + (f" {case.note}" if case.note else "")]
+            out += [_render(line, many) for line in case.lines]
+        empty: dict[str, list[str]] = {}  # use cases without lines share one line per note
+        for case in (c for c in self.use_cases if not c.lines):
+            empty.setdefault(case.note, []).append(case.title)
+        out += [""] * bool(empty) + [f"{note[:1].upper()}{note[1:]}: {', '.join(t)}" for note, t in empty.items()]
+        for line in self.overall:
+            head = ", ".join(p for p in (line.rating, line.figures) if p)
+            out += ["", f"Overall best{f' on {line.host}' if many else ''}: {line.symbol} {line.model} {line.quant} "
+                        f"({head})", *(f"  - {reason}" for reason in line.reasons)]
+        return "\n".join(out)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"use_cases": [c.as_dict() for c in self.use_cases], "overall": [x.as_dict() for x in self.overall]}
+
+
+def recommend(configs: pl.DataFrame, spec: Spec) -> Recommendations:
+    """Recommendations from a `configs.configs` table (ratings already computed for `spec`)."""
+    hosts = configs["host"].unique(maintain_order=True)
+    overall = (_overall(configs.filter(pl.col("host") == host)) for host in hosts)
+    return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x))
+
+
+def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
+    target = spec.thresholds.long_context.target_context_tokens
+    title = CASES[key].title.format(tokens=f"{target // 1024}k" if target % 1024 == 0 else f"{target:,}")
+    if getattr(spec.profiles, key) is None:
+        return UseCase(key, title, (), "not measured in this spec")
+    ranked = _ranked(configs, key)
+    if ranked.height == 0:
+        return UseCase(key, title, (), "no results yet")
+    passed = pl.col("_rank") < RANK["Failed"]
+    shown = [_line(key, row, spec) for row in ranked.filter(passed).head(MAX_LINES).to_dicts()]
+    failed = [_line(key, row, spec) for row in ranked.filter(~passed).to_dicts()]
+    note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
+    return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
+
+
+def _ranked(configs: pl.DataFrame, key: str) -> pl.DataFrame:
+    status, rating = pl.col(f"{key}_status"), pl.col(f"{key}_rating")
+    rank = pl.when(status != "ok").then(NOT_OK_RANK).otherwise(rating.replace_strict(RANK, default=4))
+    order = CASES[key].order + (("peak_memory_gb", False),)
+    return configs.filter(status.is_not_null()).with_columns(rank.alias("_rank")).sort(
+        ["_rank", *(c for c, _ in order)], descending=[False, *(d for _, d in order)], nulls_last=True,
+        maintain_order=True)
+
+
+def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
+    where, status = (row["host"], row["model"], row["quant"]), row[f"{key}_status"]
+    if status != "ok":
+        reason = _short(row[f"{key}_reason"] or status)
+        return Line("fail", *where, None, "", reason if status == "skipped" else f"error: {reason}")
+    label, mark = row[f"{key}_rating"], MARK_OF.get(row[f"{key}_rating"], "warn")
+    figures = [_figure(m, row[m]) for m in CASES[key].figures if row[m] is not None]
+    retention, lead = _retention(row) if key == "quality" else "", ""
+    if retention == REFERENCE:
+        lead = REFERENCE if mark != "fail" else ""  # ✗ lines collapse by cause: no extra words
+    elif retention:
+        figures.append(retention)
+    why = "; ".join(p for p in (lead, _judgement(key, label, row, spec)) if p)
+    return Line(mark, *where, label, ", ".join(figures), why)
+
+
+def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> str:
+    """What the rating means for this line, in words: what it missed, how close it is, what it feels like."""
+    if label is None:
+        return "measured, but not rated: its rated metrics were not recorded"
+    checks = rate(key, row, spec.thresholds).checks if label in ("Failed", "Poor", "Acceptable") else ()
+    if label in ("Failed", "Poor"):
+        missed = [c for c in checks if not c.passed and (c.critical or label == "Poor")]
+        return ", ".join(_missed(c) for c in missed) or f"{label.lower()} against the thresholds"
+    if label == "Acceptable" and checks:
+        weak = min(checks, key=lambda c: c.margin_pct)
+        limit = "minimum" if weak.direction == "min" else "maximum"
+        return f"borderline: {_phrase(weak.name, weak.value)} against a {_value(weak.name, weak.threshold)} {limit}"
+    meanings = [m for m in (_meaning(f, row[f]) for f in CASES[key].figures if row[f] is not None) if m]
+    text = "; ".join(m if i == 0 else m[:1].lower() + m[1:] for i, m in enumerate(meanings))
+    return text or f"every check beats its threshold by {50 if label == 'Excellent' else 20}% or more"
+
+
+def _overall(configs: pl.DataFrame) -> Line | None:
+    """The host's best all-rounder (see module doc), with 2-4 bullets saying why."""
+    ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
+             .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in PERFORMANCE]
+    best = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(pl.col("_worst").is_not_null()).sort(
+        ["_worst", "quality_pct", "cost_benefit_score", "peak_memory_gb", "efficiency_score"],
+        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).head(1).to_dicts()
+    if not best:
+        return None
+    row = best[0]
+    label = next(name for name, rank in RANK.items() if rank == row["_worst"])
+    figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
+    reasons = _bullets(row)
+    return Line(MARK_OF[label], row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons),
+                reasons=reasons)
+
+
+def _bullets(row: dict[str, Any]) -> tuple[str, ...]:
+    """Rating per use case, then memory, quality retention and speed where measured, in words."""
+    ran = [p for p in PERFORMANCE if row[f"{p}_status"] is not None]
+    bullets = [", ".join(f"{row[f'{p}_rating'] or row[f'{p}_status']} for {CASES[p].short}" for p in ran)]
+    if row["peak_memory_gb"] is not None:
+        bullets.append(_felt("peak_memory_gb", row["peak_memory_gb"], " at peak"))
+    if row["quality_pct"] is not None:
+        bullets.append(", ".join(p for p in (f"{_num(row['quality_pct'])}% on the quality items", _retention(row)) if p))
+    if row["tokens_per_s"] is not None:
+        bullets.append(_felt("tokens_per_s", row["tokens_per_s"]))
+    return tuple(bullets)
+
+
+def _felt(metric: str, value: float, context: str = "") -> str:
+    """"0.5 GB RAM at peak: plenty of headroom"."""
+    return f"{_figure(metric, value)}{context}: {_meaning(metric, value).lower()}"
+
+
+def _retention(row: dict[str, Any]) -> str:
+    """"-12 pts vs F16", or REFERENCE; "" without a quality comparison."""
+    points, reference = row["quality_degradation_pts"], row["quality_reference_quant"]
+    if points is None or reference is None:
+        return ""
+    return REFERENCE if reference == row["quant"] else f"{round(-points):+d} pts vs {reference}"
+
+
+def _collapsed(lines: list[Line]) -> list[Line]:
+    """✗ lines with the same reason become one line naming every configuration, best-ranked first;
+    beyond MAX_LINES reasons, the rest share the last line (the report lists each)."""
+    by_why: dict[str, list[Line]] = {}
+    for line in lines:
+        by_why.setdefault(line.why, []).append(line)
+    groups = list(by_why.values())
+    if len(groups) > MAX_LINES:
+        rest = [line for group in groups[MAX_LINES - 1:] for line in group]
+        groups = groups[: MAX_LINES - 1] + [[replace(rest[0], why="other reasons (see the report)"), *rest[1:]]]
+    return [replace(g[0], figures=g[0].figures if len(g) == 1 else "",
+                    also=tuple((x.host, x.model, x.quant) for x in g[1:])) for g in groups]
+
+
+def _render(line: Line, with_host: bool) -> str:
+    head = " ".join(p for p in (line.rating or "", f"({line.figures})" if line.figures else "") if p)
+    return f"  {line.symbol} {line.label(with_host)} - {': '.join(p for p in (head, line.why) if p)}"
+
+
+def _short(reason: str) -> str:
+    found = next((short for needle, short in SHORT_REASONS if needle in reason), None)
+    first = reason.split(";")[0].split(" (")[0].strip()
+    return found or (first if len(first) <= 60 else first[:59] + "…")
+
+
+def _num(value: float) -> str:
+    """Three significant digits or so, no trailing zeros: 62.4, 0.94, 30, 8,192."""
+    text = f"{value:,.{0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _value(metric: str, value: float) -> str:
+    return SHOW[metric][0].format(_num(value)) if metric in SHOW else _num(value)
+
+
+def _figure(metric: str, value: float) -> str:
+    """"0.94 s TTFT", "62.4 t/s": for the figures of a line."""
+    return f"{_value(metric, value)} {SHOW[metric][2] if metric in SHOW else metric}".strip()
+
+
+def _phrase(metric: str, value: float, relation: str = "") -> str:
+    """"speed 2.2 t/s", "math score below 80%": for sentences."""
+    return " ".join(p for p in (SHOW[metric][1] if metric in SHOW else metric, relation, _value(metric, value)) if p)
+
+
+def _missed(check: Check) -> str:
+    """"speed below 2 t/s": the threshold, not the value, so that equal causes collapse."""
+    return _phrase(check.name, check.threshold, "below" if check.direction == "min" else "above")
+
+
+def _meaning(metric: str, value: float) -> str:
+    return interpret(TRANSLATE_AS.get(metric, metric), value)

@@ -1,0 +1,142 @@
+"""RECOMMENDED CONFIGURATIONS: which lines a user reads, in which order, with which figures and reasons."""
+
+import json
+
+from test_configs import GEMMA, OTHER, SMOL, add, interactive, make_spec, quality, table
+from test_report import HOST
+
+from llmspec.report.recommend import recommend
+
+MEMORY = "needs about {} GB (weights + KV cache), more than 4 GB available"
+
+
+def recommendations(root, spec=None):
+    spec = spec or make_spec()
+    return recommend(table(root, spec), spec)
+
+
+def case(recs, key):
+    return next(c for c in recs.use_cases if c.key == key)
+
+
+def test_lines_rank_by_rating_then_speed_and_skips_collapse_into_one_cross(tmp_path):
+    interactive(tmp_path, GEMMA, "Q4_K_M", 33.7, ttft=1.32)
+    interactive(tmp_path, GEMMA, "Q8_0", 2.2, ttft=3.0)  # 10 % over the 2 t/s minimum: Acceptable
+    interactive(tmp_path, SMOL, "Q8_0", 62.4, ttft=0.94)
+    add(tmp_path, SMOL, "Q4_1", "interactive", status="skipped", reason=MEMORY.format(5))
+    add(tmp_path, SMOL, "F16", "interactive", status="skipped", reason=MEMORY.format(9))
+    recs = recommendations(tmp_path)
+    lines = case(recs, "interactive").lines
+    assert [(x.symbol, x.model, x.quant, x.rating) for x in lines] == [
+        ("✓", SMOL, "Q8_0", "Excellent"), ("✓", GEMMA, "Q4_K_M", "Excellent"), ("⚠", GEMMA, "Q8_0", "Acceptable"),
+        ("✗", SMOL, "Q4_1", None)]
+    assert lines[0].figures == "62.4 t/s, 0.94 s TTFT"
+    assert lines[0].why == "Nearly instant for most prompts; feels instant, excellent UX"
+    assert lines[2].why == "borderline: speed 2.2 t/s against a 2 t/s minimum"
+    assert (lines[3].why, lines[3].also) == ("exceeds memory", ((HOST, SMOL, "F16"),))
+    text = recs.text()
+    assert text.startswith("RECOMMENDED CONFIGURATIONS:\n\nInteractive chat:\n")
+    assert f"  ✓ {SMOL} Q8_0 - Excellent (62.4 t/s, 0.94 s TTFT): Nearly instant" in text
+    assert f"  ✗ {SMOL} Q4_1, {SMOL} F16 - exceeds memory" in text
+    assert HOST not in text  # one host: lines do not name it
+    doc = json.loads(json.dumps(recs.as_dict()))
+    assert doc["use_cases"][0]["lines"][3]["also"] == [{"host": HOST, "model": SMOL, "quant": "F16"}]
+    assert doc["overall"][0]["model"] == SMOL
+
+
+def test_at_most_three_lines_are_recommended_and_errors_say_so(tmp_path):
+    for model, quant, tps in ((GEMMA, "Q4_K_M", 30.0), (GEMMA, "Q8_0", 20.0), (SMOL, "Q8_0", 50.0),
+                              (SMOL, "Q4_1", 70.0)):
+        interactive(tmp_path, model, quant, tps)
+    add(tmp_path, SMOL, "F16", "interactive", status="error", reason="failed to load: tensor data is not aligned")
+    lines = case(recommendations(tmp_path), "interactive").lines
+    assert [(x.mark, x.quant, x.figures.split(",")[0]) for x in lines] == [
+        ("ok", "Q4_1", "70 t/s"), ("ok", "Q8_0", "50 t/s"), ("ok", "Q4_K_M", "30 t/s"), ("fail", "F16", "")]
+    assert lines[-1].why == "error: did not load"
+
+
+def test_crosses_stop_at_three_lines_and_the_rest_share_the_last(tmp_path):
+    interactive(tmp_path, GEMMA, "Q4_K_M", 1.5)  # Failed: below 2 t/s
+    add(tmp_path, SMOL, "Q8_0", "interactive", status="skipped", reason=MEMORY.format(5))
+    add(tmp_path, GEMMA, "Q8_0", "interactive", status="error", reason="failed to load: bad magic")
+    add(tmp_path, SMOL, "Q4_1", "interactive", status="error", reason="request 2 failed: read timed out (600 s)")
+    add(tmp_path, SMOL, "F16", "interactive", status="skipped", reason=MEMORY.format(9))
+    lines = case(recommendations(tmp_path), "interactive").lines
+    assert [(x.label(), x.why) for x in lines] == [
+        (f"{GEMMA} Q4_K_M", "speed below 2 t/s"), (f"{SMOL} Q8_0, {SMOL} F16", "exceeds memory"),
+        (f"{GEMMA} Q8_0, {SMOL} Q4_1", "other reasons (see the report)")]
+
+
+def test_accuracy_critical_work_names_the_loss_against_the_reference_quant(tmp_path):
+    spec = make_spec(quality={"min_math_pct": 60, "min_comprehension_pct": 60, "min_reasoning_pct": 60,
+                              "min_format_pct": 60})
+    quality(tmp_path, SMOL, "F16", 90.0)
+    quality(tmp_path, SMOL, "Q8_0", 88.0)
+    quality(tmp_path, SMOL, "Q4_1", 78.0, math=50.0)
+    recs = recommendations(tmp_path, spec)
+    lines = case(recs, "quality").lines
+    assert [(x.symbol, x.quant, x.rating) for x in lines] == [
+        ("✓", "F16", "Excellent"), ("✓", "Q8_0", "Good"), ("✗", "Q4_1", "Failed")]
+    assert (lines[0].figures, lines[0].why) == (
+        "90% overall, 90% math", "the most precise quant measured; every check beats its threshold by 50% or more")
+    assert (lines[1].figures, lines[1].why) == (
+        "88% overall, 88% math, -2 pts vs F16", "every check beats its threshold by 20% or more")
+    assert f"  ✗ {SMOL} Q4_1 - Failed (78% overall, 50% math, -12 pts vs F16): math score below 60%" in recs.text()
+
+
+def test_overall_best_has_the_best_worst_rating_and_quality_breaks_ties(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 62.4)  # Excellent, but batch only Acceptable
+    add(tmp_path, SMOL, "Q8_0", "batch", docs_per_hour=32.0, doc_time_cv_pct=5.0, degradation_pct=1.0)
+    interactive(tmp_path, GEMMA, "Q4_K_M", 2.5)  # Good and Good, quality 70
+    add(tmp_path, GEMMA, "Q4_K_M", "batch", docs_per_hour=40.0, doc_time_cv_pct=5.0, degradation_pct=1.0)
+    quality(tmp_path, GEMMA, "Q4_K_M", 70.0)
+    interactive(tmp_path, SMOL, "F16", 2.6, rss=0.5)  # Good and Excellent, quality 80 (rated Acceptable: not counted)
+    add(tmp_path, SMOL, "F16", "batch", docs_per_hour=100.0, doc_time_cv_pct=5.0, degradation_pct=1.0)
+    quality(tmp_path, SMOL, "F16", 80.0)
+    recs = recommendations(tmp_path)
+    (best,) = recs.overall
+    assert (best.mark, best.model, best.quant, best.rating) == ("ok", SMOL, "F16", "Good")
+    assert best.reasons == ("Good for interactive chat, Excellent for batch",
+                            "0.5 GB RAM at peak: plenty of headroom",
+                            "80% on the quality items, the most precise quant measured",
+                            "2.6 t/s: slow but readable, like careful dictation")
+    text = recs.text()
+    assert f"Overall best: ✓ {SMOL} F16 (Good, 2.6 t/s, 0.5 s TTFT, 0.5 GB RAM)\n  - Good for interactive" in text
+    assert [x.quant for x in case(recs, "batch").lines] == ["F16", "Q4_K_M", "Q8_0"]
+
+
+def test_two_hosts_are_named_and_each_gets_its_overall_best(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 62.4)
+    interactive(tmp_path, SMOL, "Q8_0", 1.5, host=OTHER)
+    interactive(tmp_path, GEMMA, "Q4_K_M", 2.5, host=OTHER)
+    recs = recommendations(tmp_path)
+    assert [(x.host, x.model, x.rating) for x in recs.overall] == [(HOST, SMOL, "Excellent"), (OTHER, GEMMA, "Good")]
+    text = recs.text()
+    assert f"  ✓ {SMOL} Q8_0 on {HOST} - Excellent (62.4 t/s" in text
+    assert f"  ✗ {SMOL} Q8_0 on {OTHER} - Failed (1.5 t/s, 0.5 s TTFT): speed below 2 t/s" in text
+    assert f"Overall best on {OTHER}: ✓ {GEMMA} Q4_K_M (Good" in text
+
+
+def test_raising_a_threshold_changes_the_recommendation(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 62.4)
+    before = recommendations(tmp_path)
+    after = recommendations(tmp_path, make_spec(interactive={"min_tokens_per_s": 100.0}))
+    assert [(x.symbol, x.rating) for x in case(before, "interactive").lines] == [("✓", "Excellent")]
+    assert [(x.symbol, x.rating, x.why) for x in case(after, "interactive").lines] == [
+        ("✗", "Failed", "speed below 100 t/s")]
+    assert (before.overall[0].mark, after.overall[0].mark) == ("ok", "fail")
+    assert case(after, "interactive").note == "nothing to recommend: every configuration failed or was skipped"
+
+
+def test_use_cases_without_results_say_why_in_one_line(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 62.4)
+    text = recommendations(tmp_path, make_spec(profiles={"interactive": {}, "batch": {}})).text()
+    assert "No results yet: Document processing (batch)" in text
+    assert ("Not measured in this spec: Long context work (8k tokens), Accuracy-critical work, "
+            "Serving several users") in text
+
+
+def test_nothing_measured_is_one_line(tmp_path):
+    recs = recommendations(tmp_path)
+    assert recs.text() == "RECOMMENDED CONFIGURATIONS: nothing measured yet."
+    assert recs.overall == () and json.loads(json.dumps(recs.as_dict()))["overall"] == []
