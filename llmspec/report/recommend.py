@@ -242,7 +242,8 @@ def _bullets(row: dict[str, Any]) -> tuple[str, ...]:
 
 def _felt(metric: str, value: float, context: str = "") -> str:
     """"0.5 GB RAM at peak: plenty of headroom"."""
-    return f"{_figure(metric, value)}{context}: {_meaning(metric, value).lower()}"
+    meaning = _meaning(metric, value)
+    return f"{_figure(metric, value)}{context}: {meaning[:1].lower()}{meaning[1:]}"  # keeps "UX"
 
 
 def _retention(row: dict[str, Any]) -> str:
