@@ -1,0 +1,252 @@
+"""Shared pieces of the benchmark scripts: a throwaway project, synthetic results, timing, the figure line.
+
+The benchmarks measure llmspec as a user runs it: `doit` in a project folder, on result files in
+the exact on-disk contract. So the synthetic results here are built the way the runner builds
+them (fingerprint from `Plan.inputs`, written by `write_result`), and a generated matrix is up to
+date for the same reason a measured one is, not because anything was faked around the check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `llmspec` from this checkout, also when run as benchmarks/<name>.py
+
+from llmspec.cells import Cell  # noqa: E402
+from llmspec.fingerprint import digest  # noqa: E402
+from llmspec.host import hardware, host_id  # noqa: E402
+from llmspec.planner import Plan, Workspace  # noqa: E402
+from llmspec.rating import RULES, rated_metrics  # noqa: E402
+from llmspec.results import write_result  # noqa: E402
+from llmspec.spec import Thresholds, load_spec  # noqa: E402
+
+QUANTS = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
+PROFILES = ("interactive", "long_context", "batch", "quality", "load")  # stress: see synthetic_spec
+LONG_CONTEXT_SIZES = (512, 1024, 2048)
+SERVER_METRICS = ("load_time_s", "load_disk_read_mb", "load_disk_read_mb_per_s", "peak_rss_gb", "swap_peak_gb")
+# What each profile module writes (llmspec/profiles/*.py `_outcome`/`summarize`, plus the runner's
+# server metrics); `profile_metrics` adds the rated ones from llmspec.rating so none can be missed.
+METRICS = {
+    "interactive": ("ttft_s", "first_event_s", "tokens_per_s", "server_tokens_per_s", "itl_cv_pct",
+                    "prompt_tokens_per_s", "completion_tokens", "clock_disagreement_pct", *SERVER_METRICS),
+    "long_context": tuple(f"{m}_{n}" for n in LONG_CONTEXT_SIZES for m in
+                          ("load_s", "prompt_tokens_per_s", "ttft_s", "gen_tokens_per_s", "rss_gb", "swap_gb"))
+                    + ("max_context_tokens", "target_load_s", "prompt_tokens_per_s", "clock_disagreement_pct",
+                       *SERVER_METRICS),
+    "batch": ("docs_per_hour", "doc_time_s", "doc_time_cv_pct", "degradation_pct", "server_tokens_per_s",
+              "tokens_per_s", "clock_disagreement_pct", "server_tokens_per_s_cv_pct", "prompt_tokens_per_s",
+              "prompt_tokens_mean", "completion_tokens", "rss_peak_gb", "rss_slope_mb_per_doc", *SERVER_METRICS),
+    "quality": ("math_pct", "comprehension_pct", "reasoning_pct", "format_pct", "overall_pct", "items",
+                "mean_answer_s", *SERVER_METRICS),
+    "load": ("p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s",
+             "error_pct", "requests_ok", "requests_failed", "concurrent", "requests_per_s", "output_tokens_per_s",
+             "tokens_per_s", "server_tokens_per_s", "clock_disagreement_pct", "wall_s", *SERVER_METRICS),
+}
+ANSWER_WORDS = ("the lighthouse keeper climbed the stairs again that evening and counted the ships that "
+                "passed beneath the cliff while the storm gathered over the harbour and the gulls fell "
+                "silent one by one as the lamp turned").split()
+
+
+def say(text: str) -> None:
+    """Progress goes to stderr, so stdout ends with the one figure line."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def machine_note() -> None:
+    """Timings on a shared machine are only as good as its idleness; say how busy it was."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    busy = " (busy: other work competes for the cores, so figures read slow and noisy)" if load > cores / 2 else ""
+    say(f"  load average {load:.1f} on {cores} cores{busy}")
+
+
+def figure(name: str, value: str, target: str) -> None:
+    """The benchmark's result, always its last line: `name: value unit (target: ...)`."""
+    print(f"{name}: {value} (target: {target})", flush=True)
+
+
+# --- a throwaway project ---------------------------------------------------------------------------
+
+
+def make_project(root: Path) -> Path:
+    """A project folder shaped like the repo: specs/, prompts/ (linked), dodo.py (copied)."""
+    (root / "specs").mkdir(parents=True, exist_ok=True)
+    (root / "prompts").symlink_to(REPO / "prompts")
+    shutil.copy(REPO / "dodo.py", root / "dodo.py")
+    return root
+
+
+def env() -> dict[str, str]:
+    """The environment a subprocess runs llmspec in: this checkout first on the import path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+def doit_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "doit", *args]
+
+
+def run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+    """Run a command to completion; a failure ends the benchmark with its output (it is broken, not slow)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def timed(cmd: list[str], cwd: Path, runs: int, what: str, check=None, before=None) -> list[float]:
+    """Wall seconds of `runs` runs of `cmd`; `before(i)` prepares run i, `check(proc)` vets its output."""
+    times = []
+    for i in range(runs):
+        if before is not None:
+            before(i)
+        t0 = time.perf_counter()
+        proc = run(cmd, cwd, what)
+        times.append(time.perf_counter() - t0)
+        if check is not None:
+            check(proc)
+        say(f"  {what} run {i + 1}/{runs}: {times[-1]:.2f} s")
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def executed_cells(output: str) -> list[str]:
+    """doit prints `.  name` for a task it runs and `-- name` for one that is up to date."""
+    return [line[3:] for line in output.splitlines() if line.startswith(".  cell:")]
+
+
+# --- a synthetic matrix --------------------------------------------------------------------------------
+
+
+def synthetic_spec(models: int, profiles: tuple[str, ...] = PROFILES, quants: tuple[str, ...] = QUANTS) -> str:
+    """`models` local models x `quants` x `profiles`. Every model file lies at the path doit would
+    link it to (build/models/<model>/<file>), so the plan finds it on disk and hashes it once.
+    Stress is left out by default: one stress cell per (model, quant) would make this a
+    different question (which configuration gets stressed)."""
+    sizes = ", ".join(str(n) for n in LONG_CONTEXT_SIZES)
+    tables = {"interactive": "requests = 3\nmax_tokens = 96", "long_context": f"sizes = [{sizes}]\nmax_tokens = 16",
+              "batch": "documents = 6\nmax_tokens = 32", "quality": "max_tokens = 96",
+              "load": "concurrent = 2\nquestions = 6\nmax_tokens = 32", "stress": "duration_s = 60"}
+    text = ['description = "synthetic matrix for benchmarks"', "", "[server]", "ctx_size = 2048", ""]
+    for profile in profiles:
+        text += [f"[profiles.{profile}]", tables[profile], ""]
+    for i in range(models):
+        name = f"m{i:04d}"
+        files = ", ".join(f'{q} = "build/models/{name}/{name}.{q}.gguf"' for q in quants)
+        text += ["[[models]]", f'name = "{name}"', f'size = "{1 + i % 70}B"',
+                 f"quants = {json.dumps(list(quants))}",
+                 f"files = {{ {files} }}", ""]
+    return "\n".join(text)
+
+
+def load_plan(root: Path, spec_name: str) -> Plan:
+    return Plan(load_spec(root / "specs" / f"{spec_name}.toml"), Workspace(root))
+
+
+def dummy_model_files(plan: Plan) -> None:
+    """A few distinct bytes per (model, quant): identity (size, sha256) is all a no-op run reads."""
+    for model in plan.spec.models:
+        for quant in model.quants:
+            path = plan.model_file(model.name, quant).path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"GGUF benchmark placeholder " + f"{model.name}@{quant}".encode())
+
+
+def write_results(plan: Plan, seed: int = 1, odd_every: int = 0) -> int:
+    """A current result file for every cell of the plan; returns how many were written.
+
+    `odd_every` > 0 makes one cell in every `odd_every` a skipped one and one an error, as a real
+    matrix has; an error is never up to date (it reruns), so a no-op benchmark passes 0.
+    Samples come from a pool of 64 generated sets: drawing random text dominated generation.
+    """
+    rng = random.Random(seed)
+    pool = [samples(rng, rng.randint(5, 20)) for _ in range(64)]
+    for i, cell in enumerate(plan.cells):
+        status = {odd_every - 1: "skipped", odd_every - 2: "error"}.get(i % odd_every, "ok") if odd_every else "ok"
+        write_result(plan.result_path(cell), synthetic_result(plan, cell, rng, status, rng.choice(pool)))
+    return len(plan.cells)
+
+
+def synthetic_result(plan: Plan, cell: Cell, rng: random.Random, status: str = "ok",
+                     raw: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One result in the runner's contract (llmspec/runner.py `_provenance` + `_measure`), with the
+    fingerprint of the plan's current inputs, so the cell is up to date exactly when a measured one is."""
+    inputs = plan.inputs(cell)
+    mf = plan.model_file(cell.model, cell.quant)
+    result = {
+        "cell": cell.as_dict(), "fingerprint": digest(inputs), "fingerprint_inputs": inputs,
+        "started_at": "2025-01-01T00:00:00Z", "duration_s": rng.uniform(5, 120),
+        "host": {"id": host_id(), **hardware()},
+        "server": {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args()},
+        "model_file": {**inputs["model"], "quant": cell.quant, "source": mf.kind, "metadata": None}
+        if inputs["model"] else None,
+        "status": status, "reason": "", "metrics": {}, "samples": [], "flags": [],
+    }
+    if status == "ok":
+        result.update(metrics=metrics(cell.profile, rng), samples=raw if raw is not None else samples(rng, 5),
+                      flags=["decode speed: client and server clocks disagree by 11% (over 10%)"] if rng.random() < 0.1 else [])
+    elif status == "skipped":
+        result["reason"] = "the smaller m0000 already failed the interactive thresholds at Q4_K_M; a larger model would too"
+    else:
+        result["reason"] = "failed to load: llama_model_load: error loading model: tensor data is not within file bounds"
+        result["server_log_tail"] = [f"llama_model_loader: line {n} of the server log" for n in range(20)]
+    return result
+
+
+def profile_metrics(profile: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(METRICS[profile] + rated_metrics(profile)))
+
+
+def metrics(profile: str, rng: random.Random) -> dict[str, float]:
+    """Plausible values; rated ones within a factor of two of the default threshold, so ratings vary."""
+    defaults = getattr(Thresholds(), profile)
+    out = {name: rng.uniform(0.1, 100.0) for name in profile_metrics(profile)}
+    for rule in RULES.get(profile, ()):
+        out[rule.metric] = float(getattr(defaults, rule.threshold)) * rng.uniform(0.5, 2.0)
+    if profile == "long_context":
+        out["max_context_tokens"] = float(rng.choice(LONG_CONTEXT_SIZES))
+    return out
+
+
+def samples(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """Raw per-request records shaped like RequestRecord.as_sample(): chunk times and answer text."""
+    out = []
+    for n in range(count):
+        tokens = rng.randint(32, 96)
+        ttft = rng.uniform(0.1, 2.0)
+        step = rng.uniform(0.01, 0.1)
+        chunks = [ttft + k * step for k in range(tokens)]
+        out.append({
+            "prompt_name": f"{n + 1:02d}-prompt.txt", "send_unix": 1.7e9 + n, "ttfb_s": ttft / 2, "first_event_s": ttft / 2,
+            "ttft_s": ttft, "total_s": chunks[-1] + step, "chunk_times_s": chunks,
+            "content": " ".join(rng.choice(ANSWER_WORDS) for _ in range(rng.randint(40, 70))),
+            "finish_reason": "length", "usage": {"completion_tokens": tokens, "prompt_tokens": 180, "total_tokens": tokens + 180},
+            "timings": {"cache_n": 0, "prompt_n": 180, "prompt_ms": 180 * 4.2, "prompt_per_token_ms": 4.2,
+                        "prompt_per_second": 238.1, "predicted_n": tokens, "predicted_ms": tokens * step * 1000,
+                        "predicted_per_token_ms": step * 1000, "predicted_per_second": 1 / step},
+            "error": None, "retried": False, "completion_tokens": tokens,
+        })
+    return out
+
+
+def synthetic_project(root: Path, models: int, spec_name: str = "bench", odd_every: int = 0) -> Plan:
+    """A project with a generated spec, placeholder model files and a current result for every cell."""
+    make_project(root)
+    (root / "specs" / f"{spec_name}.toml").write_text(synthetic_spec(models))
+    plan = load_plan(root, spec_name)
+    dummy_model_files(plan)
+    t0 = time.perf_counter()
+    count = write_results(plan, odd_every=odd_every)
+    say(f"  wrote {count} result files in {time.perf_counter() - t0:.1f} s under {plan.workspace.results}")
+    return plan

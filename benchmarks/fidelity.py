@@ -1,0 +1,137 @@
+"""Fidelity: are the interactive profile's decode speeds the model's, or the tool's overhead?
+
+For each demo configuration (specs/demo.toml's models at their quants), rounds alternate
+`llama-bench -p 0 -n 128 -r 1` and the tool's own measurement: a real llama-server started
+with exactly the arguments the runner gives it (Plan.profile_server_args; threads as the spec
+resolves them) and the interactive profile run once on it (its warm-up request, then its
+measured requests, with max_tokens = 128 to match llama-bench's -n). Alternating, with the order
+flipped each round, spreads drift (heat, neighbours on the machine) over both sides. Reported per
+configuration: medians of llama-bench's tg speed, the profile's client-clock tokens_per_s and
+server_tokens_per_s, each tool figure as a percent of llama-bench, and the two clocks' agreement.
+Target: the tool within 5 % of llama-bench, the clocks within 5 % of each other.
+Run it after `make demo` (derived quants are made here if missing, as `doit model` would).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import REPO, figure, machine_note, say
+from llmspec.binaries import find_server, find_tool
+from llmspec.cells import ordered_pairs
+from llmspec.client import ChatClient
+from llmspec.modelfiles import metadata
+from llmspec.planner import Plan
+from llmspec.profiles import ProfileContext, interactive
+from llmspec.runner import ensure_model
+from llmspec.server import Server
+from llmspec.spec import load_spec
+
+ROUNDS = 3
+N_GEN = 128
+
+
+def bench_tg(bench: Path, model: Path, threads: int, depth: int = 0) -> float:
+    """llama-bench's generation speed (tokens/s) for N_GEN tokens after `depth` tokens of context."""
+    cmd = [str(bench), "-m", str(model), "-p", "0", "-n", str(N_GEN), "-d", str(depth), "-t", str(threads),
+           "-r", "1", "-o", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"fidelity: llama-bench failed on {model.name}: {out.stderr.strip()[-500:]}")
+    return float(json.loads(out.stdout)[0]["avg_ts"])
+
+
+def tool_tps(plan: Plan, model: Path, args: list[str], folder: Path) -> tuple[float, float, int]:
+    """(client tokens_per_s, server_tokens_per_s, median prompt tokens) of one interactive profile
+    run, as the runner runs it. The prompt tokens are the context the decode ran at."""
+    settings = plan.spec.profiles.interactive.model_copy(update={"max_tokens": N_GEN})
+    server = Server(find_server(plan.spec.server.binary), model, args, folder / "server.log", folder / "server.pid",
+                    plan.spec.server.load_timeout_s)
+    with server:
+        client = ChatClient(server.url, timeout_s=plan.spec.server.request_timeout_s)
+        try:
+            outcome = interactive.run(ProfileContext(client, settings, plan.spec.root, lambda _: None, server,
+                                                     metadata(model)))
+        finally:
+            client.close()
+    depth = statistics.median(s["timings"]["prompt_n"] for s in outcome.samples)
+    return outcome.metrics["tokens_per_s"], outcome.metrics["server_tokens_per_s"], int(depth)
+
+
+def pct(part: float, whole: float) -> float:
+    return 100 * part / whole
+
+
+def one_round(bench: Path, plan: Plan, config: tuple, threads: int, folder: Path, tool_first: bool,
+              depth: int | None) -> dict:
+    """llama-bench at depth 0 and at the profile's prompt depth, and the profile, in the given order."""
+    name, path, args = config
+    out: dict = {}
+    for step in ("tool", "bench") if tool_first else ("bench", "tool"):
+        if step == "tool":
+            out["client"], out["server"], out["depth"] = tool_tps(plan, path, args, folder)
+        else:
+            out["bench"] = bench_tg(bench, path, threads)
+            out["bench_depth"] = bench_tg(bench, path, threads, depth if depth is not None else out["depth"])
+    return out
+
+
+def summarize(name: str, runs: list[dict]) -> dict:
+    med = {key: statistics.median(r[key] for r in runs) for key in ("bench", "bench_depth", "client", "server")}
+    low = min(med["client"], med["server"])
+    row = {"config": name, **med, "depth": runs[-1]["depth"], "client_pct": pct(med["client"], med["bench"]),
+           "server_pct": pct(med["server"], med["bench"]), "depth_pct": pct(low, med["bench_depth"]),
+           "clocks_pct": abs(med["client"] - med["server"]) / med["server"] * 100}
+    say(f"  {name}: " + "; ".join(f"{key} " + ", ".join(f"{r[key]:.1f}" for r in runs)
+                                  for key in ("bench", "bench_depth", "client", "server")))
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'configuration':<28} {'bench d=0':>9} {'bench d=N':>11} {'client':>7} {'server':>7} "
+             f"{'client %':>8} {'server %':>8} {'at depth %':>10} {'clocks %':>8}"]
+    lines += [f"{r['config']:<28} {r['bench']:>9.1f} {r['bench_depth']:>7.1f} d={r['depth']:<3} {r['client']:>5.1f} "
+              f"{r['server']:>7.1f} {r['client_pct']:>7.1f}% {r['server_pct']:>7.1f}% {r['depth_pct']:>9.1f}% "
+              f"{r['clocks_pct']:>7.1f}%" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    plan = Plan(load_spec(REPO / "specs" / "demo.toml"))
+    threads = plan.threads()
+    bench = find_tool("llama-bench", find_server(plan.spec.server.binary))
+    configs = []
+    for model, quant in ordered_pairs(plan.spec):
+        path = ensure_model(plan, model, quant)
+        args = plan.profile_server_args("interactive", (metadata(path) or {}).get("context_length"))
+        configs.append((f"{model}@{quant}", path, args))
+    say(f"fidelity: {len(configs)} configurations, {ROUNDS} rounds, llama-bench -p 0 -n {N_GEN} -t {threads} "
+        f"at depth 0 and at the profile's prompt length; server args {' '.join(configs[0][2])}")
+    machine_note()
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
+    with tempfile.TemporaryDirectory(prefix="llmspec-fidelity-") as tmp:
+        for round_ in range(ROUNDS):
+            for config in configs:
+                name = config[0]
+                depth = runs[name][-1]["depth"] if runs[name] else None
+                runs[name].append(one_round(bench, plan, config, threads, Path(tmp), round_ % 2 == 0, depth))
+                r = runs[name][-1]
+                say(f"  round {round_ + 1}/{ROUNDS} {name}: llama-bench {r['bench']:.1f} (at depth {r['depth']}: "
+                    f"{r['bench_depth']:.1f}), client {r['client']:.1f}, server {r['server']:.1f} t/s")
+    machine_note()
+    rows = [summarize(name, runs[name]) for name, _, _ in configs]
+    say(table(rows))
+    worst = min(rows, key=lambda r: min(r["client_pct"], r["server_pct"]))
+    clocks = max(r["clocks_pct"] for r in rows)
+    figure("fidelity", f"worst {min(worst['client_pct'], worst['server_pct']):.0f} % of llama-bench ({worst['config']}; "
+                       f"{worst['depth_pct']:.0f} % of llama-bench at the same context depth), clocks within "
+                       f"{clocks:.1f} %", "within 5 %")
+
+
+if __name__ == "__main__":
+    main()

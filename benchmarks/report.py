@@ -1,0 +1,77 @@
+"""Report: how long does `doit report` take over 10,000 result files, and how much memory does it need?
+
+Re-rendering the report is the step a user repeats after every threshold edit, so it must stay
+quick however large the committed matrix grows. A generated spec of 500 models x 4 quants x 5
+profiles gets 10,000 result files in the runner's contract: every profile's real metric names,
+5 to 20 raw samples each with chunk times and a few hundred bytes of answer text, and one cell
+in fifty skipped and one in fifty failed (see _common.synthetic_result). Before each timed run a
+threshold is edited, as a user would, so the report is really rebuilt (an unchanged spec and
+unchanged results let `doit report` reuse the last report; that case is shown on stderr).
+Reported: the median wall time of 3 runs and the peak resident memory of the largest (the
+kernel's maxrss of the child), plus, on stderr, a cProfile of `build_report` in this process.
+Target: under 3 s and under 500 MB.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import doit_cmd, figure, machine_note, median, say, synthetic_project, synthetic_spec, timed
+from llmspec.report import build_report
+
+RUNS = 3
+MODELS = 500  # x 4 quants x 5 profiles = 10,000 result files
+
+
+def reported(proc) -> None:
+    """A run that printed no report path rendered nothing, and its time says nothing."""
+    if "Report:" not in proc.stdout:
+        sys.exit(f"report: `doit report` printed no report path:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def edit_threshold(spec_path: Path):
+    """A `before` hook for `timed`: run i sees min_tokens_per_s = 2.i, a spec the last report was not made from."""
+    def edit(i: int) -> None:
+        spec_path.write_text(synthetic_spec(MODELS) + f"\n[thresholds.interactive]\nmin_tokens_per_s = 2.{i + 1}\n")
+    return edit
+
+
+def profile_build(plan, top: int = 15) -> int:
+    """cProfile of build_report in this process, by cumulative time; returns the rows it reported."""
+    profiler = cProfile.Profile()
+    summary = profiler.runcall(build_report, plan.spec, plan.workspace.results, plan.workspace.reports,
+                               plan.workspace.build / "cache")
+    say(f"  cProfile of build_report over {summary.result_count:,} results, top {top} by cumulative time:")
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(top)
+    return summary.result_count
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="llmspec-report-") as tmp:
+        root = Path(tmp)
+        say(f"report: generating {MODELS * 20:,} result files in {root}")
+        plan = synthetic_project(root, MODELS, odd_every=50)
+        machine_note()
+        spec_path = root / "specs" / f"{plan.spec.name}.toml"
+        timed(doit_cmd("report"), root, 1, "doit report (warm-up: page cache, .doit.db)", check=reported,
+              before=lambda i: edit_threshold(spec_path)(RUNS))
+        times = timed(doit_cmd("report"), root, RUNS, "doit report after a threshold edit", check=reported,
+                      before=edit_threshold(spec_path))
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+        unchanged = timed(doit_cmd("report"), root, 1, "doit report, nothing changed", check=reported)
+        say(f"  doit report: median {median(times):.2f} s (min {min(times):.2f}, max {max(times):.2f}), "
+            f"peak RSS {peak_mb:.0f} MB; with nothing changed {unchanged[0]:.2f} s")
+        machine_note()
+        rows = profile_build(plan)
+        if rows != MODELS * 20:
+            sys.exit(f"report: build_report saw {rows} results, expected {MODELS * 20}")
+    figure("report", f"{median(times):.2f} s, {peak_mb:.0f} MB peak for 10,000 result files", "< 3 s, < 500 MB")
+
+
+if __name__ == "__main__":
+    main()
