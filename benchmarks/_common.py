@@ -51,6 +51,9 @@ METRICS = {
     "load": ("p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s",
              "error_pct", "requests_ok", "requests_failed", "concurrent", "requests_per_s", "output_tokens_per_s",
              "tokens_per_s", "server_tokens_per_s", "clock_disagreement_pct", "wall_s", *SERVER_METRICS),
+    "stress": ("tokens_per_s", "server_tokens_per_s", "clock_disagreement_pct", "drift_pct", "duration_s",
+               "samples_taken", "requests", "swap_peak_gb", "rss_peak_gb", "cpu_freq_start_mhz", "cpu_freq_end_mhz",
+               "throttled", "max_temperature_c", "mean_temperature_c", "aborted", *SERVER_METRICS),
 }
 ANSWER_WORDS = ("the lighthouse keeper climbed the stairs again that evening and counted the ships that "
                 "passed beneath the cliff while the storm gathered over the harbour and the gulls fell "
@@ -63,10 +66,44 @@ def say(text: str) -> None:
 
 
 def machine_note() -> None:
-    """Timings on a shared machine are only as good as its idleness; say how busy it was."""
+    """Timings on a shared machine are only as good as its idleness: say how busy it was before we began."""
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    busy = " (busy: other work competes for the cores, so figures read slow and noisy)" if load > cores / 2 else ""
-    say(f"  load average {load:.1f} on {cores} cores{busy}")
+    busy = " (busy: other work competes for the cores, so figures may read slow and noisy)" if load > cores / 2 else ""
+    say(f"  load average before starting: {load:.1f} on {cores} cores{busy}")
+
+
+class ForeignCpu:
+    """Share of the machine's CPU that other processes used during a `with` block (0 = none, 1 = all).
+
+    Waiting, which is all a neighbour's load can do to a measurement, only ever slows it down,
+    and on 2 cores one neighbour can halve llama.cpp's speed (its threads spin while waiting for
+    each other). System-wide busy time minus this process's and its finished children's is what
+    others used; run whatever is measured as a child that has ended by the block's end.
+    """
+
+    def __enter__(self) -> "ForeignCpu":
+        self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_s(), _own_s()
+        self.share = 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self.t0
+        foreign = (_busy_s() - self.busy0) - (_own_s() - self.own0)
+        self.share = max(0.0, foreign / (wall * (os.cpu_count() or 1))) if wall > 0 else 0.0
+
+
+def _busy_s() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(getattr(t, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(t, f))
+
+
+def _own_s() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def figure(name: str, value: str, target: str) -> None:
@@ -108,12 +145,13 @@ def timed(cmd: list[str], cwd: Path, runs: int, what: str, check=None, before=No
     for i in range(runs):
         if before is not None:
             before(i)
-        t0 = time.perf_counter()
-        proc = run(cmd, cwd, what)
-        times.append(time.perf_counter() - t0)
+        with ForeignCpu() as foreign:
+            t0 = time.perf_counter()
+            proc = run(cmd, cwd, what)
+            times.append(time.perf_counter() - t0)
         if check is not None:
             check(proc)
-        say(f"  {what} run {i + 1}/{runs}: {times[-1]:.2f} s")
+        say(f"  {what} run {i + 1}/{runs}: {times[-1]:.2f} s (other processes used {foreign.share:.0%} of the CPU)")
     return times
 
 
@@ -132,8 +170,8 @@ def executed_cells(output: str) -> list[str]:
 def synthetic_spec(models: int, profiles: tuple[str, ...] = PROFILES, quants: tuple[str, ...] = QUANTS) -> str:
     """`models` local models x `quants` x `profiles`. Every model file lies at the path doit would
     link it to (build/models/<model>/<file>), so the plan finds it on disk and hashes it once.
-    Stress is left out by default: one stress cell per (model, quant) would make this a
-    different question (which configuration gets stressed)."""
+    Stress is left out by default: its cells' fingerprints also depend on which configuration the
+    other results select for the stress test, a question of its own (noop.py times it separately)."""
     sizes = ", ".join(str(n) for n in LONG_CONTEXT_SIZES)
     tables = {"interactive": "requests = 3\nmax_tokens = 96", "long_context": f"sizes = [{sizes}]\nmax_tokens = 16",
               "batch": "documents = 6\nmax_tokens = 32", "quality": "max_tokens = 96",
@@ -240,10 +278,11 @@ def samples(rng: random.Random, count: int) -> list[dict[str, Any]]:
     return out
 
 
-def synthetic_project(root: Path, models: int, spec_name: str = "bench", odd_every: int = 0) -> Plan:
+def synthetic_project(root: Path, models: int, spec_name: str = "bench", odd_every: int = 0,
+                      profiles: tuple[str, ...] = PROFILES) -> Plan:
     """A project with a generated spec, placeholder model files and a current result for every cell."""
     make_project(root)
-    (root / "specs" / f"{spec_name}.toml").write_text(synthetic_spec(models))
+    (root / "specs" / f"{spec_name}.toml").write_text(synthetic_spec(models, profiles))
     plan = load_plan(root, spec_name)
     dummy_model_files(plan)
     t0 = time.perf_counter()

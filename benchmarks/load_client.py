@@ -163,7 +163,6 @@ def main() -> None:
         for concurrent in CONCURRENCY:
             rows.append(level(url, questions, concurrent, server))
             say(f"  concurrency {concurrent}: {rows[-1]['rps']:.0f} req/s")
-        machine_note()
         say(table(rows))
         profile_client(url, questions[0])
     finally:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, doit_cmd, executed_cells, figure, load_plan, machine_note, make_project, run, say
+from _common import REPO, ForeignCpu, doit_cmd, executed_cells, figure, load_plan, machine_note, make_project, run, say
 from llmspec.host import host_id
 from llmspec.modelfiles import metadata
 from llmspec.results import read_result
@@ -83,22 +83,25 @@ def measure(root: Path, skip: bool, limit: float) -> tuple[float, dict]:
     (root / "specs" / "planner.toml").write_text(spec_text(skip, limit))
     plan = load_plan(root, "planner")
     shutil.rmtree(plan.workspace.results / host_id() / plan.spec.name, ignore_errors=True)
-    t0 = time.perf_counter()
-    proc = run(doit_cmd("cell"), root, f"doit cell (planner {'on' if skip else 'off'})")
-    wall = time.perf_counter() - t0
+    with ForeignCpu() as foreign:
+        t0 = time.perf_counter()
+        proc = run(doit_cmd("cell"), root, f"doit cell (planner {'on' if skip else 'off'})")
+        wall = time.perf_counter() - t0
     outcomes = {}
     for cell in plan.cells:
         result = read_result(plan.result_path(cell)) or {}
         outcomes[f"{cell.model}@{cell.quant}"] = (result.get("status", "missing"), result.get("reason", ""),
                                                   (result.get("metrics") or {}).get("tokens_per_s"))
     executed = executed_cells(proc.stdout)
-    say(f"  planner {'on' if skip else 'off'}: {wall:.1f} s, doit ran {len(executed)} cell task(s)")
+    say(f"  planner {'on' if skip else 'off'}: {wall:.1f} s, doit ran {len(executed)} cell task(s) "
+        f"(other processes used {foreign.share:.0%} of the CPU)")
     for name, (status, reason, tps) in outcomes.items():
         say(f"    {name:<28} {status:<8} {f'{tps:.1f} tokens/s' if tps else ''}{reason}")
     return wall, outcomes
 
 
 def main() -> None:
+    machine_note()
     with tempfile.TemporaryDirectory(prefix="llmspec-planner-") as tmp:
         root = make_project(Path(tmp))
         (root / "specs" / "planner.toml").write_text(spec_text(True, None))
@@ -106,14 +109,9 @@ def main() -> None:
         run(doit_cmd("model"), root, "doit model")
         limit, largest = limit_below_largest(load_plan(root, "planner"))
         say(f"  memory limit {limit:.3f} GB, just under the estimate for {largest}")
-        machine_note()
         with_planner, on = measure(root, True, limit)
         without, off = measure(root, False, limit)
-        machine_note()
     skipped = [name for name, (status, _, _) in on.items() if status == "skipped"]
-    errors = [name for name, (status, _, _) in {**on, **off}.items() if status not in ("ok", "skipped")]
-    if errors:
-        say(f"  note: cells that did not finish ok: {', '.join(errors)}")
     say(f"  skipped with the planner: {', '.join(skipped) or 'none'}; without it, "
         f"{sum(status == 'skipped' for status, _, _ in off.values())} skipped")
     figure("planner", f"{with_planner:.1f} s with the planner vs {without:.1f} s without, "

@@ -55,18 +55,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="llmspec-report-") as tmp:
         root = Path(tmp)
         say(f"report: generating {MODELS * 20:,} result files in {root}")
-        plan = synthetic_project(root, MODELS, odd_every=50)
         machine_note()
-        spec_path = root / "specs" / f"{plan.spec.name}.toml"
+        plan = synthetic_project(root, MODELS, odd_every=50)
+        edit = edit_threshold(root / "specs" / f"{plan.spec.name}.toml")
         timed(doit_cmd("report"), root, 1, "doit report (warm-up: page cache, .doit.db)", check=reported,
-              before=lambda i: edit_threshold(spec_path)(RUNS))
-        times = timed(doit_cmd("report"), root, RUNS, "doit report after a threshold edit", check=reported,
-                      before=edit_threshold(spec_path))
+              before=lambda _: edit(RUNS))
+        times = timed(doit_cmd("report"), root, RUNS, "doit report after a threshold edit", check=reported, before=edit)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
         unchanged = timed(doit_cmd("report"), root, 1, "doit report, nothing changed", check=reported)
         say(f"  doit report: median {median(times):.2f} s (min {min(times):.2f}, max {max(times):.2f}), "
             f"peak RSS {peak_mb:.0f} MB; with nothing changed {unchanged[0]:.2f} s")
-        machine_note()
         rows = profile_build(plan)
         if rows != MODELS * 20:
             sys.exit(f"report: build_report saw {rows} results, expected {MODELS * 20}")
