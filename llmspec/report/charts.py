@@ -104,23 +104,22 @@ CONFIG_TIPS = [_tip("host", "Host"), _tip("model", "Model"), _tip("quant", "Quan
 
 
 def _speed(configs: pl.DataFrame):
-    rows = _rows(configs, "tokens_per_s", "model_size_gb")
-    values = [{**_config(r), "size_gb": r["model_size_gb"], "tokens_per_s": r["tokens_per_s"],
-               "meaning": interpret("tokens_per_s", r["tokens_per_s"])} for r in rows]
-    tips = [*CONFIG_TIPS, _tip("size_gb", "File size (GB)", ".2f"), _tip("tokens_per_s", "Tokens/s", ".1f"),
-            _tip("meaning", "Meaning")]
-    return values, _point_layout(("size_gb", "Model file size (GB)"), ("tokens_per_s", "Generation speed (tokens/s)"),
-                                 ("quant", "Quant"), tips)
+    return _versus_size(configs, "tokens_per_s", "tokens_per_s", "tokens_per_s", ("Tokens/s", ".1f"),
+                        "Generation speed (tokens/s)")
 
 
 def _memory(configs: pl.DataFrame):
-    rows = _rows(configs, "peak_memory_gb", "model_size_gb")
-    values = [{**_config(r), "size_gb": r["model_size_gb"], "memory_gb": r["peak_memory_gb"],
-               "meaning": interpret("peak_rss_gb", r["peak_memory_gb"])} for r in rows]
-    tips = [*CONFIG_TIPS, _tip("size_gb", "File size (GB)", ".2f"), _tip("memory_gb", "Peak memory (GB)", ".2f"),
-            _tip("meaning", "Meaning")]
-    return values, _point_layout(("size_gb", "Model file size (GB)"), ("memory_gb", "Peak memory (GB)"),
-                                 ("quant", "Quant"), tips)
+    return _versus_size(configs, "peak_memory_gb", "memory_gb", "peak_rss_gb", ("Peak memory (GB)", ".2f"),
+                        "Peak memory (GB)")
+
+
+def _versus_size(configs: pl.DataFrame, column: str, field: str, meaning_of: str, tip: tuple[str, str], axis: str):
+    """One point per configuration: configs' `column` (as `field`) against the file size, colored by quant."""
+    rows = _rows(configs, column, "model_size_gb")
+    values = [{**_config(r), "size_gb": r["model_size_gb"], field: r[column],
+               "meaning": interpret(meaning_of, r[column])} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("size_gb", "File size (GB)", ".2f"), _tip(field, *tip), _tip("meaning", "Meaning")]
+    return values, _point_layout(("size_gb", "Model file size (GB)"), (field, axis), ("quant", "Quant"), tips)
 
 
 def _quality(configs: pl.DataFrame):

@@ -31,7 +31,6 @@ from markupsafe import Markup, escape
 from llmspec.rating import LABELS, RULES, interpret
 from llmspec.report import configs as configs_module
 from llmspec.report.charts import charts
-from llmspec.report.configs import HEADLINES
 from llmspec.report.details import SAMPLE_LIMIT, Details
 from llmspec.report.frame import hosts, metric_columns
 from llmspec.spec import PROFILE_ORDER, Spec
@@ -264,7 +263,7 @@ def _cells(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict
         rules = {r.metric: r for r in RULES.get(profile, ())}
         recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m)]
         shown = [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
-        headline = next(iter(HEADLINES.get(profile, {})), "")
+        headline = next(iter(configs_module.HEADLINES.get(profile, {})), "")
         needed = ["host", "model", "quant", "profile", "status", "reason", "flags", "rating", "rating_summary",
                   *dict.fromkeys(c for c in (*shown, *rules, headline) if c in rows.columns)]
         body = []
@@ -317,7 +316,7 @@ def _comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
     host_ids = sorted(frame["host"].unique().to_list())
     rows = []
     for (model, quant, profile), by_host in compare.items():
-        metric = next(iter(HEADLINES.get(profile, {})), "")
+        metric = next(iter(configs_module.HEADLINES.get(profile, {})), "")
         cells = ("".join(by_host[h]) if h in by_host else f"<td></td>{NOT_RUN}" for h in host_ids)
         rows.append("".join((f"<tr>{_td(model)}{_td(quant)}{_td(profile)}{_td(metric)}", *cells, "</tr>")))
     return {"hosts": host_ids, "body": Markup("\n".join(rows))}
