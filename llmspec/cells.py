@@ -28,7 +28,7 @@ class Cell:
         return (self.model, self.quant)
 
     def result_path(self, results_dir: Path, host_dir: str) -> Path:
-        return results_dir / host_dir / self.spec / self.model / self.quant / f"{self.profile}.json"
+        return results_dir.joinpath(host_dir, self.spec, self.model, self.quant, f"{self.profile}.json")
 
     def as_dict(self) -> dict[str, str]:
         return {"spec": self.spec, "model": self.model, "quant": self.quant, "profile": self.profile}

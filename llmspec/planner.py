@@ -20,7 +20,7 @@ from llmspec.errors import UserError
 from llmspec.fingerprint import MEASUREMENT_VERSION
 from llmspec.host import hardware, host_id
 from llmspec.rating import rate
-from llmspec.results import freshness, read_result
+from llmspec.results import judge, read_result
 from llmspec.termination import GB, Decision, Evidence, decide, derived_size, interactive_label
 from llmspec.server import server_args
 from llmspec.spec import Spec
@@ -83,9 +83,17 @@ class Plan:
         self.workspace = workspace or Workspace(spec.root)
         self.cells = expand(spec)
 
+    @functools.cache
     def result_path(self, cell: Cell) -> Path:
+        """Cached, as is `model_file`: every cell asks several times per run, and building Paths
+        is a fifth of a no-op run's time on 1,000 cells."""
         return cell.result_path(self.workspace.results, host_id())
 
+    def stored(self, cell: Cell) -> dict[str, Any] | None:
+        """The cell's result without its raw samples (all that planning ever needs)."""
+        return read_result(self.result_path(cell), samples=False)
+
+    @functools.cache
     def model_file(self, model: str, quant: str) -> modelfiles.ModelFile:
         return modelfiles.plan(self.spec, self.spec.model(model), quant)
 
@@ -174,6 +182,13 @@ class Plan:
         return next(e for e in self.spec.endpoints if e.name == name)
 
     def stress_choice(self) -> StressChoice:
+        """Which configuration the stress profile runs on; decided once per state of the results
+        (every stress cell's fingerprint asks), re-decided after `forget_evidence`."""
+        if "_stress_choice" not in self.__dict__:
+            self._stress_choice = self._choose_stress()
+        return self._stress_choice
+
+    def _choose_stress(self) -> StressChoice:
         """Design document, "Stress Test Model Selection": the last (largest) passing configuration.
 
         A configuration passes when every performance profile measured on it rates Acceptable or
@@ -187,7 +202,7 @@ class Plan:
         for order, (model, quant) in enumerate(ordered_pairs(self.spec)):
             labels, size = [], None
             for profile in profiles:
-                result = read_result(self.result_path(Cell(self.spec.name, model, quant, profile))) or {}
+                result = self.stored(Cell(self.spec.name, model, quant, profile)) or {}
                 if result.get("status") == "ok":
                     labels.append(rate(profile, result.get("metrics") or {}, self.spec.thresholds).label)
                     size = (result.get("model_file") or {}).get("size", size)
@@ -204,10 +219,9 @@ class Plan:
 
     def freshness(self, cell: Cell) -> tuple[bool, str]:
         """Fingerprint first; a skipped result must also still rest on the same evidence."""
-        path = self.result_path(cell)
-        fresh, why = freshness(path, self.inputs(cell))
+        stored = self.stored(cell)
+        fresh, why = judge(stored, self.inputs(cell))
         if fresh and cell.quant != REMOTE and cell.profile != "stress":
-            stored = read_result(path) or {}
             if stored.get("status") == "skipped" and stored.get("skip_evidence") is not None:
                 decision = self.decide(cell)
                 if decision.evidence != stored["skip_evidence"]:
@@ -233,7 +247,9 @@ class Plan:
         return False
 
     def forget_evidence(self) -> None:
+        """A cell finished: what was decided from the results on disk must be decided again."""
         self.__dict__.pop("_evidence", None)
+        self.__dict__.pop("_stress_choice", None)
 
     def evidence(self) -> Evidence:
         if "_evidence" not in self.__dict__:
@@ -250,7 +266,7 @@ class Plan:
         ev = Evidence(limit, text)
         profiles = [p for p in self.spec.profiles.enabled() if p != "stress"]
         for model, quant in ordered_pairs(self.spec):
-            results = [read_result(self.result_path(Cell(self.spec.name, model, quant, p))) for p in profiles]
+            results = [self.stored(Cell(self.spec.name, model, quant, p)) for p in profiles]
             if "interactive" in profiles:
                 ev.ratings[(model, quant)] = interactive_label(results[profiles.index("interactive")],
                                                               self.spec.thresholds)

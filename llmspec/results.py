@@ -39,20 +39,72 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
+SAMPLES_KEY = b'\n "samples": '
+
+
+def read_result(path: Path | str, samples: bool = True) -> dict[str, Any] | None:
+    """The parsed result, or None when it is missing or torn.
+
+    `samples=False` leaves out the raw samples (model answers, per-request timings): they are
+    most of a file, and deciding freshness or rating needs only the metrics computed from them.
+    """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        with open(path, "rb") as fh:
+            data = fh.read()
+        result = json.loads(data) if samples else parse_without_samples(data)
+    except (OSError, ValueError):  # missing or unreadable; JSON and UTF-8 errors are ValueErrors
         return None
+    return result if isinstance(result, dict) else None
+
+
+def parse_without_samples(data: bytes) -> Any:
+    """Parse a result, skipping the text of its raw samples, which is most of the parse time.
+
+    `write_result` writes sorted keys with indent=1, so a top-level key, and only a top-level
+    key, starts a line with exactly one space and a quote. The samples' text runs from their key
+    to the next such line. Any file not in that shape is parsed whole.
+    """
+    start = data.find(SAMPLES_KEY)
+    end = data.find(b'\n "', start + len(SAMPLES_KEY)) if start >= 0 else -1
+    if end >= 0:
+        try:
+            return json.loads(data[:start] + data[end:])
+        except ValueError:
+            pass
+    result = json.loads(data)
+    if isinstance(result, dict):
+        result.pop("samples", None)
+    return result
+
+
+def result_paths(results_root: Path, spec_name: str) -> list[str]:
+    """`<host>/<spec>/<model>/<quant>/<profile>.json`, sorted; scandir is ~4x faster than glob."""
+    found: list[str] = []
+    for host in _dirs(str(results_root)):
+        for model in _dirs(os.path.join(host, spec_name)):
+            for quant in _dirs(model):
+                found += [e.path for e in os.scandir(quant) if e.name.endswith(".json") and e.is_file()]
+    return sorted(found)
+
+
+def _dirs(path: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(path) if e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def freshness(path: Path, current_inputs: dict[str, Any]) -> tuple[bool, str]:
-    """(up to date?, why) for one cell, decided from its result file alone.
+    """(up to date?, why) for one cell, decided from its result file alone."""
+    return judge(read_result(path, samples=False), current_inputs)
+
+
+def judge(stored: dict[str, Any] | None, current_inputs: dict[str, Any]) -> tuple[bool, str]:
+    """(up to date?, why) of a stored result against the cell's inputs today.
 
     Error results are never up to date: a failed measurement is not a finished artifact, and
     the next run should try again.
     """
-    stored = read_result(path)
     if stored is None:
         return False, "no result yet"
     stored_inputs = stored.get("fingerprint_inputs") or {}

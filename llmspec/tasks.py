@@ -99,9 +99,21 @@ def model_tasks(plan: Plan):
             yield task
 
 
-def cell_tasks(plan: Plan):
-    from llmspec.runner import run_cell, stop_on_interrupt
+def run_cell(plan: Plan, cell) -> bool:
+    """doit action; the runner (requests, the server) is imported only when a cell runs, which
+    a no-op `doit` never does."""
+    from llmspec.runner import run_cell as run
 
+    return run(plan, cell)
+
+
+def stop_server() -> None:
+    """doit teardown: stop the shared server whether the run ended normally or by Ctrl+C."""
+    if "llmspec.runner" in sys.modules:
+        sys.modules["llmspec.runner"].stop_on_interrupt()
+
+
+def cell_tasks(plan: Plan):
     for cell in plan.cells:
         yield {
             "name": cell.task_name,
@@ -109,7 +121,7 @@ def cell_tasks(plan: Plan):
             "actions": [(run_cell, [plan, cell])],
             "uptodate": [CellFreshness(plan, cell)],
             "targets": [str(plan.result_path(cell))],
-            "teardown": [stop_on_interrupt],
+            "teardown": [stop_server],
         }
 
 

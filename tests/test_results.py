@@ -76,3 +76,16 @@ def test_killed_writer_leaves_no_half_file(tmp_path):
     assert path.read_text() == before
     json.loads(path.read_text())
     assert not [p for p in os.listdir(tmp_path) if p != "r.json" and not p.endswith(".tmp")]
+
+
+def test_reading_without_samples_keeps_everything_else(tmp_path):
+    """Planning and reports skip the raw samples; nothing else may go missing, whatever the answers say."""
+    path = tmp_path / "r.json"
+    tricky = {"content": 'fake\n "status": "error",\n "x": {', "nested": {"status": "error"}}
+    write_result(path, {**result(), "samples": [tricky] * 3, "skip_evidence": {"a": 1}})
+    full = read_result(path)
+    light = read_result(path, samples=False)
+    assert "samples" not in light and light == {k: v for k, v in full.items() if k != "samples"}
+    assert light["status"] == "ok" and light["skip_evidence"] == {"a": 1}
+    path.write_text(path.read_text()[:200])  # torn by hand: unreadable, so stale, never a crash
+    assert read_result(path, samples=False) is None and not freshness(path, INPUTS)[0]

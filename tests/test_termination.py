@@ -1,11 +1,13 @@
 """Every smart-termination rule, decided from specs and result sets made in the test."""
 
+from pathlib import Path
+
 import pytest
 
 from llmspec.cells import Cell
 from llmspec.fingerprint import digest
 from llmspec.planner import Plan, Workspace
-from llmspec.results import write_result
+from llmspec.results import read_result, write_result
 from llmspec.spec import Spec
 from llmspec.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
 
@@ -125,3 +127,30 @@ def test_skipping_can_be_switched_off(tmp_path):
 def test_quick_mode_plans_only_the_quick_quants():
     spec = spec_of([model("m", "1B", ["Q4_K_M", "Q5_K_M", "Q8_0"])], planner={"mode": "quick"})
     assert [c.quant for c in Plan(spec).cells] == ["Q4_K_M", "Q5_K_M"]
+
+
+def test_stress_goes_to_the_largest_passing_configuration_and_follows_new_results(tmp_path):
+    """Design document, "Stress Test Model Selection": re-decided whenever the results change,
+    and the stress cells' fingerprints follow the choice, so a new choice makes them stale."""
+    spec = Spec.model_validate({"name": "s", "root": Path.cwd(),
+                                "models": [model("small", "1B", ["Q4_K_M"]), model("big", "7B", ["Q4_K_M"])],
+                                "profiles": {"interactive": {}, "stress": {}},
+                                "thresholds": {"interactive": {"min_tokens_per_s": 10}}})
+    plan = Plan(spec, Workspace(tmp_path))
+    assert plan.stress_choice().model is None
+    stress_big = Cell("s", "big", "Q4_K_M", "stress")
+    before = plan.inputs(stress_big)["selection"]
+    passing = {"tokens_per_s": 50.0, "ttft_s": 0.2, "itl_cv_pct": 5.0}
+    for name, size in (("small", 1e9), ("big", 4e9)):
+        write(plan, name, "Q4_K_M", **passing)
+        path = plan.result_path(Cell("s", name, "Q4_K_M", "interactive"))
+        write_result(path, {**read_result(path), "model_file": {"size": size}})
+    assert plan.stress_choice().model is None  # decided once per state of the results...
+    plan.forget_evidence()  # ...and again after a cell wrote one (the runner calls this)
+    choice = plan.stress_choice()
+    assert (choice.model, choice.quant) == ("big", "Q4_K_M") and "largest of 2 passing" in choice.reason
+    assert plan.inputs(stress_big)["selection"] == {"chosen": "big@Q4_K_M", "selected": True} != before
+    write(plan, "big", "Q4_K_M", tokens_per_s=1.0, ttft_s=0.2, itl_cv_pct=5.0)  # re-measured: too slow now
+    plan.forget_evidence()
+    assert plan.stress_choice().model == "small"
+    assert plan.inputs(stress_big)["selection"] == {"chosen": "small@Q4_K_M", "selected": False}

@@ -10,13 +10,15 @@ import hashlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel
 
-from llmspec.client import ChatClient
 from llmspec.errors import CellError, UserError
-from llmspec.server import Server
+
+if TYPE_CHECKING:  # the planner imports every profile on each `doit`; requests is 0.1 s of that
+    from llmspec.client import ChatClient
+    from llmspec.server import Server
 
 CLOCK_DISAGREEMENT_PCT = 10.0
 

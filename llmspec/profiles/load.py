@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmspec.client import ChatClient
+from typing import TYPE_CHECKING
+
 from llmspec.errors import CellError
-from llmspec.loadtest import Answer, load_questions, percentile, pick_questions, run_load
 from llmspec.profiles import Outcome, ProfileContext, clock_check, files_digest, median, require_cache_miss
+
+if TYPE_CHECKING:
+    from llmspec.client import ChatClient
+    from llmspec.loadtest import Answer
 
 VERSION = 1
 PERCENTILES = (50, 90, 99)
@@ -36,6 +40,10 @@ def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
 
 
 def run(ctx: ProfileContext) -> Outcome:
+    # The load engine (and requests) is imported when a load cell runs; planning, which imports
+    # every profile module on each `doit`, needs only VERSION, inputs and server_overrides.
+    from llmspec.loadtest import load_questions, pick_questions, run_load
+
     s = ctx.settings
     questions = pick_questions(load_questions(questions_path(ctx.root, s.questions_file)), s.questions)
     ctx.progress("warm-up request")
@@ -57,11 +65,15 @@ def run(ctx: ProfileContext) -> Outcome:
 
 def _client_factory(base: ChatClient, timeout_s: float):
     """Clients like the runner's (same URL, model, key) but one per worker and with the plan's timeout."""
+    from llmspec.client import ChatClient
+
     key = base.session.headers.get("Authorization", "").removeprefix("Bearer ") or None
     return lambda stop: ChatClient(base.base_url, base.model, key, timeout_s, deadline_s=timeout_s, stop=stop)
 
 
 def _outcome(ctx: ProfileContext, answers: list[Answer], wall_s: float) -> Outcome:
+    from llmspec.loadtest import percentile
+
     ok = [a for a in answers if a.ok]
     failed = len(answers) - len(ok)
     latencies, ttfts = [a.latency_s for a in ok], [a.record.ttft_s for a in ok if a.record.ttft_s is not None]

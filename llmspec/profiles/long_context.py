@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import requests
-
 from llmspec.errors import CellError
 from llmspec.profiles import Outcome, ProfileContext, clock_check, files_digest, prompt_files, require_cache_miss
 
@@ -125,6 +123,8 @@ def run(ctx: ProfileContext) -> Outcome:
 
 def _token_counter(client) -> Callable[[str], int]:
     """Token counts from the server's /tokenize, sent again once if a kept-alive connection was closed."""
+    import requests  # here, not at the top: planning imports this module and never needs it
+
     def count(text: str) -> int:
         for attempt in (1, 2):
             try:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmspec.client import RequestRecord
 from llmspec.errors import CellError
 from llmspec.profiles import (Outcome, ProfileContext, clock_check, files_digest, median, prompt_files,
                               require_cache_miss)
 from llmspec.sensors import SensorSource, drop_pct, is_throttled, should_abort, thirds
+
+if TYPE_CHECKING:
+    from llmspec.client import RequestRecord
 
 VERSION = 1
 SYSTEM = "You are a novelist. Continue the story the user gives you, in the same voice."

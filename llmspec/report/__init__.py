@@ -19,9 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from llmspec import bandwidth
-from llmspec.report.frame import for_spec, load_frame, result_paths
-from llmspec.results import write_text_atomic
+from llmspec.results import result_paths, write_text_atomic
 from llmspec.spec import Spec
 from llmspec.table import format_table
 
@@ -44,7 +42,8 @@ class ReportSummary:
     json: Path
     result_count: int
     left_out: int  # result files of cells the spec no longer has
-    rows: list[dict] = field(default_factory=list, repr=False)
+    host_count: int = 1
+    rows: list[dict] = field(default_factory=list, repr=False)  # the first CONSOLE_ROWS cells
     recommendations: str = ""
     index: dict = field(default_factory=dict, repr=False)  # this spec's line on the index page
 
@@ -56,13 +55,12 @@ class ReportSummary:
         """A short plain-text table for the end of a run; the files hold the details."""
         if not self.rows:
             return f"No results for spec {self.spec} yet; wrote empty reports to {self.html.parent}."
-        many_hosts = len({r["host"] for r in self.rows}) > 1
-        columns = ((("host", "host", "{}"),) if many_hosts else ()) + CONSOLE_COLUMNS
+        columns = ((("host", "host", "{}"),) if self.host_count > 1 else ()) + CONSOLE_COLUMNS
         lines = [[head for head, _, _ in columns]]
         lines += [[_fmt(row.get(col), fmt) for _, col, fmt in columns] for row in self.rows[:CONSOLE_ROWS]]
         text = [format_table(lines)]
-        if len(self.rows) > CONSOLE_ROWS:
-            text.append(f"... and {len(self.rows) - CONSOLE_ROWS} more cells (all in the report)")
+        if self.result_count > len(self.rows):
+            text.append(f"... and {self.result_count - len(self.rows)} more cells (all in the report)")
         if self.left_out:
             text.append(f"({self.left_out} result file(s) of cells no longer in the spec left out)")
         text.append(f"Report: {self.html}")
@@ -81,9 +79,11 @@ def _fmt(value, fmt: str) -> str:
 
 def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
     """Render all three reports for `spec` from every host's results under `results_root`."""
+    from llmspec import bandwidth
     from llmspec.report.configs import configs
     from llmspec.report.csv import generate_csv
     from llmspec.report.details import read_details
+    from llmspec.report.frame import for_spec, load_frame
     from llmspec.report.html import generate_html, index_entry
     from llmspec.report.json import generate_json
     from llmspec.report.recommend import recommend
@@ -96,8 +96,8 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     out = Path(reports_root) / spec.name
     summary = ReportSummary(
         spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
-        result_count=frame.height, left_out=left_out,
-        rows=frame.select([c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]).to_dicts(),
+        result_count=frame.height, left_out=left_out, host_count=frame["host"].n_unique(),
+        rows=frame.head(CONSOLE_ROWS).select([c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]).to_dicts(),
         recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
     )
     write_text_atomic(summary.csv, generate_csv(frame, table))
@@ -121,16 +121,22 @@ def render(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path |
 
 
 def build_index(reports_root: Path) -> Path:
-    """reports/index.html linking every spec's report (from each spec's last state)."""
+    """reports/index.html linking every spec's report (from each spec's last state).
+
+    Left alone when it is newer than every spec's state file: a state file is rewritten with
+    each new report, so an older index is the only one that can be out of date."""
+    root = Path(reports_root)
+    path = root / "index.html"
+    states = sorted(root.glob(f"*/{STATE}"))
+    if path.is_file() and all(s.stat().st_mtime_ns <= path.stat().st_mtime_ns for s in states):
+        return path
     from llmspec.report.html import IndexEntry, generate_index
 
-    root = Path(reports_root)
     entries = []
-    for state_file in sorted(root.glob(f"*/{STATE}")):
+    for state_file in states:
         entry = _read_state(state_file).get("summary", {}).get("index")
         if entry:
             entries.append(IndexEntry(**{**entry, "hosts": tuple(entry["hosts"])}))
-    path = root / "index.html"
     write_text_atomic(path, generate_index(entries))
     return path
 
