@@ -1,7 +1,8 @@
 """A spec's [[endpoints]]: a server llmspec does not manage, measured through doit like any cell.
 
-The "external" server here is a second real llama-server started by the test. Its API key is
-read from the environment at run time and must not appear in any file llmspec writes.
+The "external" server here is a second real llama-server started by the test, which refuses
+requests without its API key. The key is read from the environment at run time and must not
+appear in any file llmspec writes.
 """
 
 import json
@@ -10,6 +11,7 @@ import os
 import pytest
 
 from conftest import REPO, doit, executed_cells
+from llmspec.client import ChatClient
 from llmspec.server import Server, server_args
 
 pytestmark = pytest.mark.server
@@ -19,7 +21,7 @@ SECRET = "sk-test-do-not-write-me-7f3a"
 @pytest.fixture
 def external(llama_server, smol_gguf, tmp_path_factory):
     folder = tmp_path_factory.mktemp("external")
-    server = Server(llama_server, smol_gguf, server_args(2048, 2, 2, []), folder / "server.log", folder / "pid", 120)
+    server = Server(llama_server, smol_gguf, server_args(2048, 2, 2, ["--api-key", SECRET]), folder / "server.log", folder / "pid", 120)
     with server:
         yield server
 
@@ -59,3 +61,12 @@ profiles = ["interactive", "load"]
     (tmp_path / "specs" / "ext.toml").write_text((tmp_path / "specs" / "ext.toml").read_text().replace("max_tokens = 16", "max_tokens = 17"))
     missing = doit(tmp_path, check=False)
     assert "environment variable LLMSPEC_TEST_KEY is not set" in missing.stdout
+
+
+def test_client_honours_proxy_settings_from_the_environment(monkeypatch):
+    """Looked up once per client, not per request, but with requests' rules: a proxy for remote
+    endpoints, none for hosts in NO_PROXY."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "inside.example")
+    assert ChatClient("http://gpu-box.example:8080").session.proxies.get("http") == "http://proxy.example:3128"
+    assert not ChatClient("http://inside.example:8080").session.proxies.get("http")
