@@ -18,9 +18,21 @@ STATUSES = ("ok", "skipped", "error")
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Sorted keys, indent 1 (the report's fast loader relies on this layout), written atomically."""
+    """Sorted keys, indent 1, the raw samples on one line of their own; written atomically.
+
+    Metrics and provenance diff line by line in git; the samples (timings that differ on every
+    run) are one line, so that planning and reports, which never need them, skip them by
+    finding one newline (see `parse_without_samples`).
+    """
     assert result.get("status") in STATUSES, result.get("status")
-    write_text_atomic(path, json.dumps(_rounded(result), sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+    result = _rounded(result)
+    samples = result.pop("samples", None)
+    text = json.dumps({**result, "samples": SAMPLES_SLOT} if samples is not None else result,
+                      sort_keys=True, indent=1, ensure_ascii=False)
+    if samples is not None:
+        slot = SAMPLES_KEY.decode() + json.dumps(SAMPLES_SLOT)  # the top-level key's line, nothing nested
+        text = text.replace(slot, SAMPLES_KEY.decode() + json.dumps(samples, sort_keys=True, ensure_ascii=False), 1)
+    write_text_atomic(path, text + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -40,6 +52,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 SAMPLES_KEY = b'\n "samples": '
+SAMPLES_SLOT = "\x00samples\x00"  # stands in for the samples while the rest is indented
 
 
 def read_result(path: Path | str, samples: bool = True) -> dict[str, Any] | None:
@@ -60,17 +73,21 @@ def read_result(path: Path | str, samples: bool = True) -> dict[str, Any] | None
 def parse_without_samples(data: bytes) -> Any:
     """Parse a result, skipping the text of its raw samples, which is most of the parse time.
 
-    `write_result` writes sorted keys with indent=1, so a top-level key, and only a top-level
-    key, starts a line with exactly one space and a quote. The samples' text runs from their key
-    to the next such line. Any file not in that shape is parsed whole.
+    `write_result` writes sorted keys with indent=1 and the samples on one line, so they run
+    from their key to the next newline, which must start the next top-level key (one space and
+    a quote). Results written with indented samples (before that layout) are found by scanning
+    to the next top-level key; any file in neither shape is parsed whole.
     """
     start = data.find(SAMPLES_KEY)
-    end = data.find(b'\n "', start + len(SAMPLES_KEY)) if start >= 0 else -1
-    if end >= 0:
-        try:
-            return json.loads(data[:start] + data[end:])
-        except ValueError:
-            pass
+    if start >= 0:
+        end = data.find(b"\n", start + len(SAMPLES_KEY))
+        if data[end:end + 3] != b'\n "':
+            end = data.find(b'\n "', start + len(SAMPLES_KEY))
+        if end >= 0:
+            try:
+                return json.loads(data[:start] + data[end:])
+            except ValueError:
+                pass
     result = json.loads(data)
     if isinstance(result, dict):
         result.pop("samples", None)

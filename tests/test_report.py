@@ -146,7 +146,9 @@ def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     put(root, make_result("Q4_1"))
     compact = root / HOST / "demo" / MODEL / "Q8_0" / "interactive.json"
     compact.parent.mkdir(parents=True)
-    compact.write_text(json.dumps(make_result("Q8_0", tokens_per_s=7.0)))  # not write_result's layout
+    odd = make_result("Q8_0", tokens_per_s=7.0)
+    odd["metrics"]["itl_cv_pct"] = "n/a"  # edited by hand: not a number
+    compact.write_text(json.dumps(odd))  # not write_result's layout
     (root / HOST / "other-spec" / MODEL / "Q4_1").mkdir(parents=True)
     (root / HOST / "other-spec" / MODEL / "Q4_1" / "interactive.json").write_text("{}")
     frame = load_frame(root, "demo")
@@ -154,6 +156,7 @@ def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     assert sorted(frame["tokens_per_s"].to_list()) == [7.0, 118.2]
     assert frame["model_size_bytes"].to_list() == [98_000_000, 98_000_000]
     assert frame["peak_rss_gb"].null_count() == 1  # missing in one file: null, not an error
+    assert sorted(frame["itl_cv_pct"].to_list(), key=str) == [12.3, None]  # not a number: null, the rest kept
 
 
 def test_json_follows_the_design_shape_with_derived_scores_and_recommendations(tmp_path):

@@ -87,5 +87,10 @@ def test_reading_without_samples_keeps_everything_else(tmp_path):
     light = read_result(path, samples=False)
     assert "samples" not in light and light == {k: v for k, v in full.items() if k != "samples"}
     assert light["status"] == "ok" and light["skip_evidence"] == {"a": 1}
+    lines = path.read_text().splitlines()
+    assert [line[:13] for line in lines if "tricky" in line or "fake" in line] == [' "samples": [']  # one line
+    assert '  "x": 1.0' in lines[lines.index(' "metrics": {') + 1]  # the rest indented, diffable
+    path.write_text(json.dumps(full, sort_keys=True, indent=1))  # results written before samples had one line
+    assert read_result(path, samples=False) == light
     path.write_text(path.read_text()[:200])  # torn by hand: unreadable, so stale, never a crash
     assert read_result(path, samples=False) is None and not freshness(path, INPUTS)[0]

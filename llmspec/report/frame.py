@@ -77,9 +77,16 @@ def _build(rows: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> pl.Data
     """Columns built once; metric columns are Float64 with null where a file lacks the metric."""
     columns = {name: _series(name, [row[name] for row in rows], dtype) for name, dtype in BASE_SCHEMA.items()}
     names = sorted({key for m in metrics for key in m} - columns.keys())
-    for name in names:
-        columns[name] = pl.Series(name, [m.get(name) for m in metrics], dtype=pl.Float64, strict=False)
-    return pl.DataFrame(columns)
+    return pl.DataFrame(columns).hstack(_metric_series(metrics, names)) if names else pl.DataFrame(columns)
+
+
+def _metric_series(metrics: list[dict[str, Any]], names: list[str]) -> list[pl.Series]:
+    """polars reads the dicts itself (3x faster); a value that is no number (a hand-edited file)
+    makes it give up, and then each column is built on its own with such values as null."""
+    try:
+        return pl.from_dicts(metrics, schema=dict.fromkeys(names, pl.Float64), strict=False).get_columns()
+    except (pl.exceptions.PolarsError, TypeError, ValueError):
+        return [pl.Series(name, [m.get(name) for m in metrics], dtype=pl.Float64, strict=False) for name in names]
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
