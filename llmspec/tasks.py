@@ -164,8 +164,21 @@ def report_action(plans: list[Plan]) -> None:
         build_index(plans[0].workspace.reports)
 
 
+def known(group: str, tasks: list[dict]) -> list[dict]:
+    """The tasks of a delayed group, once doit asks for them. Asked for a name the group does not
+    have (a typo), doit would run nothing and say nothing; this says so, in one line, exit 2."""
+    names = {f"{group}:{task['name']}" for task in tasks}
+    unknown = [arg for arg in sys.argv[1:] if arg.startswith(f"{group}:") and arg not in names]
+    if unknown:
+        print(f"llmspec: there is no task {unknown[0]} (`doit list --all` lists every {group} task)", file=sys.stderr)
+        raise SystemExit(2)
+    return tasks
+
+
 def generate(root: Path, selected: str | None):
     """Task creators for dodo.py; a bad spec is one line on stderr and exit status 2."""
+    from doit import create_after
+
     try:
         plans = load_plans(root, selected)
     except UserError as exc:
@@ -173,15 +186,17 @@ def generate(root: Path, selected: str | None):
         raise SystemExit(2) from None
     logs.setup(plans[0].workspace.logs, plans[0].spec.log_level)
 
+    # Created only when run (`doit`, `doit cell`, `doit cell:<name>`, a result file as target) or
+    # listed: `doit report` never pays for building 10,000 cell tasks (1 s) it does not run.
+    @create_after(target_regex=r".*\.gguf$")
     def task_model():
         """Make model files available (link, download, derive)."""
-        for plan in plans:
-            yield from model_tasks(plan)
+        yield from known("model", [t for plan in plans for t in model_tasks(plan)])
 
+    @create_after(target_regex=r".*\.json$")
     def task_cell():
         """Measure one (model, quant, profile) cell into its result file."""
-        for plan in plans:
-            yield from cell_tasks(plan)
+        yield from known("cell", [t for plan in plans for t in cell_tasks(plan)])
 
     def task_bandwidth():
         """Measure this host's memory bandwidth once (reports show speed against its bound)."""

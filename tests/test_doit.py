@@ -117,6 +117,17 @@ def test_changed_profile_setting_is_explained_by_doit_info(measured):
     spec.write_text(spec.read_text().replace("max_tokens = 40", "max_tokens = 32"))
 
 
+def test_one_cell_by_name_and_a_misspelt_name(measured):
+    """Cell tasks are created only when doit runs them; a name that is no cell still gets one clear line."""
+    root, _ = measured
+    one = doit(root, "cell:t:SmolLM2-135M-Instruct@Q4_1:interactive")
+    assert "-- cell:t:SmolLM2-135M-Instruct@Q4_1:interactive" in one.stdout  # known and up to date
+    typo = doit(root, "cell:t:SmolLM2-135M-Instruct@Q4_2:interactive", check=False)
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert typo.stderr.strip().splitlines()[-1] == ("llmspec: there is no task cell:t:SmolLM2-135M-Instruct@Q4_2:"
+                                                    "interactive (`doit list --all` lists every cell task)")
+
+
 def test_report_alone_measures_nothing(measured):
     root, _ = measured
     shutil.rmtree(root / "build" / "reports")
