@@ -20,7 +20,7 @@ from llmspec.errors import UserError
 from llmspec.fingerprint import MEASUREMENT_VERSION
 from llmspec.host import hardware, host_id
 from llmspec.rating import rate
-from llmspec.results import judge, read_result
+from llmspec.results import WITHOUT_SAMPLES, judge, read_result
 from llmspec.termination import GB, Decision, Evidence, decide, derived_size, interactive_label
 from llmspec.server import server_args
 from llmspec.spec import Spec
@@ -92,7 +92,7 @@ class Plan:
 
     def stored(self, cell: Cell) -> dict[str, Any] | None:
         """The cell's result without its raw samples (all that planning ever needs)."""
-        return read_result(self.result_path(cell), samples=False)
+        return read_result(self.result_path(cell), WITHOUT_SAMPLES)
 
     @functools.cache
     def model_file(self, model: str, quant: str) -> modelfiles.ModelFile:

@@ -51,46 +51,57 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-SAMPLES_KEY = b'\n "samples": '
+SAMPLES_KEY = b'\n "samples": '  # the top-level key's line
 SAMPLES_SLOT = "\x00samples\x00"  # stands in for the samples while the rest is indented
 
 
-def read_result(path: Path | str, samples: bool = True) -> dict[str, Any] | None:
+def read_result(path: Path | str, skip: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The parsed result, or None when it is missing or torn.
 
-    `samples=False` leaves out the raw samples (model answers, per-request timings): they are
-    most of a file, and deciding freshness or rating needs only the metrics computed from them.
+    `skip` names top-level keys not to parse. The raw samples (model answers, per-request
+    timings) are most of a file, and planning and reports need only the metrics computed from
+    them; a report needs no fingerprint inputs either.
     """
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-        result = json.loads(data) if samples else parse_without_samples(data)
+        result = parse_without(data, skip) if skip else json.loads(data)
     except (OSError, ValueError):  # missing or unreadable; JSON and UTF-8 errors are ValueErrors
         return None
     return result if isinstance(result, dict) else None
 
 
-def parse_without_samples(data: bytes) -> Any:
-    """Parse a result, skipping the text of its raw samples, which is most of the parse time.
+WITHOUT_SAMPLES = ("samples",)
+FOR_REPORTS = ("fingerprint_inputs", "samples")  # in file (sorted) order
 
-    `write_result` writes sorted keys with indent=1 and the samples on one line, so they run
-    from their key to the next newline, which must start the next top-level key (one space and
-    a quote). Results written with indented samples (before that layout) are found by scanning
-    to the next top-level key; any file in neither shape is parsed whole.
+
+def parse_without(data: bytes, keys: tuple[str, ...]) -> Any:
+    """Parse a result without the text of some top-level keys, which is most of the parse time.
+
+    `write_result` writes sorted keys with indent=1, so a top-level key, and only a top-level
+    key, starts a line with one space and a quote, and a value runs to the next such line. The
+    samples are on one line of their own, so one newline ends them; results written before that
+    layout are scanned. `keys` must be in sorted order. A file in neither shape is parsed whole.
     """
-    start = data.find(SAMPLES_KEY)
-    if start >= 0:
-        end = data.find(b"\n", start + len(SAMPLES_KEY))
+    pieces, at = [], 0
+    for key in keys:
+        start = data.find(b'\n "' + key.encode() + b'": ', at)
+        if start < 0:
+            continue
+        end = data.find(b"\n", start + len(key) + 6)
         if data[end:end + 3] != b'\n "':
-            end = data.find(b'\n "', start + len(SAMPLES_KEY))
-        if end >= 0:
-            try:
-                return json.loads(data[:start] + data[end:])
-            except ValueError:
-                pass
-    result = json.loads(data)
+            end = data.find(b'\n "', start + len(key) + 6)
+        if end < 0:
+            break
+        pieces.append(data[at:start])
+        at = end
+    try:
+        return json.loads(b"".join(pieces) + data[at:] if pieces else data)
+    except ValueError:
+        result = json.loads(data)
     if isinstance(result, dict):
-        result.pop("samples", None)
+        for key in keys:
+            result.pop(key, None)
     return result
 
 
@@ -113,7 +124,7 @@ def _dirs(path: str) -> list[str]:
 
 def freshness(path: Path, current_inputs: dict[str, Any]) -> tuple[bool, str]:
     """(up to date?, why) for one cell, decided from its result file alone."""
-    return judge(read_result(path, samples=False), current_inputs)
+    return judge(read_result(path, WITHOUT_SAMPLES), current_inputs)
 
 
 def judge(stored: dict[str, Any] | None, current_inputs: dict[str, Any]) -> tuple[bool, str]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from llmspec.fingerprint import digest
-from llmspec.results import freshness, read_result, write_result
+from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, freshness, read_result, write_result
 
 INPUTS = {"method": "interactive/1.1", "profile": {"max_tokens": 64}, "model": {"name": "m.gguf", "size": 1, "sha256": "ab"},
           "source": {"kind": "package", "origin": "p", "file": "m.gguf"}, "server": {"version": "1", "args": []}, "host": "h"}
@@ -84,13 +84,15 @@ def test_reading_without_samples_keeps_everything_else(tmp_path):
     tricky = {"content": 'fake\n "status": "error",\n "x": {', "nested": {"status": "error"}}
     write_result(path, {**result(), "samples": [tricky] * 3, "skip_evidence": {"a": 1}})
     full = read_result(path)
-    light = read_result(path, samples=False)
+    light = read_result(path, WITHOUT_SAMPLES)
     assert "samples" not in light and light == {k: v for k, v in full.items() if k != "samples"}
     assert light["status"] == "ok" and light["skip_evidence"] == {"a": 1}
+    report = read_result(path, FOR_REPORTS)  # reports need no fingerprint inputs either
+    assert report == {k: v for k, v in light.items() if k != "fingerprint_inputs"} and report["fingerprint"]
     lines = path.read_text().splitlines()
     assert [line[:13] for line in lines if "tricky" in line or "fake" in line] == [' "samples": [']  # one line
     assert '  "x": 1.0' in lines[lines.index(' "metrics": {') + 1]  # the rest indented, diffable
     path.write_text(json.dumps(full, sort_keys=True, indent=1))  # results written before samples had one line
-    assert read_result(path, samples=False) == light
+    assert read_result(path, WITHOUT_SAMPLES) == light
     path.write_text(path.read_text()[:200])  # torn by hand: unreadable, so stale, never a crash
-    assert read_result(path, samples=False) is None and not freshness(path, INPUTS)[0]
+    assert read_result(path, WITHOUT_SAMPLES) is None and not freshness(path, INPUTS)[0]

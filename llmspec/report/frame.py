@@ -19,7 +19,7 @@ import polars as pl
 
 from llmspec.cells import expand
 from llmspec.rating import RULES, Rating, rate
-from llmspec.results import read_result, result_paths
+from llmspec.results import FOR_REPORTS, read_result, result_paths
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
 
 
 def _read(path: str) -> dict[str, Any] | None:
-    result = read_result(path, samples=False)
+    result = read_result(path, FOR_REPORTS)
     if result is None:
         log.warning("skipping unreadable result %s", path)
     return result
