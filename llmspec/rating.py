@@ -12,6 +12,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 LABELS = ("Excellent", "Good", "Acceptable", "Poor", "Failed")
@@ -107,11 +108,18 @@ def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
     limits = _field(thresholds, profile)
     if not rules or limits is None:
         return Rating(None)
+    values = tuple(_number(metrics.get(r.metric)) for r in rules)
+    return _rated(profile, values, tuple(_number(_field(limits, r.threshold)) for r in rules))
+
+
+@lru_cache(maxsize=65536)
+def _rated(profile: str, values: tuple, limits: tuple) -> Rating:
+    """The rating of these figures against these limits. Cached: a report rates each cell for
+    its tables and again for the recommendations, and a Rating is immutable."""
     checks = []
-    for rule in rules:
-        value, threshold = metrics.get(rule.metric), _field(limits, rule.threshold)
-        if _is_number(value) and _is_number(threshold):  # a metric this machine cannot measure
-            checks.append(_check(rule, float(value), float(threshold)))  # (no sensor) is not judged
+    for rule, value, threshold in zip(RULES[profile], values, limits):
+        if value is not None and threshold is not None:  # a metric this machine cannot measure
+            checks.append(_check(rule, value, threshold))  # (no sensor) is not judged
     return Rating(_label(checks), tuple(checks)) if checks else Rating(None)
 
 
@@ -145,6 +153,11 @@ def _field(obj: Any, name: str) -> Any:
     if obj is None:
         return None
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number as float; anything else (missing, NaN, text in a hand-edited file) as None."""
+    return float(value) if _is_number(value) else None
 
 
 def _is_number(value: Any) -> bool:

@@ -28,7 +28,7 @@ import jinja2
 import polars as pl
 from markupsafe import Markup, escape
 
-from llmspec.rating import LABELS, RULES, interpret
+from llmspec.rating import LABELS, METRIC_TRANSLATION, RULES, interpret
 from llmspec.report import configs as configs_module
 from llmspec.report.charts import charts
 from llmspec.report.details import SAMPLE_LIMIT, Details
@@ -224,11 +224,14 @@ def _metric_td(metric: str, value: Any, headline: bool, text: str | None = None)
 
 def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[tuple]:
     """`_fmt` for whole columns at once (3 significant digits below 100, whole numbers above):
-    formatting 70,000 figures one by one is a visible part of a large report's time."""
+    formatting 70,000 figures one by one is a visible part of a large report's time. A figure
+    with no plain-language meaning comes as its whole table cell (see `_metric_td`), also
+    built by polars; a number needs no escaping."""
     def text(name: str) -> pl.Expr:
         col = pl.col(name)
         digits = pl.when(col.abs() < 100).then(col.round_sig_figs(3)).otherwise(col.round(0))
-        return pl.when(col.is_finite()).then(digits).otherwise(col).cast(pl.String).str.strip_suffix(".0").fill_null("")
+        figure = pl.when(col.is_finite()).then(digits).otherwise(col).cast(pl.String).str.strip_suffix(".0").fill_null("")
+        return figure if name in METRIC_TRANSLATION else pl.concat_str(pl.lit('<td class="num">'), figure, pl.lit("</td>"))
     return rows.select(text(m).alias(str(i)) for i, m in enumerate(metrics)).rows() if metrics else [()] * rows.height
 
 
@@ -293,7 +296,8 @@ def _profile_row(row: dict, texts: tuple, shown: list[str], rules: dict, label: 
     return "".join((
         f'<tr data-rating="{_esc(label or row["status"] or "")}">', _td(row["host"]) if many else "",
         _td(row["model"]), _td(row["quant"]), _td(row["status"] or "", f"status-{row['status']}", inner=notes),
-        *(_metric_td(m, row[m], m in rules, t) for m, t in zip(shown, texts)), rating_td, link, "</tr>"))
+        *(_metric_td(m, row[m], m in rules, t) if m in METRIC_TRANSLATION else t for m, t in zip(shown, texts)),
+        rating_td, link, "</tr>"))
 
 
 def _threshold(rule: Any, limits: Any) -> str:
