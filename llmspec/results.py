@@ -16,13 +16,16 @@ from llmspec.fingerprint import digest, explain_change, fill_missing_model
 
 STATUSES = ("ok", "skipped", "error")
 
+SAMPLES_KEY = b'\n "samples": '  # the top-level key's line
+SAMPLES_SLOT = "\x00samples\x00"  # stands in for the samples while the rest is indented
+
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
     """Sorted keys, indent 1, the raw samples on one line of their own; written atomically.
 
     Metrics and provenance diff line by line in git; the samples (timings that differ on every
     run) are one line, so that planning and reports, which never need them, skip them by
-    finding one newline (see `parse_without_samples`).
+    finding one newline (see `parse_without`).
     """
     assert result.get("status") in STATUSES, result.get("status")
     result = _rounded(result)
@@ -49,10 +52,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-SAMPLES_KEY = b'\n "samples": '  # the top-level key's line
-SAMPLES_SLOT = "\x00samples\x00"  # stands in for the samples while the rest is indented
 
 
 def read_result(path: Path | str, skip: tuple[str, ...] = ()) -> dict[str, Any] | None:

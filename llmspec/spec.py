@@ -8,7 +8,6 @@ file, the key path and what would be right (see `load_spec`).
 from __future__ import annotations
 
 import functools
-import re
 import tomllib
 from collections import Counter
 from pathlib import Path
