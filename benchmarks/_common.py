@@ -22,38 +22,27 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `llmspec` from this checkout, also when run as benchmarks/<name>.py
 
-from llmspec.cells import Cell  # noqa: E402
-from llmspec.fingerprint import digest  # noqa: E402
-from llmspec.host import hardware, host_id  # noqa: E402
-from llmspec.planner import Plan, Workspace  # noqa: E402
-from llmspec.rating import RULES, rated_metrics  # noqa: E402
+from llmspec.machine.host import hardware, host_id  # noqa: E402
+from llmspec.plan.cells import Cell  # noqa: E402
+from llmspec.plan.fingerprint import digest  # noqa: E402
+from llmspec.plan.planner import Plan, Workspace  # noqa: E402
+from llmspec.profiles import KINDS  # noqa: E402
+from llmspec.profiles import PROFILES as REGISTRY  # noqa: E402
+from llmspec.profiles.long_context import PER_SIZE  # noqa: E402
 from llmspec.results import write_result  # noqa: E402
+from llmspec.run.runner import SERVER_METRICS  # noqa: E402
 from llmspec.spec import Thresholds, load_spec  # noqa: E402
 
 QUANTS = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
 PROFILES = ("interactive", "long_context", "batch", "quality", "load")  # stress: see synthetic_spec
 LONG_CONTEXT_SIZES = (512, 1024, 2048)
-SERVER_METRICS = ("load_time_s", "load_disk_read_mb", "load_disk_read_mb_per_s", "peak_rss_gb", "swap_peak_gb")
-# What each profile module writes (llmspec/profiles/*.py `_outcome`/`summarize`, plus the runner's
-# server metrics); `profile_metrics` adds the rated ones from llmspec.rating so none can be missed.
+# What each profile writes: its declared metrics (its KIND), long_context's per-size ones, and the
+# runner's server figures.
 METRICS = {
-    "interactive": ("ttft_s", "first_event_s", "tokens_per_s", "server_tokens_per_s", "itl_cv_pct",
-                    "prompt_tokens_per_s", "completion_tokens", "clock_disagreement_pct", *SERVER_METRICS),
-    "long_context": tuple(f"{m}_{n}" for n in LONG_CONTEXT_SIZES for m in
-                          ("load_s", "prompt_tokens_per_s", "ttft_s", "gen_tokens_per_s", "rss_gb", "swap_gb"))
-                    + ("max_context_tokens", "target_load_s", "prompt_tokens_per_s", "clock_disagreement_pct",
-                       *SERVER_METRICS),
-    "batch": ("docs_per_hour", "doc_time_s", "doc_time_cv_pct", "degradation_pct", "server_tokens_per_s",
-              "tokens_per_s", "clock_disagreement_pct", "server_tokens_per_s_cv_pct", "prompt_tokens_per_s",
-              "prompt_tokens_mean", "completion_tokens", "rss_peak_gb", "rss_slope_mb_per_doc", *SERVER_METRICS),
-    "quality": ("math_pct", "comprehension_pct", "reasoning_pct", "format_pct", "overall_pct", "items",
-                "mean_answer_s", *SERVER_METRICS),
-    "load": ("p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s",
-             "error_pct", "requests_ok", "requests_failed", "concurrent", "requests_per_s", "output_tokens_per_s",
-             "tokens_per_s", "server_tokens_per_s", "clock_disagreement_pct", "wall_s", *SERVER_METRICS),
-    "stress": ("tokens_per_s", "server_tokens_per_s", "clock_disagreement_pct", "drift_pct", "duration_s",
-               "samples_taken", "requests", "swap_peak_gb", "rss_peak_gb", "cpu_freq_start_mhz", "cpu_freq_end_mhz",
-               "throttled", "max_temperature_c", "mean_temperature_c", "aborted", *SERVER_METRICS),
+    kind.name: tuple(dict.fromkeys(kind.metrics + kind.rated_metrics + SERVER_METRICS
+                                   + (tuple(f"{m}_{n}" for n in LONG_CONTEXT_SIZES for m in PER_SIZE)
+                                      if kind.name == "long_context" else ())))
+    for kind in KINDS
 }
 ANSWER_WORDS = ("the lighthouse keeper climbed the stairs again that evening and counted the ships that "
                 "passed beneath the cliff while the storm gathered over the harbour and the gulls fell "
@@ -81,7 +70,7 @@ class ForeignCpu:
     others used; run whatever is measured as a child that has ended by the block's end.
     """
 
-    def __enter__(self) -> "ForeignCpu":
+    def __enter__(self) -> ForeignCpu:
         self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_s(), _own_s()
         self.share = 0.0
         return self
@@ -135,7 +124,8 @@ def run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     """Run a command to completion; a failure ends the benchmark with its output (it is broken, not slow)."""
     proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
     if proc.returncode != 0:
-        sys.exit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        sys.exit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
@@ -218,7 +208,7 @@ def write_results(plan: Plan, seed: int = 1, odd_every: int = 0) -> int:
 
 def synthetic_result(plan: Plan, cell: Cell, rng: random.Random, status: str = "ok",
                      raw: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One result in the runner's contract (llmspec/runner.py `_provenance` + `_measure`), with the
+    """One result in the runner's contract (llmspec/run/runner.py `measure`), with the
     fingerprint of the plan's current inputs, so the cell is up to date exactly when a measured one is."""
     inputs = plan.inputs(cell)
     mf = plan.model_file(cell.model, cell.quant)
@@ -226,31 +216,34 @@ def synthetic_result(plan: Plan, cell: Cell, rng: random.Random, status: str = "
         "cell": cell.as_dict(), "fingerprint": digest(inputs), "fingerprint_inputs": inputs,
         "started_at": "2025-01-01T00:00:00Z", "duration_s": rng.uniform(5, 120),
         "host": {"id": host_id(), **hardware()},
-        "server": {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args()},
+        "server": {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args().argv()},
         "model_file": {**inputs["model"], "quant": cell.quant, "source": mf.kind, "metadata": None}
         if inputs["model"] else None,
         "status": status, "reason": "", "metrics": {}, "samples": [], "flags": [],
     }
     if status == "ok":
         result.update(metrics=metrics(cell.profile, rng), samples=raw if raw is not None else samples(rng, 5),
-                      flags=["decode speed: client and server clocks disagree by 11% (over 10%)"] if rng.random() < 0.1 else [])
+                      flags=["decode speed: client and server clocks disagree by 11% (over 10%)"]
+                      if rng.random() < 0.1 else [])
     elif status == "skipped":
-        result["reason"] = "the smaller m0000 already failed the interactive thresholds at Q4_K_M; a larger model would too"
+        result["reason"] = ("the smaller m0000 already failed the interactive thresholds at Q4_K_M; "
+                            "a larger model would too")
     else:
-        result["reason"] = "failed to load: llama_model_load: error loading model: tensor data is not within file bounds"
+        result["reason"] = ("failed to load: llama_model_load: error loading model: "
+                            "tensor data is not within file bounds")
         result["server_log_tail"] = [f"llama_model_loader: line {n} of the server log" for n in range(20)]
     return result
 
 
 def profile_metrics(profile: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(METRICS[profile] + rated_metrics(profile)))
+    return METRICS[profile]
 
 
 def metrics(profile: str, rng: random.Random) -> dict[str, float]:
     """Plausible values; rated ones within a factor of two of the default threshold, so ratings vary."""
     defaults = getattr(Thresholds(), profile)
     out = {name: rng.uniform(0.1, 100.0) for name in profile_metrics(profile)}
-    for rule in RULES.get(profile, ()):
+    for rule in REGISTRY[profile].rules:
         out[rule.metric] = float(getattr(defaults, rule.threshold)) * rng.uniform(0.5, 2.0)
     if profile == "long_context":
         out["max_context_tokens"] = float(rng.choice(LONG_CONTEXT_SIZES))
@@ -266,10 +259,12 @@ def samples(rng: random.Random, count: int) -> list[dict[str, Any]]:
         step = rng.uniform(0.01, 0.1)
         chunks = [ttft + k * step for k in range(tokens)]
         out.append({
-            "prompt_name": f"{n + 1:02d}-prompt.txt", "send_unix": 1.7e9 + n, "ttfb_s": ttft / 2, "first_event_s": ttft / 2,
+            "prompt_name": f"{n + 1:02d}-prompt.txt", "send_unix": 1.7e9 + n,
+            "ttfb_s": ttft / 2, "first_event_s": ttft / 2,
             "ttft_s": ttft, "total_s": chunks[-1] + step, "chunk_times_s": chunks,
             "content": " ".join(rng.choice(ANSWER_WORDS) for _ in range(rng.randint(40, 70))),
-            "finish_reason": "length", "usage": {"completion_tokens": tokens, "prompt_tokens": 180, "total_tokens": tokens + 180},
+            "finish_reason": "length",
+            "usage": {"completion_tokens": tokens, "prompt_tokens": 180, "total_tokens": tokens + 180},
             "timings": {"cache_n": 0, "prompt_n": 180, "prompt_ms": 180 * 4.2, "prompt_per_token_ms": 4.2,
                         "prompt_per_second": 238.1, "predicted_n": tokens, "predicted_ms": tokens * step * 1000,
                         "predicted_per_token_ms": step * 1000, "predicted_per_second": 1 / step},

@@ -2,7 +2,7 @@
 
 For each demo configuration (specs/demo.toml's models at their quants), rounds alternate
 `llama-bench -p 0 -n 128 -r 1` and the tool's own measurement: a real llama-server started
-with exactly the arguments the runner gives it (Plan.profile_server_args; threads as the spec
+with exactly the arguments the runner gives it (CellJob.server_args; threads as the spec
 resolves them) and the interactive profile run once on it (its warm-up request, then its
 measured requests, with max_tokens = 128 to match llama-bench's -n). Alternating, with the order
 flipped each round, spreads drift over both sides. The profile decodes after its prompt (about
@@ -26,14 +26,15 @@ import tempfile
 from pathlib import Path
 
 from _common import REPO, ForeignCpu, figure, machine_note, say
-from llmspec.binaries import find_server, find_tool
-from llmspec.cells import ordered_pairs
-from llmspec.client import ChatClient
-from llmspec.modelfiles import metadata
-from llmspec.planner import Plan
+
+from llmspec.models.binaries import find_server, find_tool
+from llmspec.models.files import make, metadata
+from llmspec.plan.cells import Cell, ordered_pairs
+from llmspec.plan.planner import Plan
+from llmspec.plan.serverargs import ServerArgs
 from llmspec.profiles import ProfileContext, interactive
-from llmspec.runner import ensure_model
-from llmspec.server import Server
+from llmspec.run.client import ChatClient
+from llmspec.run.server import Server
 from llmspec.spec import load_spec
 
 ROUNDS = 3
@@ -52,7 +53,7 @@ def bench_tg(bench: Path, model: Path, threads: int, depth: int = 0) -> float:
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
-def tool_tps(plan: Plan, model: Path, args: list[str], folder: Path) -> tuple[float, float, int]:
+def tool_tps(plan: Plan, model: Path, args: ServerArgs, folder: Path) -> tuple[float, float, int]:
     """(client tokens_per_s, server_tokens_per_s, median prompt tokens) of one interactive profile
     run, as the runner runs it. The prompt tokens are the context the decode ran at."""
     settings = plan.spec.profiles.interactive.model_copy(update={"max_tokens": N_GEN})
@@ -97,7 +98,7 @@ def one_round(bench: Path, plan: Plan, config: tuple, threads: int, folder: Path
         else:
             at = depth if depth is not None else out["depth"]
             (out["bench"], out["bench_depth"]), share = quietly(
-                lambda: (bench_tg(bench, path, threads), bench_tg(bench, path, threads, at)))
+                lambda at=at: (bench_tg(bench, path, threads), bench_tg(bench, path, threads, at)))
         out["foreign"] = max(out["foreign"], share)
     return out
 
@@ -105,7 +106,8 @@ def one_round(bench: Path, plan: Plan, config: tuple, threads: int, folder: Path
 def summarize(name: str, runs: list[dict]) -> dict:
     med = {key: statistics.median(r[key] for r in runs) for key in ("bench", "bench_depth", "client", "server")}
     low = min(med["client"], med["server"])
-    row = {"config": name, **med, "depth": runs[-1]["depth"], "contended": sum(r["foreign"] > CLEAN for r in runs), "client_pct": pct(med["client"], med["bench"]),
+    row = {"config": name, **med, "depth": runs[-1]["depth"], "contended": sum(r["foreign"] > CLEAN for r in runs),
+           "client_pct": pct(med["client"], med["bench"]),
            "server_pct": pct(med["server"], med["bench"]), "depth_pct": pct(low, med["bench_depth"]),
            "clocks_pct": abs(med["client"] - med["server"]) / med["server"] * 100}
     say(f"  {name}: " + "; ".join(f"{key} " + ", ".join(f"{r[key]:.1f}" for r in runs)
@@ -128,11 +130,12 @@ def main() -> None:
     bench = find_tool("llama-bench", find_server(plan.spec.server.binary))
     configs = []
     for model, quant in ordered_pairs(plan.spec):
-        path = ensure_model(plan, model, quant)
-        args = plan.profile_server_args("interactive", (metadata(path) or {}).get("context_length"))
+        path = make(plan.spec, model, quant, threads)
+        job = plan.job(Cell(plan.spec.name, model, quant, "interactive"))
+        args = job.server_args((metadata(path) or {}).get("context_length"))
         configs.append((f"{model}@{quant}", path, args))
     say(f"fidelity: {len(configs)} configurations, {ROUNDS} rounds, llama-bench -p 0 -n {N_GEN} -t {threads} "
-        f"at depth 0 and at the profile's prompt length; server args {' '.join(configs[0][2])}")
+        f"at depth 0 and at the profile's prompt length; server args {' '.join(configs[0][2].argv())}")
     machine_note()
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
     with tempfile.TemporaryDirectory(prefix="llmspec-fidelity-") as tmp:
@@ -150,7 +153,8 @@ def main() -> None:
     worst = min(rows, key=lambda r: min(r["client_pct"], r["server_pct"]))
     worst_depth = min(rows, key=lambda r: r["depth_pct"])
     clocks = max(r["clocks_pct"] for r in rows)
-    figure("fidelity", f"worst {min(worst['client_pct'], worst['server_pct']):.0f} % of llama-bench ({worst['config']}), "
+    figure("fidelity", f"worst {min(worst['client_pct'], worst['server_pct']):.0f} % of llama-bench "
+                       f"({worst['config']}), "
                        f"worst {worst_depth['depth_pct']:.0f} % at the same context depth ({worst_depth['config']}), "
                        f"clocks within {clocks:.1f} %", "within 5 %")
 

@@ -5,7 +5,7 @@ written for the benchmark (`serve`): an asyncio process of its own that answers 
 chat completion at once with 16 content chunks, a finish chunk and a usage chunk carrying
 llama-server-style `timings`, each its own HTTP chunk, as llama-server sends them. It times its
 own handling of each request (whole request received to response ready to write) and reports it
-in `timings.bench_handling_ms`. The client is llmspec.loadtest.run_load driving ChatClient
+in `timings.bench_handling_ms`. The client is llmspec.run.load.run_load driving ChatClient
 workers exactly as the load profile does, at concurrency 1, 8, 32 and 128. Reported: requests per
 second sustained, and the client's added latency (client-observed latency minus the server's
 handling), p50 and p99. Target: at least 500 requests/s at concurrency 32 on 2 cores, added p99
@@ -24,10 +24,10 @@ import sys
 import time
 
 import psutil
-
 from _common import REPO, figure, machine_note, say
-from llmspec.client import ChatClient
-from llmspec.loadtest import load_questions, percentile, pick_questions, run_load
+
+from llmspec.run.client import ChatClient
+from llmspec.run.load import load_questions, percentile, pick_questions, run_load
 
 TOKENS = 16
 CONCURRENCY = (1, 8, 32, 128)
@@ -42,7 +42,8 @@ HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control
 
 def _chunk(event: dict | str) -> bytes:
     """One SSE event as one HTTP chunk."""
-    data = ("data: " + (event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))) + "\n\n").encode()
+    text = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+    data = ("data: " + text + "\n\n").encode()
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 

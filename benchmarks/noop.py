@@ -54,7 +54,7 @@ def import_times(root: Path, top: int = 8) -> None:
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
         if match and len(match.group(3)) <= 2:  # top-level imports only (nesting is indented)
             rows.append((int(match.group(2)), match.group(4)))
-    say(f"  slowest top-level imports of `doit cell` (cumulative): " +
+    say("  slowest top-level imports of `doit cell` (cumulative): " +
         ", ".join(f"{name} {us / 1e6:.2f} s" for us, name in sorted(rows, reverse=True)[:top]))
 
 

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 from _common import REPO, ForeignCpu, doit_cmd, executed_cells, figure, load_plan, machine_note, make_project, run, say
-from llmspec.host import host_id
-from llmspec.modelfiles import metadata
+
+from llmspec.machine.host import host_id
+from llmspec.models.files import metadata
+from llmspec.plan.termination import estimate_memory
 from llmspec.results import read_result
-from llmspec.termination import estimate_memory
 
 CTX_SIZE = 512
 MODELS = """
@@ -73,7 +74,8 @@ def limit_below_largest(plan) -> tuple[float, str]:
     for model in plan.spec.models:
         for quant in model.quants:
             path = plan.model_file(model.name, quant).path
-            estimates.append((estimate_memory(path.stat().st_size, metadata(path), CTX_SIZE).total_gb, f"{model.name}@{quant}"))
+            estimates.append((estimate_memory(path.stat().st_size, metadata(path), CTX_SIZE).total_gb,
+                              f"{model.name}@{quant}"))
     gb, name = max(estimates)
     return gb * 0.99, name
 

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from _common import doit_cmd, figure, machine_note, median, say, synthetic_project, synthetic_spec, timed
+
 from llmspec.report import build_report
 
 RUNS = 3

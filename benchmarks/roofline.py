@@ -16,13 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmspec import bandwidth, binaries, modelfiles  # noqa: E402
-from llmspec.cells import Cell  # noqa: E402
 from llmspec.errors import UserError  # noqa: E402
-from llmspec.planner import Plan  # noqa: E402
+from llmspec.machine import bandwidth  # noqa: E402
+from llmspec.models import binaries  # noqa: E402
+from llmspec.models import files as modelfiles
+from llmspec.plan.cells import Cell  # noqa: E402
+from llmspec.plan.planner import Plan  # noqa: E402
 from llmspec.results import read_result  # noqa: E402
 from llmspec.spec import load_spec  # noqa: E402
-from llmspec.table import format_table  # noqa: E402
+from llmspec.text import format_table  # noqa: E402
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "demo.toml"
 TOKENS = 128

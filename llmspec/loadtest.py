@@ -1,186 +1,36 @@
-"""The stress-test plan (seeds/003): many questions, several at once, against one server.
+"""`llmspec loadtest NAME`: the stress-test plan (seeds/003) against any OpenAI-compatible server.
 
-Questions come from a JSON list and are sent in order, cycling when more are asked for than the
-file holds. `concurrent` worker threads each own one streaming `ChatClient` (one keep-alive
-connection each), so a worker picks the next question as soon as its last answer is complete,
-and the server always has `concurrent` requests in flight. A failed or timed-out request is
-recorded with its error and the run goes on; Ctrl+C stops the workers and keeps what finished.
-
-`llmspec loadtest NAME` writes the plan's `results/NAME.json` (meta / results / aggregate) and a
-log `results/NAME.log`; the `load` profile (`llmspec.profiles.load`) drives the same engine.
+It writes the plan's `results/NAME.json` (meta / results / aggregate) and a log
+`results/NAME.log`. The engine that sends the questions is `llmspec.run.load`, which the `load`
+profile drives too; this module is the plan's files and its command line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import queue
 import re
 import sys
-import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmspec.client import ChatClient, RequestRecord
 from llmspec.errors import UserError
+from llmspec.profiles.load import LoadProfile
 from llmspec.results import write_text_atomic
-from llmspec.spec import LoadProfile
+from llmspec.run.client import ChatClient
+from llmspec.run.load import Answer, LoadRun, load_questions, percentile, pick_questions, read_json, run_load, summary
 
 log = logging.getLogger(__name__)
 BUNDLED_QUESTIONS = Path(__file__).resolve().parent.parent / "prompts" / "questions.json"
-PARAMS = {"seed": 42}  # the same sampling every run, so answer lengths (and tokens/s) compare
-STOP_GRACE_S = 2.0  # after Ctrl+C, how long finishing streams may take before they are abandoned
 FLAG_OF = {"server": "--endpoint", "model": "--model", "concurrent": "--concurrent", "questions": "--count",
            "timeout": "--timeout"}
-
-
-@dataclass
-class Answer:
-    """One question's request; `start_s`/`end_s` are on the run's clock (seconds since its start)."""
-
-    index: int
-    question: str
-    record: RequestRecord
-    start_s: float
-    end_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.record.error is None
-
-    @property
-    def latency_s(self) -> float:
-        return self.end_s - self.start_s
-
-    @property
-    def tokens(self) -> int:
-        """Server-counted output tokens; content chunks where a server reports no usage; 0 if failed."""
-        if not self.ok:
-            return 0
-        n = self.record.completion_tokens
-        return n if n is not None else len(self.record.chunk_times_s)
-
-    def as_result(self) -> dict[str, Any]:
-        """The plan's per-question entry (times in ms), plus `ttft` and `error` so failures show."""
-        ttft = self.record.ttft_s
-        return {"question": self.question, "answer": self.record.content if self.ok else "",
-                "time": round(self.latency_s * 1000, 3), "token": self.tokens, "quality": 0.0,
-                "ttft": round(ttft * 1000, 3) if ttft is not None and self.ok else None, "error": self.record.error}
-
-
-@dataclass
-class LoadRun:
-    answers: list[Answer]  # in question order; only requests that finished
-    wall_s: float
-    started: datetime
-    ended: datetime
-    interrupted: bool
-
-
-def run_load(make_client: Callable[[threading.Event], ChatClient], questions: list[str], concurrent: int,
-             max_tokens: int, on_done: Callable[[Answer, int], None] | None = None) -> LoadRun:
-    """Send every question with `concurrent` requests in flight; Ctrl+C ends it with what finished.
-
-    Workers are daemon threads so that Ctrl+C never waits on a request the server is still
-    sitting on: streams stop at their next chunk, and any still silent after a short grace are
-    abandoned rather than holding the partial results back.
-    """
-    jobs: queue.SimpleQueue = queue.SimpleQueue()
-    done: queue.SimpleQueue = queue.SimpleQueue()
-    for job in enumerate(questions):
-        jobs.put(job)
-    stop, t0, started = threading.Event(), time.perf_counter(), datetime.now()
-    workers = [threading.Thread(target=_work, args=(make_client(stop), jobs, done, stop, max_tokens, t0),
-                                name=f"llmspec-load-{n + 1}", daemon=True)
-               for n in range(min(concurrent, len(questions)))]
-    for worker in workers:
-        worker.start()
-    answers: dict[int, Answer] = {}
-    try:
-        while len(answers) < len(questions) and (not done.empty() or any(w.is_alive() for w in workers)):
-            with contextlib.suppress(queue.Empty):
-                answer = done.get(timeout=0.5)
-                answers[answer.index] = answer
-                _log_answer(answer)
-                if on_done:
-                    on_done(answer, len(answers))
-        interrupted = False
-    except KeyboardInterrupt:
-        interrupted = True
-        _stop_workers(workers, stop, done, answers)
-    return LoadRun([answers[i] for i in sorted(answers)], time.perf_counter() - t0, started, datetime.now(),
-                   interrupted)
-
-
-def _work(client: ChatClient, jobs: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Event,
-          max_tokens: int, t0: float) -> None:
-    """One worker: its own client (one keep-alive connection), the next question until none is left."""
-    try:
-        while not stop.is_set():
-            try:
-                index, question = jobs.get_nowait()
-            except queue.Empty:
-                return
-            begin = time.perf_counter() - t0
-            try:
-                record = client.chat(question, prompt_name=f"q{index + 1:03d}", max_tokens=max_tokens, **PARAMS)
-            except Exception as exc:  # a bug or an odd server must not end the run (plan: graceful degradation)
-                log.exception("q%03d failed unexpectedly", index + 1)
-                record = RequestRecord(f"q{index + 1:03d}", time.time(), error=f"{type(exc).__name__}: {exc}"[:300])
-            done.put(Answer(index, question, record, begin, time.perf_counter() - t0))
-    finally:
-        client.close()
-
-
-def _stop_workers(workers: list[threading.Thread], stop: threading.Event, done: queue.SimpleQueue,
-                  answers: dict[int, Answer]) -> None:
-    """Ctrl+C: no new questions, give streams a moment to end, keep what really finished."""
-    stop.set()
-    log.warning("interrupted: stopping workers, keeping the answers that finished")
-    deadline = time.perf_counter() + STOP_GRACE_S
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.perf_counter()))
-    while not done.empty():
-        answer = done.get()
-        if not (answer.record.error or "").startswith("Interrupted"):
-            answers[answer.index] = answer
-            _log_answer(answer)
-
-
-def _log_answer(answer: Answer) -> None:
-    if answer.ok:
-        log.debug("q%03d ok: %.0f ms, %d tokens", answer.index + 1, answer.latency_s * 1000, answer.tokens)
-    else:
-        log.warning("q%03d failed after %.0f ms: %s", answer.index + 1, answer.latency_s * 1000, answer.record.error)
-
-
-# --- pure statistics --------------------------------------------------------------------------
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default), so p50 of [1, 2] is 1.5."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary(values: list[float], digits: int = 3) -> tuple[float, float | None, float | None, float | None]:
-    """(sum, avg, min, max); avg/min/max are None for an empty list (nothing finished)."""
-    if not values:
-        return 0, None, None, None
-    return round(sum(values), digits), round(sum(values) / len(values), digits), min(values), max(values)
 
 
 def calculate_aggregates(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -202,35 +52,8 @@ def calculate_aggregates(results: list[dict[str, Any]], wall_s: float) -> dict[s
     return out
 
 
+
 # --- the plan's files ---------------------------------------------------------------------------
-
-
-def pick_questions(questions: list[str], count: int) -> list[str]:
-    """Sequential selection, cycling through the file (the plan's `questions` parameter)."""
-    return [questions[i % len(questions)] for i in range(count)]
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such {what} file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
-
-
-def load_questions(path: Path) -> list[str]:
-    """A JSON list of questions: strings, or objects with a "question" key."""
-    raw = _read_json(path, "questions")
-    if not isinstance(raw, list) or not raw:
-        raise UserError(f"{path}: expected a non-empty JSON list of questions")
-    questions = []
-    for i, item in enumerate(raw):
-        text = item.get("question") if isinstance(item, dict) else item
-        if not isinstance(text, str) or not text.strip():
-            raise UserError(f"{path}: [{i}]: expected a non-empty question string, got {json.dumps(item)[:60]}")
-        questions.append(text.strip())
-    return questions
 
 
 class RunConfig(BaseModel):
@@ -248,7 +71,7 @@ def load_config(path: Path | None, flags: dict[str, Any]) -> RunConfig:
     """config.json (optional) with non-None flags laid over it; one line naming file or flag and key."""
     values: dict[str, Any] = {}
     if path is not None:
-        values = _read_json(path, "config")
+        values = read_json(path, "config")
         if not isinstance(values, dict):
             raise UserError(f"{path}: expected a JSON object with server, model, concurrent, questions, timeout")
     given = {k: v for k, v in flags.items() if v is not None}
@@ -278,7 +101,8 @@ def check_connection(base_url: str, api_key: str | None) -> None:
         if resp.status_code == 200:
             return
         if resp.status_code in (401, 403):
-            raise UserError(f"{base_url} refused the request (HTTP {resp.status_code} from {path}); check --api-key-env")
+            raise UserError(f"{base_url} refused the request (HTTP {resp.status_code} from {path}); "
+                            "check --api-key-env")
         problem = problem or f"HTTP {resp.status_code} from {path}"
     raise UserError(f"{base_url} is not ready ({problem})")
 
@@ -340,7 +164,8 @@ def command(args) -> int:
         log.info("loadtest %s: %s model %s, %d questions, %d concurrent, timeout %g s, max_tokens %d",
                  name, cfg.server, cfg.model, cfg.questions, cfg.concurrent, cfg.timeout, args.max_tokens)
         check_connection(cfg.server, api_key)
-        run = run_load(lambda stop: ChatClient(cfg.server, cfg.model, api_key, cfg.timeout, deadline_s=cfg.timeout, stop=stop),
+        run = run_load(lambda stop: ChatClient(cfg.server, cfg.model, api_key, cfg.timeout,
+                                               deadline_s=cfg.timeout, stop=stop),
                        questions, cfg.concurrent, args.max_tokens, on_done=_progress(len(questions)))
         document = build_document(cfg, run)
         save_results(out / f"{name}.json", document)

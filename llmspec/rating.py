@@ -2,8 +2,8 @@
 
 Results never store a rating, so this is the one place where thresholds meet metrics. The
 planner (smart termination) and the report both call `rate`, so a cell the planner gave up on
-and the row the report shows can never disagree. Both tables below are data: a new profile or
-metric adds rows, not branches.
+and the row the report shows can never disagree. Each profile declares its rules (which metric
+against which threshold, which way, how critical) in its `KIND`; the method is in docs/rating.md.
 """
 
 from __future__ import annotations
@@ -13,56 +13,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
+
+from llmspec.profiles import PROFILES
+from llmspec.profiles.base import Direction, Rule
 
 LABELS = ("Excellent", "Good", "Acceptable", "Poor", "Failed")
-Direction = Literal["min", "max"]
 
-
-@dataclass(frozen=True)
-class Rule:
-    """One metric judged against one threshold field of `thresholds.<profile>`."""
-
-    metric: str
-    threshold: str
-    direction: Direction  # "min": value must be at least the threshold; "max": at most
-    critical: bool  # below threshold here means Failed, not merely Poor
-
-
-RULES: dict[str, tuple[Rule, ...]] = {
-    "interactive": (
-        Rule("tokens_per_s", "min_tokens_per_s", "min", critical=True),
-        Rule("ttft_s", "max_ttft_s", "max", critical=True),
-        Rule("itl_cv_pct", "max_itl_cv_pct", "max", critical=False),
-    ),
-    "long_context": (
-        Rule("target_load_s", "max_load_s", "max", critical=True),
-        Rule("max_context_tokens", "target_context_tokens", "min", critical=True),
-    ),
-    "batch": (
-        Rule("docs_per_hour", "min_docs_per_hour", "min", critical=True),
-        Rule("doc_time_cv_pct", "max_doc_time_cv_pct", "max", critical=False),
-        Rule("degradation_pct", "max_degradation_pct", "max", critical=False),
-    ),
-    "quality": (
-        Rule("math_pct", "min_math_pct", "min", critical=True),
-        Rule("comprehension_pct", "min_comprehension_pct", "min", critical=False),
-        Rule("reasoning_pct", "min_reasoning_pct", "min", critical=False),
-        Rule("format_pct", "min_format_pct", "min", critical=False),
-    ),
-    "stress": (
-        Rule("max_temperature_c", "max_temperature_c", "max", critical=True),
-        Rule("drift_pct", "max_drift_pct", "max", critical=False),
-        Rule("swap_peak_gb", "max_swap_gb", "max", critical=True),
-    ),
-    "load": (
-        Rule("p90_latency_s", "max_p90_latency_s", "max", critical=True),
-        Rule("error_pct", "max_error_pct", "max", critical=True),
-        Rule("output_tokens_per_s", "min_output_tokens_per_s", "min", critical=False),
-    ),
-}
-
-# Design document, "Usability Rating": every metric beats its threshold by at least this many percent.
+# The labels (docs/rating.md): every metric beats its threshold by at least this many percent.
 MARGIN_LABELS = ((50.0, "Excellent"), (20.0, "Good"), (0.0, "Acceptable"))
 
 
@@ -80,7 +38,8 @@ class Check:
         """JSON-safe: an infinite margin (a zero TTFT, say) becomes null rather than invalid JSON."""
         margin = round(self.margin_pct, 1) if math.isfinite(self.margin_pct) else None
         return {"name": self.name, "value": self.value, "threshold": self.threshold, "direction": self.direction,
-                "critical": self.critical, "passed": self.passed, "margin_pct": margin}  # field order, spelled out: 3x faster
+                "critical": self.critical, "passed": self.passed,
+                "margin_pct": margin}  # field order, spelled out: 3x faster
 
 
 @dataclass(frozen=True)
@@ -97,14 +56,9 @@ class Rating:
         )
 
 
-def rated_metrics(profile: str) -> tuple[str, ...]:
-    """Metric names a profile is judged on, in table order (the report shows these first)."""
-    return tuple(rule.metric for rule in RULES.get(profile, ()))
-
-
 def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
     """Rate one profile's metrics against `thresholds` (spec.thresholds or a plain dict)."""
-    rules = RULES.get(profile)
+    rules = PROFILES[profile].rules if profile in PROFILES else ()
     limits = _field(thresholds, profile)
     if not rules or limits is None:
         return Rating(None)
@@ -117,7 +71,7 @@ def _rated(profile: str, values: tuple, limits: tuple) -> Rating:
     """The rating of these figures against these limits. Cached: a report rates each cell for
     its tables and again for the recommendations, and a Rating is immutable."""
     checks = []
-    for rule, value, threshold in zip(RULES[profile], values, limits):
+    for rule, value, threshold in zip(PROFILES[profile].rules, values, limits):
         if value is not None and threshold is not None:  # a metric this machine cannot measure
             checks.append(_check(rule, value, threshold))  # (no sensor) is not judged
     return Rating(_label(checks), tuple(checks)) if checks else Rating(None)
@@ -164,7 +118,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# --- Real-world translations (design document, "Real-World Translation Table") ---------------
+# --- Real-world translations (docs/rating.md, "What a figure means") -------------------------
 
 
 @dataclass(frozen=True)
@@ -246,7 +200,7 @@ METRIC_TRANSLATION: dict[str, str] = {
 
 
 def interpret(metric: str, value: Any) -> str:
-    """What a number means to a person; "" for metrics the design gives no translation for."""
+    """What a number means to a person; "" for metrics without a translation band."""
     kind = METRIC_TRANSLATION.get(metric)
     if kind is None or not _is_number(value):
         return ""

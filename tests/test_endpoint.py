@@ -6,23 +6,19 @@ appear in any file llmspec writes.
 """
 
 import json
-import os
 
 import pytest
-
 from conftest import REPO, doit, executed_cells
-from llmspec.client import ChatClient
-from llmspec.server import Server, server_args
+
+from llmspec.run.client import ChatClient
 
 pytestmark = pytest.mark.server
 SECRET = "sk-test-do-not-write-me-7f3a"
 
 
 @pytest.fixture
-def external(llama_server, smol_gguf, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("external")
-    server = Server(llama_server, smol_gguf, server_args(2048, 2, 2, ["--api-key", SECRET]), folder / "server.log", folder / "pid", 120)
-    with server:
+def external(make_server):
+    with make_server(ctx_size=2048, threads=2, parallel=2, extra=("--api-key", SECRET)) as server:
         yield server
 
 
@@ -58,7 +54,8 @@ profiles = ["interactive", "load"]
         if path.is_file() and not path.is_symlink():
             assert SECRET not in path.read_text(errors="replace"), path
     monkeypatch.delenv("LLMSPEC_TEST_KEY")
-    (tmp_path / "specs" / "ext.toml").write_text((tmp_path / "specs" / "ext.toml").read_text().replace("max_tokens = 16", "max_tokens = 17"))
+    spec = tmp_path / "specs" / "ext.toml"
+    spec.write_text(spec.read_text().replace("max_tokens = 16", "max_tokens = 17"))
     missing = doit(tmp_path, check=False)
     assert "environment variable LLMSPEC_TEST_KEY is not set" in missing.stdout
 

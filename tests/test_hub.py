@@ -1,4 +1,4 @@
-"""llmspec.hub against a real local HTTP server that imitates the hub (tests/fakehub.py).
+"""llmspec.models.hub against a real local HTTP server that imitates the hub (tests/fakehub.py).
 
 Everything below runs huggingface_hub's real download code over real sockets; nothing in
 llmspec is patched.
@@ -8,11 +8,11 @@ import hashlib
 import socket
 
 import pytest
+from fakehub import COMMIT, FakeFile, FakeHub
 from huggingface_hub import constants
 
 from llmspec.errors import UserError
-from llmspec.hub import check_free_space, download, remote_file_info
-from fakehub import COMMIT, FakeFile, FakeHub
+from llmspec.models.hub import check_free_space, download, remote_file_info
 
 REPO = "org/tiny-GGUF"
 NAME = "tiny-Q4_K_M.gguf"

@@ -1,30 +1,30 @@
-"""`llmspec loadtest`: the stress-test plan's results file, against a real llama-server with 4 slots.
+"""`llmspec loadtest`: the stress-test plan's results file, and the load engine under it.
 
 The run-level tests start `python -m llmspec.cli loadtest` as a user would (cwd = a fresh folder,
-so `results/` lands there). Ctrl+C and the total-time deadline are client-side behaviour, tested
-against a small real HTTP server that streams slowly, so they take a second instead of minutes.
+so `results/` lands there), against the fake llama-server (tests/fakeserver.py): what they check
+(the files, ordering, concurrency, failures, timeouts, Ctrl+C) is llmspec's own behaviour, so they
+need a streaming server, not a model. The engine on the real llama-server: tests/test_profile_load.py.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from llmspec.client import ChatClient
+from fakeserver import answer
+
 from llmspec.errors import UserError
-from llmspec.loadtest import (calculate_aggregates, load_config, load_questions, percentile,
-                              pick_questions, summary)
-from llmspec.server import Server, free_port, server_args
+from llmspec.loadtest import calculate_aggregates, load_config
+from llmspec.run.client import ChatClient
+from llmspec.run.load import STOP_GRACE_S, load_questions, percentile, pick_questions, summary
+from llmspec.run.server import free_port
 
 QUESTIONS = REPO / "prompts" / "questions.json"
 META_KEYS = ["start_date", "start_time", "end_date", "end_time", "server", "model", "concurrent", "questions",
@@ -66,7 +66,8 @@ def test_aggregates_count_failures_in_runtime_but_not_in_percentiles():
     assert list(agg) == AGGREGATE_KEYS
     assert (agg["runtime_sum"], agg["runtime_min"], agg["runtime_max"]) == (405.0, 5.0, 300.0)
     assert agg["runtime_avg"] == 135.0
-    assert (agg["token_sum"], agg["token_avg"], agg["token_min"], agg["token_max"]) == (40, pytest.approx(13.333), 0, 30)
+    tokens = (agg["token_sum"], agg["token_avg"], agg["token_min"], agg["token_max"])
+    assert tokens == (40, pytest.approx(13.333), 0, 30)
     assert (agg["requests_ok"], agg["requests_failed"]) == (2, 1)
     assert agg["error_pct"] == pytest.approx(33.333)
     assert agg["latency_p50_ms"] == 200.0 and agg["ttft_p50_ms"] == 30.0
@@ -132,71 +133,26 @@ def test_bad_config_is_one_line_naming_file_or_flag_and_key(tmp_path, config, fl
     assert message in str(err.value), str(err.value)
 
 
-# --- a real HTTP server that streams slowly (client-side behaviour) -------------------------------
-
-
-class SlowStream(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-style server that streams 30 one-word chunks, one every 0.1 s (chunked, as SSE servers do)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b'{"data": []}'
-        self.send_response(200 if self.path == "/v1/models" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            for _ in range(30):
-                self._chunk(b'data: {"choices": [{"delta": {"content": "word "}}]}\n\n')
-                time.sleep(0.1)
-            self._chunk(b'data: {"choices": [], "usage": {"completion_tokens": 30}}\n\ndata: [DONE]\n\n')
-            self._chunk(b"")
-        except OSError:
-            self.close_connection = True  # the client gave up: that is what these tests provoke
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def log_message(self, *args):
-        pass
-
-
-class QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client killed mid-request (the Ctrl+C test) resets its connection: expected
+# --- against the fake llama-server (tests/fakeserver.py): the engine and the command's behaviour ----
 
 
 @pytest.fixture
-def slow_server():
-    server = QuietServer(("127.0.0.1", 0), SlowStream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def slow_server(fake_server):
+    """Streams 30 tokens, one every 0.1 s, to up to 4 requests at once."""
+    return fake_server(token_delay_s=0.1, answer_tokens=30, slots=4)
 
 
 def test_timeout_bounds_the_whole_answer_not_only_each_read(slow_server):
-    plain = ChatClient(slow_server, timeout_s=0.5).chat("q", max_tokens=30)
+    plain = ChatClient(slow_server.url, timeout_s=0.5).chat("q", max_tokens=30)
     assert plain.error is None and plain.total_s > 2.5  # every gap is short, so requests never times out
-    assert plain.content == "word " * 30 and plain.completion_tokens == 30
-    bounded = ChatClient(slow_server, timeout_s=0.5, deadline_s=0.5).chat("q", max_tokens=30)
+    assert plain.content == answer(30) and plain.completion_tokens == 30
+    bounded = ChatClient(slow_server.url, timeout_s=0.5, deadline_s=0.5).chat("q", max_tokens=30)
     assert bounded.error == "Timeout: answer not complete within 0.5 s"
     assert bounded.total_s < 2.5
 
 
 def test_ctrl_c_stops_workers_and_writes_partial_results(slow_server, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "llmspec.cli", "loadtest", "partial", "--endpoint", slow_server,
+    proc = subprocess.Popen([sys.executable, "-m", "llmspec.cli", "loadtest", "partial", "--endpoint", slow_server.url,
                              "--model", "m", "--questions", str(QUESTIONS), "--concurrent", "2", "--count", "20"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stderr.readline()
@@ -211,20 +167,33 @@ def test_ctrl_c_stops_workers_and_writes_partial_results(slow_server, tmp_path):
     assert "interrupted" in (tmp_path / "results" / "partial.log").read_text()
 
 
-# --- a real llama-server with 4 slots -----------------------------------------------------------
+def test_ctrl_c_abandons_a_silent_stream_after_the_grace(fake_server, tmp_path):
+    """A request the server sits on (no byte to wake the worker) must not hold Ctrl+C or the results back."""
+    questions = load_questions(QUESTIONS)
+    fake = fake_server(token_delay_s=0.05, answer_tokens=10, slots=2, stall_after=0,
+                       stall=lambda body: body["messages"][-1]["content"] == questions[1])
+    proc = subprocess.Popen([sys.executable, "-m", "llmspec.cli", "loadtest", "silent", "--endpoint", fake.url,
+                             "--model", "m", "--questions", str(QUESTIONS), "--concurrent", "2", "--count", "20"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline().startswith("loadtest: 1/20 done, 0 failed, ")
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a no-op once it has exited; a hung run must not outlive the test
+    assert proc.returncode == 130, err
+    assert time.perf_counter() - t0 < STOP_GRACE_S + 5
+    results = json.loads((tmp_path / "results" / "silent.json").read_text())["results"]
+    assert results and questions[1] not in [r["question"] for r in results]
+    assert all(r["error"] is None and r["token"] == 10 for r in results)
 
 
-@pytest.fixture(scope="module")
-def four_slots(llama_server, smol_gguf, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("loadtest-server")
-    server = Server(llama_server, smol_gguf, server_args(2048, 2, 4, []), folder / "server.log",
-                    folder / "server.pid", 300.0)
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def four_slots(fake_server):
+    return fake_server(slots=4, token_delay_s=0.03, api_key="sekrit-4711")
 
 
-@pytest.mark.server
 def test_results_file_has_the_plans_shape(four_slots, tmp_path):
     env = {**os.environ, "LOADTEST_KEY": "sekrit-4711"}
     proc = loadtest("run_PC_smol", "--endpoint", four_slots.url, "--model", "smol", "--questions", str(QUESTIONS),
@@ -263,25 +232,31 @@ def test_results_file_has_the_plans_shape(four_slots, tmp_path):
     log = (tmp_path / "results" / "run_PC_smol.log").read_text()
     assert "DEBUG" in log and "q008 ok" in log
     assert "sekrit-4711" not in text + log + proc.stdout + proc.stderr
+    # what reached the server: every question once, with the key (else 401), 4 in flight, never more
+    sent = four_slots.requests
+    assert sorted(b["messages"][-1]["content"] for b in sent) == sorted(load_questions(QUESTIONS)[:8])
+    assert all((b["model"], b["max_tokens"], b["stream"], b["seed"]) == ("smol", 16, True, 42) for b in sent)
+    assert four_slots.peak_busy == 4
 
 
-@pytest.mark.server
-def test_config_file_with_flags_overriding_it(four_slots, tmp_path):
+def test_config_file_with_flags_overriding_it(fake_server, tmp_path):
+    fake = fake_server(slots=2)
     (tmp_path / "config.json").write_text(json.dumps(
-        {"server": four_slots.url, "model": "from-config", "concurrent": 2, "questions": 5, "timeout": 600}))
+        {"server": fake.url, "model": "from-config", "concurrent": 2, "questions": 5, "timeout": 600}))
     proc = loadtest("cfg", "--config", "config.json", "--count", "2", "--max-tokens", "4",
                     "--questions", str(QUESTIONS), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     document = json.loads((tmp_path / "results" / "cfg.json").read_text())
     meta = document["meta"]
     assert (meta["server"], meta["model"], meta["concurrent"], meta["questions"], meta["timeout"]) == \
-        (four_slots.url, "from-config", 2, 2, 600.0)
+        (fake.url, "from-config", 2, 2, 600.0)
     assert len(document["results"]) == 2 and document["aggregate"]["requests_ok"] == 2
+    assert [(b["model"], b["max_tokens"]) for b in fake.requests] == [("from-config", 4)] * 2
 
 
-@pytest.mark.server
-def test_timeouts_are_recorded_per_request_and_the_run_completes(four_slots, tmp_path):
-    proc = loadtest("slow", "--endpoint", four_slots.url, "--model", "smol", "--questions", str(QUESTIONS),
+def test_timeouts_are_recorded_per_request_and_the_run_completes(fake_server, tmp_path):
+    fake = fake_server(slots=2, prompt_delay_s=0.2)  # no answer can be complete within the timeout
+    proc = loadtest("slow", "--endpoint", fake.url, "--model", "smol", "--questions", str(QUESTIONS),
                     "--concurrent", "2", "--count", "4", "--max-tokens", "4", "--timeout", "0.001", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("results/slow.json: 4/4 answers (0 ok, 4 failed)")
@@ -294,6 +269,27 @@ def test_timeouts_are_recorded_per_request_and_the_run_completes(four_slots, tmp
     assert (agg["requests_failed"], agg["error_pct"], agg["token_sum"]) == (4, 100.0, 0)
     assert agg["latency_p90_ms"] is None
     assert (tmp_path / "results" / "slow.log").read_text().count("WARNING") == 4
+
+
+def test_failed_requests_are_recorded_in_order_and_the_run_goes_on(fake_server, tmp_path):
+    questions = load_questions(QUESTIONS)[:6]
+    fake = fake_server(slots=3, token_delay_s=0.01,
+                       fail=lambda body: body["messages"][-1]["content"] in (questions[1], questions[4]))
+    proc = loadtest("half", "--endpoint", fake.url, "--model", "m", "--questions", str(QUESTIONS),
+                    "--concurrent", "3", "--count", "6", "--max-tokens", "8", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("results/half.json: 6/6 answers (4 ok, 2 failed)")
+    document = json.loads((tmp_path / "results" / "half.json").read_text())
+    results, agg = document["results"], document["aggregate"]
+    assert [r["question"] for r in results] == questions
+    assert [r["error"] is None for r in results] == [True, False, True, True, False, True]
+    for r in results[1], results[4]:
+        assert r["error"].startswith("HTTP 500") and (r["answer"], r["token"], r["ttft"]) == ("", 0, None)
+    assert all(r["token"] == 8 and r["answer"] for r in results if r["error"] is None)
+    assert (agg["requests_ok"], agg["requests_failed"], agg["token_sum"]) == (4, 2, 32)
+    assert agg["error_pct"] == pytest.approx(33.333)
+    log = (tmp_path / "results" / "half.log").read_text()
+    assert log.count("WARNING") == 2 and "q002 failed" in log and "q005 failed" in log
 
 
 def test_unreachable_server_exits_2_with_one_line(tmp_path):

@@ -1,16 +1,14 @@
 """Model files come from a local path, a package or a hub, and are known by size and sha256."""
 
-import json
 import subprocess
 import sys
 
 import pytest
-
-from conftest import REPO
 from fakehub import FakeHub
-from llmspec import modelfiles
+
 from llmspec.errors import UserError
-from llmspec.planner import Plan
+from llmspec.models import files as modelfiles
+from llmspec.plan.planner import Plan
 from llmspec.spec import load_spec
 
 
@@ -30,7 +28,8 @@ def test_local_path_is_linked_into_the_model_dir_and_identified_once(project, sm
     assert path == project.root / "build" / "models" / "smol" / smol_gguf.name
     assert path.is_symlink() and path.resolve() == smol_gguf.resolve()
     ident = modelfiles.identity(path)
-    assert ident == {"name": smol_gguf.name, "size": smol_gguf.stat().st_size, "sha256": modelfiles.sha256_file(smol_gguf)}
+    assert ident == {"name": smol_gguf.name, "size": smol_gguf.stat().st_size,
+                     "sha256": modelfiles.sha256_file(smol_gguf)}
     cache = path.with_name(path.name + ".identity.json")
     stamp = cache.stat().st_mtime_ns
     assert modelfiles.identity(path) == ident and cache.stat().st_mtime_ns == stamp  # not hashed again
@@ -44,7 +43,8 @@ def test_missing_local_file_names_the_key(project):
 
 def test_fingerprint_source_has_no_machine_paths(project, smol_gguf):
     spec = local_spec(project, "weights/smol.gguf")
-    assert Plan(spec).model_file("smol", "Q4_1").source == {"kind": "path", "origin": "weights/smol.gguf", "file": "weights/smol.gguf"}
+    source = Plan(spec).model_file("smol", "Q4_1").source
+    assert source == {"kind": "path", "origin": "weights/smol.gguf", "file": "weights/smol.gguf"}
 
 
 def test_gguf_metadata_of_the_real_model(smol_gguf, tmp_path):
@@ -98,7 +98,7 @@ def test_fast_header_reader_agrees_with_llama_cpps_gguf_reader(smol_gguf):
     """The second source: gguf.GGUFReader (slow, complete) must read the same values."""
     import gguf
 
-    from llmspec.ggufmeta import read_header
+    from llmspec.models.gguf import read_header
 
     fields, params = read_header(smol_gguf)
     reader = gguf.GGUFReader(str(smol_gguf))

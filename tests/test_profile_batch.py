@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from llmspec.client import ChatClient
 from llmspec.errors import CellError
-from llmspec.profiles import ProfileContext, prompt_files
-from llmspec.profiles import batch
-from llmspec.server import Server, server_args
-from llmspec.spec import BatchProfile
+from llmspec.plan.serverargs import ServerArgs
+from llmspec.profiles import ProfileContext, batch, prompt_files
+from llmspec.profiles.batch import BatchProfile
+from llmspec.run.client import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = prompt_files(REPO, BatchProfile().prompts)
@@ -54,9 +53,10 @@ def test_length_flags_name_imbalanced_windows_and_short_outputs():
 
 
 def test_prompt_cache_flag_only_when_rss_grows_with_the_ram_cache_on():
-    assert "prompt cache" in batch.prompt_cache_flags(["--ctx-size", "4096"], 8.5)[0]
-    assert batch.prompt_cache_flags(["--ctx-size", "4096", "--cache-ram", "0"], 8.5) == []
-    assert batch.prompt_cache_flags(["--ctx-size", "4096"], 0.1) == []
+    cache_on = ServerArgs(4096, 1, 1, ("--cache-ram", "8192"))  # the user's extra_args turned it back on
+    assert "prompt cache" in batch.prompt_cache_flags(cache_on, 8.5)[0]
+    assert batch.prompt_cache_flags(ServerArgs(4096, 1), 8.5) == []  # llmspec's own servers run with it off
+    assert batch.prompt_cache_flags(cache_on, 0.1) == []
     assert batch.prompt_cache_flags(None, None) == []
 
 
@@ -67,7 +67,7 @@ def test_server_overrides_leave_room_for_the_longest_document():
 
 
 def test_inputs_fingerprint_settings_and_every_document():
-    got = batch.inputs(BatchProfile(), REPO)
+    got = batch.KIND.inputs(BatchProfile(), REPO)
     assert got["documents"] == 30 and got["max_tokens"] == 128
     assert sorted(got["prompt_files"]) == [d.name for d in DOCS]
 
@@ -83,16 +83,10 @@ def test_thirty_bundled_documents_of_150_to_380_words():
 # --- the real server ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(llama_server, smol_gguf, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("batch")
+def server(make_server):
     ctx_size, parallel = batch.server_overrides(BatchProfile(max_tokens=24), 512)
-    # One thread copes best with a machine shared by other servers; --cache-ram 0 turns off the
-    # RAM prompt cache, which would otherwise grow RSS by one prompt's KV state per document.
-    srv = Server(llama_server, smol_gguf, server_args(ctx_size, 1, parallel, ["--cache-ram", "0"]), tmp / "server.log",
-                 tmp / "server.pid", 120.0)
-    srv.start()
-    yield srv
-    srv.stop()
+    with make_server(ctx_size=ctx_size, parallel=parallel) as srv:  # ServerArgs turns the RAM prompt cache off
+        yield srv
 
 
 def _run(server, settings, root=REPO, managed=True):

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO
-from llmspec.client import ChatClient
+
 from llmspec.errors import CellError
-from llmspec.loadtest import load_questions, percentile
 from llmspec.profiles import ProfileContext, load
-from llmspec.rating import rated_metrics
-from llmspec.server import Server, server_args
-from llmspec.spec import LoadProfile
+from llmspec.profiles.load import LoadProfile
+from llmspec.run.client import ChatClient
+from llmspec.run.load import load_questions, percentile
 
 SETTINGS = LoadProfile(concurrent=2, questions=4, max_tokens=8, timeout_s=600)
 EXPECTED = {"p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s",
@@ -26,20 +24,16 @@ def test_server_overrides_give_each_concurrent_request_its_own_slot():
 
 
 def test_inputs_fingerprint_settings_and_the_questions_file():
-    got = load.inputs(SETTINGS, REPO)
+    got = load.KIND.inputs(SETTINGS, REPO)
     assert got["concurrent"] == 2 and got["questions"] == 4
     assert list(got["question_files"]) == ["questions.json"]
 
 
 @pytest.fixture(scope="module")
-def server(llama_server, smol_gguf, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("load-profile")
+def server(make_server):
     ctx_size, parallel = load.server_overrides(SETTINGS, 512)
-    srv = Server(llama_server, smol_gguf, server_args(ctx_size, 2, parallel, []), folder / "server.log",
-                 folder / "server.pid", 300.0)
-    srv.start()
-    yield srv
-    srv.stop()
+    with make_server(ctx_size=ctx_size, threads=2, parallel=parallel, load_timeout_s=300.0) as srv:
+        yield srv
 
 
 def context(server, settings, managed=True) -> ProfileContext:
@@ -49,11 +43,11 @@ def context(server, settings, managed=True) -> ProfileContext:
 
 @pytest.mark.server
 def test_profile_metrics_agree_with_samples_and_server_timings(server):
-    assert server.ctx_size() == 512 and "--parallel" in server.args
+    assert server.args.ctx_per_slot == 512 and server.args.parallel == 2
     outcome = load.run(context(server, SETTINGS))
     m, samples = outcome.metrics, outcome.samples
     print(m)
-    assert EXPECTED <= set(m) and set(rated_metrics("load")) <= set(m)
+    assert EXPECTED <= set(m) and set(load.KIND.rated_metrics) <= set(m) == set(load.KIND.metrics)
     assert (m["requests_ok"], m["requests_failed"], m["error_pct"], m["concurrent"]) == (4, 0, 0.0, 2)
     assert [s["question"] for s in samples] == load_questions(REPO / "prompts/questions.json")[:4]
     for s in samples:

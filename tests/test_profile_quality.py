@@ -9,15 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from llmspec.client import ChatClient
 from llmspec.errors import UserError
 from llmspec.profiles import ProfileContext, quality
 from llmspec.profiles.quality import (
-    CATEGORIES, extract_choice, extract_json_object, extract_last_number, load_items, score_choice,
-    score_json, score_number, score_regex,
+    CATEGORIES,
+    QualityProfile,
+    extract_choice,
+    extract_json_object,
+    extract_last_number,
+    load_items,
+    score_choice,
+    score_json,
+    score_number,
+    score_regex,
 )
-from llmspec.server import Server, server_args
-from llmspec.spec import QualityProfile
+from llmspec.run.client import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "prompts" / "quality.json"
@@ -144,7 +150,8 @@ def test_score_json():
     assert score_json('{"title": "X", "year": 1999}', ["title", "author", "year"])[0] == 0
     assert score_json('{"order": 4417, "city": "Lisbon"}', ["order", "city"], {"order": 4417, "city": "Lisbon"})[0] == 1
     assert score_json('{"order": "4417", "city": "Lisbon"}', ["order"], {"order": 4417})[0] == 0  # exact values
-    assert score_json('{"order": {"city": "Lisbon"}}', ["order", "city"], {"city": "Lisbon"}) == (0, {"order": {"city": "Lisbon"}})
+    nested = '{"order": {"city": "Lisbon"}}'
+    assert score_json(nested, ["order", "city"], {"city": "Lisbon"}) == (0, {"order": {"city": "Lisbon"}})
     assert score_json("sorry", ["a"]) == (0, None)
 
 
@@ -253,16 +260,16 @@ def test_bad_file_names_the_problem(tmp_path, content, needle):
 def test_inputs_fingerprint_the_test_file_and_reject_a_bad_one(tmp_path):
     path = write_items(tmp_path, [GOOD])
     settings = QualityProfile(tests=str(path))
-    first = quality.inputs(settings, REPO)
+    first = quality.KIND.inputs(settings, REPO)
     assert first["seed"] == 42 and first["tests"] == str(path) and list(first["prompt_files"]) == ["mine.json"]
     write_items(tmp_path, [GOOD | {"prompt": "2+2?"}])
-    assert quality.inputs(settings, REPO)["prompt_files"] != first["prompt_files"]
+    assert quality.KIND.inputs(settings, REPO)["prompt_files"] != first["prompt_files"]
     write_items(tmp_path, [GOOD | {"category": "poetry"}])
     with pytest.raises(UserError, match="item m1: category"):
-        quality.inputs(settings, REPO)
+        quality.KIND.inputs(settings, REPO)
     with pytest.raises(UserError, match="no such test file"):
-        quality.inputs(QualityProfile(tests="prompts/missing.json"), REPO)
-    assert "quality.json" in quality.inputs(QualityProfile(), REPO)["prompt_files"]
+        quality.KIND.inputs(QualityProfile(tests="prompts/missing.json"), REPO)
+    assert "quality.json" in quality.KIND.inputs(QualityProfile(), REPO)["prompt_files"]
 
 
 # ---- the real server
@@ -280,11 +287,8 @@ class RecordingClient(ChatClient):
 
 
 @pytest.fixture(scope="module")
-def smol_server(llama_server, smol_gguf, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("quality")
-    # One thread: on a shared 2-core machine two llama.cpp threads spin against each other.
-    server = Server(llama_server, smol_gguf, server_args(1024, 1, 1, []), tmp / "server.log", tmp / "server.pid", 120.0)
-    with server:
+def smol_server(make_server):
+    with make_server(ctx_size=1024) as server:
         yield server
 
 

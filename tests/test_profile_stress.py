@@ -1,4 +1,10 @@
-"""The stress profile against the real llama-server on SmolLM2, with real and fixture sensors."""
+"""The stress profile with real and fixture sensors.
+
+The sustained run is measured on the real llama-server on SmolLM2 and, for its bookkeeping alone,
+on the fake llama-server (tests/fakeserver.py); the sampler, the abort at temperature, Ctrl+C and
+the external endpoint are llmspec's own logic and run against the fake only. The fake runs as a
+process that llmspec's `Server` starts and watches, so server memory is real there too.
+"""
 
 import json
 import shutil
@@ -7,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from llmspec.client import ChatClient
 from llmspec.errors import CellError
+from llmspec.machine.sensors import SensorSource, drop_pct
 from llmspec.profiles import ProfileContext, median, stress
-from llmspec.sensors import SensorSource, drop_pct
-from llmspec.server import Server, server_args
-from llmspec.spec import StressProfile
+from llmspec.profiles.stress import StressProfile
+from llmspec.run.client import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
@@ -21,14 +26,15 @@ NO_SENSOR_FLAG = "temperature: not available on this machine (no sensors)"
 
 
 @pytest.fixture(scope="module")
-def server(llama_server, smol_gguf, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stress")
-    link = tmp / "models" / smol_gguf.name
-    link.parent.mkdir(parents=True)
-    link.symlink_to(smol_gguf)
-    # One thread: on a machine shared with other servers, two threads spin against each other.
-    srv = Server(llama_server, link, server_args(512, 1, 1, []), tmp / "server.log", tmp / "server.pid", 120.0)
-    with srv:
+def server(make_server):
+    with make_server(ctx_size=512) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def fake(make_fake_server):
+    """32 tokens in about 0.16 s, so a few requests fit between samples."""
+    with make_fake_server(ctx_size=512, extra=("--fake-token-delay-s", "0.005")) as srv:
         yield srv
 
 
@@ -48,11 +54,10 @@ def split(outcome):
     return vitals, requests
 
 
-pytestmark = pytest.mark.server
-
-
-def test_sustained_run_on_this_machine(server, tmp_path):
+@pytest.mark.parametrize("which", [pytest.param("server", marks=pytest.mark.server), "fake"])
+def test_sustained_run_on_this_machine(which, request, tmp_path):
     """Short prompts, so that even a machine shared with other work fits several requests in 6 s."""
+    server = request.getfixturevalue(which)
     for i, text in enumerate(["Tell me a story about a fox.", "Describe a lighthouse in a storm."]):
         (tmp_path / f"{i}.txt").write_text(text)
     lines = []
@@ -93,8 +98,8 @@ def test_sustained_run_on_this_machine(server, tmp_path):
     assert (m["cpu_freq_start_mhz"] is None) == (not freqs)
 
 
-def test_fixture_sensors_report_temperature_and_frequency(server):
-    outcome = measure(server, SensorSource(SYSFS / "cool"), duration_s=2)
+def test_fixture_sensors_report_temperature_and_frequency(fake):
+    outcome = measure(fake, SensorSource(SYSFS / "cool"), duration_s=2)
     m = outcome.metrics
     assert m["max_temperature_c"] == 47.0 and m["mean_temperature_c"] == 47.0
     assert NO_SENSOR_FLAG not in outcome.flags
@@ -102,8 +107,8 @@ def test_fixture_sensors_report_temperature_and_frequency(server):
     assert m["throttled"] == 0.0 and m["aborted"] == 0.0
 
 
-def test_abort_at_the_first_sample_is_an_outcome_not_an_error(server):
-    outcome = measure(server, SensorSource(SYSFS / "hot"))  # 95.5 C against the default 90 C
+def test_abort_at_the_first_sample_is_an_outcome_not_an_error(fake):
+    outcome = measure(fake, SensorSource(SYSFS / "hot"))  # 95.5 C against the default 90 C
     m, (vitals, requests) = outcome.metrics, split(outcome)
     assert m["aborted"] == 1.0
     assert len(vitals) == 1 and m["samples_taken"] == 1.0 and not requests  # nothing was generated
@@ -114,7 +119,7 @@ def test_abort_at_the_first_sample_is_an_outcome_not_an_error(server):
     assert m["rss_peak_gb"] > 0  # the vitals are still recorded
 
 
-def test_heat_during_the_run_stops_it_between_requests(server, tmp_path):
+def test_heat_during_the_run_stops_it_between_requests(fake, tmp_path):
     root = tmp_path / "sysfs"
     shutil.copytree(SYSFS / "cool", root)
     zone = root / "sys/class/thermal/thermal_zone0/temp"
@@ -123,7 +128,7 @@ def test_heat_during_the_run_stops_it_between_requests(server, tmp_path):
         if not line.startswith("warm-up"):
             zone.write_text("93000\n")
 
-    outcome = measure(server, SensorSource(root), progress=heat_up, duration_s=120)
+    outcome = measure(fake, SensorSource(root), progress=heat_up, duration_s=120)
     m, (vitals, requests) = outcome.metrics, split(outcome)
     assert m["aborted"] == 1.0 and requests
     assert vitals[0]["temperature_c"] == 47.0 and vitals[-1]["temperature_c"] == 93.0
@@ -132,19 +137,19 @@ def test_heat_during_the_run_stops_it_between_requests(server, tmp_path):
     assert any("93.0 C reached the 90 C limit" in f for f in outcome.flags)
 
 
-def test_keyboard_interrupt_stops_the_sampler_and_propagates(server):
+def test_keyboard_interrupt_stops_the_sampler_and_propagates(fake):
     def interrupt(line):
         if line.startswith("warm-up"):
             return
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        measure(server, progress=interrupt, duration_s=60)
+        measure(fake, progress=interrupt, duration_s=60)
     assert not [t for t in threading.enumerate() if t.name == "llmspec-stress-vitals"]
 
 
-def test_external_endpoint_has_no_server_memory(server):
-    outcome = measure(server, managed=False, duration_s=2)
+def test_external_endpoint_has_no_server_memory(fake):
+    outcome = measure(fake, managed=False, duration_s=2)
     assert outcome.metrics["rss_peak_gb"] is None
     assert outcome.metrics["tokens_per_s"] > 0
 
@@ -159,6 +164,6 @@ def test_unreachable_server_is_a_cell_error():
 
 
 def test_inputs_fingerprint_settings_and_prompts():
-    got = stress.inputs(StressProfile(), REPO)
+    got = stress.KIND.inputs(StressProfile(), REPO)
     assert got["duration_s"] == 1800.0 and got["abort_temperature_c"] == 90.0
     assert set(got["prompt_files"]) == {p.name for p in (REPO / "prompts/interactive").glob("*.txt")}

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from llmspec.rating import RULES, interpret, rate, rated_metrics
+from llmspec.profiles import KINDS, PROFILES
+from llmspec.rating import interpret, rate
 from llmspec.spec import Spec
 
 # Defaults: min_tokens_per_s 2.0, max_ttft_s 30.0, max_itl_cv_pct 20.0
@@ -79,10 +80,11 @@ def test_thresholds_may_be_a_plain_dict():
 
 def test_rule_table_names_real_threshold_fields():
     """A typo in the table would silently turn every rating into "not rated"."""
-    for profile, rules in RULES.items():
-        fields = type(getattr(THRESHOLDS, profile)).model_fields
-        assert {r.threshold for r in rules} <= set(fields)
-    assert rated_metrics("interactive") == ("tokens_per_s", "ttft_s", "itl_cv_pct")
+    for kind in KINDS:
+        fields = type(getattr(THRESHOLDS, kind.name)).model_fields
+        assert {r.threshold for r in kind.rules} <= set(fields)
+        assert {r.metric for r in kind.rules} <= set(kind.metrics)  # a rule on a metric the profile never writes
+    assert PROFILES["interactive"].rated_metrics == ("tokens_per_s", "ttft_s", "itl_cv_pct")
 
 
 @pytest.mark.parametrize(

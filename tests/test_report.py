@@ -61,7 +61,8 @@ def test_csv_has_one_row_per_model_file_with_its_numbers(tmp_path):
     put(tmp_path / "results", make_result("Q4_1"))
     put(tmp_path / "results", make_result("Q8_0", ttft_s=0.08, tokens_per_s=60.5, itl_cv_pct=30.0))
     summary, rows, _, _ = report(tmp_path)
-    assert summary.paths == [tmp_path / "reports/demo" / n for n in ("report.html", "results.csv", "results.json")]
+    written = [summary.html, summary.csv, summary.json]
+    assert written == [tmp_path / "reports/demo" / n for n in ("report.html", "results.csv", "results.json")]
     assert [(r["model"], r["quant"]) for r in rows] == [(MODEL, "Q8_0"), (MODEL, "Q4_1")]  # spec run order
     q4 = rows[1]
     assert float(q4["interactive_tokens_per_s"]) == 118.2

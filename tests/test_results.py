@@ -6,15 +6,23 @@ import signal
 import subprocess
 import sys
 
-from llmspec.fingerprint import digest
-from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, freshness, read_result, write_result
+from llmspec.plan.fingerprint import digest
+from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, Result, judge, read_result, write_result
 
-INPUTS = {"method": "interactive/1.1", "profile": {"max_tokens": 64}, "model": {"name": "m.gguf", "size": 1, "sha256": "ab"},
-          "source": {"kind": "package", "origin": "p", "file": "m.gguf"}, "server": {"version": "1", "args": []}, "host": "h"}
+
+def freshness(path, inputs):
+    """What the planner asks of a stored result: is it up to date for these inputs, and why not."""
+    return judge(Result.load(path, WITHOUT_SAMPLES), inputs)
+
+INPUTS = {"method": "interactive/1.1", "profile": {"max_tokens": 64},
+          "model": {"name": "m.gguf", "size": 1, "sha256": "ab"},
+          "source": {"kind": "package", "origin": "p", "file": "m.gguf"},
+          "server": {"version": "1", "args": []}, "host": "h"}
 
 
 def result(status="ok", inputs=INPUTS):
-    return {"status": status, "reason": "", "fingerprint": digest(inputs), "fingerprint_inputs": inputs, "metrics": {"x": 1.0}}
+    return {"status": status, "reason": "", "fingerprint": digest(inputs), "fingerprint_inputs": inputs,
+            "metrics": {"x": 1.0}}
 
 
 def test_roundtrip_sorted_and_rounded(tmp_path):

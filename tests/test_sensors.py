@@ -6,9 +6,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llmspec import sensors
-from llmspec.sensors import (SensorSource, drop_pct, is_throttled, pick_cpu, read_scaling_freqs, read_thermal_zones,
-                             should_abort, thirds)
+from llmspec.machine import sensors
+from llmspec.machine.sensors import (
+    SensorSource,
+    drop_pct,
+    is_throttled,
+    pick_cpu,
+    read_scaling_freqs,
+    read_thermal_zones,
+    should_abort,
+    thirds,
+)
 
 SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
 shwtemp = namedtuple("shwtemp", "label current high critical")

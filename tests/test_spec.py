@@ -1,10 +1,10 @@
 """A spec is validated strictly, and every problem is one line naming file, key and fix."""
 
 import pytest
+from conftest import SMOL_MODEL
 
 from llmspec.errors import UserError
 from llmspec.spec import load_spec
-from conftest import SMOL_MODEL
 
 
 def error_of(project, text: str) -> str:

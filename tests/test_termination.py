@@ -4,18 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from llmspec.cells import Cell
-from llmspec.fingerprint import digest
-from llmspec.planner import Plan, Workspace
+from llmspec.plan.cells import Cell
+from llmspec.plan.fingerprint import digest
+from llmspec.plan.planner import Plan, Workspace
+from llmspec.plan.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
 from llmspec.results import read_result, write_result
 from llmspec.spec import Spec
-from llmspec.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
 
 META = {"layers": 32, "heads": 32, "kv_heads": 8, "embedding_length": 4096}
 
 
 def model(name, size, quants):
-    return {"name": name, "size": size, "quants": quants, "package": "p", "files": {q: f"{name}-{q}.gguf" for q in quants}}
+    return {"name": name, "size": size, "quants": quants, "package": "p",
+            "files": {q: f"{name}-{q}.gguf" for q in quants}}
 
 
 def spec_of(models, **extra):
@@ -137,7 +138,7 @@ def test_stress_goes_to_the_largest_passing_configuration_and_follows_new_result
                                 "profiles": {"interactive": {}, "stress": {}},
                                 "thresholds": {"interactive": {"min_tokens_per_s": 10}}})
     plan = Plan(spec, Workspace(tmp_path))
-    assert plan.stress_choice().model is None
+    assert plan.choice().model is None
     stress_big = Cell("s", "big", "Q4_K_M", "stress")
     before = plan.inputs(stress_big)["selection"]
     passing = {"tokens_per_s": 50.0, "ttft_s": 0.2, "itl_cv_pct": 5.0}
@@ -145,12 +146,12 @@ def test_stress_goes_to_the_largest_passing_configuration_and_follows_new_result
         write(plan, name, "Q4_K_M", **passing)
         path = plan.result_path(Cell("s", name, "Q4_K_M", "interactive"))
         write_result(path, {**read_result(path), "model_file": {"size": size}})
-    assert plan.stress_choice().model is None  # decided once per state of the results...
+    assert plan.choice().model is None  # decided once per state of the results...
     plan.forget_evidence()  # ...and again after a cell wrote one (the runner calls this)
-    choice = plan.stress_choice()
+    choice = plan.choice()
     assert (choice.model, choice.quant) == ("big", "Q4_K_M") and "largest of 2 passing" in choice.reason
     assert plan.inputs(stress_big)["selection"] == {"chosen": "big@Q4_K_M", "selected": True} != before
     write(plan, "big", "Q4_K_M", tokens_per_s=1.0, ttft_s=0.2, itl_cv_pct=5.0)  # re-measured: too slow now
     plan.forget_evidence()
-    assert plan.stress_choice().model == "small"
+    assert plan.choice().model == "small"
     assert plan.inputs(stress_big)["selection"] == {"chosen": "small@Q4_K_M", "selected": False}

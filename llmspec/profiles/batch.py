@@ -1,6 +1,6 @@
 """Batch document processing: many documents summarised one after another, as an overnight job would.
 
-Design document, "Batch Document Processing": throughput (documents per hour), consistency
+Batch document processing (docs/profiles.md): throughput (documents per hour), consistency
 (spread of the per-document time), degradation (last ten documents against the first ten) and
 server memory over the run (leaks). Every document is one cache-missing request: a summary
 instruction plus the document, `max_tokens` generated with `ignore_eos` so every document
@@ -24,25 +24,51 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from llmspec.errors import CellError
-from llmspec.profiles import (Outcome, ProfileContext, clock_check, files_digest, median, prompt_files,
-                              require_cache_miss)
+from llmspec.profiles.base import (
+    Case,
+    Figure,
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    clock_check,
+    median,
+    prompt_files,
+    require_cache_miss,
+)
+from llmspec.strict import Strict
 
-VERSION = 1
+if TYPE_CHECKING:
+    from llmspec.plan.serverargs import ServerArgs
+
 SYSTEM = "You are a careful assistant who writes short, accurate summaries."
 INSTRUCTION = ("Summarise the following document in three or four sentences. Keep the names, numbers "
                "and decisions that matter.\n\nDocument:\n")
 PARAMS = {"temperature": 0.0, "seed": 42, "ignore_eos": True}
-WINDOW = 10  # design document: "first 10 vs last 10"
+WINDOW = 10  # "first 10 vs last 10" (docs/profiles.md)
 LENGTH_IMBALANCE_PCT = 10.0
 RSS_SLOPE_NOISE_MB = 1.0  # allocator noise; below this RSS is flat for the purpose of the cache flag
 # Prompt room a bundled document needs: up to 500 document tokens plus instruction and chat template.
 PROMPT_ROOM_TOKENS = 640
 
 
-def inputs(settings, root: Path) -> dict:
-    return {**settings.model_dump(), "prompt_files": files_digest(prompt_files(root, settings.prompts))}
+class BatchProfile(Strict):
+    """Batch document processing (docs/profiles.md): sequential summaries, steadiness, leaks."""
+
+    documents: int = Field(30, ge=3, description="documents summarised one after another")
+    max_tokens: int = Field(128, ge=8)
+    prompts: str = Field("prompts/batch", description="folder of .txt documents")
+
+
+class BatchThresholds(Strict):
+    min_docs_per_hour: float = Field(30.0, gt=0)
+    max_doc_time_cv_pct: float = Field(20.0, gt=0, description="variation of the per-document time at most")
+    max_degradation_pct: float = Field(10.0, gt=0, description="last documents slower than the first by at most")
 
 
 def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
@@ -82,10 +108,7 @@ def _warm_up(ctx: ProfileContext, files: list[Path], texts: list[str], max_token
     later mistaken for a leak.
     """
     k = max(range(len(texts)), key=lambda j: len(texts[j]))
-    ctx.progress(f"warm-up ({files[k].name})")
-    record = _summarise(ctx, texts[k], f"warm-up {files[k].name}", max_tokens)
-    if record.error:
-        raise CellError(f"warm-up request failed: {record.error}")
+    ctx.warm_up(INSTRUCTION + texts[k], max_tokens, label=files[k].name, system=SYSTEM, **PARAMS)
 
 
 def _sample(record, document: int, rss: int | None) -> dict:
@@ -95,7 +118,7 @@ def _sample(record, document: int, rss: int | None) -> dict:
             "rss_bytes": rss}
 
 
-def _outcome(records, samples: list[dict], max_tokens: int, server_args: list[str] | None) -> Outcome:
+def _outcome(records, samples: list[dict], max_tokens: int, server_args: ServerArgs | None) -> Outcome:
     times = [s["doc_time_s"] for s in samples]
     mean = statistics.fmean(times)
     degradation, window, flags = degradation_pct(times)
@@ -127,7 +150,7 @@ def _outcome(records, samples: list[dict], max_tokens: int, server_args: list[st
 def degradation_pct(times: list[float]) -> tuple[float | None, int, list[str]]:
     """Percent by which the last documents were slower than the first (negative: faster).
 
-    Ten against ten as the design document asks; with fewer than 20 documents the windows
+    Ten against ten (docs/profiles.md); with fewer than 20 documents the windows
     would overlap, so the first and last third are compared instead, and a flag says so.
     """
     n = len(times)
@@ -150,7 +173,8 @@ def _length_flags(samples: list[dict], window: int, max_tokens: int) -> list[str
         diff = (last - first) / first * 100 if first else 0.0
         if abs(diff) > LENGTH_IMBALANCE_PCT:
             docs = f"{window} document{'s' if window > 1 else ''}"
-            flags.append(f"the last {docs} {'have' if window > 1 else 'has'} {diff:+.0f}% prompt tokens against the first {docs}: "
+            flags.append(f"the last {docs} {'have' if window > 1 else 'has'} {diff:+.0f}% prompt tokens "
+                         f"against the first {docs}: "
                          f"degradation_pct partly reflects document length, not slowdown")
     short = sum(1 for s in samples if s["predicted_n"] is not None and s["predicted_n"] < max_tokens)
     if short:
@@ -159,7 +183,7 @@ def _length_flags(samples: list[dict], window: int, max_tokens: int) -> list[str
     return flags
 
 
-def prompt_cache_flags(server_args: list[str] | None, rss_slope_mb: float | None) -> list[str]:
+def prompt_cache_flags(server_args: ServerArgs | None, rss_slope_mb: float | None) -> list[str]:
     """RSS growth is not a leak when llama-server's RAM prompt cache is on.
 
     llama-server (--cache-ram, default 8 GiB) keeps the KV state of every finished prompt in
@@ -169,8 +193,7 @@ def prompt_cache_flags(server_args: list[str] | None, rss_slope_mb: float | None
     """
     if server_args is None or rss_slope_mb is None or rss_slope_mb <= RSS_SLOPE_NOISE_MB:
         return []
-    pairs = dict(zip(server_args, server_args[1:]))
-    if pairs.get("--cache-ram", pairs.get("-cram")) == "0":
+    if not server_args.prompt_cache_on:
         return []
     return [f"server RSS grew {rss_slope_mb:.1f} MB per document, but llama-server's RAM prompt cache "
             f"(--cache-ram, on by default) keeps every finished prompt, so rss_slope_mb_per_doc "
@@ -194,3 +217,29 @@ def slope(values: list[float]) -> float | None:
 def _mean(values: list) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.fmean(present) if present else None
+
+
+KIND = ProfileKind(
+    name="batch",
+    summary="documents summarised one after another: throughput, steadiness, slowdown and memory growth",
+    version=1,
+    settings=BatchProfile,
+    thresholds=BatchThresholds,
+    run=run,
+    files=lambda s, root: ("prompt_files", prompt_files(root, s.prompts)),
+    metrics=("docs_per_hour", "doc_time_s", "doc_time_cv_pct", "degradation_pct", "server_tokens_per_s",
+             "tokens_per_s", "clock_disagreement_pct", "server_tokens_per_s_cv_pct", "prompt_tokens_per_s",
+             "prompt_tokens_mean", "completion_tokens", "rss_peak_gb", "rss_slope_mb_per_doc"),
+    rules=(
+        Rule("docs_per_hour", "min_docs_per_hour", "min", critical=True),
+        Rule("doc_time_cv_pct", "max_doc_time_cv_pct", "max", critical=False),
+        Rule("degradation_pct", "max_degradation_pct", "max", critical=False),
+    ),
+    headlines={"docs_per_hour": "docs_per_hour"},
+    case=Case("Document processing (batch)", "batch", ("docs_per_hour", "doc_time_cv_pct"),
+                 (("docs_per_hour", True),)),
+    figures={"docs_per_hour": Figure("{} docs/hour", "throughput"),
+             "doc_time_cv_pct": Figure("{}%", "document time variation", "time variation"),
+             "degradation_pct": Figure("{}%", "slowdown over the batch", "slowdown")},
+    server_overrides=server_overrides,
+)

@@ -6,27 +6,48 @@ measured request must be a prompt-cache miss (cache_n == 0).
 
 from __future__ import annotations
 
-from llmspec.errors import CellError
-from llmspec.profiles import Outcome, ProfileContext, clock_check, median, prompt_files, require_cache_miss
+from pydantic import Field
 
-VERSION = 1
+from llmspec.errors import CellError
+from llmspec.profiles.base import (
+    Case,
+    Figure,
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    clock_check,
+    median,
+    prompt_files,
+    require_cache_miss,
+)
+from llmspec.strict import Strict
+
 SYSTEM = "You are a novelist. Continue the story the user gives you, in the same voice."
 
 
-def inputs(settings, root) -> dict:
-    from llmspec.profiles import files_digest
+class InteractiveProfile(Strict):
+    """Interactive storytelling (docs/profiles.md): TTFT, streaming speed and its steadiness."""
 
-    return {**settings.model_dump(), "prompt_files": files_digest(prompt_files(root, settings.prompts))}
+    requests: int = Field(3, ge=3, description="measured requests after one warm-up")
+    max_tokens: int = Field(128, ge=8)
+    prompts: str = Field("prompts/interactive", description="folder of .txt story openings")
+    ignore_eos: bool = Field(True, description="generate exactly max_tokens so runs compare")
+    temperature: float = Field(0.8, ge=0)
+    seed: int = 42
+
+
+class InteractiveThresholds(Strict):
+    min_tokens_per_s: float = Field(2.0, gt=0, description="streaming speed at least (client clock)")
+    max_ttft_s: float = Field(30.0, gt=0, description="time to the first token at most")
+    max_itl_cv_pct: float = Field(20.0, gt=0, description="variation of the gaps between tokens at most")
 
 
 def run(ctx: ProfileContext) -> Outcome:
     s = ctx.settings
     prompts = prompt_files(ctx.root, s.prompts)
     params = {"temperature": s.temperature, "seed": s.seed, "ignore_eos": s.ignore_eos}
-    ctx.progress("warm-up request")
-    warm = ctx.client.chat(prompts[0].read_text(), prompt_name="warm-up", max_tokens=16, system=SYSTEM, **params)
-    if warm.error:
-        raise CellError(f"warm-up request failed: {warm.error}")
+    ctx.warm_up(prompts[0].read_text(), 16, system=SYSTEM, **params)
     records = []
     for i in range(s.requests):
         prompt = prompts[i % len(prompts)]
@@ -56,3 +77,25 @@ def _outcome(records) -> Outcome:
         "clock_disagreement_pct": disagreement,
     }
     return Outcome(metrics, [r.as_sample() for r in records], flags)
+
+
+KIND = ProfileKind(
+    name="interactive",
+    summary="story continuation: time to first token, streaming speed and its steadiness",
+    version=1,
+    settings=InteractiveProfile,
+    thresholds=InteractiveThresholds,
+    run=run,
+    files=lambda s, root: ("prompt_files", prompt_files(root, s.prompts)),
+    metrics=("ttft_s", "first_event_s", "tokens_per_s", "server_tokens_per_s", "itl_cv_pct", "prompt_tokens_per_s",
+             "completion_tokens", "clock_disagreement_pct"),
+    rules=(
+        Rule("tokens_per_s", "min_tokens_per_s", "min", critical=True),
+        Rule("ttft_s", "max_ttft_s", "max", critical=True),
+        Rule("itl_cv_pct", "max_itl_cv_pct", "max", critical=False),
+    ),
+    headlines={"tokens_per_s": "tokens_per_s", "ttft_s": "ttft_s"},
+    case=Case("Interactive chat", "interactive chat", ("tokens_per_s", "ttft_s"), (("tokens_per_s", True),)),
+    figures={"tokens_per_s": Figure("{} t/s", "speed"), "ttft_s": Figure("{} s", "TTFT", "TTFT"),
+             "itl_cv_pct": Figure("{}%", "token-gap variation", "token-gap variation")},
+)

@@ -10,28 +10,45 @@ and the run goes on; every request that succeeded must be a prompt-cache miss.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from llmspec.errors import CellError
-from llmspec.profiles import Outcome, ProfileContext, clock_check, files_digest, median, require_cache_miss
+from llmspec.profiles.base import (
+    Case,
+    Figure,
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    clock_check,
+    median,
+    project_path,
+    require_cache_miss,
+)
+from llmspec.strict import Strict
 
 if TYPE_CHECKING:
-    from llmspec.client import ChatClient
-    from llmspec.loadtest import Answer
+    from llmspec.run.load import Answer
 
-VERSION = 1
 PERCENTILES = (50, 90, 99)
 
 
-def questions_path(root: Path, name: str) -> Path:
-    path = Path(name)
-    return path if path.is_absolute() else root / path
+class LoadProfile(Strict):
+    """The stress-test plan: concurrent questions, latency percentiles and throughput."""
+
+    questions_file: str = Field("prompts/questions.json", description="JSON list of questions")
+    concurrent: int = Field(4, ge=1, description="requests in flight at once")
+    questions: int = Field(20, ge=1, description="how many questions to send in all")
+    timeout_s: float = Field(120.0, gt=0, description="seconds one request may take in all")
+    max_tokens: int = Field(128, ge=1)
 
 
-def inputs(settings, root: Path) -> dict:
-    return {**settings.model_dump(), "question_files": files_digest([questions_path(root, settings.questions_file)])}
+class LoadThresholds(Strict):
+    max_p90_latency_s: float = Field(60.0, gt=0)
+    max_error_pct: float = Field(1.0, ge=0)
+    min_output_tokens_per_s: float = Field(2.0, gt=0, description="output tokens per second, all requests together")
 
 
 def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
@@ -42,16 +59,13 @@ def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
 def run(ctx: ProfileContext) -> Outcome:
     # The load engine (and requests) is imported when a load cell runs; planning, which imports
     # every profile module on each `doit`, needs only VERSION, inputs and server_overrides.
-    from llmspec.loadtest import load_questions, pick_questions, run_load
+    from llmspec.run.load import load_questions, pick_questions, run_load
 
     s = ctx.settings
-    questions = pick_questions(load_questions(questions_path(ctx.root, s.questions_file)), s.questions)
-    ctx.progress("warm-up request")
-    warm = ctx.client.chat(questions[0], prompt_name="warm-up", max_tokens=8)
-    if warm.error:
-        raise CellError(f"warm-up request failed: {warm.error}")
+    questions = pick_questions(load_questions(project_path(ctx.root, s.questions_file)), s.questions)
+    ctx.warm_up(questions[0], 8)
     total = len(questions)
-    result = run_load(_client_factory(ctx.client, s.timeout_s), questions, s.concurrent, s.max_tokens,
+    result = run_load(lambda stop: ctx.new_client(s.timeout_s, stop), questions, s.concurrent, s.max_tokens,
                       on_done=lambda a, n: ctx.progress(f"request {n}/{total} {'done' if a.ok else 'failed'}"))
     if result.interrupted:
         raise KeyboardInterrupt  # the runner's Ctrl+C handling: nothing half-measured is recorded
@@ -63,16 +77,8 @@ def run(ctx: ProfileContext) -> Outcome:
     return _outcome(ctx, result.answers, result.wall_s)
 
 
-def _client_factory(base: ChatClient, timeout_s: float):
-    """Clients like the runner's (same URL, model, key) but one per worker and with the plan's timeout."""
-    from llmspec.client import ChatClient
-
-    key = base.session.headers.get("Authorization", "").removeprefix("Bearer ") or None
-    return lambda stop: ChatClient(base.base_url, base.model, key, timeout_s, deadline_s=timeout_s, stop=stop)
-
-
 def _outcome(ctx: ProfileContext, answers: list[Answer], wall_s: float) -> Outcome:
-    from llmspec.loadtest import percentile
+    from llmspec.run.load import percentile
 
     ok = [a for a in answers if a.ok]
     failed = len(answers) - len(ok)
@@ -116,7 +122,30 @@ def _flags(ctx: ProfileContext, answers: list[Answer], failed: int) -> list[str]
 
 
 def _server_slots(ctx: ProfileContext) -> int | None:
-    if ctx.server is None:
-        return None
-    args = dict(zip(ctx.server.args, ctx.server.args[1:]))
-    return int(args.get("--parallel", 1))
+    return ctx.server.args.parallel if ctx.server is not None else None
+
+
+KIND = ProfileKind(
+    name="load",
+    summary="the stress-test plan: concurrent questions, latency percentiles, throughput and errors",
+    version=1,
+    settings=LoadProfile,
+    thresholds=LoadThresholds,
+    run=run,
+    files=lambda s, root: ("question_files", [project_path(root, s.questions_file)]),
+    metrics=("p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s", "error_pct",
+             "requests_ok", "requests_failed", "concurrent", "requests_per_s", "output_tokens_per_s", "tokens_per_s",
+             "server_tokens_per_s", "clock_disagreement_pct", "wall_s", "peak_rss_gb"),
+    rules=(
+        Rule("p90_latency_s", "max_p90_latency_s", "max", critical=True),
+        Rule("error_pct", "max_error_pct", "max", critical=True),
+        Rule("output_tokens_per_s", "min_output_tokens_per_s", "min", critical=False),
+    ),
+    headlines={"p90_latency_s": "p90_latency_s"},
+    case=Case("Serving several users", "several users", ("p90_latency_s", "output_tokens_per_s"),
+                 (("p90_latency_s", False),)),
+    figures={"p90_latency_s": Figure("{} s", "p90 latency", "p90 latency"),
+             "error_pct": Figure("{}%", "error rate", "errors"),
+             "output_tokens_per_s": Figure("{} t/s", "total output", "total")},
+    server_overrides=server_overrides,
+)

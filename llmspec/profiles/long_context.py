@@ -23,21 +23,44 @@ characters of the prose files joined by blank lines, repeated the same way), `te
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+
+from pydantic import Field
 
 from llmspec.errors import CellError
-from llmspec.profiles import Outcome, ProfileContext, clock_check, files_digest, prompt_files, require_cache_miss
+from llmspec.profiles.base import (
+    Case,
+    Figure,
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    clock_check,
+    prompt_files,
+    require_cache_miss,
+)
+from llmspec.strict import Strict
 
-VERSION = 1
 SYSTEM = "You are a careful reader. In one sentence, say what the text the user gives you is about."
 PARAMS = {"temperature": 0.0, "seed": 42, "ignore_eos": True}
 CALIBRATION_TOKENS = 16
 TOLERANCE_TOKENS = 4  # prompt_n may differ from the target by this much before we flag it
 GB = 2**30
+PER_SIZE = ("load_s", "prompt_tokens_per_s", "ttft_s", "gen_tokens_per_s", "rss_gb", "swap_gb")  # `<name>_<size>`
 
 
-def inputs(settings, root) -> dict:
-    return {**settings.model_dump(), "text_files": files_digest(prompt_files(root, settings.text))}
+class LongContextProfile(Strict):
+    """Long context management (docs/profiles.md): prompt processing at growing context sizes."""
+
+    sizes: list[int] = Field([4096, 8192, 16384, 32768, 65536], min_length=1,
+                             description="prompt sizes in tokens; beyond the model's trained context: not attempted")
+    max_tokens: int = Field(32, ge=1, description="short generation at each size")
+    text: str = Field("prompts/long_context", description="folder of real prose the prompts are cut from")
+
+
+class LongContextThresholds(Strict):
+    max_load_s: float = Field(60.0, gt=0, description="prompt processing time at the target size")
+    target_context_tokens: int = Field(8192, ge=256, description="the context size you need")
 
 
 def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
@@ -49,7 +72,8 @@ def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
     return max(base_ctx_size, max(settings.sizes) + settings.max_tokens + 256), 1
 
 
-def plan_sizes(sizes: list[int], trained: int | None, server_ctx: int | None, max_tokens: int) -> list[tuple[int, str | None]]:
+def plan_sizes(sizes: list[int], trained: int | None, server_ctx: int | None,
+               max_tokens: int) -> list[tuple[int, str | None]]:
     """Each distinct size, smallest first, with the reason it is not attempted (None: attempt it)."""
     planned = []
     for size in sorted(set(sizes)):
@@ -91,7 +115,7 @@ def build_corpus(root, folder: str) -> str:
 def run(ctx: ProfileContext) -> Outcome:
     s = ctx.settings
     trained = (ctx.model_meta or {}).get("context_length")
-    server_ctx = ctx.server.ctx_size() if ctx.server is not None else None
+    server_ctx = ctx.server.args.ctx_per_slot if ctx.server is not None else None
     planned = plan_sizes(s.sizes, trained, server_ctx, s.max_tokens)
     samples, flags, done, overhead = [], [], [], 0
     if any(reason is None for _, reason in planned):
@@ -167,7 +191,8 @@ def _measure(ctx: ProfileContext, text: str, size: int, overhead: int, count) ->
         return sample, []
     require_cache_miss(record)
     server_ttft = t["prompt_ms"] / 1000  # the first token is sampled from the prompt pass itself
-    sample["clock_disagreement_pct"], flags = clock_check(record.ttft_s, server_ttft, f"time to first token at {size} tokens")
+    sample["clock_disagreement_pct"], flags = clock_check(record.ttft_s, server_ttft,
+                                                          f"time to first token at {size} tokens")
     if abs(t.get("prompt_n", 0) - size) > TOLERANCE_TOKENS:
         flags.append(f"the prompt at {size} tokens was processed as {t.get('prompt_n')} tokens")
     if ctx.server is not None:
@@ -197,3 +222,27 @@ def summarize(done: list[dict], samples: list[dict], flags: list[str]) -> Outcom
     if not done:
         flags.append("no context size was attempted, so max_context_tokens is 0")
     return Outcome(metrics, samples, flags)
+
+
+KIND = ProfileKind(
+    name="long_context",
+    summary="exact-length prompts at growing sizes: load time per size and the largest context that works",
+    version=1,
+    settings=LongContextProfile,
+    thresholds=LongContextThresholds,
+    run=run,
+    files=lambda s, root: ("text_files", prompt_files(root, s.text)),
+    metrics=("max_context_tokens", "target_load_s", "prompt_tokens_per_s", "clock_disagreement_pct"),
+    rules=(
+        Rule("target_load_s", "max_load_s", "max", critical=True),
+        Rule("max_context_tokens", "target_context_tokens", "min", critical=True),
+    ),
+    headlines={"max_context_tokens": "max_context_tokens", "target_load_s": "target_load_s"},
+    case=Case("Long context work ({tokens} tokens)", "long context",
+                 ("target_load_s", "max_context_tokens", "peak_memory_gb"),
+                 (("max_context_tokens", True), ("target_load_s", False))),
+    figures={"target_load_s": Figure("{} s", "context load", "load"),
+             "max_context_tokens": Figure("{} tokens", "context")},
+    server_overrides=server_overrides,
+    managed_only=True,  # cuts prompts with llama-server's /tokenize
+)

@@ -36,16 +36,26 @@ import json
 import re
 import statistics
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from llmspec.errors import CellError, UserError
-from llmspec.profiles import Outcome, ProfileContext, clock_check, files_digest, median, require_cache_miss
-from llmspec.spec import Strict, format_loc
+from llmspec.profiles.base import (
+    Case,
+    Figure,
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    clock_check,
+    median,
+    project_path,
+    require_cache_miss,
+)
+from llmspec.strict import Strict, format_loc
 
-VERSION = 1
 CATEGORIES = ("math", "comprehension", "reasoning", "format")
 SYSTEM = "You are a careful assistant. Answer correctly and follow the requested format exactly."
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option."
@@ -79,7 +89,8 @@ class ChoiceScorer(Strict):
     def _consistent(self) -> ChoiceScorer:
         bad = [k for k in self.options if not re.fullmatch(r"[A-Z]", k)]
         if bad:
-            raise PydanticCustomError("choice", "option keys must be single capital letters, not {k}", {"k": repr(bad[0])})
+            raise PydanticCustomError("choice", "option keys must be single capital letters, not {k}",
+                                      {"k": repr(bad[0])})
         if any(not text.strip() for text in self.options.values()):
             raise PydanticCustomError("choice", "option texts must not be empty")
         if self.answer not in self.options:
@@ -115,7 +126,7 @@ class JsonScorer(Strict):
         return score_json(text, self.required, self.values)
 
 
-Scorer = Annotated[Union[NumberScorer, ChoiceScorer, RegexScorer, JsonScorer], Field(discriminator="type")]
+Scorer = Annotated[NumberScorer | ChoiceScorer | RegexScorer | JsonScorer, Field(discriminator="type")]
 
 
 class Item(Strict):
@@ -204,8 +215,7 @@ def score_json(text: str, required: list[str], values: dict[str, Any] | None = N
 # ---- the test file
 
 def tests_path(settings, root: Path) -> Path:
-    path = Path(settings.tests).expanduser()
-    path = path if path.is_absolute() else root / path
+    path = project_path(root, settings.tests)
     if not path.is_file():
         raise UserError(f"profiles.quality.tests: no such test file: {path}")
     return path
@@ -247,20 +257,32 @@ def _describe(exc: ValidationError) -> str:
 
 # ---- the profile
 
-def inputs(settings, root: Path) -> dict:
+class QualityProfile(Strict):
+    """Accuracy/quality (docs/profiles.md): scored answers at temperature 0 with a fixed seed."""
+
+    tests: str = Field("prompts/quality.json", description="scored items (format: llmspec/profiles/quality.py)")
+    max_tokens: int = Field(256, ge=16)
+    seed: int = 42
+
+
+class QualityThresholds(Strict):
+    min_math_pct: float = Field(80.0, ge=0, le=100)
+    min_comprehension_pct: float = Field(75.0, ge=0, le=100)
+    min_reasoning_pct: float = Field(75.0, ge=0, le=100)
+    min_format_pct: float = Field(90.0, ge=0, le=100)
+
+
+def _files(settings, root: Path) -> tuple[str, list[Path]]:
     path = tests_path(settings, root)
     load_items(path)  # a broken test file fails at planning time, not halfway through a run
-    return {**settings.model_dump(), "prompt_files": files_digest([path])}
+    return "prompt_files", [path]
 
 
 def run(ctx: ProfileContext) -> Outcome:
     s = ctx.settings
     items = load_items(tests_path(s, ctx.root))
     params = {"temperature": 0.0, "seed": s.seed}
-    ctx.progress("warm-up request")
-    warm = ctx.client.chat("Say OK.", prompt_name="warm-up", max_tokens=4, system=SYSTEM, **params)
-    if warm.error:
-        raise CellError(f"warm-up request failed: {warm.error}")
+    ctx.warm_up("Say OK.", 4, system=SYSTEM, **params)
     samples, records = [], []
     for i, item in enumerate(items, 1):
         ctx.progress(f"item {i}/{len(items)} ({item.id})")
@@ -300,3 +322,28 @@ def _outcome(samples: list[dict], records: list, max_tokens: int) -> Outcome:
         flags.append(f"{len(cut)} of {len(samples)} answers hit max_tokens={max_tokens} before finishing "
                      f"({', '.join(cut[:5])}{', ...' if len(cut) > 5 else ''}); a cut-off answer may score 0")
     return Outcome(metrics, samples, flags)
+
+
+KIND = ProfileKind(
+    name="quality",
+    summary="scored answers (math, comprehension, reasoning, format) at temperature 0",
+    version=1,
+    settings=QualityProfile,
+    thresholds=QualityThresholds,
+    run=run,
+    files=_files,
+    metrics=("math_pct", "comprehension_pct", "reasoning_pct", "format_pct", "overall_pct", "items", "mean_answer_s"),
+    rules=(
+        Rule("math_pct", "min_math_pct", "min", critical=True),
+        Rule("comprehension_pct", "min_comprehension_pct", "min", critical=False),
+        Rule("reasoning_pct", "min_reasoning_pct", "min", critical=False),
+        Rule("format_pct", "min_format_pct", "min", critical=False),
+    ),
+    headlines={"overall_pct": "quality_pct"},
+    case=Case("Accuracy-critical work", "accuracy", ("quality_pct", "math_pct"), (("quality_pct", True),)),
+    figures={"quality_pct": Figure("{}%", "overall score", "overall"), "math_pct": Figure("{}%", "math score", "math"),
+             "comprehension_pct": Figure("{}%", "comprehension score", "comprehension"),
+             "reasoning_pct": Figure("{}%", "reasoning score", "reasoning"),
+             "format_pct": Figure("{}%", "format score", "format")},
+    performance=False,  # how well a model answers says nothing about how well this machine runs it
+)

@@ -1,6 +1,6 @@
 """System stress: sustained generation while the machine's vitals are sampled throughout.
 
-Design document, "System Stress Profile": generate back to back for `duration_s`, sample CPU
+System stress (docs/profiles.md): generate back to back for `duration_s`, sample CPU
 temperature, CPU frequency, swap and the server's RSS at least every `sample_interval_s`, and
 stop early at `abort_temperature_c`. An abort is a finding, not an error: the outcome is still
 returned, with `aborted` = 1.0 and a flag saying why. Which configuration is stressed was
@@ -17,21 +17,43 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from llmspec.errors import CellError
-from llmspec.profiles import (Outcome, ProfileContext, clock_check, files_digest, median, prompt_files,
-                              require_cache_miss)
-from llmspec.sensors import SensorSource, drop_pct, is_throttled, should_abort, thirds
+from llmspec.machine.sensors import SensorSource, drop_pct, is_throttled, should_abort, thirds
+from llmspec.profiles.base import (
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    clock_check,
+    median,
+    prompt_files,
+    require_cache_miss,
+)
+from llmspec.strict import Strict
 
 if TYPE_CHECKING:
-    from llmspec.client import RequestRecord
+    from llmspec.run.client import RequestRecord
 
-VERSION = 1
 SYSTEM = "You are a novelist. Continue the story the user gives you, in the same voice."
 GIB = 2**30
 
 
-def inputs(settings, root) -> dict:
-    return {**settings.model_dump(), "prompt_files": files_digest(prompt_files(root, settings.prompts))}
+class StressProfile(Strict):
+    """System stress (docs/profiles.md): sustained generation with vitals sampled throughout."""
+
+    duration_s: float = Field(1800.0, gt=0, description="how long to generate back to back")
+    sample_interval_s: float = Field(30.0, gt=0, description="vitals sampled at least this often")
+    abort_temperature_c: float = Field(90.0, gt=0, description="stop at this CPU temperature")
+    max_tokens: int = Field(256, ge=8)
+    prompts: str = Field("prompts/interactive", description="folder of .txt prompts")
+
+
+class StressThresholds(Strict):
+    max_temperature_c: float = Field(85.0, gt=0)
+    max_drift_pct: float = Field(10.0, gt=0, description="tokens/s lost from the first to the last samples")
+    max_swap_gb: float = Field(0.1, ge=0)
 
 
 class Sampler:
@@ -107,7 +129,7 @@ def run(ctx: ProfileContext, sensors: SensorSource | None = None) -> Outcome:
     records: list[tuple[float, RequestRecord]] = []
     try:
         if not sampler.halted.is_set():
-            _warm_up(ctx, prompts[0][1])
+            ctx.warm_up(prompts[0][1], 8, system=SYSTEM, ignore_eos=True)
             sampler.restart()  # the clock and the series start with the measured run
             if not sampler.halted.is_set():
                 sampler.start(s.sample_interval_s)
@@ -119,13 +141,6 @@ def run(ctx: ProfileContext, sensors: SensorSource | None = None) -> Outcome:
     if sampler.abort is None:
         sampler.take()  # the end state, however the last interval fell
     return _outcome(records, sampler, s)
-
-
-def _warm_up(ctx: ProfileContext, prompt: str) -> None:
-    ctx.progress("warm-up request")
-    warm = ctx.client.chat(prompt, prompt_name="warm-up", max_tokens=8, system=SYSTEM, ignore_eos=True)
-    if warm.error:
-        raise CellError(f"warm-up request failed: {warm.error}")
 
 
 def _generate(ctx: ProfileContext, prompts, sampler: Sampler, records: list) -> None:
@@ -212,3 +227,26 @@ def _request_sample(elapsed_s: float, record: RequestRecord) -> dict[str, Any]:
     return {"kind": "request", "elapsed_s": elapsed_s, **sample, "chunks": len(chunks),
             "first_chunk_s": chunks[0] if chunks else None, "last_chunk_s": chunks[-1] if chunks else None,
             "decode_tokens_per_s": record.decode_tokens_per_s()}
+
+
+KIND = ProfileKind(
+    name="stress",
+    summary="sustained generation on the largest passing configuration: temperature, throttling, swap, drift",
+    version=1,
+    settings=StressProfile,
+    thresholds=StressThresholds,
+    run=run,
+    files=lambda s, root: ("prompt_files", prompt_files(root, s.prompts)),
+    metrics=("tokens_per_s", "server_tokens_per_s", "clock_disagreement_pct", "drift_pct", "duration_s",
+             "samples_taken", "requests", "swap_peak_gb", "rss_peak_gb", "cpu_freq_start_mhz", "cpu_freq_end_mhz",
+             "throttled", "max_temperature_c", "mean_temperature_c", "aborted"),
+    rules=(
+        Rule("max_temperature_c", "max_temperature_c", "max", critical=True),
+        Rule("drift_pct", "max_drift_pct", "max", critical=False),
+        Rule("swap_peak_gb", "max_swap_gb", "max", critical=True),
+    ),
+    headlines={"drift_pct": "drift_pct", "max_temperature_c": "max_temperature_c"},
+    performance=False,  # it judges the machine, after the performance profiles chose what to stress
+    managed_only=True,  # reads the server's memory and the machine's sensors
+    last=True,
+)

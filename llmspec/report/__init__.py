@@ -16,12 +16,12 @@ import hashlib
 import json as stdjson  # plain `json` is shadowed by the report.json submodule
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from llmspec.results import result_paths, write_text_atomic
 from llmspec.spec import Spec
-from llmspec.table import format_table
+from llmspec.text import format_table
 
 STATE = ".state.json"  # per spec: the signature of the last report and what the console showed
 FILES = ("report.html", "results.csv", "results.json")
@@ -46,10 +46,6 @@ class ReportSummary:
     rows: list[dict] = field(default_factory=list, repr=False)  # the first CONSOLE_ROWS cells
     recommendations: str = ""
     index: dict = field(default_factory=dict, repr=False)  # this spec's line on the index page
-
-    @property
-    def paths(self) -> list[Path]:
-        return [self.html, self.csv, self.json]
 
     def console_table(self) -> str:
         """A short plain-text table for the end of a run; the files hold the details."""
@@ -79,7 +75,7 @@ def _fmt(value, fmt: str) -> str:
 
 def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
     """Render all three reports for `spec` from every host's results under `results_root`."""
-    from llmspec import bandwidth
+    from llmspec.machine import bandwidth
     from llmspec.report.configs import configs
     from llmspec.report.csv import generate_csv
     from llmspec.report.details import read_details
@@ -92,12 +88,13 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     frame, left_out = for_spec(load_frame(Path(results_root), spec.name), spec)
     table = configs(frame, spec, bandwidth.load_all(Path(results_root)))
     recs = recommend(table, spec)
-    generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(reports_root) / spec.name
+    shown = [c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]
     summary = ReportSummary(
         spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
         result_count=frame.height, left_out=left_out, host_count=frame["host"].n_unique(),
-        rows=frame.head(CONSOLE_ROWS).select([c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]).to_dicts(),
+        rows=frame.head(CONSOLE_ROWS).select(shown).to_dicts(),
         recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
     )
     write_text_atomic(summary.csv, generate_csv(frame, table))

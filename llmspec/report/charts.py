@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import interpret
 from llmspec.report.details import Details
-from llmspec.termination import BITS_PER_WEIGHT
 
 WIDTH, HEIGHT = "container", 260
 LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
@@ -140,7 +140,8 @@ def _quality(configs: pl.DataFrame):
 
 def _context(ok: pl.DataFrame):
     sized = sorted((int(m.group(1)), c) for c in ok.columns if (m := LOAD_COLUMN.match(c)))
-    rows = ok.filter(pl.col("profile") == "long_context").select("host", "model", "quant", *(c for _, c in sized)).to_dicts()
+    rows = (ok.filter(pl.col("profile") == "long_context")
+            .select("host", "model", "quant", *(c for _, c in sized)).to_dicts())
     values = [{**_config(r), "configuration": f"{r['model']} {r['quant']}", "context_tokens": size,
                "load_s": r[col], "meaning": interpret("target_load_s", r[col])}
               for r in rows for size, col in sized if _finite(r[col])]

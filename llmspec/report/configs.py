@@ -1,14 +1,15 @@
 """Configurations: one row per (host, model, quant), the unit a user chooses between.
 
 Result files are per profile; a decision ("run gemma Q4_K_M on this laptop") is per model file.
-This module folds a `frame.for_spec` frame into that shape and adds the design document's
+This module folds a `frame.for_spec` frame into that shape and adds the
 derived metrics, so the recommendations, the HTML report and the CSV all compare the same
 numbers. Everything is computed at report time from the spec's current thresholds and the
 host's measured bandwidth; nothing here is stored in results.
 
-Figures come from the profile that owns them (tokens/s and TTFT from interactive, context and
-load time from long_context, docs/hour from batch, quality from quality's overall score, p90
-latency from load, drift and temperature from stress), and only from finished measurements.
+Figures come from the profile that owns them (each profile's `headlines` in its `KIND`: tokens/s
+and TTFT from interactive, context and load time from long_context, docs/hour from batch,
+quality from quality's overall score, p90 latency from load, drift and temperature from
+stress), and only from finished measurements.
 Every rated metric and each profile's skip/error reason ride along (`<profile>_reason`), so a
 row can be re-rated and explained on its own. `peak_memory_gb` is the server's largest resident
 memory over the configuration's profiles (peak_rss_gb, rss_peak_gb, rss_gb_<size>; GiB).
@@ -19,10 +20,10 @@ Derived metrics (shown in the report, so written for people):
   precise quant of the same model on the same host that has a quality result (F32, then
   F16/BF16, then by bits per weight), minus this configuration's score, in percentage points.
   Positive means this quant lost points; 0 for the reference itself.
-- **Efficiency score** (design document): `tokens/s x context size / peak memory GB`, where the
+- **Efficiency score** (docs/rating.md): `tokens/s x context size / peak memory GB`, where the
   context size is the largest one the long-context profile completed, else the server's
   `ctx_size`. `efficiency_score` scales it so the best configuration in the report is 100.
-- **Cost-benefit score** (design document): `quality x performance / memory`, with quality the
+- **Cost-benefit score** (docs/rating.md): `quality x performance / memory`, with quality the
   overall quality score as a fraction, performance the tokens/s as a fraction of the fastest
   configuration, memory the peak memory as a fraction of the largest. Scaled so the best is 100;
   missing where quality, speed or memory was not measured. Both scores have two decimals.
@@ -37,22 +38,12 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from llmspec.bandwidth import FAR_BELOW_PCT, roofline_pct
-from llmspec.rating import rated_metrics
-from llmspec.spec import PROFILE_ORDER, Spec
-from llmspec.termination import BITS_PER_WEIGHT
+from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
+from llmspec.models.quants import BITS_PER_WEIGHT
+from llmspec.profiles import KINDS, ORDER, PROFILES
+from llmspec.report.frame import KEYS
+from llmspec.spec import Spec
 
-KEYS = ["host", "model", "quant"]
-
-# The headline figures each profile contributes, frame metric -> configs column (see `figures`).
-HEADLINES: dict[str, dict[str, str]] = {
-    "interactive": {"tokens_per_s": "tokens_per_s", "ttft_s": "ttft_s"},
-    "long_context": {"max_context_tokens": "max_context_tokens", "target_load_s": "target_load_s"},
-    "batch": {"docs_per_hour": "docs_per_hour"},
-    "quality": {"overall_pct": "quality_pct"},
-    "load": {"p90_latency_s": "p90_latency_s"},
-    "stress": {"drift_pct": "drift_pct", "max_temperature_c": "max_temperature_c"},
-}
 MEMORY_METRICS = ("peak_rss_gb", "rss_peak_gb")  # plus long_context's rss_gb_<size>
 MEMORY_PREFIX = "rss_gb_"
 
@@ -67,23 +58,17 @@ INTEGER_FIGURES = {"max_context_tokens"}
 BITS = {quant: float(bits) for quant, bits in BITS_PER_WEIGHT.items()}  # mixed int/float: polars wants one type
 
 
-def figures(profile: str) -> dict[str, str]:
-    """Frame metric -> configs column for one profile: its headline figures and rated metrics."""
-    headline = HEADLINES.get(profile, {})
-    return {**headline, **{m: m for m in rated_metrics(profile) if m not in headline}}
-
-
 def schema() -> dict[str, pl.DataType]:
     """Every configs column and its type, in order; the same for an empty report."""
     columns: dict[str, pl.DataType] = {"host": pl.String, "model": pl.String, "quant": pl.String,
                                        "model_size_gb": pl.Float64}
-    for profile in PROFILE_ORDER:
+    for profile in ORDER:
         columns |= {f"{profile}_status": pl.String, f"{profile}_rating": pl.String}
-    headline = [c for p in PROFILE_ORDER for c in HEADLINES[p].values()]
-    rated = [c for p in PROFILE_ORDER for c in figures(p).values() if c not in headline]
+    headline = [c for k in KINDS for c in k.headlines.values()]
+    rated = [c for k in KINDS for c in k.configs_columns().values() if c not in headline]
     for name in headline + list(DERIVED) + rated:
         columns[name] = DERIVED.get(name) or (pl.Int64 if name in INTEGER_FIGURES else pl.Float64)
-    return columns | {f"{profile}_reason": pl.String for profile in PROFILE_ORDER}  # why skipped / error
+    return columns | {f"{profile}_reason": pl.String for profile in ORDER}  # why skipped / error
 
 
 def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]) -> pl.DataFrame:
@@ -91,7 +76,7 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
     ok = pl.col("status") == "ok"
     table = frame.group_by(KEYS, maintain_order=True).agg(
         pl.col("model_size_bytes").max(), _memory(frame).filter(ok).max().alias("peak_memory_gb"))
-    for profile in PROFILE_ORDER:
+    for profile in ORDER:
         table = table.join(_profile_columns(frame, profile), on=KEYS, how="left", maintain_order="left")
     table = table.with_columns(
         (pl.col("model_size_bytes") / 1e9).alias("model_size_gb"),
@@ -116,7 +101,8 @@ def _memory(frame: pl.DataFrame) -> pl.Expr:
 def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
     """Status, rating and figures of one profile; figures only from a finished measurement."""
     ok = pl.col("status") == "ok"
-    values = [pl.when(ok).then(_col(frame, metric)).alias(name) for metric, name in figures(profile).items()]
+    values = [pl.when(ok).then(_col(frame, metric)).alias(name)
+              for metric, name in PROFILES[profile].configs_columns().items()]
     return frame.filter(pl.col("profile") == profile).select(
         *KEYS, pl.col("status").alias(f"{profile}_status"), pl.col("rating").alias(f"{profile}_rating"),
         pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)

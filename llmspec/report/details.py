@@ -77,7 +77,8 @@ def _cell(root: Path, row: tuple, anchor: str) -> CellDetail:
     tail = result.get("server_log_tail") or ()
     return replace(
         base, samples=tuple(json.dumps(_cut(s), indent=1, ensure_ascii=False) for s in samples[:SAMPLE_LIMIT]),
-        sample_count=len(samples), log_tail=tuple(_cut(str(line)) for line in ([tail] if isinstance(tail, str) else tail)))
+        sample_count=len(samples),
+        log_tail=tuple(_cut(str(line)) for line in ([tail] if isinstance(tail, str) else tail)))
 
 
 def _load(path: Path) -> tuple[dict[str, Any] | None, str]:

@@ -17,9 +17,10 @@ from typing import Any
 
 import polars as pl
 
-from llmspec.cells import expand
-from llmspec.rating import RULES, Rating, rate
-from llmspec.results import FOR_REPORTS, read_result, result_paths
+from llmspec.plan.cells import expand
+from llmspec.profiles import KINDS
+from llmspec.rating import Rating, rate
+from llmspec.results import FOR_REPORTS, Result, result_paths
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
     "flags": pl.List(pl.String), "host_info": pl.String,
 }
 DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for_spec, not read from files
+KEYS = ["host", "model", "quant"]  # one configuration: what a user chooses between
 
 
 def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
@@ -46,28 +48,28 @@ def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
         result = _read(path)
         if result is not None:
             rows.append(_row(path, result, host_info))
-            metrics.append(result.get("metrics") or {})
+            metrics.append(result.metrics)
     return _build(rows, metrics)
 
 
-def _read(path: str) -> dict[str, Any] | None:
-    result = read_result(path, FOR_REPORTS)
+def _read(path: str) -> Result | None:
+    result = Result.load(path, FOR_REPORTS)
     if result is None:
         log.warning("skipping unreadable result %s", path)
     return result
 
 
-def _row(path: str, result: dict[str, Any], host_info: dict[str, str]) -> dict[str, Any]:
+def _row(path: str, result: Result, host_info: dict[str, str]) -> dict[str, Any]:
     host_dir, spec, model, quant, name = path.rsplit(os.sep, 5)[-5:]
     if host_dir not in host_info:  # one host, one hardware; serialised once per host
-        host_info[host_dir] = json.dumps(result.get("host") or {}, sort_keys=True)
+        host_info[host_dir] = json.dumps(result.host, sort_keys=True)
     return {
         "host": host_dir, "spec": spec, "model": model, "quant": quant, "profile": name[: -len(".json")],
-        "status": result.get("status"), "reason": result.get("reason") or "",
-        "started_at": result.get("started_at"), "duration_s": result.get("duration_s"),
-        "model_size_bytes": (result.get("model_file") or {}).get("size"),
-        "server_version": (result.get("server") or {}).get("version"),
-        "flags": [str(f) for f in result.get("flags") or ()],
+        "status": result.status, "reason": result.reason,
+        "started_at": result.started_at or None, "duration_s": result.duration_s,
+        "model_size_bytes": (result.model_file or {}).get("size"),
+        "server_version": result.server.get("version"),
+        "flags": [str(f) for f in result.flags],
         # JSON text, so every hardware field a result records reaches the report as is.
         "host_info": host_info[host_dir],
     }
@@ -114,8 +116,7 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     keys = list(zip(frame["model"], frame["quant"], frame["profile"]))
     index = pl.Series("order", [order.get(k) for k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
-    needed = ["profile", "status", *dict.fromkeys(m for rules in RULES.values() for m in (r.metric for r in rules)
-                                                  if m in kept.columns)]
+    needed = ["profile", "status", *dict.fromkeys(m for k in KINDS for m in k.rated_metrics if m in kept.columns)]
     ratings = [rating_of(row, spec) for row in kept.select(needed).iter_rows(named=True)]
     return kept.with_columns(
         pl.Series("rating", [r.label for r in ratings], dtype=pl.String),

@@ -28,12 +28,14 @@ import jinja2
 import polars as pl
 from markupsafe import Markup, escape
 
-from llmspec.rating import LABELS, METRIC_TRANSLATION, RULES, interpret
+from llmspec.profiles import ORDER, PROFILES
+from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret
 from llmspec.report import configs as configs_module
 from llmspec.report.charts import charts
 from llmspec.report.details import SAMPLE_LIMIT, Details
 from llmspec.report.frame import hosts, metric_columns
-from llmspec.spec import PROFILE_ORDER, Spec
+from llmspec.spec import Spec
+from llmspec.text import figure
 
 TEMPLATES = Path(__file__).parent / "templates"
 PER_SIZE = re.compile(r"_(\d+)$")  # long_context's per-size metrics: a table of their own
@@ -161,7 +163,8 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
         found.append(f"{_name(row)} reaches only {row['roofline_pct']:.0f}% of the memory-bandwidth bound: "
                      "likely misconfigured (threads, other load) or limited by compute.")
     if flagged.height > 3:
-        found.append(f"{flagged.height - 3} more configurations are far below the bound (marked ⚑ under Configurations).")
+        found.append(f"{flagged.height - 3} more configurations are far below the bound "
+                     "(marked ⚑ under Configurations).")
     if status["error"]:
         found.append(f"{status['error']} cell(s) failed; their reasons and server logs are under "
                      "“Raw samples and logs”.")
@@ -205,7 +208,8 @@ def _esc(text: Any) -> str:
 def _rating_td(label: str | None, status: str | None, title: str) -> str:
     if label:
         return _td(label, f"rating rating-{label}", title)
-    return _td(status or "", f"rating status-{status}", title) if status != "ok" else _td("not rated", "rating rating-none")
+    return (_td(status or "", f"rating status-{status}", title) if status != "ok"
+            else _td("not rated", "rating rating-none"))
 
 
 NOT_RUN = '<td class="rating rating-none">not run</td>'
@@ -230,8 +234,10 @@ def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[tuple]:
     def text(name: str) -> pl.Expr:
         col = pl.col(name)
         digits = pl.when(col.abs() < 100).then(col.round_sig_figs(3)).otherwise(col.round(0))
-        figure = pl.when(col.is_finite()).then(digits).otherwise(col).cast(pl.String).str.strip_suffix(".0").fill_null("")
-        return figure if name in METRIC_TRANSLATION else pl.concat_str(pl.lit('<td class="num">'), figure, pl.lit("</td>"))
+        figure = (pl.when(col.is_finite()).then(digits).otherwise(col)
+                  .cast(pl.String).str.strip_suffix(".0").fill_null(""))
+        return (figure if name in METRIC_TRANSLATION
+                else pl.concat_str(pl.lit('<td class="num">'), figure, pl.lit("</td>")))
     return rows.select(text(m).alias(str(i)) for i, m in enumerate(metrics)).rows() if metrics else [()] * rows.height
 
 
@@ -244,14 +250,12 @@ def _fmt(value: Any, fmt: str | None = None) -> str:
         return ""
     if fmt:
         return fmt.format(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return figure(value)
 
 
 def _profiles(frame: pl.DataFrame) -> list[str]:
     present = set(frame["profile"].unique()) if frame.height else set()
-    return [p for p in PROFILE_ORDER if p in present] + sorted(present - set(PROFILE_ORDER))
+    return [p for p in ORDER if p in present] + sorted(present - set(ORDER))
 
 
 def _cells(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict], dict, dict]:
@@ -263,10 +267,10 @@ def _cells(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict
     tables, heat, compare = [], {}, {}
     for profile in _profiles(frame):
         rows = frame.filter(pl.col("profile") == profile)
-        rules = {r.metric: r for r in RULES.get(profile, ())}
+        rules = {r.metric: r for r in (PROFILES[profile].rules if profile in PROFILES else ())}
         recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m)]
         shown = [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
-        headline = next(iter(configs_module.HEADLINES.get(profile, {})), "")
+        headline = _headline(profile)
         needed = ["host", "model", "quant", "profile", "status", "reason", "flags", "rating", "rating_summary",
                   *dict.fromkeys(c for c in (*shown, *rules, headline) if c in rows.columns)]
         body = []
@@ -284,6 +288,11 @@ def _cells(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict
                                   "threshold": _threshold(rules.get(m), getattr(spec.thresholds, profile, None))}
                                  for m in shown]})
     return tables, heat, compare
+
+
+def _headline(profile: str) -> str:
+    """The profile's first headline metric (its KIND), or "" for a profile no longer registered."""
+    return next(iter(PROFILES[profile].headlines), "") if profile in PROFILES else ""
 
 
 def _profile_row(row: dict, texts: tuple, shown: list[str], rules: dict, label: str | None, rating_td: str,
@@ -320,7 +329,7 @@ def _comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
     host_ids = sorted(frame["host"].unique().to_list())
     rows = []
     for (model, quant, profile), by_host in compare.items():
-        metric = next(iter(configs_module.HEADLINES.get(profile, {})), "")
+        metric = _headline(profile)
         cells = ("".join(by_host[h]) if h in by_host else f"<td></td>{NOT_RUN}" for h in host_ids)
         rows.append("".join((f"<tr>{_td(model)}{_td(quant)}{_td(profile)}{_td(metric)}", *cells, "</tr>")))
     return {"hosts": host_ids, "body": Markup("\n".join(rows))}
@@ -342,18 +351,20 @@ def _size_table(frame: pl.DataFrame) -> dict[str, Any] | None:
 
 def _configs_table(configs: pl.DataFrame) -> dict[str, Any]:
     columns = [(c, head, fmt) for c, head, fmt in CONFIG_COLUMNS if c in configs.columns]
-    profiles = [p for p in PROFILE_ORDER if f"{p}_status" in configs.columns
+    profiles = [p for p in ORDER if f"{p}_status" in configs.columns
                 and configs[f"{p}_status"].null_count() < configs.height]
     many = configs["host"].n_unique() > 1 if configs.height else False
     body = []
     for row in configs.iter_rows(named=True):
         ratings = [row[f"{p}_rating"] or row[f"{p}_status"] or "" for p in profiles]
         cells = [_td(_fmt(row[c], fmt), "num", interpret(CONFIG_MEANINGS.get(c, ""), row[c]), _sort(row[c]),
-                     ROOFLINE_FLAG if c == "roofline_pct" and row.get("roofline_flag") else "") for c, _, fmt in columns]
+                     ROOFLINE_FLAG if c == "roofline_pct" and row.get("roofline_flag") else "")
+                 for c, _, fmt in columns]
         body.append("".join((
             f'<tr data-rating="{_esc(" ".join(ratings))}">', _td(row["host"]) if many else "",
             _td(row["model"]), _td(row["quant"]),
-            *(_td(r, f"rating rating-{r}" if r in LABELS else f"rating status-{r}") for r in ratings), *cells, "</tr>")))
+            *(_td(r, f"rating rating-{r}" if r in LABELS else f"rating status-{r}") for r in ratings),
+            *cells, "</tr>")))
     return {"heads": [head for _, head, _ in columns], "profiles": profiles, "many_hosts": many,
             "body": Markup("\n".join(body)), "count": configs.height}
 

@@ -1,4 +1,4 @@
-"""results.json: everything the report knows, in the design document's shape ("JSON Output").
+"""results.json: everything the report knows (README, "Reports": metadata, results, recommendations).
 
 `metadata` (timestamp, hosts and their hardware, the spec as config, test duration), `results`
 (one entry per host, model and quant: size, memory, derived scores, and each profile's status,
@@ -17,10 +17,9 @@ from typing import Any
 import polars as pl
 
 from llmspec.rating import METRIC_TRANSLATION, interpret
-from llmspec.report.frame import hosts, metric_columns
+from llmspec.report.frame import KEYS, hosts, metric_columns
 from llmspec.spec import Spec
 
-KEYS = ("host", "model", "quant")
 TRANSLATED = frozenset(METRIC_TRANSLATION)
 CHECKS_TOKEN = re.compile(r'"\\u0000checks:(\d+)\\u0000"')  # how json writes the placeholder string
 PROFILE_FIELDS = ("status", "reason", "rating", "rating_checks", "flags", "started_at", "duration_s", "server_version")
@@ -63,7 +62,7 @@ def _metadata(frame: pl.DataFrame, spec: Spec, generated_at: str) -> dict[str, A
         "timestamp": generated_at,
         "spec": spec.name,
         "description": spec.description,
-        "hostname": found[0]["id"] if len(found) == 1 else None,  # the design's single-host field
+        "hostname": found[0]["id"] if len(found) == 1 else None,  # the single-host field older readers expect
         "hardware": found[0] if len(found) == 1 else None,
         "hosts": found,
         "config": spec.model_dump(mode="json"),

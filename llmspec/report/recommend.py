@@ -1,9 +1,9 @@
-"""Recommendations: the design document's "RECOMMENDED CONFIGURATIONS", from the configs table.
+"""Recommendations: "RECOMMENDED CONFIGURATIONS" (README, "Reports"), from the configs table.
 
 A reader wants an answer ("run gemma Q4_K_M for chat"), not a matrix. The rules:
 
-- Use cases are the profiles a person picks a model for: interactive, long_context, batch,
-  quality and load. Stress judges the machine, not a use case.
+- Use cases are the profiles a person picks a model for: those whose `KIND` declares a `case`
+  (interactive, long_context, batch, quality and load). Stress judges the machine, not a use case.
 - Within a use case, configurations rank by rating (Excellent, Good, Acceptable, Poor, measured
   but not rated, Failed, then skipped or error), then by the use case's headline figure (fastest;
   longest context, then quickest load; most documents per hour; best quality score; lowest p90
@@ -22,6 +22,8 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.profiles import KINDS
+from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret, rate
 from llmspec.spec import Spec
 
@@ -30,46 +32,18 @@ SYMBOLS = {"ok": "✓", "warn": "⚠", "fail": "✗"}
 MARK_OF = {"Excellent": "ok", "Good": "ok", "Acceptable": "warn", "Poor": "warn", "Failed": "fail"}
 RANK = {"Excellent": 0, "Good": 1, "Acceptable": 2, "Poor": 3, "Failed": 5}  # 4: measured, not rated
 NOT_OK_RANK = 6  # skipped or error
-PERFORMANCE = ("interactive", "long_context", "batch", "load")
 REFERENCE = "the most precise quant measured"  # what a quality reference says instead of "-0 pts vs itself"
-
-# How a figure reads: (unit taking the number, name in sentences, suffix in figure lists).
-SHOW = {
-    "tokens_per_s": ("{} t/s", "speed", ""), "ttft_s": ("{} s", "TTFT", "TTFT"),
-    "itl_cv_pct": ("{}%", "token-gap variation", "token-gap variation"),
-    "target_load_s": ("{} s", "context load", "load"), "max_context_tokens": ("{} tokens", "context", ""),
-    "docs_per_hour": ("{} docs/hour", "throughput", ""),
-    "doc_time_cv_pct": ("{}%", "document time variation", "time variation"),
-    "degradation_pct": ("{}%", "slowdown over the batch", "slowdown"),
-    "quality_pct": ("{}%", "overall score", "overall"), "math_pct": ("{}%", "math score", "math"),
-    "comprehension_pct": ("{}%", "comprehension score", "comprehension"),
-    "reasoning_pct": ("{}%", "reasoning score", "reasoning"), "format_pct": ("{}%", "format score", "format"),
-    "p90_latency_s": ("{} s", "p90 latency", "p90 latency"), "error_pct": ("{}%", "error rate", "errors"),
-    "output_tokens_per_s": ("{} t/s", "total output", "total"), "peak_memory_gb": ("{} GB", "memory", "RAM"),
+# Use cases, in registry order: profiles with a `case` (stress judges the machine, not a use case).
+CASES = {k.name: k.case for k in KINDS if k.case is not None}
+PERFORMANCE = tuple(k.name for k in KINDS if k.performance and not k.last)
+# How a figure reads, from each profile's `figures`, plus the columns the report derives.
+SHOW: dict[str, Figure] = {
+    **{metric: shown for k in KINDS for metric, shown in k.figures.items()},
+    "peak_memory_gb": Figure("{} GB", "memory", "RAM"),
 }
 TRANSLATE_AS = {"peak_memory_gb": "peak_rss_gb"}  # configs column -> rating.interpret's metric name
 
 
-@dataclass(frozen=True)
-class Case:
-    title: str
-    short: str  # in the overall pick's "Excellent for interactive chat"
-    figures: tuple[str, ...]
-    order: tuple[tuple[str, bool], ...]  # (column, descending) after the rating
-
-
-CASES = {
-    "interactive": Case("Interactive chat", "interactive chat", ("tokens_per_s", "ttft_s"),
-                        (("tokens_per_s", True),)),
-    "long_context": Case("Long context work ({tokens} tokens)", "long context",
-                         ("target_load_s", "max_context_tokens", "peak_memory_gb"),
-                         (("max_context_tokens", True), ("target_load_s", False))),
-    "batch": Case("Document processing (batch)", "batch", ("docs_per_hour", "doc_time_cv_pct"),
-                  (("docs_per_hour", True),)),
-    "quality": Case("Accuracy-critical work", "accuracy", ("quality_pct", "math_pct"), (("quality_pct", True),)),
-    "load": Case("Serving several users", "several users", ("p90_latency_s", "output_tokens_per_s"),
-                 (("p90_latency_s", False),)),
-}
 # Skip and error reasons, shortened so that lines with the same cause collapse into one.
 SHORT_REASONS = (
     ("needs about", "exceeds memory"), ("predicted peak memory", "exceeds memory (predicted)"),
@@ -234,7 +208,8 @@ def _bullets(row: dict[str, Any]) -> tuple[str, ...]:
     if row["peak_memory_gb"] is not None:
         bullets.append(_felt("peak_memory_gb", row["peak_memory_gb"], " at peak"))
     if row["quality_pct"] is not None:
-        bullets.append(", ".join(p for p in (f"{_num(row['quality_pct'])}% on the quality items", _retention(row)) if p))
+        quality = f"{_num(row['quality_pct'])}% on the quality items"
+        bullets.append(", ".join(p for p in (quality, _retention(row)) if p))
     if row["tokens_per_s"] is not None:
         bullets.append(_felt("tokens_per_s", row["tokens_per_s"]))
     return tuple(bullets)
@@ -286,17 +261,17 @@ def _num(value: float) -> str:
 
 
 def _value(metric: str, value: float) -> str:
-    return SHOW[metric][0].format(_num(value)) if metric in SHOW else _num(value)
+    return SHOW[metric].unit.format(_num(value)) if metric in SHOW else _num(value)
 
 
 def _figure(metric: str, value: float) -> str:
     """"0.94 s TTFT", "62.4 t/s": for the figures of a line."""
-    return f"{_value(metric, value)} {SHOW[metric][2] if metric in SHOW else metric}".strip()
+    return f"{_value(metric, value)} {SHOW[metric].suffix if metric in SHOW else metric}".strip()
 
 
 def _phrase(metric: str, value: float, relation: str = "") -> str:
     """"speed 2.2 t/s", "math score below 80%": for sentences."""
-    return " ".join(p for p in (SHOW[metric][1] if metric in SHOW else metric, relation, _value(metric, value)) if p)
+    return " ".join(p for p in (SHOW[metric].name if metric in SHOW else metric, relation, _value(metric, value)) if p)
 
 
 def _missed(check: Check) -> str:

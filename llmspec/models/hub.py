@@ -32,7 +32,7 @@ from huggingface_hub.errors import (
 )
 
 from llmspec.errors import UserError
-from llmspec.modelfiles import sha256_file
+from llmspec.models.identity import sha256_file
 
 DISK_MARGIN = 0.05  # room for the hub's temporary file bookkeeping and filesystem rounding
 
@@ -82,7 +82,8 @@ def _user_errors(repo: str, filename: str, revision: str | None, endpoint: str) 
     except NETWORK_ERRORS as e:  # before EntryNotFoundError: LocalEntryNotFoundError is one
         raise UserError(f"cannot reach a Hugging Face hub at {endpoint} for {repo}/{filename}: {_first_line(e)}") from e
     except EntryNotFoundError as e:
-        raise UserError(f"file {filename} not found in repo {repo} (revision {revision or 'main'}) on {endpoint}") from e
+        raise UserError(f"file {filename} not found in repo {repo} (revision {revision or 'main'}) "
+                        f"on {endpoint}") from e
     except HfHubHTTPError as e:
         raise UserError(f"hub error for {where}: HTTP {e.response.status_code}") from e
 
@@ -105,10 +106,12 @@ def remote_file_info(repo: str, filename: str, revision: str | None = None, endp
 def check_free_space(need_bytes: int, free_bytes: int, where: str) -> None:
     """Fail before downloading rather than after filling the disk halfway through a 20 GB file."""
     if free_bytes < need_bytes:
-        raise UserError(f"not enough free disk in {where}: need {need_bytes / 1e9:.2f} GB, have {free_bytes / 1e9:.2f} GB")
+        raise UserError(f"not enough free disk in {where}: need {need_bytes / 1e9:.2f} GB, "
+                        f"have {free_bytes / 1e9:.2f} GB")
 
 
-def download(repo: str, filename: str, dest_dir: Path, revision: str | None = None, endpoint: str | None = None) -> Path:
+def download(repo: str, filename: str, dest_dir: Path, revision: str | None = None,
+             endpoint: str | None = None) -> Path:
     """Download `filename` of `repo` to dest_dir/filename and return that path, verified.
 
     An existing correct file is not downloaded again (huggingface_hub checks its etag). A file

@@ -87,7 +87,7 @@ def pick_cpu(readings: dict[str, list[float]]) -> float | None:
 
 
 def should_abort(temperature_c: float | None, limit_c: float) -> bool:
-    """Design document, "Safety Notes": stop at the limit; an unknown temperature never aborts."""
+    """Stop at the limit (docs/profiles.md, stress); an unknown temperature never aborts."""
     return temperature_c is not None and temperature_c >= limit_c
 
 

@@ -1,8 +1,7 @@
 """Smart termination: which cells not to run, decided before any server starts.
 
 Pure functions of the spec, the host's memory and the results on disk (`Evidence`), so every
-rule is unit-tested with result sets made in the test. The rules are the design document's
-"Smart Termination Logic":
+rule is unit-tested with result sets made in the test. The rules (docs/smart-termination.md):
 
 1. memory pre-flight   estimated need (weights + KV cache + overhead, never below size x 1.2)
                        above what the host has or the spec allows
@@ -11,8 +10,9 @@ rule is unit-tested with result sets made in the test. The rules are the design 
 5. memory trend        peak RSS observed so far, fitted against file size, predicts no fit
 
 (Rule 2, load failure, is observed at run time by the runner.) A skip is a result with
-status "skipped" and the reason; its `rule` and evidence are part of the cell fingerprint, so a
-skip is re-decided as soon as the results it was based on change.
+status "skipped", the reason and `skip_evidence` (what it rests on, without fluctuating
+numbers); the planner compares that evidence with today's, so a skip is re-decided as soon as
+the results it was based on change.
 """
 
 from __future__ import annotations
@@ -20,17 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import rate
+from llmspec.results import Result
 
-# Approximate bits per weight of llama.cpp quant types (llama-quantize's table), used to guess a
-# derived file's size before it exists.
-BITS_PER_WEIGHT = {
-    "F32": 32, "F16": 16, "BF16": 16, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_1": 6.0, "Q5_K_M": 5.69, "Q5_K_S": 5.54,
-    "Q5_0": 5.5, "Q4_1": 5.0, "Q4_K_M": 4.85, "Q4_K_S": 4.58, "Q4_0": 4.5, "IQ4_XS": 4.25, "IQ4_NL": 4.5,
-    "Q3_K_L": 4.27, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "IQ3_M": 3.66, "IQ3_S": 3.44, "IQ3_XS": 3.3,
-    "IQ3_XXS": 3.06, "Q2_K": 2.63, "Q2_K_S": 2.56, "IQ2_M": 2.7, "IQ2_S": 2.5, "IQ2_XS": 2.31,
-    "IQ2_XXS": 2.06, "IQ1_M": 1.75, "IQ1_S": 1.56, "TQ1_0": 1.69, "TQ2_0": 2.06,
-}
 OVERHEAD_BYTES = 150e6  # llama-server's compute buffers and runtime, on top of weights and KV
 GB = 2**30
 
@@ -146,8 +139,8 @@ def _failed_q456(model, ev: Evidence) -> list[str]:
     return sorted(labels) if all(label == "Failed" for label in labels.values()) else []
 
 
-def interactive_label(result: dict[str, Any] | None, thresholds) -> str | None:
+def interactive_label(result: Result | None, thresholds) -> str | None:
     """The rating the termination rules look at (the same function the report uses)."""
-    if not result or result.get("status") != "ok":
+    if result is None or not result.ok:
         return None
-    return rate("interactive", result.get("metrics") or {}, thresholds).label
+    return rate("interactive", result.metrics, thresholds).label

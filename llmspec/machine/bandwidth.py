@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from threading import Barrier
 
@@ -51,7 +51,7 @@ def measure(size_mb: int = 256, repeats: int = 5) -> dict:
     runs = [2 * 8 * count * threads / s / 1e9 for s in seconds]
     return {"copy_gbps": max(runs), "median_gbps": statistics.median(runs), "runs_gbps": runs,
             "threads": threads, "block_mb": count * 8 / 2**20, "copied_mb": count * 8 * threads / 2**20,
-            "method": METHOD, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "method": METHOD, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "version": VERSION}
 
 

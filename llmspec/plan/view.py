@@ -1,4 +1,4 @@
-"""`llmspec plan SPEC`: the matrix before running it (the design document's --dry-run).
+"""`llmspec plan SPEC`: the matrix before running it (a dry run).
 
 Each cell is up to date, to run (and why), or to be skipped (and why); each model file shows
 its estimated memory and, when missing, how much would be downloaded. Nothing is downloaded
@@ -7,11 +7,10 @@ or started.
 
 from __future__ import annotations
 
-from llmspec.cells import REMOTE
 from llmspec.errors import UserError
-from llmspec.planner import Plan
-from llmspec.table import format_table
-from llmspec.termination import GB, estimate_memory
+from llmspec.plan.planner import Plan
+from llmspec.plan.termination import estimate_memory
+from llmspec.text import format_table
 
 
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
@@ -33,12 +32,13 @@ def model_rows(plan: Plan) -> list[tuple[str, ...]]:
     seen = set()
     for cell in plan.cells:
         key = (cell.model, cell.quant)
-        if cell.quant == REMOTE or key in seen:
+        if cell.endpoint or key in seen:
             continue
         seen.add(key)
         mf = plan.model_file(*key)
         size = ev.sizes.get(key)
-        memory = f"{estimate_memory(size, ev.meta.get(key), plan.spec.server.ctx_size).total_gb:.2f} GB" if size else "?"
+        memory = (f"{estimate_memory(size, ev.meta.get(key), plan.spec.server.ctx_size).total_gb:.2f} GB"
+                  if size else "?")
         rows.append((f"{cell.model}@{cell.quant}", memory, _download(mf), mf.path.name))
     return rows
 
@@ -50,11 +50,10 @@ def _download(mf) -> str:
         return f"derive from {mf.origin}"
     if mf.kind != "hf":
         return "-"
-    from llmspec import hub
+    from llmspec.models import hub
 
-    repo, _, revision = mf.origin.rpartition("@")
     try:
-        return f"{hub.remote_file_info(repo, mf.file, revision).size / 1e9:.2f} GB"
+        return f"{hub.remote_file_info(mf.repo, mf.file, mf.revision).size / 1e9:.2f} GB"
     except UserError:
         return "unknown (hub unreachable)"
 

@@ -9,20 +9,23 @@ hashed once, not on every run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
-import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmspec.errors import UserError
+from llmspec.models import binaries
+from llmspec.models.identity import identity, metadata, metadata_or_none, sha256_file
 from llmspec.spec import Model, Spec
+
+__all__ = ["ModelFile", "plan", "existing_file", "state", "make", "derive", "identity", "metadata",
+           "metadata_or_none", "sha256_file", "package_dir", "provenance"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,15 @@ class ModelFile:
     def source(self) -> dict[str, str]:
         """What the spec says about this file's origin; part of the cell fingerprint."""
         return {"kind": self.kind, "origin": self.origin, "file": self.file}
+
+    @property
+    def repo(self) -> str:
+        """A hub file's repo (`origin` is `repo@revision`)."""
+        return self.origin.rpartition("@")[0]
+
+    @property
+    def revision(self) -> str:
+        return self.origin.rpartition("@")[2]
 
 
 def plan(spec: Spec, model: Model, quant: str) -> ModelFile:
@@ -83,12 +95,38 @@ def ensure(spec: Spec, mf: ModelFile) -> Path:
     elif mf.kind == "package":
         _from_package(mf)
     elif mf.kind == "hf":
-        from llmspec import hub
+        from llmspec.models import hub  # huggingface_hub: imported when a download happens, not to plan
 
-        repo, _, revision = mf.origin.rpartition("@")
-        hub.download(repo, mf.file, mf.path.parent, revision=revision)
+        hub.download(mf.repo, mf.file, mf.path.parent, revision=mf.revision)
     else:
         raise UserError(f"{mf.model}@{mf.quant} is derived; build it with derive()")
+    return mf.path
+
+
+def state(spec: Spec, mf: ModelFile) -> tuple[bool, str]:
+    """(present?, why): a derived file made from an older base counts as missing."""
+    if not mf.path.exists():
+        return False, f"{mf.path} does not exist"
+    if mf.kind == "derive":
+        base = plan(spec, spec.model(mf.model), mf.origin).path
+        made_from = (provenance(mf.path) or {}).get("base", {}).get("sha256")
+        if base.exists() and made_from != identity(base)["sha256"]:
+            return False, f"base file {base.name} changed since {mf.path.name} was derived"
+    return True, "present"
+
+
+def make(spec: Spec, model: str, quant: str, threads: int | None = None) -> Path:
+    """Make (model, quant)'s file exist: link, assemble or download it, or derive it (base first)."""
+    mf = plan(spec, spec.model(model), quant)
+    if state(spec, mf)[0]:
+        return mf.path
+    if mf.kind != "derive":
+        return ensure(spec, mf)
+    base = make(spec, model, mf.origin, threads)
+    quantize = binaries.find_tool("llama-quantize", binaries.find_server(spec.server.binary))
+    mf.path.parent.mkdir(parents=True, exist_ok=True)
+    derive(base, mf.path, quant, quantize, threads)
+    print(f"derived {mf.path.name} ({mf.path.stat().st_size / 1e6:.0f} MB) from {base.name}")
     return mf.path
 
 
@@ -150,66 +188,3 @@ def provenance(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def identity(path: Path) -> dict[str, Any]:
-    """{name, size, sha256}; the hash is cached beside the file, keyed by size and mtime."""
-    facts = _cached_facts(path, "sha256", lambda real: sha256_file(real))
-    return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
-
-
-METADATA_KEY = "metadata.v2"  # bump when _read_metadata reads more, so cached facts refresh
-
-
-def metadata(path: Path) -> dict[str, Any]:
-    """GGUF metadata, cached like the hash: gguf's reader decodes every tokenizer array (seconds)."""
-    return _cached_facts(path, METADATA_KEY, _read_metadata)[METADATA_KEY]
-
-
-def _cached_facts(path: Path, key: str, compute) -> dict[str, Any]:
-    real = path.resolve()
-    stat = real.stat()
-    cache = path.with_name(path.name + ".identity.json")
-    try:
-        facts = json.loads(cache.read_text())
-        if facts["size"] != stat.st_size or facts["mtime_ns"] != stat.st_mtime_ns:
-            facts = {}
-    except (OSError, ValueError, KeyError):
-        facts = {}
-    if key not in facts:
-        log.info("reading %s of %s (%.0f MB, once)", key, path.name, stat.st_size / 1e6)
-        facts = {**facts, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, key: compute(real)}
-        with contextlib.suppress(OSError):
-            cache.write_text(json.dumps(facts, sort_keys=True))
-    return facts
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_metadata(path: Path) -> dict[str, Any]:
-    """Architecture, parameters, context length, layers, heads and file type of a GGUF file."""
-    from llmspec.ggufmeta import read_header
-    from llmspec.quants import quant_of_file_type
-
-    try:
-        fields, parameters = read_header(path)
-    except (ValueError, struct.error, OSError) as exc:
-        raise UserError(f"{path.name}: not a readable GGUF file ({exc})") from None
-    arch = fields.get("general.architecture")
-    return {
-        "architecture": arch,
-        "parameters": parameters,
-        "context_length": fields.get(f"{arch}.context_length"),
-        "layers": fields.get(f"{arch}.block_count"),
-        "heads": fields.get(f"{arch}.attention.head_count"),
-        "kv_heads": fields.get(f"{arch}.attention.head_count_kv"),
-        "embedding_length": fields.get(f"{arch}.embedding_length"),
-        "key_length": fields.get(f"{arch}.attention.key_length"),
-        "value_length": fields.get(f"{arch}.attention.value_length"),
-        "file_type": quant_of_file_type(fields.get("general.file_type")),
-        "has_chat_template": "tokenizer.chat_template" in fields,
-    }

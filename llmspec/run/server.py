@@ -18,27 +18,16 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from llmspec.errors import CellError
+from llmspec.plan.serverargs import ServerArgs
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
-
-
-def server_args(ctx_size: int, threads: int, parallel: int, extra: list[str]) -> list[str]:
-    """Arguments that shape the measurement (fingerprinted); model path and port are added at start.
-
-    One slot per request in flight, and no prompt cache reuse between requests (each request
-    also sends cache_prompt=false), so every measured prompt is processed from scratch. The RAM
-    prompt cache is off too: by default llama-server keeps every finished prompt's KV state in
-    RAM (up to 8 GiB), which grew RSS by ~8.5 MB per request here and would pass for a leak.
-    """
-    return ["--ctx-size", str(ctx_size), "--threads", str(threads), "--parallel", str(parallel),
-            "--cache-ram", "0", "--no-webui", *extra]
 
 
 @dataclass
@@ -52,11 +41,10 @@ class LoadStats:
 class MemoryWatch:
     peak_rss_bytes: int = 0
     peak_swap_bytes: int = 0
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
 
 
 class Server:
-    def __init__(self, binary: Path, model: Path, args: list[str], log_path: Path, pid_file: Path,
+    def __init__(self, binary: Path, model: Path, args: ServerArgs, log_path: Path, pid_file: Path,
                  load_timeout_s: float):
         self.binary, self.model, self.args = binary, model, args
         self.log_path, self.pid_file, self.load_timeout_s = log_path, pid_file, load_timeout_s
@@ -90,15 +78,15 @@ class Server:
         self._stop_watch = threading.Event()
         self.port = free_port()
         cmd = [str(self.binary), "--model", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
-               *self.args]
+               *self.args.argv()]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting %s", " ".join(cmd))
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         _write_pid_file(self.pid_file, self.proc.pid)
         self._watcher = threading.Thread(target=self._watch, args=(self.proc.pid,), name="llmspec-memwatch",
                                          daemon=True)
@@ -116,7 +104,8 @@ class Server:
         deadline = t0 + self.load_timeout_s
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise CellError(f"failed to load: {first_error_line(self.log_tail(40)) or f'exit code {self.proc.returncode}'}")
+                reason = first_error_line(self.log_tail(40)) or f"exit code {self.proc.returncode}"
+                raise CellError(f"failed to load: {reason}")
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -130,7 +119,6 @@ class Server:
 
     def _watch(self, pid: int) -> None:
         """Sample RSS and swap every 0.25 s; the kernel's VmHWM supplies the exact peak RSS."""
-        t0 = time.perf_counter()
         while not self._stop_watch.wait(0.25):
             status = _proc_status(pid)
             if not status:
@@ -138,22 +126,12 @@ class Server:
             rss, swap, hwm = status.get("VmRSS", 0), status.get("VmSwap", 0), status.get("VmHWM", 0)
             self.memory.peak_rss_bytes = max(self.memory.peak_rss_bytes, hwm, rss)
             self.memory.peak_swap_bytes = max(self.memory.peak_swap_bytes, swap)
-            self.memory.samples.append((round(time.perf_counter() - t0, 2), rss, swap))
 
     def rss_bytes(self) -> int:
         return _proc_status(self.proc.pid).get("VmRSS", 0) if self.alive() else 0
 
     def swap_bytes(self) -> int:
         return _proc_status(self.proc.pid).get("VmSwap", 0) if self.alive() else 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def ctx_size(self) -> int:
-        """Context per slot (llama-server divides --ctx-size among --parallel slots)."""
-        args = dict(zip(self.args, self.args[1:]))
-        return int(args.get("--ctx-size", 0)) // max(1, int(args.get("--parallel", 1)))
 
     def peak_rss_bytes(self) -> int:
         """Peak RSS so far, read fresh from the kernel (the watcher may lag by one interval)."""

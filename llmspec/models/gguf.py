@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from llmspec.quants import gguf_constants
+from llmspec.models.quants import gguf_constants
 
 GGUF_MAGIC = gguf_constants().GGUF_MAGIC
 GGUFValueType = gguf_constants().GGUFValueType

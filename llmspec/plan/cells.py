@@ -8,24 +8,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmspec.profiles import PROFILES
 from llmspec.spec import Spec
 
 
 @dataclass(frozen=True, order=True)
 class Cell:
+    """One (model, quant, profile) of a spec. An endpoint's cells have `endpoint` set and
+    "remote" in the quant slot of their names and paths (the result-file contract)."""
+
     spec: str
     model: str
     quant: str
     profile: str
+    endpoint: bool = False
 
     @property
     def task_name(self) -> str:
         return f"{self.spec}:{self.model}@{self.quant}:{self.profile}"
-
-    @property
-    def group(self) -> tuple[str, str]:
-        """Cells of one group share one llama-server process."""
-        return (self.model, self.quant)
 
     def result_path(self, results_dir: Path, host_dir: str) -> Path:
         return results_dir.joinpath(host_dir, self.spec, self.model, self.quant, f"{self.profile}.json")
@@ -40,7 +40,7 @@ def quant_rank(spec: Spec, quant: str) -> int:
     return order.index(quant) if quant in order else len(order)
 
 
-REMOTE = "remote"  # the quant column of an external endpoint's cells
+REMOTE = "remote"  # the quant slot of an endpoint's cells, in task names and result paths
 
 
 def expand(spec: Spec) -> list[Cell]:
@@ -48,15 +48,16 @@ def expand(spec: Spec) -> list[Cell]:
 
     Traversing by quant level first gets the most useful data (the Q4 baseline across sizes)
     earliest; cells of one (model, quant) stay adjacent so they share one server start.
-    External endpoints come after the local models, and stress cells come last of all: which
-    configuration gets stressed is decided from everyone else's results.
+    External endpoints come after the local models, and profiles that run `last` (stress) come
+    last of all: which configuration they run on is decided from everyone else's results.
     """
-    profiles = [p for p in spec.profiles.enabled() if p != "stress"]
+    enabled = [PROFILES[name] for name in spec.profiles.enabled()]
+    first, last = [k.name for k in enabled if not k.last], [k.name for k in enabled if k.last]
     pairs = ordered_pairs(spec)
-    local = [Cell(spec.name, model, quant, p) for model, quant in pairs for p in profiles]
-    remote = [Cell(spec.name, e.name, REMOTE, p) for e in spec.endpoints for p in profiles if p in e.profiles]
-    stress = [Cell(spec.name, m, q, "stress") for m, q in pairs] if spec.profiles.stress is not None else []
-    return local + remote + stress
+    local = [Cell(spec.name, model, quant, p) for model, quant in pairs for p in first]
+    remote = [Cell(spec.name, e.name, REMOTE, p, endpoint=True) for e in spec.endpoints for p in first
+              if p in e.profiles]
+    return local + remote + [Cell(spec.name, m, q, p) for p in last for m, q in pairs]
 
 
 def ordered_pairs(spec: Spec) -> list[tuple[str, str]]:

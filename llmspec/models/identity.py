@@ -1,0 +1,93 @@
+"""What a model file is: its name, size and sha256, and its GGUF metadata, cached beside it.
+
+Hashing a multi-GB file takes a while and reading GGUF metadata with gguf's reader takes seconds,
+so both are cached in `<file>.identity.json`, keyed by the file's size and mtime: a changed file
+is read again, an unchanged one never.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import struct
+from pathlib import Path
+from typing import Any
+
+from llmspec.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def identity(path: Path) -> dict[str, Any]:
+    """{name, size, sha256}; the hash is cached beside the file, keyed by size and mtime."""
+    facts = _cached_facts(path, "sha256", lambda real: sha256_file(real))
+    return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
+
+
+METADATA_KEY = "metadata.v2"  # bump when _read_metadata reads more, so cached facts refresh
+
+
+def metadata(path: Path) -> dict[str, Any]:
+    """GGUF metadata, cached like the hash: gguf's reader decodes every tokenizer array (seconds)."""
+    return _cached_facts(path, METADATA_KEY, _read_metadata)[METADATA_KEY]
+
+
+def _cached_facts(path: Path, key: str, compute) -> dict[str, Any]:
+    real = path.resolve()
+    stat = real.stat()
+    cache = path.with_name(path.name + ".identity.json")
+    try:
+        facts = json.loads(cache.read_text())
+        if facts["size"] != stat.st_size or facts["mtime_ns"] != stat.st_mtime_ns:
+            facts = {}
+    except (OSError, ValueError, KeyError):
+        facts = {}
+    if key not in facts:
+        log.info("reading %s of %s (%.0f MB, once)", key, path.name, stat.st_size / 1e6)
+        facts = {**facts, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, key: compute(real)}
+        with contextlib.suppress(OSError):
+            cache.write_text(json.dumps(facts, sort_keys=True))
+    return facts
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """Architecture, parameters, context length, layers, heads and file type of a GGUF file."""
+    from llmspec.models.gguf import read_header
+    from llmspec.models.quants import quant_of_file_type
+
+    try:
+        fields, parameters = read_header(path)
+    except (ValueError, struct.error, OSError) as exc:
+        raise UserError(f"{path.name}: not a readable GGUF file ({exc})") from None
+    arch = fields.get("general.architecture")
+    return {
+        "architecture": arch,
+        "parameters": parameters,
+        "context_length": fields.get(f"{arch}.context_length"),
+        "layers": fields.get(f"{arch}.block_count"),
+        "heads": fields.get(f"{arch}.attention.head_count"),
+        "kv_heads": fields.get(f"{arch}.attention.head_count_kv"),
+        "embedding_length": fields.get(f"{arch}.embedding_length"),
+        "key_length": fields.get(f"{arch}.attention.key_length"),
+        "value_length": fields.get(f"{arch}.attention.value_length"),
+        "file_type": quant_of_file_type(fields.get("general.file_type")),
+        "has_chat_template": "tokenizer.chat_template" in fields,
+    }
+
+
+def metadata_or_none(path: Path) -> dict[str, Any] | None:
+    """The metadata, or None when the file is missing or no readable GGUF (planning goes on without it)."""
+    try:
+        return metadata(path)
+    except (UserError, OSError):
+        return None

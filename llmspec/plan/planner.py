@@ -1,0 +1,347 @@
+"""The plan of a spec on this host: its cells, where their results go, which are stale, and
+everything the runner needs to measure one (`job`).
+
+Nothing here measures or starts anything. The facts it needs about the outside world (the
+server's version, each model file's identity) are looked up once and cached, so deciding that
+1,000 cells are up to date stays well under a second. What the plan knows from the results on
+disk (the evidence behind skips, the configuration the `last` profiles run on) is computed once
+per state of those results: `record` writes a finished result and lets go of what it changed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmspec.errors import UserError
+from llmspec.machine.host import hardware, host_id
+from llmspec.models import binaries
+from llmspec.models import files as modelfiles
+from llmspec.plan.cells import Cell, expand, ordered_pairs
+from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
+from llmspec.plan.serverargs import ServerArgs
+from llmspec.plan.targets import EndpointTarget, LocalModel, Target
+from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_label
+from llmspec.profiles import PROFILES, ProfileKind
+from llmspec.rating import rate
+from llmspec.results import WITHOUT_SAMPLES, Result, judge
+from llmspec.spec import ServerSettings, Spec
+
+PASSING = ("Excellent", "Good", "Acceptable")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The one configuration the `last` profiles (stress) run on, and why."""
+
+    model: str | None
+    quant: str | None
+    reason: str
+
+    def picks(self, cell: Cell) -> bool:
+        return (cell.model, cell.quant) == (self.model, self.quant)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a project keeps its outputs; everything under build/. The paths are cached: every
+    cell asks for them, and joining Paths 10,000 times is a visible part of loading the tasks."""
+
+    root: Path
+
+    @functools.cached_property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @functools.cached_property
+    def results(self) -> Path:
+        return self.build / "results"
+
+    @functools.cached_property
+    def reports(self) -> Path:
+        return self.build / "reports"
+
+    @functools.cached_property
+    def logs(self) -> Path:
+        return self.build / "logs"
+
+    @functools.cached_property
+    def run(self) -> Path:
+        return self.build / "run"
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Everything the runner needs to measure one cell, decided by the planner in one call.
+
+    `skip` is the reason not to measure (a smart-termination rule, or not chosen for a `last`
+    profile); `inputs` are the fingerprint inputs as planned, with the model identity filled in
+    by `fingerprint` once the file exists.
+    """
+
+    cell: Cell
+    kind: ProfileKind
+    settings: BaseModel
+    target: Target
+    inputs: dict[str, Any]
+    spec: Spec
+    base_args: ServerArgs
+    server_version: str | None
+    workspace: Workspace
+    result_path: Path
+    skip: str | None = None
+    skip_evidence: str | None = None
+    predicted_peak_gb: float | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.spec.root
+
+    @property
+    def server(self) -> ServerSettings:
+        return self.spec.server
+
+    def server_args(self, trained_ctx: int | None) -> ServerArgs:
+        """The base arguments, with the context or slots the profile needs (`server_overrides`).
+
+        A raised context never goes past what the model was trained for (plus room to generate),
+        so an 8k model is not given a 64k KV cache it would never use.
+        """
+        if self.kind.server_overrides is None:
+            return self.base_args
+        base_ctx = self.server.ctx_size
+        ctx_size, parallel = self.kind.server_overrides(self.settings, base_ctx)
+        if trained_ctx and ctx_size // parallel > max(base_ctx, trained_ctx + 512):
+            ctx_size = max(base_ctx, trained_ctx + 512) * parallel
+        return ServerArgs(ctx_size, self.base_args.threads, parallel, self.base_args.extra)
+
+    def fingerprint(self, model_identity: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        """(hash, inputs) with the model file's identity as it is now (the file may be new)."""
+        inputs = {**self.inputs, **self.target.fingerprint_parts(model_identity, self.server_version, self.base_args)}
+        return digest(inputs), inputs
+
+
+class Plan:
+    def __init__(self, spec: Spec, workspace: Workspace | None = None):
+        self.spec = spec
+        self.workspace = workspace or Workspace(spec.root)
+        self.cells = expand(spec)
+        self._identities: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._known: dict[str, Any] = {}  # what the results on disk say; emptied when they change
+
+    # --- where things are ------------------------------------------------------------------
+    @functools.cache
+    def result_path(self, cell: Cell) -> Path:
+        """Cached, as is `model_file`: every cell asks several times per run, and building Paths
+        is a fifth of a no-op run's time on 1,000 cells."""
+        return cell.result_path(self.workspace.results, host_id())
+
+    def stored(self, cell: Cell) -> Result | None:
+        """The cell's result without its raw samples (all that planning ever needs)."""
+        return Result.load(self.result_path(cell), WITHOUT_SAMPLES)
+
+    @functools.cache
+    def model_file(self, model: str, quant: str) -> modelfiles.ModelFile:
+        return modelfiles.plan(self.spec, self.spec.model(model), quant)
+
+    @functools.cache
+    def target(self, cell: Cell) -> Target:
+        if cell.endpoint:
+            return EndpointTarget(next(e for e in self.spec.endpoints if e.name == cell.model))
+        return LocalModel(self.model_file(cell.model, cell.quant))
+
+    def model_state(self, model: str, quant: str) -> tuple[bool, str]:
+        return modelfiles.state(self.spec, self.model_file(model, quant))
+
+    # --- the server ------------------------------------------------------------------------
+    def threads(self) -> int:
+        return self.spec.server.threads or hardware()["cores_physical"]
+
+    def server_args(self) -> ServerArgs:
+        """Arguments common to every profile (fingerprinted). A profile may raise the context or
+        the slot count (`CellJob.server_args`); that follows from its settings, fingerprinted too."""
+        s = self.spec.server
+        return ServerArgs(s.ctx_size, self.threads(), 1, tuple(s.extra_args))
+
+    @functools.cached_property
+    def server_binary(self) -> Path | None:
+        try:
+            return binaries.find_server(self.spec.server.binary)
+        except UserError:
+            return None
+
+    @functools.cached_property
+    def server_version(self) -> str | None:
+        try:
+            return binaries.version(self.server_binary) if self.server_binary else None
+        except UserError:
+            return None
+
+    # --- fingerprints and freshness --------------------------------------------------------
+    def model_identity(self, cell: Cell) -> dict[str, Any] | None:
+        key = (cell.model, cell.quant)
+        if key not in self._identities:
+            self._identities[key] = self.target(cell).identity_now()
+        return self._identities[key]
+
+    @functools.cache
+    def profile_inputs(self, profile: str) -> dict[str, Any]:
+        """Resolved settings plus prompt-file hashes, computed once per profile per run."""
+        return PROFILES[profile].inputs(getattr(self.spec.profiles, profile), self.spec.root)
+
+    def _own_inputs(self, cell: Cell) -> dict[str, Any]:
+        """The fingerprint inputs that do not depend on the model file (docs/measuring.md, fingerprints)."""
+        inputs = {
+            "method": f"{cell.profile}/{PROFILES[cell.profile].version}.{MEASUREMENT_VERSION}",
+            "profile": self.profile_inputs(cell.profile),
+            "host": host_id(),
+        }
+        if PROFILES[cell.profile].last:  # re-decided whenever the results it was chosen from change
+            choice = self.choice()
+            inputs["selection"] = {"chosen": f"{choice.model}@{choice.quant}" if choice.model else None,
+                                   "selected": choice.picks(cell)}
+        return inputs
+
+    def inputs(self, cell: Cell) -> dict[str, Any]:
+        """Everything that changes this cell's measurement, with the model file as it is now."""
+        parts = self.target(cell).fingerprint_parts(self.model_identity(cell), self.server_version, self.server_args())
+        return {**self._own_inputs(cell), **parts}
+
+    def freshness(self, cell: Cell) -> tuple[bool, str]:
+        """Fingerprint first; a skipped result must also still rest on the same evidence."""
+        stored = self.stored(cell)
+        fresh, why = judge(stored, self.inputs(cell))
+        if fresh and stored.status == "skipped" and stored.skip_evidence is not None:
+            decision = self.decide(cell)
+            if decision.evidence != stored.skip_evidence:
+                return False, f"the skip no longer holds ({decision.reason or 'nothing to skip now'})"
+        return fresh, why
+
+    # --- one call down, one record up ------------------------------------------------------
+    def job(self, cell: Cell) -> CellJob:
+        """Everything the runner needs for `cell`, each piece computed once."""
+        kind, decision = PROFILES[cell.profile], self.decide(cell)
+        skip, evidence = (decision.reason, decision.evidence) if decision.skip else (None, None)
+        if kind.last and not decision.skip and not (choice := self.choice()).picks(cell):
+            skip = f"not selected for the {cell.profile} test: {choice.reason}"
+        return CellJob(cell, kind, getattr(self.spec.profiles, cell.profile), self.target(cell),
+                       self._own_inputs(cell), self.spec, self.server_args(), self.server_version, self.workspace,
+                       self.result_path(cell), skip, evidence, decision.predicted_peak_gb)
+
+    def record(self, job: CellJob, result: Result) -> None:
+        """Write a finished cell's result and let go of what was decided from the old results."""
+        result.save(job.result_path)
+        self._identities.pop((job.cell.model, job.cell.quant), None)  # the file may be new (derived, downloaded)
+        self.forget_evidence()
+
+    def forget_evidence(self) -> None:
+        """The results on disk changed: decisions made from them are made again when asked."""
+        self._known.clear()
+
+    # --- the configuration the `last` profiles run on ----------------------------------------
+    def choice(self) -> Choice:
+        """Decided once per state of the results (every `last` cell's fingerprint asks)."""
+        if "choice" not in self._known:
+            self._known["choice"] = self._choose()
+        return self._known["choice"]
+
+    def _choose(self) -> Choice:
+        """The last (largest) passing configuration (docs/smart-termination.md, the stress choice).
+
+        A configuration passes when every performance profile measured on it rates Acceptable or
+        better against today's thresholds; of those, the largest model file is chosen, since it
+        is the one most likely to show heat or swap trouble without being certain to fail.
+        Profiles that are no `performance` measure (quality) are left out: how well a model
+        answers says nothing about whether this machine can run it for 30 minutes.
+        """
+        profiles = [p for p in self.spec.profiles.enabled() if PROFILES[p].performance and not PROFILES[p].last]
+        passing = []
+        for order, (model, quant) in enumerate(ordered_pairs(self.spec)):
+            labels, size = [], None
+            for profile in profiles:
+                result = self.stored(Cell(self.spec.name, model, quant, profile))
+                if result is not None and result.ok:
+                    labels.append(rate(profile, result.metrics, self.spec.thresholds).label)
+                    size = (result.model_file or {}).get("size", size)
+                else:
+                    labels.append(None)
+            rated = [label for label in labels if label is not None]
+            if rated and all(label in PASSING for label in rated) and len(rated) == len(labels):
+                passing.append((size or 0, order, model, quant, rated))
+        if not passing:
+            return Choice(None, None, "no configuration passed every performance profile yet")
+        size, _, model, quant, rated = max(passing)
+        return Choice(model, quant, f"{model} {quant} is the largest of {len(passing)} passing "
+                                    f"configuration(s) ({size / 1e6:.0f} MB; rated {', '.join(rated)})")
+
+    # --- smart termination -------------------------------------------------------------------
+    def decide(self, cell: Cell) -> Decision:
+        """Run or skip this cell, from the results on disk (see llmspec.plan.termination); made
+        once per cell and state of the results (the up-to-date check and the run both ask)."""
+        decisions = self._known.setdefault("decisions", {})
+        if cell not in decisions:
+            decisions[cell] = self._decide(cell)
+        return decisions[cell]
+
+    def _decide(self, cell: Cell) -> Decision:
+        if not self.spec.planner.skip or cell.endpoint or PROFILES[cell.profile].last:
+            return Decision(None)
+        model = self.spec.model(cell.model)
+        ev = self.evidence()
+        own = (cell.model, cell.quant)
+        others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
+                          {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta)
+        return decide(model, cell.quant, others, self.spec.server.ctx_size, lambda other: self._larger(model, other))
+
+    def _larger(self, model, other_name: str) -> bool:
+        other = self.spec.model(other_name)
+        if model.params_b is not None and other.params_b is not None:
+            return model.params_b > other.params_b
+        return False
+
+    def evidence(self) -> Evidence:
+        if "evidence" not in self._known:
+            self._known["evidence"] = self._gather_evidence()
+        return self._known["evidence"]
+
+    def _gather_evidence(self) -> Evidence:
+        import psutil
+
+        available = psutil.virtual_memory().available / GB
+        limit, text = available, f"the {available:.1f} GB of RAM available"
+        if self.spec.limits.max_memory_gb is not None and self.spec.limits.max_memory_gb < available:
+            limit, text = self.spec.limits.max_memory_gb, f"limits.max_memory_gb = {self.spec.limits.max_memory_gb:g}"
+        ev = Evidence(limit, text)
+        profiles = [p for p in self.spec.profiles.enabled() if not PROFILES[p].last]
+        for model, quant in ordered_pairs(self.spec):
+            results = [self.stored(Cell(self.spec.name, model, quant, p)) for p in profiles]
+            if "interactive" in profiles:
+                ev.ratings[(model, quant)] = interactive_label(results[profiles.index("interactive")],
+                                                              self.spec.thresholds)
+            ok = [r for r in results if r is not None and r.ok]
+            self._file_facts(ev, model, quant, ok)
+            peaks = [r.metrics.get("peak_rss_gb") for r in ok if r.metrics.get("peak_rss_gb")]
+            if peaks and ev.sizes.get((model, quant)):
+                ev.observed[(model, quant)] = (ev.sizes[(model, quant)] / GB, max(peaks))
+        return ev
+
+    def _file_facts(self, ev: Evidence, model: str, quant: str, ok_results: list[Result]) -> None:
+        """Size and GGUF metadata: from the file, else a stored result, else guessed from the base."""
+        mf = self.model_file(model, quant)
+        key = (model, quant)
+        found = modelfiles.existing_file(self.spec, mf)
+        stored = next((r.model_file for r in ok_results if r.model_file), None)
+        if found is not None:
+            ev.sizes[key], ev.meta[key] = found.stat().st_size, modelfiles.metadata_or_none(found)
+        elif stored:
+            ev.sizes[key], ev.meta[key] = stored.get("size"), stored.get("metadata")
+        elif mf.kind == "derive":
+            base = (model, mf.origin)
+            if base not in ev.sizes:
+                self._file_facts(ev, model, mf.origin, [])
+            if ev.sizes.get(base) and (size := derived_size(ev.sizes[base], mf.origin, quant)):
+                ev.sizes[key], ev.meta[key] = size, ev.meta.get(base)

@@ -1,0 +1,90 @@
+"""What a cell measures: a model file llmspec serves itself, or a server it does not manage.
+
+Each kind knows what of it goes into a fingerprint, what a result records about it, and (for an
+endpoint) how to reach it, so nothing else in the project branches on which kind a cell has.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmspec.errors import UserError
+from llmspec.models.files import ModelFile, identity, metadata_or_none
+from llmspec.plan.serverargs import ServerArgs
+from llmspec.spec import Endpoint
+
+if TYPE_CHECKING:
+    from llmspec.run.client import ChatClient
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A (model, quant) file served by a llama-server that llmspec starts and stops."""
+
+    file: ModelFile
+    managed = True
+
+    def identity_now(self) -> dict[str, Any] | None:
+        """Name, size and sha256 of the file if it is on disk; None lets a committed result vouch for it."""
+        return identity(self.file.path) if os.path.exists(self.file.path) else None
+
+    def fingerprint_parts(self, model_identity: dict | None, version: str | None, args: ServerArgs) -> dict:
+        return {"model": model_identity, "source": self.file.source,
+                "server": {"version": version, "args": args.argv()}}
+
+    def server_block(self, version: str | None, args: ServerArgs) -> dict[str, Any]:
+        return {"binary": "llama-server", "version": version, "args": args.argv()}
+
+    def metadata_now(self) -> dict[str, Any] | None:
+        return metadata_or_none(self.file.path)
+
+    def provenance(self, model_identity: dict | None, metadata: dict | None) -> dict[str, Any] | None:
+        """The result's `model_file`: identity, quant, where it came from and its GGUF metadata."""
+        if model_identity is None:
+            return None
+        return {**model_identity, "quant": self.file.quant, "source": self.file.kind, "metadata": metadata}
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    """An OpenAI-compatible server llmspec does not manage (vLLM, Ollama, another machine)."""
+
+    endpoint: Endpoint
+    managed = False
+
+    @property
+    def _remote(self) -> dict[str, str]:
+        return {"kind": "endpoint", "url": self.endpoint.url, "model": self.endpoint.model}
+
+    def identity_now(self) -> dict[str, Any] | None:
+        return None
+
+    def fingerprint_parts(self, model_identity: dict | None, version: str | None, args: ServerArgs) -> dict:
+        return {"model": self._remote, "source": self._remote, "server": {"version": None, "args": []}}
+
+    def server_block(self, version: str | None, args: ServerArgs) -> dict[str, Any]:
+        return {"endpoint": self.endpoint.url, "model": self.endpoint.model}
+
+    def metadata_now(self) -> None:
+        return None
+
+    def provenance(self, model_identity: dict | None, metadata: dict | None) -> None:
+        return None
+
+    def api_key(self) -> str | None:
+        """Read from the environment at run time; never written to any file."""
+        name = self.endpoint.api_key_env
+        key = os.environ.get(name) if name else None
+        if name and not key:
+            raise UserError(f"endpoints: {self.endpoint.name}: environment variable {name} is not set")
+        return key
+
+    def client(self, timeout_s: float, api_key: str | None) -> ChatClient:
+        from llmspec.run.client import ChatClient
+
+        return ChatClient(self.endpoint.url, model=self.endpoint.model, api_key=api_key, timeout_s=timeout_s)
+
+
+Target = LocalModel | EndpointTarget

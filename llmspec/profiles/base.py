@@ -1,0 +1,180 @@
+"""What every profile is made of: its declaration (`ProfileKind`), its context and its outcome.
+
+A profile only measures; it never rates. It returns flat metrics with units in their names,
+the raw samples they came from, and flags for anything a reader should distrust. Everything
+else the project knows about a profile (settings, thresholds, rating rules, headline figures,
+its recommendation case, how its figures read) is declared once, in its `KIND`, and read from
+the registry in `llmspec.profiles`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from llmspec.errors import CellError, UserError
+
+if TYPE_CHECKING:  # the planner imports every profile on each `doit`; requests is 0.1 s of that
+    from llmspec.run.client import ChatClient
+    from llmspec.run.server import Server
+
+CLOCK_DISAGREEMENT_PCT = 10.0
+Direction = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One metric judged against one threshold field of `thresholds.<profile>` (docs/rating.md)."""
+
+    metric: str
+    threshold: str
+    direction: Direction  # "min": value must be at least the threshold; "max": at most
+    critical: bool  # below threshold here means Failed, not merely Poor
+
+
+@dataclass(frozen=True)
+class Case:
+    """How the recommendations present a profile: the use case a person picks a model for."""
+
+    title: str  # may hold {tokens}: the long-context target
+    short: str  # in the overall pick's "Excellent for interactive chat"
+    figures: tuple[str, ...]  # configs columns shown on a line
+    order: tuple[tuple[str, bool], ...]  # (column, descending) ranking after the rating
+
+
+@dataclass(frozen=True)
+class Figure:
+    """How one metric reads: unit taking the number, name in sentences, suffix in figure lists."""
+
+    unit: str
+    name: str
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
+class ProfileKind:
+    """Everything about one profile, declared in its module and nowhere else.
+
+    `run(ctx) -> Outcome` measures; the rest is data the planner, the rating and the report
+    read. `version` is part of every fingerprint: bump it when the way the profile measures
+    changes, so old results are measured again.
+    """
+
+    name: str
+    summary: str  # one line, for the spec's JSON Schema and the docs
+    version: int
+    settings: type[BaseModel]
+    thresholds: type[BaseModel]
+    run: Callable[[ProfileContext], Outcome]
+    # (settings, project root) -> (fingerprint key, the prompt files the settings name); reading
+    # them checks they exist (and, for the quality items, that they are valid) at planning time
+    files: Callable[[BaseModel, Path], tuple[str, list[Path]]]
+    metrics: tuple[str, ...]  # every metric `run` writes (besides the runner's server figures)
+    rules: tuple[Rule, ...] = ()
+    headlines: dict[str, str] = field(default_factory=dict)  # metric -> configs column, first is the headline
+    case: Case | None = None  # None: judges the machine, not a use case (stress)
+    figures: dict[str, Figure] = field(default_factory=dict)  # how configs columns read in sentences
+    # (settings, spec ctx_size) -> (ctx_size, parallel) of the server this profile needs
+    server_overrides: Callable[[BaseModel, int], tuple[int, int]] | None = None
+    performance: bool = True  # counts for "does this configuration run well" (stress choice, overall best)
+    managed_only: bool = False  # needs llmspec's own llama-server (not possible against an endpoint)
+    last: bool = False  # runs after every other cell, on one configuration chosen from their results
+
+    def inputs(self, settings: BaseModel, root: Path) -> dict[str, Any]:
+        """Resolved settings plus the content hash of every prompt file: what the fingerprint holds."""
+        key, files = self.files(settings, root)
+        return {**settings.model_dump(), key: files_digest(files)}
+
+    @property
+    def rated_metrics(self) -> tuple[str, ...]:
+        return tuple(rule.metric for rule in self.rules)
+
+    def configs_columns(self) -> dict[str, str]:
+        """Frame metric -> configs column: the headline figures, then the rated metrics."""
+        return {**self.headlines, **{m: m for m in self.rated_metrics if m not in self.headlines}}
+
+
+@dataclass
+class Outcome:
+    metrics: dict[str, float | None]
+    samples: list[dict[str, Any]]
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProfileContext:
+    """What a profile gets: a client bound to a ready server, its settings and a progress line.
+
+    `server` is the managed llama-server (for RSS, swap and its settings, `server.args`), or None
+    for an external endpoint; `model_meta` is the GGUF metadata (context_length, ...) when known.
+    """
+
+    client: ChatClient
+    settings: BaseModel
+    root: Path
+    progress: Callable[[str], None]
+    server: Server | None = None
+    model_meta: dict[str, Any] | None = None
+    api_key: str | None = None  # an endpoint's key, for profiles that open more connections
+
+    def warm_up(self, prompt: str, max_tokens: int, label: str = "", system: str | None = None, **params) -> None:
+        """One unmeasured request after the server started: it pays the cold start (first
+        request after loading), so no measured request does. A failure is the cell's error."""
+        self.progress(f"warm-up request{f' ({label})' if label else ''}")
+        record = self.client.chat(prompt, prompt_name=f"warm-up{f' {label}' if label else ''}", max_tokens=max_tokens,
+                                  system=system, **params)
+        if record.error:
+            raise CellError(f"warm-up request failed: {record.error}")
+
+    def new_client(self, timeout_s: float, stop=None) -> ChatClient:
+        """Another connection to the same server (URL, model, key), e.g. one per load worker."""
+        from llmspec.run.client import ChatClient
+
+        base = self.client
+        return ChatClient(base.base_url, base.model, self.api_key, timeout_s, deadline_s=timeout_s, stop=stop)
+
+
+def project_path(root: Path, relative: str) -> Path:
+    """A path from a spec: relative ones mean `<project root>/...` (the folder holding specs/)."""
+    path = Path(relative).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def prompt_files(root: Path, folder: str, suffix: str = ".txt") -> list[Path]:
+    path = project_path(root, folder)
+    files = sorted(path.glob(f"*{suffix}"))
+    if not files:
+        raise UserError(f"profiles: no {suffix} prompt files in {path}")
+    return files
+
+
+def files_digest(files: list[Path]) -> dict[str, str]:
+    """Prompt files by name and content hash: editing a prompt re-measures the cells using it."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files}
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def clock_check(client_value: float | None, server_value: float | None, what: str) -> tuple[float | None, list[str]]:
+    """Percent by which our clock and the server's disagree, and a flag when over 10 percent."""
+    if not client_value or not server_value:
+        return None, []
+    pct = abs(client_value - server_value) / server_value * 100
+    flag = [f"{what}: client and server clocks disagree by {pct:.0f}% (over {CLOCK_DISAGREEMENT_PCT:g}%)"]
+    return pct, flag if pct > CLOCK_DISAGREEMENT_PCT else []
+
+
+def require_cache_miss(record) -> None:
+    """A measured request that hit the prompt cache would report a fake-fast TTFT."""
+    cache_n = (record.timings or {}).get("cache_n", 0)
+    if cache_n:
+        raise CellError(f"prompt cache hit (cache_n={cache_n}) on a measured request; refusing the number")

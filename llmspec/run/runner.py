@@ -1,0 +1,151 @@
+"""Running one cell: the planner's job in, a result on disk out.
+
+`run_cell` asks the plan for the cell's job (one call down: decision, target, settings, server
+arguments, fingerprint inputs), measures it on the session's llama-server (or the endpoint),
+builds the `Result` and hands it back in one call (`Plan.record`) that writes it and updates
+what the plan knows. GGUF metadata and the model identity are read once per cell.
+Ctrl+C stops the server and raises `Interrupted`, so the caller (tasks.py) decides what an
+interrupted run still does (a partial report); nothing half-measured is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from llmspec.errors import CellError, UserError
+from llmspec.machine.host import hardware, host_id
+from llmspec.models import files as modelfiles
+from llmspec.plan.planner import CellJob, Plan
+from llmspec.plan.targets import LocalModel
+from llmspec.profiles import ProfileContext
+from llmspec.results import Result
+from llmspec.run.client import ChatClient
+from llmspec.run.server import Server
+from llmspec.run.session import SESSION, SkipCell
+from llmspec.text import figure
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(Exception):
+    """Ctrl+C during a cell: its server is stopped and nothing of it was recorded."""
+
+    def __init__(self, cell):
+        super().__init__(cell.task_name)
+        self.cell = cell
+
+
+def run_cell(plan: Plan, cell, progress=print) -> bool:
+    """Measure one cell and write its result; False (a doit failure) when it ended in error."""
+    job = plan.job(cell)
+    result = measure(job, progress)
+    try:
+        plan.record(job, result)
+    except OSError as exc:  # full disk, read-only folder: earlier results stay intact
+        print(f"llmspec: cannot write {job.result_path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    progress(summary_line(job, result))
+    return result.status != "error"
+
+
+def measure(job: CellJob, progress=print) -> Result:
+    """The cell's result: measured, skipped (with the reason) or failed (with the reason)."""
+    started, t0 = datetime.now(UTC), time.perf_counter()
+    result = Result(cell=job.cell.as_dict(), status="ok")
+    server, args, identity, meta = None, job.base_args, None, None
+    try:
+        if job.skip:
+            raise SkipCell(job.skip, job.skip_evidence)
+        if isinstance(job.target, LocalModel):
+            path = modelfiles.make(job.spec, job.cell.model, job.cell.quant, job.base_args.threads)
+            identity, meta = modelfiles.identity(path), modelfiles.metadata_or_none(path)
+            args = job.server_args((meta or {}).get("context_length"))
+            server = SESSION.server_for(job, path, args)
+            _measure(job, result, server, meta, progress)
+        else:
+            _measure(job, result, None, None, progress)
+    except KeyboardInterrupt:
+        SESSION.close()
+        raise Interrupted(job.cell) from None
+    except SkipCell as exc:
+        result.status, result.reason = "skipped", str(exc)
+        result.skip_evidence = exc.evidence
+    except (CellError, UserError) as exc:
+        result.status, result.reason = "error", str(exc)
+        if server is not None:
+            root = str(job.root.resolve())
+            result.server_log_tail = [line.replace(root, ".") for line in server.log_tail(20)]
+            SESSION.close()  # crashed, hung or confused: the next cell gets a fresh server
+    if not result.ok:
+        args = job.base_args  # nothing was measured: the result names the spec's common arguments
+    elif job.predicted_peak_gb is not None:
+        result.metrics["predicted_peak_rss_gb"] = job.predicted_peak_gb  # next to the measured peak
+    if identity is None:  # not made this run (skipped, failed): the file as it is, if it is there
+        identity = job.target.identity_now()
+        meta = job.target.metadata_now() if identity is not None else None
+    result.fingerprint, result.fingerprint_inputs = job.fingerprint(identity)
+    result.started_at, result.duration_s = started.strftime("%Y-%m-%dT%H:%M:%SZ"), time.perf_counter() - t0
+    result.host = {"id": host_id(), **hardware()}
+    result.server = job.target.server_block(job.server_version, args)
+    result.model_file = job.target.provenance(identity, meta)
+    return result
+
+
+def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress) -> None:
+    """Run the profile on a ready server (or the endpoint) and put what it found into `result`."""
+    client, api_key = _client(job, server)
+    t0 = time.perf_counter()
+    cell = job.cell
+    say = lambda text: progress(f"  {cell.model}@{cell.quant} {cell.profile}: {text} "
+                                f"({time.perf_counter() - t0:.1f} s)")
+    try:
+        outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key))
+    finally:
+        client.close()
+    result.metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics}  # the profile's own win
+    result.samples, result.flags = outcome.samples, list(outcome.flags)
+    if meta and meta.get("has_chat_template") is False:
+        result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
+                            "which this model may not understand: answers and quality scores suffer, timings do not")
+
+
+def _client(job: CellJob, server: Server | None) -> tuple[ChatClient, str | None]:
+    timeout = job.server.request_timeout_s
+    if server is not None:
+        return ChatClient(server.url, timeout_s=timeout), None
+    key = job.target.api_key()
+    return job.target.client(timeout, key), key
+
+
+SERVER_METRICS = ("load_time_s", "load_disk_read_mb", "load_disk_read_mb_per_s", "peak_rss_gb", "swap_peak_gb")
+
+
+def _server_metrics(server: Server) -> dict[str, float]:
+    """What the runner measures of the server itself, beside every profile's own figures (SERVER_METRICS)."""
+    return {
+        "load_time_s": server.load.load_time_s,
+        "load_disk_read_mb": server.load.load_disk_read_mb,
+        "load_disk_read_mb_per_s": server.load.load_disk_read_mb_per_s,
+        "peak_rss_gb": server.peak_rss_bytes() / 2**30,
+        "swap_peak_gb": server.memory.peak_swap_bytes / 2**30,
+    }
+
+
+def summary_line(job: CellJob, result: Result) -> str:
+    """One line per finished cell: its status and the figures it is rated on."""
+    name = job.cell.task_name
+    if not result.ok:
+        return f"{name}: {result.status.upper()}: {result.reason}"
+    m: dict[str, Any] = result.metrics
+    figures = ", ".join(f"{n} {figure(m[n])}" for n in job.kind.rated_metrics if m.get(n) is not None)
+    return f"{name}: ok{f' ({figures})' if figures else ''}"
+
+
+def stop_server() -> None:
+    """doit's teardown hook: stop the server whether the run ended normally or by Ctrl+C."""
+    SESSION.close()
+    sys.stdout.flush()

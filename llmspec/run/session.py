@@ -1,0 +1,73 @@
+"""The at-most-one llama-server of this process, shared by the cells of one (model file, arguments).
+
+doit calls the runner once per stale cell, in plan order. The session keeps the current server
+between calls and replaces it when the next cell needs another model file or other arguments,
+so a model is loaded once per run however many profiles it has. `close()` is wired to doit's
+teardown, to atexit and to SIGTERM, so the server never outlives the run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+from pathlib import Path
+
+from llmspec.errors import CellError
+from llmspec.models import binaries
+from llmspec.plan.planner import CellJob
+from llmspec.plan.serverargs import ServerArgs
+from llmspec.run.server import Server
+
+
+class SkipCell(Exception):
+    """This cell cannot run for a reason decided before measuring (e.g. its model did not load).
+
+    `evidence` is stored as the result's `skip_evidence`: a skip that rests on something of this
+    run only (a load failure) holds no longer than the run, so the next `doit` tries again."""
+
+    def __init__(self, reason: str, evidence: str | None = None):
+        super().__init__(reason)
+        self.evidence = evidence
+
+
+class Session:
+    """The running server, plus what failed to load this run (not tried twice)."""
+
+    def __init__(self) -> None:
+        self.server: Server | None = None
+        self.key: tuple | None = None
+        self.load_failures: dict[tuple, str] = {}
+        atexit.register(self.close)
+
+    def server_for(self, job: CellJob, model_path: Path, args: ServerArgs) -> Server:
+        key = (str(model_path), args, job.server.load_timeout_s)
+        if key in self.load_failures:
+            raise SkipCell(f"model did not load in this run: {self.load_failures[key]}", evidence="load failure")
+        if self.key != key or not (self.server and self.server.alive()):
+            self.close()
+            binary = binaries.find_server(job.server.binary)
+            ws = job.workspace
+            log_path = ws.logs / "servers" / f"{job.cell.model}@{job.cell.quant}.log"
+            if signal.getsignal(signal.SIGTERM) is not _terminate:  # `kill` of the run stops its server
+                signal.signal(signal.SIGTERM, _terminate)
+            server = Server(binary, model_path, args, log_path, ws.run / "llama-server.pid", job.server.load_timeout_s)
+            try:
+                server.start()
+            except CellError as exc:
+                self.load_failures[key] = str(exc)
+                raise
+            self.server, self.key = server, key
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.server, self.key = None, None
+
+
+SESSION = Session()
+
+
+def _terminate(signum, _frame):
+    SESSION.close()
+    raise SystemExit(128 + signum)

