@@ -161,6 +161,7 @@ class Plan:
     def threads(self) -> int:
         return self.spec.server.threads or hardware()["cores_physical"]
 
+    @functools.cache
     def server_args(self) -> ServerArgs:
         """Arguments common to every profile (fingerprinted). A profile may raise the context or
         the slot count (`CellJob.server_args`); that follows from its settings, fingerprinted too."""
@@ -193,14 +194,16 @@ class Plan:
         """Resolved settings plus prompt-file hashes, computed once per profile per run."""
         return PROFILES[profile].inputs(getattr(self.spec.profiles, profile), self.spec.root)
 
+    @functools.cache
+    def _profile_part(self, profile: str) -> dict[str, Any]:
+        return {"method": f"{profile}/{PROFILES[profile].version}.{MEASUREMENT_VERSION}",
+                "profile": self.profile_inputs(profile), "host": host_id()}
+
     def _own_inputs(self, cell: Cell) -> dict[str, Any]:
         """The fingerprint inputs that do not depend on the model file (docs/measuring.md, fingerprints)."""
-        inputs = {
-            "method": f"{cell.profile}/{PROFILES[cell.profile].version}.{MEASUREMENT_VERSION}",
-            "profile": self.profile_inputs(cell.profile),
-            "host": host_id(),
-        }
+        inputs = self._profile_part(cell.profile)
         if PROFILES[cell.profile].last:  # re-decided whenever the results it was chosen from change
+            inputs = dict(inputs)
             choice = self.choice()
             inputs["selection"] = {"chosen": f"{choice.model}@{choice.quant}" if choice.model else None,
                                    "selected": choice.picks(cell)}

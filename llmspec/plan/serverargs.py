@@ -3,6 +3,7 @@ turns them into argv, and profiles read fields (slots, context per slot) instead
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 
@@ -23,8 +24,13 @@ class ServerArgs:
     extra: tuple[str, ...] = field(default_factory=tuple)
 
     def argv(self) -> list[str]:
-        return ["--ctx-size", str(self.ctx_size), "--threads", str(self.threads), "--parallel", str(self.parallel),
-                "--cache-ram", "0", "--no-webui", *self.extra]
+        return list(self._argv)
+
+    @functools.cached_property
+    def _argv(self) -> tuple[str, ...]:
+        """Built once: every cell's fingerprint asks for it."""
+        return ("--ctx-size", str(self.ctx_size), "--threads", str(self.threads), "--parallel", str(self.parallel),
+                "--cache-ram", "0", "--no-webui", *self.extra)
 
     @property
     def ctx_per_slot(self) -> int:
