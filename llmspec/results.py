@@ -33,7 +33,10 @@ class Result:
       cell that started none, the spec's common arguments; an endpoint's URL and model),
       `model_file` (identity, quant, source, GGUF metadata), `started_at`, `duration_s`
     - `skip_evidence`: what a skip rests on (re-decided when it changes); `server_log_tail`:
-      the server's last lines after an error. Both are written only when set.
+      the server's last lines after an error; `background`: the other processes that used the
+      machine while the cell measured (name, pid, share of a core); `intervals`: 95 % intervals
+      of the figures summarised from repeated samples, `{metric: {n, low, high, method}}`.
+      Each written only when set.
     """
 
     cell: dict[str, str]
@@ -51,8 +54,10 @@ class Result:
     model_file: dict[str, Any] | None = None
     skip_evidence: str | None = None
     server_log_tail: list[str] | None = None
+    background: dict[str, Any] | None = None
+    intervals: dict[str, dict[str, Any]] | None = None
 
-    OPTIONAL = ("skip_evidence", "server_log_tail")
+    OPTIONAL = ("skip_evidence", "server_log_tail", "background", "intervals")
 
     @property
     def ok(self) -> bool:
@@ -79,6 +84,7 @@ class Result:
             started_at=str(data.get("started_at") or ""), duration_s=part("duration_s", (int, float), 0.0),
             host=part("host", dict, {}), server=part("server", dict, {}), model_file=part("model_file", dict, None),
             skip_evidence=data.get("skip_evidence"), server_log_tail=data.get("server_log_tail"),
+            background=part("background", dict, None), intervals=part("intervals", dict, None),
         )
 
     @classmethod

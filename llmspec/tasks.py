@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from llmspec import logs
+from llmspec import lock, logs
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan, Workspace
 from llmspec.spec import load_spec
@@ -156,12 +156,15 @@ class BandwidthCached:
         return bandwidth.cached(self.results, host_id()) is not None
 
 
-def measure_bandwidth(results: Path) -> None:
+def measure_bandwidth(results: Path, limits) -> None:
+    """On a quiet machine only (the spec's limits); a busy one leaves it to the next run."""
     from llmspec.machine import bandwidth
     from llmspec.machine.host import host_id
 
-    found = bandwidth.ensure(results, host_id())
-    print(f"memory bandwidth: {found['copy_gbps']:.1f} GB/s (copy, best of {len(found['runs_gbps'])})")
+    found = bandwidth.ensure(results, host_id(), max_background_pct=limits.max_background_cpu_pct,
+                             quiet_wait_s=limits.quiet_wait_s)
+    if found is not None:
+        print(f"memory bandwidth: {found['copy_gbps']:.1f} GB/s (copy, best of {len(found['runs_gbps'])})")
 
 
 def report_action(plans: list[Plan]) -> None:
@@ -185,6 +188,16 @@ def known(group: str, tasks: list[dict]) -> list[dict]:
     return tasks
 
 
+# doit's commands that only look (list, info, ...): they neither measure nor write results.
+LOOKING = {"list", "info", "help", "dumpdb", "strace", "tabcompletion", "forget", "ignore", "reset-dep", "clean"}
+
+
+def runs_tasks(argv: list[str]) -> bool:
+    """Whether this doit invocation runs tasks (plain `doit`, `doit run`, `doit report`, a task name)."""
+    command = next((arg for arg in argv if arg in LOOKING or arg == "run"), "run")
+    return command == "run"
+
+
 def generate(root: Path, selected: str | None):
     """Task creators for dodo.py; a bad spec is one line on stderr and exit status 2."""
     from doit import create_after
@@ -195,6 +208,12 @@ def generate(root: Path, selected: str | None):
         print(f"llmspec: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.setup(plans[0].workspace.logs, plans[0].spec.log_level)
+    if runs_tasks(sys.argv[1:]):
+        try:
+            lock.hold(plans[0].workspace.run, f"doit {' '.join(sys.argv[1:])}".strip())
+        except UserError as exc:
+            print(f"llmspec: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     # Created only when run (`doit`, `doit cell`, `doit cell:<name>`, a result file as target) or
     # listed: `doit report` never pays for building 10,000 cell tasks (1 s) it does not run.
@@ -211,7 +230,8 @@ def generate(root: Path, selected: str | None):
     def task_bandwidth():
         """Measure this host's memory bandwidth once (reports show speed against its bound)."""
         results = plans[0].workspace.results
-        return {"actions": [(measure_bandwidth, [results])], "uptodate": [BandwidthCached(results)],
+        return {"actions": [(measure_bandwidth, [results, plans[0].spec.limits])],
+                "uptodate": [BandwidthCached(results)],
                 "verbosity": 2}
 
     def task_report():

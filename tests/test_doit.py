@@ -57,7 +57,14 @@ def test_first_run_measures_the_cell_and_reports(measured):
     assert m["ttft_s"] > 0 and m["tokens_per_s"] > 0 and m["peak_rss_gb"] > 0.05
     # both clocks are recorded and compared; how closely they agree is benchmarks/fidelity.py's figure
     assert m["server_tokens_per_s"] > 0 and m["clock_disagreement_pct"] >= 0
-    assert len(result["samples"]) == 3 and all(s["timings"]["cache_n"] == 0 for s in result["samples"])
+    n = m["requests"]  # at least `requests`, then more until the median is known to 5 % (at most 12)
+    assert 3 <= n <= 12 and len(result["samples"]) == n
+    assert all(s["timings"]["cache_n"] == 0 for s in result["samples"])
+    interval = result["intervals"]["tokens_per_s"]
+    assert interval["n"] == n and interval["low"] <= m["tokens_per_s"] <= interval["high"]
+    assert m["precision_pct"] <= 5 or n == 12  # it stops at the target, or says it did not reach it
+    assert (m["precision_pct"] <= 5) != any("short of the ±5% target" in f for f in result["flags"])
+    assert 0 <= m["background_cpu_pct"] <= 25 and isinstance(result["background"]["top"], list)
     assert result["model_file"]["metadata"]["architecture"] == "llama"
     assert str(root) not in path.read_text()  # no absolute paths of this machine in committed results
     assert (root / "build" / "reports" / "t" / "results.csv").exists()

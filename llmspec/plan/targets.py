@@ -26,6 +26,10 @@ class LocalModel:
     file: ModelFile
     managed = True
 
+    def measured_pids(self) -> set[int]:
+        """Processes that are part of the measurement besides llmspec's own (its server is its child)."""
+        return set()
+
     def identity_now(self) -> dict[str, Any] | None:
         """Name, size and sha256 of the file if it is on disk; None lets a committed result vouch for it."""
         return identity(self.file.path) if os.path.exists(self.file.path) else None
@@ -57,6 +61,16 @@ class EndpointTarget:
     @property
     def _remote(self) -> dict[str, str]:
         return {"kind": "endpoint", "url": self.endpoint.url, "model": self.endpoint.model}
+
+    def measured_pids(self) -> set[int]:
+        """An endpoint on this machine is the server under test: its CPU is not background."""
+        from urllib.parse import urlsplit
+
+        from llmspec.machine.activity import listening_pids
+
+        url = urlsplit(self.endpoint.url)
+        loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+        return listening_pids(url.port or (443 if url.scheme == "https" else 80)) if loopback else set()
 
     def identity_now(self) -> dict[str, Any] | None:
         return None

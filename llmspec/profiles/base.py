@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from llmspec.errors import CellError, UserError
+from llmspec.stats import Interval
 
 if TYPE_CHECKING:  # the planner imports every profile on each `doit`; requests is 0.1 s of that
     from llmspec.run.client import ChatClient
@@ -105,6 +106,7 @@ class Outcome:
     metrics: dict[str, float | None]
     samples: list[dict[str, Any]]
     flags: list[str] = field(default_factory=list)
+    intervals: dict[str, Interval] = field(default_factory=dict)  # 95 % intervals of summarised metrics
 
 
 @dataclass

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmspec.errors import CellError, UserError
+from llmspec.machine.activity import Background, BackgroundWatch, own_tree, wait_until_quiet
 from llmspec.machine.host import hardware, host_id
 from llmspec.models import files as modelfiles
 from llmspec.plan.planner import CellJob, Plan
@@ -96,21 +97,39 @@ def measure(job: CellJob, progress=print) -> Result:
 
 
 def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress) -> None:
-    """Run the profile on a ready server (or the endpoint) and put what it found into `result`."""
+    """Run the profile on a ready server (or the endpoint), on a quiet machine, and put what it
+    found into `result`; a measurement the background disturbed is the cell's error (docs/measuring.md)."""
     client, api_key = _client(job, server)
     t0 = time.perf_counter()
-    cell = job.cell
+    cell, limits = job.cell, job.spec.limits
     say = lambda text: progress(f"  {cell.model}@{cell.quant} {cell.profile}: {text} "
                                 f"({time.perf_counter() - t0:.1f} s)")
+    own = own_tree(*job.target.measured_pids())
     try:
-        outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key))
+        before = wait_until_quiet(own, limits.max_background_cpu_pct, limits.quiet_wait_s, progress)
+        if before.mean_pct > limits.max_background_cpu_pct:
+            result.background = _background(before)
+            raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: other "
+                            f"processes used {before.mean_pct:.0f}% of a core ({before.who()}); not measured")
+        with BackgroundWatch(own) as watch:
+            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key))
     finally:
         client.close()
-    result.metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics}  # the profile's own win
-    result.samples, result.flags = outcome.samples, list(outcome.flags)
+    background = watch.result
+    result.metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics,  # the profile's own win
+                      **background.metrics()}
+    result.samples, result.flags, result.background = outcome.samples, list(outcome.flags), _background(background)
+    result.intervals = {name: found.as_dict() for name, found in outcome.intervals.items()} or None
+    if background.mean_pct > limits.max_background_cpu_pct:
+        raise CellError(background.busy_reason(limits.max_background_cpu_pct))
     if meta and meta.get("has_chat_template") is False:
         result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
                             "which this model may not understand: answers and quality scores suffer, timings do not")
+
+
+def _background(found: Background) -> dict:
+    """What the result keeps of the background besides its metrics: who it was (no command lines)."""
+    return {"top": found.top, "seconds": round(found.seconds, 1)}
 
 
 def _client(job: CellJob, server: Server | None) -> tuple[ChatClient, str | None]:

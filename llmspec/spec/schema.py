@@ -38,7 +38,11 @@ class ServerSettings(Strict):
 
 
 class Limits(Strict):
-    max_memory_gb: float | None = Field(None, gt=0)
+    max_memory_gb: float | None = Field(None, gt=0, description="skip what would not fit (default: the RAM available)")
+    max_background_cpu_pct: float = Field(
+        25.0, gt=0, description="other processes may use at most this much of one core while a cell measures "
+                                "(percent of one core); a busier measurement is an error and is measured again")
+    quiet_wait_s: float = Field(60.0, ge=0, description="before measuring, wait up to this long for a quiet machine")
 
 
 class PlannerSettings(Strict):

@@ -1,0 +1,47 @@
+"""One run per project at a time.
+
+Two runs on one project measure side by side on the same cores (every figure of both is wrong)
+and fight over doit's database (the second died with "database is locked"). The lock is an
+fcntl lock on `build/run/llmspec.lock`, so the kernel lets go of it when the holder dies, even
+by kill -9: a stale lock cannot outlive its run. The file says who holds it, for the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+from llmspec.errors import UserError
+
+_held: list = []  # the open lock file of this process, kept open for the process's lifetime
+
+
+def hold(run_dir: Path, what: str) -> None:
+    """Take the project's lock for this process, or raise a one-line UserError naming the holder."""
+    if _held:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "llmspec.lock"
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until the process ends
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        raise UserError(f"another run holds this project ({_holder(fh.read())}); wait for it to finish or stop it "
+                        f"first: two runs on one machine measure each other") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "what": what}))
+    fh.flush()
+    _held.append(fh)
+
+
+def _holder(text: str) -> str:
+    with contextlib.suppress(ValueError, TypeError):
+        info = json.loads(text)
+        return f"{info.get('what', 'a run')}, pid {info['pid']}, started {info['started']}"
+    return "a run whose details are unreadable"

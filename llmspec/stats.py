@@ -1,0 +1,93 @@
+"""How sure a figure is: 95 % intervals from repeated samples, each method named (docs/measuring.md).
+
+- A median (tokens/s, TTFT over requests): distribution-free, from order statistics. The
+  interval [x(k), x(n-k+1)] of the sorted samples covers the true median with a probability
+  that follows from the binomial distribution alone, whatever the samples' distribution; k is
+  the largest rank for which that coverage is still at least 95 %. Below 6 samples no pair of
+  ranks reaches 95 %, so min-max is given with its own, lower coverage named in `method`.
+- A proportion (a quality category's share of correct items): Wilson's score interval, which
+  stays inside 0-100 % and behaves at 0 and n correct, unlike the normal approximation.
+- A percentile other than the median (p90 latency) or a mean: a bootstrap with a fixed seed
+  (2,000 resamples, percentile method), so the same samples always give the same interval.
+
+Every function returns an `Interval` or None when there are too few samples to say anything.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+CONFIDENCE = 0.95
+Z95 = 1.959963984540054
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    n: int
+    low: float
+    high: float
+    method: str
+
+    def as_dict(self) -> dict:
+        return {"n": self.n, "low": self.low, "high": self.high, "method": self.method}
+
+    def half_width_pct(self, center: float) -> float | None:
+        """Half the interval's width as a percent of `center`: the figure's relative precision."""
+        return (self.high - self.low) / 2 / abs(center) * 100 if center else None
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def _binom_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+def median_interval(values: Sequence[float]) -> Interval | None:
+    """Distribution-free 95 % interval for the median (see module doc)."""
+    xs = sorted(v for v in values if v is not None)
+    n = len(xs)
+    if n < 2:
+        return None
+    best = 1  # 1-based rank of the lower bound; min-max at least
+    for k in range(1, n // 2 + 1):
+        if 1 - 2 * _binom_cdf(k - 1, n) >= CONFIDENCE:
+            best = k
+    coverage = 1 - 2 * _binom_cdf(best - 1, n)
+    method = "distribution-free median (order statistics)"
+    if coverage < CONFIDENCE:
+        method += f", {coverage:.0%} coverage with n={n}"
+    return Interval(n, xs[best - 1], xs[n - best], method)
+
+
+def wilson_interval(successes: int, n: int) -> Interval | None:
+    """95 % Wilson score interval for a proportion, in percent."""
+    if n <= 0:
+        return None
+    p, z2 = successes / n, Z95**2
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return Interval(n, max(0.0, center - half) * 100, min(1.0, center + half) * 100, "Wilson score (binomial)")
+
+
+def bootstrap_interval(values: Sequence[float], statistic: Callable[[list[float]], float],
+                       what: str, seed: int = 0) -> Interval | None:
+    """95 % percentile-bootstrap interval of `statistic` over `values`, reproducible (fixed seed)."""
+    xs = [v for v in values if v is not None]
+    if len(xs) < 3:
+        return None
+    rng = random.Random(seed)
+    stats = sorted(statistic([rng.choice(xs) for _ in xs]) for _ in range(BOOTSTRAP_RESAMPLES))
+    lo = stats[int(BOOTSTRAP_RESAMPLES * (1 - CONFIDENCE) / 2)]
+    hi = stats[int(BOOTSTRAP_RESAMPLES * (1 + CONFIDENCE) / 2) - 1]
+    return Interval(len(xs), lo, hi, f"bootstrap ({BOOTSTRAP_RESAMPLES} resamples) of the {what}")
+
+
+def mean_interval(values: Sequence[float]) -> Interval | None:
+    return bootstrap_interval(values, statistics.fmean, "mean")

@@ -1,0 +1,51 @@
+"""The interval methods against distributions whose answer is known."""
+
+import math
+import random
+import statistics
+
+import pytest
+
+from llmspec.stats import bootstrap_interval, mean_interval, median_interval, wilson_interval
+
+
+def coverage(make_interval, draw, truth, trials: int, seed: int = 1) -> float:
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(trials):
+        interval = make_interval(draw(rng))
+        hits += interval.low <= truth <= interval.high
+    return hits / trials
+
+
+def test_median_interval_covers_the_true_median_95_percent_of_the_time_whatever_the_distribution():
+    # Exponential (skewed, like request times): true median ln 2.
+    found = coverage(median_interval, lambda rng: [rng.expovariate(1.0) for _ in range(20)], math.log(2), 2000)
+    assert 0.94 <= found <= 0.98  # order statistics 6 and 15 of 20 give 95.9 %
+
+
+def test_median_interval_uses_order_statistics_and_names_lower_coverage_for_few_samples():
+    got = median_interval([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert (got.n, got.low, got.high) == (5, 1.0, 5.0)
+    assert "94% coverage with n=5" in got.method  # no pair of ranks reaches 95 % below n = 6
+    got = median_interval(list(range(1, 21)))
+    assert (got.low, got.high) == (6, 15) and "coverage" not in got.method
+    assert median_interval([1.0]) is None
+
+
+def test_wilson_interval_matches_published_values():
+    zero = wilson_interval(0, 10)
+    assert zero.low == 0 and zero.high == pytest.approx(27.75, abs=0.01)
+    half = wilson_interval(5, 10)
+    assert (half.low, half.high) == (pytest.approx(23.66, abs=0.01), pytest.approx(76.34, abs=0.01))
+    assert wilson_interval(20, 20).high == 100 and wilson_interval(0, 0) is None
+
+
+def test_bootstrap_is_reproducible_and_covers_a_normal_mean():
+    rng = random.Random(3)
+    values = [rng.gauss(10, 2) for _ in range(30)]
+    assert mean_interval(values) == mean_interval(values)
+    found = coverage(mean_interval, lambda r: [r.gauss(10, 2) for _ in range(30)], 10.0, 100)
+    assert 0.85 <= found <= 1.0  # the percentile bootstrap runs a little narrow at n = 30
+    p90 = bootstrap_interval(values, lambda xs: statistics.quantiles(xs, n=10)[-1], "p90")
+    assert p90.low < statistics.quantiles(values, n=10)[-1] < p90.high and "p90" in p90.method
