@@ -142,6 +142,20 @@ def test_console_table_lists_cells(tmp_path):
     assert row.split() == [MODEL, "Q4_1", "interactive", "ok", "118.2", "0.05", "Excellent"]
 
 
+def test_figures_show_their_interval_next_to_them(tmp_path):
+    with_interval = make_result("Q4_1")
+    with_interval["intervals"] = {"tokens_per_s": {"n": 7, "low": 114.93, "high": 121.04,
+                                                   "method": "distribution-free median (order statistics)"}}
+    put(tmp_path / "results", with_interval)
+    put(tmp_path / "results", make_result("Q8_0"))  # measured without intervals: the figure alone
+    summary, rows, doc, html = report(tmp_path)
+    console = summary.console_table().splitlines()
+    assert "118.2 (114.9-121.0)" in next(line for line in console if "Q4_1" in line)
+    assert "(" not in next(line for line in console if "Q8_0" in line)
+    assert "118 (115–121)" in html  # the profile table: 3 significant digits, as every figure there
+    assert "tokens_per_s:low" not in rows[0] and "tokens_per_s:low" not in json.dumps(doc)  # bounds are no metric
+
+
 def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     root = tmp_path / "results"
     put(root, make_result("Q4_1"))

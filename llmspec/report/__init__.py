@@ -53,7 +53,8 @@ class ReportSummary:
             return f"No results for spec {self.spec} yet; wrote empty reports to {self.html.parent}."
         columns = ((("host", "host", "{}"),) if self.host_count > 1 else ()) + CONSOLE_COLUMNS
         lines = [[head for head, _, _ in columns]]
-        lines += [[_fmt(row.get(col), fmt) for _, col, fmt in columns] for row in self.rows[:CONSOLE_ROWS]]
+        lines += [[_fmt(row.get(col), fmt, row.get(f"{col}:low"), row.get(f"{col}:high")) for _, col, fmt in columns]
+                  for row in self.rows[:CONSOLE_ROWS]]
         text = [format_table(lines)]
         if self.result_count > len(self.rows):
             text.append(f"... and {self.result_count - len(self.rows)} more cells (all in the report)")
@@ -67,9 +68,12 @@ class ReportSummary:
         return "\n\n".join(t for t in (self.console_table(), self.recommendations) if t)
 
 
-def _fmt(value, fmt: str) -> str:
+def _fmt(value, fmt: str, low=None, high=None) -> str:
+    """A figure, with its 95 % interval when the result has one: `62.4 (60.1-63.0)`."""
     if value is None:
         return "-"
+    if low is not None and high is not None:
+        return f"{fmt.format(value)} ({fmt.format(low)}-{fmt.format(high)})"
     return fmt.format(value)
 
 
@@ -90,7 +94,8 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     recs = recommend(table, spec)
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(reports_root) / spec.name
-    shown = [c for _, c, _ in CONSOLE_COLUMNS if c in frame.columns] + ["host"]
+    shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, f"{col}:low", f"{col}:high") if c in frame.columns]
+    shown.append("host")
     summary = ReportSummary(
         spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
         result_count=frame.height, left_out=left_out, host_count=frame["host"].n_unique(),

@@ -48,8 +48,20 @@ def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
         result = _read(path)
         if result is not None:
             rows.append(_row(path, result, host_info))
-            metrics.append(result.metrics)
+            metrics.append(_with_bounds(result))
     return _build(rows, metrics)
+
+
+BOUND = ":"  # "<metric>:low" and "<metric>:high" hold a metric's 95 % interval (results' `intervals`)
+
+
+def _with_bounds(result: Result) -> dict[str, Any]:
+    """The metrics, plus each interval's bounds as two more columns, so tables can show `62.4 (60.1-63.0)`."""
+    if not result.intervals:
+        return result.metrics
+    bounds = {f"{name}{BOUND}{side}": found.get(side) for name, found in result.intervals.items()
+              if isinstance(found, dict) for side in ("low", "high")}
+    return {**result.metrics, **bounds}
 
 
 def _read(path: str) -> Result | None:
@@ -101,7 +113,7 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
 def metric_columns(frame: pl.DataFrame) -> list[str]:
     """Metric columns that hold at least one value (a profile's own metrics, after filtering)."""
     skip = {*BASE_SCHEMA, *DERIVED}
-    return [c for c in frame.columns if c not in skip and frame[c].null_count() < frame.height]
+    return [c for c in frame.columns if c not in skip and BOUND not in c and frame[c].null_count() < frame.height]
 
 
 def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:

@@ -33,7 +33,7 @@ from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret
 from llmspec.report import configs as configs_module
 from llmspec.report.charts import charts
 from llmspec.report.details import SAMPLE_LIMIT, Details
-from llmspec.report.frame import hosts, metric_columns
+from llmspec.report.frame import BOUND, hosts, metric_columns
 from llmspec.spec import Spec
 from llmspec.text import figure
 
@@ -231,11 +231,17 @@ def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[tuple]:
     formatting 70,000 figures one by one is a visible part of a large report's time. A figure
     with no plain-language meaning comes as its whole table cell (see `_metric_td`), also
     built by polars; a number needs no escaping."""
-    def text(name: str) -> pl.Expr:
-        col = pl.col(name)
+    def shown(col: pl.Expr) -> pl.Expr:
         digits = pl.when(col.abs() < 100).then(col.round_sig_figs(3)).otherwise(col.round(0))
-        figure = (pl.when(col.is_finite()).then(digits).otherwise(col)
-                  .cast(pl.String).str.strip_suffix(".0").fill_null(""))
+        return pl.when(col.is_finite()).then(digits).otherwise(col).cast(pl.String).str.strip_suffix(".0")
+
+    def text(name: str) -> pl.Expr:
+        figure = shown(pl.col(name))
+        low, high = f"{name}{BOUND}low", f"{name}{BOUND}high"
+        if low in rows.columns and high in rows.columns:  # the 95 % interval next to the figure
+            spread = pl.concat_str(pl.lit(" ("), shown(pl.col(low)), pl.lit("–"), shown(pl.col(high)), pl.lit(")"))
+            figure = pl.concat_str(figure, spread.fill_null(""))
+        figure = figure.fill_null("")
         return (figure if name in METRIC_TRANSLATION
                 else pl.concat_str(pl.lit('<td class="num">'), figure, pl.lit("</td>")))
     return rows.select(text(m).alias(str(i)) for i, m in enumerate(metrics)).rows() if metrics else [()] * rows.height
