@@ -32,6 +32,7 @@ class Interval:
     low: float
     high: float
     method: str
+    coverage: float = CONFIDENCE  # below 95 % only for a median of fewer than 6 samples (named in `method`)
 
     def as_dict(self) -> dict:
         return {"n": self.n, "low": self.low, "high": self.high, "method": self.method}
@@ -63,7 +64,7 @@ def median_interval(values: Sequence[float]) -> Interval | None:
     method = "distribution-free median (order statistics)"
     if coverage < CONFIDENCE:
         method += f", {coverage:.0%} coverage with n={n}"
-    return Interval(n, xs[best - 1], xs[n - best], method)
+    return Interval(n, xs[best - 1], xs[n - best], method, coverage)
 
 
 def wilson_interval(successes: int, n: int) -> Interval | None:

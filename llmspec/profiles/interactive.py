@@ -22,7 +22,7 @@ from llmspec.profiles.base import (
     prompt_files,
     require_cache_miss,
 )
-from llmspec.stats import median_interval
+from llmspec.stats import CONFIDENCE, median_interval
 from llmspec.strict import Strict
 
 SYSTEM = "You are a novelist. Continue the story the user gives you, in the same voice."
@@ -77,11 +77,13 @@ def run(ctx: ProfileContext) -> Outcome:
 
 
 def _precise(records, target_pct: float) -> bool:
-    """Whether the median tokens/s is known to within `target_pct` (half its 95 % interval)."""
+    """Whether the median tokens/s is known to within `target_pct`: half its interval, and a real
+    95 % one (fewer than 6 requests give only min-max, at 75-94 % coverage)."""
     speeds = [r.decode_tokens_per_s() for r in records]
     interval, center = median_interval(speeds), median(speeds)
-    width = interval.half_width_pct(center) if interval and center else None
-    return width is not None and width <= target_pct
+    if interval is None or not center or interval.coverage < CONFIDENCE:
+        return False
+    return interval.half_width_pct(center) <= target_pct
 
 
 def _outcome(records, target_pct: float) -> Outcome:
@@ -93,8 +95,12 @@ def _outcome(records, target_pct: float) -> Outcome:
     intervals = {name: found for name, values in (
         ("tokens_per_s", speeds), ("server_tokens_per_s", [t.get("predicted_per_second") for t in timings]),
         ("ttft_s", [r.ttft_s for r in records])) if (found := median_interval(values)) is not None}
-    precision = intervals["tokens_per_s"].half_width_pct(client_tps) if "tokens_per_s" in intervals else None
-    if precision is None or precision > target_pct:
+    found = intervals.get("tokens_per_s")
+    precision = found.half_width_pct(client_tps) if found else None
+    if found is not None and found.coverage < CONFIDENCE:
+        flags.append(f"tokens_per_s: {len(records)} requests give only a {found.coverage:.0%} interval of the median "
+                     f"(6 give 95%): raise requests or max_requests")
+    elif precision is None or precision > target_pct:
         flags.append(f"tokens_per_s: the median of {len(records)} requests is known to "
                      f"{'?' if precision is None else f'±{precision:.1f}%'}, short of the ±{target_pct:g}% target "
                      f"(raise max_requests, or measure on a quieter machine)")
