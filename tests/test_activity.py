@@ -69,6 +69,7 @@ quiet_wait_s = 2
 
 [profiles.interactive]
 requests = 3
+max_requests = 3  # the interval is not what this test is about: keep it short
 max_tokens = 16
 """ + SMOL_MODEL
 

@@ -20,6 +20,7 @@ request_timeout_s = {timeout}
 
 [profiles.interactive]
 requests = 3
+max_requests = 3  # the interval is not what this test is about: keep it short
 max_tokens = {tokens}
 
 [[models]]
@@ -96,6 +97,7 @@ def test_a_file_that_does_not_load_skips_its_other_cells_for_this_run_only(tmp_p
     root = project(tmp_path / "p", f"""
 [profiles.interactive]
 requests = 3
+max_requests = 3  # the interval is not what this test is about: keep it short
 max_tokens = 8
 
 [profiles.quality]

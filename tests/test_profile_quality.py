@@ -202,6 +202,11 @@ def test_category_scores_from_samples():
                {"category": "format", "score": 1}, {"category": "reasoning", "score": 0}]
     assert quality.category_scores(samples) == {"math_pct": 50.0, "comprehension_pct": None, "reasoning_pct": 0.0,
                                                 "format_pct": 100.0, "overall_pct": 50.0}
+    intervals = quality.score_intervals(samples)
+    assert "comprehension_pct" not in intervals  # no item, no interval
+    assert (intervals["math_pct"].n, intervals["overall_pct"].n) == (2, 4)
+    assert intervals["format_pct"].low == pytest.approx(20.65, abs=0.01) and intervals["format_pct"].high == 100
+    assert all(found.low <= quality.category_scores(samples)[name] <= found.high for name, found in intervals.items())
 
 
 # ---- validation of a user's file
@@ -317,6 +322,8 @@ def test_full_set_metrics_are_consistent_with_the_samples(full_run):
         assert m[key] is not None and 0 <= m[key] <= 100, key
     assert {s["category"] for s in outcome.samples} == set(CATEGORIES)
     assert quality.category_scores(outcome.samples) == {k: m[k] for k in m if k.endswith("_pct")}
+    assert {k: (v.low <= m[k] <= v.high, v.n) for k, v in outcome.intervals.items()} == {
+        k: (True, 20 if k == "overall_pct" else 5) for k in m if k.endswith("_pct")}
     assert m["mean_answer_s"] == pytest.approx(statistics.fmean(s["total_s"] for s in outcome.samples))
     for s in outcome.samples:
         item = items[s["id"]]

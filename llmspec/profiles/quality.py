@@ -54,6 +54,7 @@ from llmspec.profiles.base import (
     project_path,
     require_cache_miss,
 )
+from llmspec.stats import Interval, wilson_interval
 from llmspec.strict import Strict, format_loc
 
 CATEGORIES = ("math", "comprehension", "reasoning", "format")
@@ -309,6 +310,14 @@ def category_scores(samples: list[dict]) -> dict[str, float | None]:
     return metrics
 
 
+def score_intervals(samples: list[dict]) -> dict[str, Interval]:
+    """Wilson 95 % intervals of each category's and the overall share correct: on 5 items, 1 right
+    is anything from 4 % to 62 %, which is what a score of 20 % on a small test file means."""
+    groups = {f"{c}_pct": [x["score"] for x in samples if x["category"] == c] for c in CATEGORIES}
+    groups["overall_pct"] = [x["score"] for x in samples]
+    return {name: wilson_interval(sum(scores), len(scores)) for name, scores in groups.items() if scores}
+
+
 def _outcome(samples: list[dict], records: list, max_tokens: int) -> Outcome:
     metrics = {**category_scores(samples), "items": len(samples),
                "mean_answer_s": statistics.fmean(r.total_s for r in records) if records else None}
@@ -321,7 +330,7 @@ def _outcome(samples: list[dict], records: list, max_tokens: int) -> Outcome:
     if cut:
         flags.append(f"{len(cut)} of {len(samples)} answers hit max_tokens={max_tokens} before finishing "
                      f"({', '.join(cut[:5])}{', ...' if len(cut) > 5 else ''}); a cut-off answer may score 0")
-    return Outcome(metrics, samples, flags)
+    return Outcome(metrics, samples, flags, score_intervals(samples))
 
 
 KIND = ProfileKind(
