@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -33,13 +33,14 @@ class Check:
     critical: bool
     passed: bool
     margin_pct: float  # how far past the threshold, in percent; negative when it missed
+    borderline: bool = False  # the threshold lies inside the figure's 95 % interval: noise could flip it
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe: an infinite margin (a zero TTFT, say) becomes null rather than invalid JSON."""
         margin = round(self.margin_pct, 1) if math.isfinite(self.margin_pct) else None
         return {"name": self.name, "value": self.value, "threshold": self.threshold, "direction": self.direction,
-                "critical": self.critical, "passed": self.passed,
-                "margin_pct": margin}  # field order, spelled out: 3x faster
+                "critical": self.critical, "passed": self.passed, "margin_pct": margin,
+                "borderline": self.borderline}  # field order, spelled out: 3x faster
 
 
 @dataclass(frozen=True)
@@ -52,28 +53,37 @@ class Rating:
         return "; ".join(
             f"{c.name} {c.value:g} {'>=' if c.direction == 'min' else '<='} {c.threshold:g}: "
             f"{'ok' if c.passed else 'missed'} ({c.margin_pct:+.0f}%)"
+            f"{', borderline: the threshold is inside its 95% interval' if c.borderline else ''}"
             for c in self.checks
         )
 
 
 def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
-    """Rate one profile's metrics against `thresholds` (spec.thresholds or a plain dict)."""
+    """Rate one profile's metrics against `thresholds` (spec.thresholds or a plain dict).
+
+    `metrics` may carry a figure's 95 % interval as `<metric>:low` and `<metric>:high`
+    (`Result.figures()`, the report's frame): a threshold inside it makes the check borderline."""
     rules = PROFILES[profile].rules if profile in PROFILES else ()
     limits = _field(thresholds, profile)
     if not rules or limits is None:
         return Rating(None)
     values = tuple(_number(metrics.get(r.metric)) for r in rules)
-    return _rated(profile, values, tuple(_number(_field(limits, r.threshold)) for r in rules))
+    bounds = tuple((_number(metrics.get(f"{r.metric}:low")), _number(metrics.get(f"{r.metric}:high"))) for r in rules)
+    return _rated(profile, values, tuple(_number(_field(limits, r.threshold)) for r in rules), bounds)
 
 
 @lru_cache(maxsize=65536)
-def _rated(profile: str, values: tuple, limits: tuple) -> Rating:
+def _rated(profile: str, values: tuple, limits: tuple, bounds: tuple = ()) -> Rating:
     """The rating of these figures against these limits. Cached: a report rates each cell for
     its tables and again for the recommendations, and a Rating is immutable."""
     checks = []
-    for rule, value, threshold in zip(PROFILES[profile].rules, values, limits):
+    for rule, value, threshold, (low, high) in zip(PROFILES[profile].rules, values, limits,
+                                                    bounds or [(None, None)] * len(values)):
         if value is not None and threshold is not None:  # a metric this machine cannot measure
-            checks.append(_check(rule, value, threshold))  # (no sensor) is not judged
+            check = _check(rule, value, threshold)  # (no sensor) is not judged
+            if low is not None and high is not None and low <= threshold <= high:
+                check = replace(check, borderline=True)
+            checks.append(check)
     return Rating(_label(checks), tuple(checks)) if checks else Rating(None)
 
 
@@ -95,12 +105,15 @@ def _margin(better: float, worse: float) -> float:
 
 
 def _label(checks: list[Check]) -> str:
-    if any(c.critical and not c.passed for c in checks):
+    """A critical miss fails, unless it misses only within its noise (borderline): then Poor. A
+    pass that noise could turn into a miss is at best Acceptable, however large its margin."""
+    if any(c.critical and not c.passed and not c.borderline for c in checks):
         return "Failed"
     if not all(c.passed for c in checks):
         return "Poor"
     worst = min(c.margin_pct for c in checks)
-    return next(label for floor, label in MARGIN_LABELS if worst >= floor)
+    label = next(label for floor, label in MARGIN_LABELS if worst >= floor)
+    return "Acceptable" if any(c.borderline for c in checks) else label
 
 
 def _field(obj: Any, name: str) -> Any:

@@ -63,6 +63,15 @@ class Result:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def figures(self) -> dict[str, Any]:
+        """The metrics, plus each interval's bounds as `<metric>:low` / `<metric>:high`: what the
+        rating reads (a threshold inside the interval is borderline) and the report shows."""
+        if not self.intervals:
+            return self.metrics
+        bounds = {f"{name}:{side}": found.get(side) for name, found in self.intervals.items()
+                  if isinstance(found, dict) for side in ("low", "high")}
+        return {**self.metrics, **bounds}
+
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         for key in self.OPTIONAL:

@@ -268,7 +268,7 @@ class Plan:
             for profile in profiles:
                 result = self.stored(Cell(self.spec.name, model, quant, profile))
                 if result is not None and result.ok:
-                    labels.append(rate(profile, result.metrics, self.spec.thresholds).label)
+                    labels.append(rate(profile, result.figures(), self.spec.thresholds).label)
                     size = (result.model_file or {}).get("size", size)
                 else:
                     labels.append(None)

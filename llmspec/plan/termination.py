@@ -143,4 +143,4 @@ def interactive_label(result: Result | None, thresholds) -> str | None:
     """The rating the termination rules look at (the same function the report uses)."""
     if result is None or not result.ok:
         return None
-    return rate("interactive", result.metrics, thresholds).label
+    return rate("interactive", result.figures(), thresholds).label

@@ -48,20 +48,11 @@ def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
         result = _read(path)
         if result is not None:
             rows.append(_row(path, result, host_info))
-            metrics.append(_with_bounds(result))
+            metrics.append(result.figures())
     return _build(rows, metrics)
 
 
-BOUND = ":"  # "<metric>:low" and "<metric>:high" hold a metric's 95 % interval (results' `intervals`)
-
-
-def _with_bounds(result: Result) -> dict[str, Any]:
-    """The metrics, plus each interval's bounds as two more columns, so tables can show `62.4 (60.1-63.0)`."""
-    if not result.intervals:
-        return result.metrics
-    bounds = {f"{name}{BOUND}{side}": found.get(side) for name, found in result.intervals.items()
-              if isinstance(found, dict) for side in ("low", "high")}
-    return {**result.metrics, **bounds}
+BOUND = ":"  # "<metric>:low" and "<metric>:high" hold a metric's 95 % interval (Result.figures)
 
 
 def _read(path: str) -> Result | None:
@@ -128,7 +119,8 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     keys = list(zip(frame["model"], frame["quant"], frame["profile"]))
     index = pl.Series("order", [order.get(k) for k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
-    needed = ["profile", "status", *dict.fromkeys(m for k in KINDS for m in k.rated_metrics if m in kept.columns)]
+    rated = (c for k in KINDS for m in k.rated_metrics for c in (m, f"{m}{BOUND}low", f"{m}{BOUND}high"))
+    needed = ["profile", "status", *dict.fromkeys(c for c in rated if c in kept.columns)]
     ratings = [rating_of(row, spec) for row in kept.select(needed).iter_rows(named=True)]
     return kept.with_columns(
         pl.Series("rating", [r.label for r in ratings], dtype=pl.String),
