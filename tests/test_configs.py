@@ -32,11 +32,15 @@ def make_spec(profiles=PROFILES, endpoints=(), **thresholds):
     })
 
 
-def add(root: Path, model, quant, profile, host=HOST, status="ok", reason="", size=100_000_000, **metrics):
+def add(root: Path, model, quant, profile, host=HOST, status="ok", reason="", size=100_000_000, intervals=None,
+        **metrics):
     """One result file shaped like a cell's (test_report.make_result), for any model and profile."""
     result = make_result(quant, status, reason, host)
     result["cell"] = {"spec": "demo", "model": model, "quant": quant, "profile": profile}
     result["metrics"] = metrics
+    if intervals:
+        result["intervals"] = {name: {"n": 8, "low": low, "high": high, "method": "m"}
+                               for name, (low, high) in intervals.items()}
     result["model_file"] = None if quant == "remote" else {**result["model_file"], "size": size}
     write_result(root / host / "demo" / model / quant / f"{profile}.json", result)
 

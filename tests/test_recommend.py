@@ -140,3 +140,21 @@ def test_nothing_measured_is_one_line(tmp_path):
     recs = recommendations(tmp_path)
     assert recs.text() == "RECOMMENDED CONFIGURATIONS: nothing measured yet."
     assert recs.overall == () and json.loads(json.dumps(recs.as_dict()))["overall"] == []
+
+
+def test_configurations_whose_speed_intervals_overlap_are_not_ranked_by_speed(tmp_path):
+    """62 and 60 t/s whose intervals overlap are the same speed as far as the measurement can tell:
+    the smaller one in memory goes first, and both lines say why. 40 t/s stands apart."""
+    interactive(tmp_path, SMOL, "Q8_0", 62.0, rss=0.50, intervals={"tokens_per_s": (57.0, 66.0)})
+    interactive(tmp_path, SMOL, "Q4_1", 60.0, rss=0.30, intervals={"tokens_per_s": (55.0, 64.0)})
+    interactive(tmp_path, GEMMA, "Q4_K_M", 40.0, rss=0.20, intervals={"tokens_per_s": (39.0, 41.0)})
+    lines = case(recommendations(tmp_path), "interactive").lines
+    assert [(x.model, x.quant) for x in lines] == [(SMOL, "Q4_1"), (SMOL, "Q8_0"), (GEMMA, "Q4_K_M")]
+    assert lines[0].why.endswith(f"no measurable speed difference from {SMOL} Q8_0 (95% intervals overlap): "
+                                 "ahead on memory")
+    assert lines[1].why.endswith(f"no measurable speed difference from {SMOL} Q4_1 (95% intervals overlap)")
+    assert "difference" not in lines[2].why
+    interactive(tmp_path, SMOL, "Q8_0", 62.0, rss=0.50, intervals={"tokens_per_s": (61.5, 62.5)})
+    interactive(tmp_path, SMOL, "Q4_1", 60.0, rss=0.30, intervals={"tokens_per_s": (59.5, 60.5)})
+    apart = case(recommendations(tmp_path), "interactive").lines  # now told apart: speed decides again
+    assert [(x.model, x.quant) for x in apart][:2] == [(SMOL, "Q8_0"), (SMOL, "Q4_1")]

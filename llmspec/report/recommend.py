@@ -136,10 +136,45 @@ def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
     if ranked.height == 0:
         return UseCase(key, title, (), "no results yet")
     passed = pl.col("_rank") < RANK["Failed"]
-    shown = [_line(key, row, spec) for row in ranked.filter(passed).head(MAX_LINES).to_dicts()]
+    shown = [_line(key, row, spec) for row in _untied(ranked.filter(passed).to_dicts(), key)[:MAX_LINES]]
     failed = [_line(key, row, spec) for row in ranked.filter(~passed).to_dicts()]
     note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
     return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
+
+
+def _untied(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Rows of one rating whose headline figures' 95 % intervals overlap are not told apart by that
+    figure: within such a group the smaller peak memory goes first, and the lines say why.
+
+    Groups form in ranked order: a row joins the group of the row heading it when it has the same
+    rating and its interval overlaps the head's. Rows without an interval keep their rank."""
+    column, _ = CASES[key].order[0]
+    low, high = f"{column}:low", f"{column}:high"
+    groups: list[list[dict[str, Any]]] = []
+    for row in rows:
+        head = groups[-1][0] if groups else None
+        if head is not None and head["_rank"] == row["_rank"] and _overlap(head, row, low, high):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    out = []
+    name = SHOW[column].name if column in SHOW else column
+    for group in groups:
+        if len(group) > 1:
+            group.sort(key=lambda r: (r["peak_memory_gb"] is None, r["peak_memory_gb"] or 0.0))
+            best = f"{group[0]['model']} {group[0]['quant']}"
+            others = ", ".join(f"{r['model']} {r['quant']}" for r in group[1:])
+            group[0] = {**group[0], "_tie": f"no measurable {name} difference from {others} "
+                                            f"(95% intervals overlap): ahead on memory"}
+            group[1:] = [{**r, "_tie": f"no measurable {name} difference from {best} (95% intervals overlap)"}
+                         for r in group[1:]]
+        out += group
+    return out
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any], low: str, high: str) -> bool:
+    bounds = (a.get(low), a.get(high), b.get(low), b.get(high))
+    return None not in bounds and bounds[0] <= bounds[3] and bounds[2] <= bounds[1]
 
 
 def _ranked(configs: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -163,7 +198,7 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
         lead = REFERENCE if mark != "fail" else ""  # ✗ lines collapse by cause: no extra words
     elif retention:
         figures.append(retention)
-    why = "; ".join(p for p in (lead, _judgement(key, label, row, spec)) if p)
+    why = "; ".join(p for p in (lead, _judgement(key, label, row, spec), row.get("_tie", "")) if p)
     return Line(mark, *where, label, ", ".join(figures), why)
 
 
