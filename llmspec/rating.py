@@ -17,6 +17,7 @@ from typing import Any
 
 from llmspec.profiles import PROFILES
 from llmspec.profiles.base import Direction, Rule
+from llmspec.results import bound_names
 
 LABELS = ("Excellent", "Good", "Acceptable", "Poor", "Failed")
 
@@ -68,7 +69,7 @@ def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
     if not rules or limits is None:
         return Rating(None)
     values = tuple(_number(metrics.get(r.metric)) for r in rules)
-    bounds = tuple((_number(metrics.get(f"{r.metric}:low")), _number(metrics.get(f"{r.metric}:high"))) for r in rules)
+    bounds = tuple(tuple(_number(metrics.get(name)) for name in bound_names(r.metric)) for r in rules)
     return _rated(profile, values, tuple(_number(_field(limits, r.threshold)) for r in rules), bounds)
 
 

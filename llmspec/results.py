@@ -18,6 +18,12 @@ from typing import Any
 from llmspec.plan.fingerprint import digest, explain_change, fill_missing_model
 
 STATUSES = ("ok", "skipped", "error")
+BOUND = ":"  # a figure's 95 % interval travels beside it as "<metric>:low" and "<metric>:high"
+
+
+def bound_names(metric: str) -> tuple[str, str]:
+    """The two names under which `metric`'s 95 % interval is read (rating) and shown (report)."""
+    return f"{metric}{BOUND}low", f"{metric}{BOUND}high"
 
 
 @dataclass
@@ -68,8 +74,11 @@ class Result:
         rating reads (a threshold inside the interval is borderline) and the report shows."""
         if not self.intervals:
             return self.metrics
-        bounds = {f"{name}:{side}": found.get(side) for name, found in self.intervals.items()
-                  if isinstance(found, dict) for side in ("low", "high")}
+        bounds = {}
+        for name, found in self.intervals.items():
+            if isinstance(found, dict):
+                low, high = bound_names(name)
+                bounds[low], bounds[high] = found.get("low"), found.get("high")
         return {**self.metrics, **bounds}
 
     def to_json(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmspec.results import result_paths, write_text_atomic
+from llmspec.results import bound_names, result_paths, write_text_atomic
 from llmspec.spec import Spec
 from llmspec.text import format_table
 
@@ -53,7 +53,7 @@ class ReportSummary:
             return f"No results for spec {self.spec} yet; wrote empty reports to {self.html.parent}."
         columns = ((("host", "host", "{}"),) if self.host_count > 1 else ()) + CONSOLE_COLUMNS
         lines = [[head for head, _, _ in columns]]
-        lines += [[_fmt(row.get(col), fmt, row.get(f"{col}:low"), row.get(f"{col}:high")) for _, col, fmt in columns]
+        lines += [[_fmt(row.get(col), fmt, *(row.get(b) for b in bound_names(col))) for _, col, fmt in columns]
                   for row in self.rows[:CONSOLE_ROWS]]
         text = [format_table(lines)]
         if self.result_count > len(self.rows):
@@ -94,7 +94,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     recs = recommend(table, spec)
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(reports_root) / spec.name
-    shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, f"{col}:low", f"{col}:high") if c in frame.columns]
+    shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
     shown.append("host")
     summary = ReportSummary(
         spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",

@@ -41,7 +41,8 @@ import polars as pl
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.profiles import KINDS, ORDER, PROFILES
-from llmspec.report.frame import BOUND, KEYS
+from llmspec.report.frame import KEYS
+from llmspec.results import bound_names
 from llmspec.spec import Spec
 
 MEMORY_METRICS = ("peak_rss_gb", "rss_peak_gb")  # plus long_context's rss_gb_<size>
@@ -68,7 +69,7 @@ def schema() -> dict[str, pl.DataType]:
     rated = [c for k in KINDS for c in k.configs_columns().values() if c not in headline]
     for name in headline + list(DERIVED) + rated:
         columns[name] = DERIVED.get(name) or (pl.Int64 if name in INTEGER_FIGURES else pl.Float64)
-    columns |= {f"{name}{BOUND}{side}": pl.Float64 for name in headline + rated for side in ("low", "high")}
+    columns |= {bound: pl.Float64 for name in headline + rated for bound in bound_names(name)}
     return columns | {f"{profile}_reason": pl.String for profile in ORDER}  # why skipped / error
 
 
@@ -102,9 +103,9 @@ def _memory(frame: pl.DataFrame) -> pl.Expr:
 def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
     """Status, rating and figures of one profile; figures only from a finished measurement."""
     ok = pl.col("status") == "ok"
-    values = [pl.when(ok).then(_col(frame, f"{metric}{suffix}")).alias(f"{name}{suffix}")
+    values = [pl.when(ok).then(_col(frame, source)).alias(target)  # the figure and its 95 % interval
               for metric, name in PROFILES[profile].configs_columns().items()
-              for suffix in ("", f"{BOUND}low", f"{BOUND}high")]  # the figure and its 95 % interval
+              for source, target in zip((metric, *bound_names(metric)), (name, *bound_names(name)))]
     return frame.filter(pl.col("profile") == profile).select(
         *KEYS, pl.col("status").alias(f"{profile}_status"), pl.col("rating").alias(f"{profile}_rating"),
         pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)

@@ -20,7 +20,7 @@ import polars as pl
 from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import Rating, rate
-from llmspec.results import FOR_REPORTS, Result, result_paths
+from llmspec.results import BOUND, FOR_REPORTS, Result, bound_names, result_paths
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,6 @@ def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
             rows.append(_row(path, result, host_info))
             metrics.append(result.figures())
     return _build(rows, metrics)
-
-
-BOUND = ":"  # "<metric>:low" and "<metric>:high" hold a metric's 95 % interval (Result.figures)
 
 
 def _read(path: str) -> Result | None:
@@ -119,7 +116,7 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     keys = list(zip(frame["model"], frame["quant"], frame["profile"]))
     index = pl.Series("order", [order.get(k) for k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
-    rated = (c for k in KINDS for m in k.rated_metrics for c in (m, f"{m}{BOUND}low", f"{m}{BOUND}high"))
+    rated = (c for k in KINDS for m in k.rated_metrics for c in (m, *bound_names(m)))
     needed = ["profile", "status", *dict.fromkeys(c for c in rated if c in kept.columns)]
     ratings = [rating_of(row, spec) for row in kept.select(needed).iter_rows(named=True)]
     return kept.with_columns(

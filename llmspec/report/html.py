@@ -33,7 +33,8 @@ from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret
 from llmspec.report import configs as configs_module
 from llmspec.report.charts import charts
 from llmspec.report.details import SAMPLE_LIMIT, Details
-from llmspec.report.frame import BOUND, hosts, metric_columns
+from llmspec.report.frame import hosts, metric_columns
+from llmspec.results import bound_names
 from llmspec.spec import Spec
 from llmspec.text import figure
 
@@ -237,7 +238,7 @@ def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[tuple]:
 
     def text(name: str) -> pl.Expr:
         figure = shown(pl.col(name))
-        low, high = f"{name}{BOUND}low", f"{name}{BOUND}high"
+        low, high = bound_names(name)
         if low in rows.columns and high in rows.columns:  # the 95 % interval next to the figure
             spread = pl.concat_str(pl.lit(" ("), shown(pl.col(low)), pl.lit("–"), shown(pl.col(high)), pl.lit(")"))
             figure = pl.concat_str(figure, spread.fill_null(""))

@@ -25,6 +25,7 @@ import polars as pl
 from llmspec.profiles import KINDS
 from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret, rate
+from llmspec.results import bound_names
 from llmspec.spec import Spec
 
 MAX_LINES = 3
@@ -149,7 +150,7 @@ def _untied(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     Groups form in ranked order: a row joins the group of the row heading it when it has the same
     rating and its interval overlaps the head's. Rows without an interval keep their rank."""
     column, _ = CASES[key].order[0]
-    low, high = f"{column}:low", f"{column}:high"
+    low, high = bound_names(column)
     groups: list[list[dict[str, Any]]] = []
     for row in rows:
         head = groups[-1][0] if groups else None
