@@ -237,7 +237,7 @@ KIND = ProfileKind(
     ),
     headlines={"docs_per_hour": "docs_per_hour"},
     case=Case("Document processing (batch)", "batch", ("docs_per_hour", "doc_time_cv_pct"),
-                 (("docs_per_hour", True),)),
+             (("docs_per_hour", True),)),
     figures={"docs_per_hour": Figure("{} docs/hour", "throughput"),
              "doc_time_cv_pct": Figure("{}%", "document time variation", "time variation"),
              "degradation_pct": Figure("{}%", "slowdown over the batch", "slowdown")},

@@ -143,7 +143,7 @@ KIND = ProfileKind(
     ),
     headlines={"p90_latency_s": "p90_latency_s"},
     case=Case("Serving several users", "several users", ("p90_latency_s", "output_tokens_per_s"),
-                 (("p90_latency_s", False),)),
+             (("p90_latency_s", False),)),
     figures={"p90_latency_s": Figure("{} s", "p90 latency", "p90 latency"),
              "error_pct": Figure("{}%", "error rate", "errors"),
              "output_tokens_per_s": Figure("{} t/s", "total output", "total")},
