@@ -27,7 +27,8 @@ import psutil
 from _common import REPO, figure, machine_note, say
 
 from llmspec.run.client import ChatClient
-from llmspec.run.load import load_questions, percentile, pick_questions, run_load
+from llmspec.run.load import load_questions, pick_questions, run_load
+from llmspec.stats import percentile
 
 TOKENS = 16
 CONCURRENCY = (1, 8, 32, 128)

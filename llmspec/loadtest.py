@@ -25,7 +25,8 @@ from llmspec.errors import UserError
 from llmspec.profiles.load import LoadProfile
 from llmspec.results import write_text_atomic
 from llmspec.run.client import ChatClient
-from llmspec.run.load import Answer, LoadRun, load_questions, percentile, pick_questions, read_json, run_load, summary
+from llmspec.run.load import Answer, LoadRun, load_questions, pick_questions, read_json, run_load, summary
+from llmspec.stats import percentile
 
 log = logging.getLogger(__name__)
 BUNDLED_QUESTIONS = Path(__file__).resolve().parent.parent / "prompts" / "questions.json"

@@ -41,7 +41,9 @@ class Result:
     - `skip_evidence`: what a skip rests on (re-decided when it changes); `server_log_tail`:
       the server's last lines after an error; `background`: the other processes that used the
       machine while the cell measured (name, pid, share of a core); `intervals`: 95 % intervals
-      of the figures summarised from repeated samples, `{metric: {n, low, high, method}}`.
+      of the figures summarised from repeated samples, `{metric: {n, low, high, method}}`;
+      `items`: per scored item, 1 right or 0 wrong (`{item_id: 0|1}`), so two quants can be
+      compared item by item (exact McNemar test) without reading the samples.
       Each written only when set.
     """
 
@@ -62,8 +64,9 @@ class Result:
     server_log_tail: list[str] | None = None
     background: dict[str, Any] | None = None
     intervals: dict[str, dict[str, Any]] | None = None
+    items: dict[str, int] | None = None
 
-    OPTIONAL = ("skip_evidence", "server_log_tail", "background", "intervals")
+    OPTIONAL = ("skip_evidence", "server_log_tail", "background", "intervals", "items")
 
     @property
     def ok(self) -> bool:
@@ -103,6 +106,7 @@ class Result:
             host=part("host", dict, {}), server=part("server", dict, {}), model_file=part("model_file", dict, None),
             skip_evidence=data.get("skip_evidence"), server_log_tail=data.get("server_log_tail"),
             background=part("background", dict, None), intervals=part("intervals", dict, None),
+            items=part("items", dict, None),
         )
 
     @classmethod

@@ -10,7 +10,11 @@
 - A percentile other than the median (p90 latency) or a mean: a bootstrap with a fixed seed
   (2,000 resamples, percentile method), so the same samples always give the same interval.
 
-Every function returns an `Interval` or None when there are too few samples to say anything.
+- A paired comparison of two configurations on the same quality items: the exact McNemar test
+  (a two-sided binomial test on the items only one of them got right), so "lost N points" is
+  said only when chance alone would rarely produce that many one-sided disagreements.
+
+Every interval function returns an `Interval` or None when there are too few samples to say anything.
 """
 
 from __future__ import annotations
@@ -92,3 +96,38 @@ def bootstrap_interval(values: Sequence[float], statistic: Callable[[list[float]
 
 def mean_interval(values: Sequence[float]) -> Interval | None:
     return bootstrap_interval(values, statistics.fmean, "mean")
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), so p50 of [1, 2] is 1.5."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def percentile_interval(values: Sequence[float], pct: float) -> Interval | None:
+    """95 % interval of a percentile: distribution-free for the median, bootstrap for the others.
+
+    A bootstrap cannot reach beyond the largest sample, so the interval of a p99 from 20
+    requests is at best [p-something, max]: honest about the data, narrower than the truth.
+    """
+    if pct == 50:
+        return median_interval(values)
+    return bootstrap_interval(values, lambda xs: percentile(xs, pct), f"p{pct:g}")
+
+
+def mcnemar_p(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value for paired right/wrong outcomes on the same items.
+
+    `only_first`: items the first configuration got right and the second wrong; `only_second`
+    the reverse. Items both got right or both wrong say nothing about which is better. Under
+    "no difference" each discordant item is a fair coin, so the p-value is a binomial tail.
+    """
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * _binom_cdf(min(only_first, only_second), n))

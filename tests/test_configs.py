@@ -33,7 +33,7 @@ def make_spec(profiles=PROFILES, endpoints=(), **thresholds):
 
 
 def add(root: Path, model, quant, profile, host=HOST, status="ok", reason="", size=100_000_000, intervals=None,
-        **metrics):
+        items=None, **metrics):
     """One result file shaped like a cell's (test_report.make_result), for any model and profile."""
     result = make_result(quant, status, reason, host)
     result["cell"] = {"spec": "demo", "model": model, "quant": quant, "profile": profile}
@@ -41,6 +41,8 @@ def add(root: Path, model, quant, profile, host=HOST, status="ok", reason="", si
     if intervals:
         result["intervals"] = {name: {"n": 8, "low": low, "high": high, "method": "m"}
                                for name, (low, high) in intervals.items()}
+    if items:
+        result["items"] = items
     result["model_file"] = None if quant == "remote" else {**result["model_file"], "size": size}
     write_result(root / host / "demo" / model / quant / f"{profile}.json", result)
 
@@ -54,6 +56,11 @@ def quality(root, model, quant, overall, math=None, **kw):
     math = overall if math is None else math
     add(root, model, quant, "quality", overall_pct=overall, math_pct=math, comprehension_pct=overall,
         reasoning_pct=overall, format_pct=100.0, peak_rss_gb=0.2, **kw)
+
+
+def right(k: int, n: int) -> dict[str, int]:
+    """Per-item scores with the first k of n items right: nested, so two such sets differ only one way."""
+    return {f"item-{i:02d}": int(i < k) for i in range(n)}
 
 
 def table(root, spec, bandwidth=None) -> pl.DataFrame:
@@ -177,8 +184,10 @@ def test_no_results_give_an_empty_table_with_every_column(tmp_path):
              *(f"{p}_{c}" for p in PROFILE_ORDER for c in ("status", "rating")),
              "tokens_per_s", "ttft_s", "max_context_tokens", "target_load_s", "docs_per_hour", "quality_pct",
              "p90_latency_s", "drift_pct", "max_temperature_c", "peak_memory_gb", "quality_reference_quant",
-             "quality_degradation_pts", "efficiency_raw", "efficiency_score", "cost_benefit_raw",
-             "cost_benefit_score", "bandwidth_gbps", "roofline_pct", "roofline_flag"]
+             "quality_degradation_pts", "quality_loss_p", "quality_items_compared", "efficiency_raw",
+             "efficiency_score", "cost_benefit_raw", "cost_benefit_score", "bandwidth_gbps", "roofline_pct",
+             "roofline_flag", "peak_server_gb", "estimated_memory_gb", "estimate_error_pct", "predicted_peak_rss_gb",
+             "prediction_error_pct"]
     assert t.columns[: len(named)] == named
 
 
@@ -191,3 +200,19 @@ def test_skipped_and_error_cells_carry_status_and_reason_but_no_figures(tmp_path
     assert (gemma["interactive_status"], gemma["interactive_rating"], gemma["interactive_reason"]) == (
         "skipped", None, "needs about 9 GB, more than 4 GB")
     assert (smol["interactive_status"], smol["tokens_per_s"], smol["efficiency_score"]) == ("error", None, None)
+
+
+def test_memory_predictions_are_graded_against_the_cell_that_used_the_most(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 60.0, rss=0.30, estimated_memory_gb=0.36)
+    add(tmp_path, SMOL, "Q8_0", "long_context", max_context_tokens=1024.0, target_load_s=1.0, peak_rss_gb=0.40,
+        estimated_memory_gb=0.50, predicted_peak_rss_gb=0.30)
+    add(tmp_path, SMOL, "Q8_0", "batch", status="error", reason="the machine was busy", peak_rss_gb=0.90,
+        estimated_memory_gb=0.10)  # not a measurement: not graded
+    interactive(tmp_path, GEMMA, "Q8_0", 30.0, rss=0.50)  # measured before the runner stored predictions
+    t = table(tmp_path, make_spec())
+    smol = row(t, SMOL, "Q8_0")
+    assert smol["peak_server_gb"] == 0.40 and smol["estimated_memory_gb"] == 0.50
+    assert smol["estimate_error_pct"] == pytest.approx(25.0)  # cautious by a quarter
+    assert smol["prediction_error_pct"] == pytest.approx(-25.0)  # the trend under-predicted
+    gemma = row(t, GEMMA, "Q8_0")
+    assert gemma["peak_server_gb"] == 0.50 and gemma["estimate_error_pct"] is None

@@ -23,8 +23,9 @@ from fakeserver import answer
 from llmspec.errors import UserError
 from llmspec.loadtest import calculate_aggregates, load_config
 from llmspec.run.client import ChatClient
-from llmspec.run.load import STOP_GRACE_S, load_questions, percentile, pick_questions, summary
+from llmspec.run.load import STOP_GRACE_S, load_questions, pick_questions, summary
 from llmspec.run.server import free_port
+from llmspec.stats import percentile
 
 QUESTIONS = REPO / "prompts" / "questions.json"
 META_KEYS = ["start_date", "start_time", "end_date", "end_time", "server", "model", "concurrent", "questions",

@@ -128,6 +128,10 @@ def test_four_documents_on_smollm2(server):
     mean = statistics.fmean(times)
     assert m["doc_time_s"] == pytest.approx(mean)
     assert m["docs_per_hour"] == pytest.approx(3600 / mean)
+    throughput = out.intervals["docs_per_hour"]  # bootstrap over the four documents' times
+    assert throughput.n == 4 and "bootstrap" in throughput.method
+    assert 3600 / max(times) <= throughput.low <= m["docs_per_hour"] <= throughput.high <= 3600 / min(times)
+    assert out.intervals["doc_time_s"].low <= mean <= out.intervals["doc_time_s"].high
     assert m["doc_time_cv_pct"] == pytest.approx(statistics.stdev(times) / mean * 100)
     assert m["degradation_pct"] == pytest.approx((times[-1] - times[0]) / times[0] * 100)
     assert any("fewer than 20" in f for f in out.flags)

@@ -10,7 +10,8 @@ from llmspec.errors import CellError
 from llmspec.profiles import ProfileContext, load
 from llmspec.profiles.load import LoadProfile
 from llmspec.run.client import ChatClient
-from llmspec.run.load import load_questions, percentile
+from llmspec.run.load import load_questions
+from llmspec.stats import percentile
 
 SETTINGS = LoadProfile(concurrent=2, questions=4, max_tokens=8, timeout_s=600)
 EXPECTED = {"p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s",
@@ -58,6 +59,12 @@ def test_profile_metrics_agree_with_samples_and_server_timings(server):
     assert m["p90_latency_s"] == pytest.approx(percentile(latencies, 90))
     assert m["p50_latency_s"] <= m["p90_latency_s"] <= m["p99_latency_s"] <= max(latencies)
     assert m["p50_ttft_s"] <= m["p90_ttft_s"] <= m["p99_ttft_s"]
+    for name in ("p50_latency_s", "p90_latency_s", "p99_latency_s", "p90_ttft_s"):
+        found = outcome.intervals[name]  # bootstrap (the median: order statistics) over the 4 requests
+        assert found.n == 4 and min(latencies if "latency" in name else [s["ttft_s"] for s in samples]) <= found.low
+        assert found.low <= m[name] <= found.high
+    assert "distribution-free" in outcome.intervals["p50_latency_s"].method
+    assert "bootstrap" in outcome.intervals["p90_latency_s"].method
     assert m["output_tokens_per_s"] == pytest.approx(sum(s["tokens"] for s in samples) / m["wall_s"])
     assert m["requests_per_s"] == pytest.approx(4 / m["wall_s"])
     assert m["wall_s"] >= max(s["end_s"] for s in samples)

@@ -125,27 +125,37 @@ def test_measures_exact_sizes_and_skips_what_cannot_fit(which, request):
     outcome = run_profile(server, meta, [128, 512, 1024, 16384])
     m, samples = outcome.metrics, outcome.samples
     print(m)
-    measured = {s["size"]: s for s in samples if "size" in s and "skipped" not in s}
+    measured: dict[int, list[dict]] = {}
+    for sample in samples:
+        if "size" in sample and "skipped" not in sample:
+            measured.setdefault(sample["size"], []).append(sample)
     skipped = {s["size"]: s["skipped"] for s in samples if "skipped" in s}
     assert sorted(measured) == [128, 512]
     assert skipped[16384] == "beyond the model's trained context of 8192 tokens"
     assert f"server's context of {SERVER_CTX} tokens" in skipped[1024]
     assert any(flag.startswith("16384 tokens not attempted") for flag in outcome.flags)
-    for size, sample in measured.items():
-        t = sample["timings"]
-        assert abs(t["prompt_n"] - size) <= slack, (size, t["prompt_n"])  # chat template included
-        assert t["cache_n"] == 0
-        assert t["predicted_n"] == 8
-        assert sample["text_tokens"] + sample["template_tokens"] == pytest.approx(size, abs=slack)
-        assert m[f"load_s_{size}"] == t["prompt_ms"] / 1000
-        assert m[f"prompt_tokens_per_s_{size}"] == t["prompt_per_second"]
-        assert m[f"ttft_s_{size}"] == sample["ttft_s"] > 0
-        assert m[f"rss_gb_{size}"] == sample["rss_bytes"] / 2**30 and m[f"rss_gb_{size}"] > (0.05 if real else 0)
-        assert m[f"swap_gb_{size}"] == sample["swap_bytes"] / 2**30
-        assert m[f"gen_tokens_per_s_{size}"] == t["predicted_per_second"]
+    for size, repeats in measured.items():
+        assert [x["repeat"] for x in repeats] == [1, 2, 3]  # the default: three per size
+        for sample in repeats:
+            t = sample["timings"]
+            assert abs(t["prompt_n"] - size) <= slack, (size, t["prompt_n"])  # chat template included
+            assert t["cache_n"] == 0  # every repeat read the whole prompt again
+            assert t["predicted_n"] == 8
+            assert sample["text_tokens"] + sample["template_tokens"] == pytest.approx(size, abs=slack)
+        loads = sorted(x["timings"]["prompt_ms"] / 1000 for x in repeats)
+        assert m[f"load_s_{size}"] == loads[1]  # the median of three
+        assert outcome.intervals[f"load_s_{size}"].low == loads[0]
+        assert outcome.intervals[f"load_s_{size}"].high == loads[2]
+        assert m[f"prompt_tokens_per_s_{size}"] == sorted(x["timings"]["prompt_per_second"] for x in repeats)[1]
+        assert m[f"ttft_s_{size}"] == sorted(x["ttft_s"] for x in repeats)[1] > 0
+        assert m[f"rss_gb_{size}"] == max(x["rss_bytes"] for x in repeats) / 2**30
+        assert m[f"rss_gb_{size}"] > (0.05 if real else 0)
+        assert m[f"swap_gb_{size}"] == max(x["swap_bytes"] for x in repeats) / 2**30
+        assert m[f"gen_tokens_per_s_{size}"] == sorted(x["timings"]["predicted_per_second"] for x in repeats)[1]
     assert "load_s_1024" not in m and "load_s_16384" not in m
     assert m["max_context_tokens"] == 512
     assert m["target_load_s"] == m["load_s_512"]
+    assert outcome.intervals["target_load_s"] == outcome.intervals["load_s_512"]
     assert m["prompt_tokens_per_s"] == m["prompt_tokens_per_s_512"]
     calibration = next(s for s in samples if s.get("calibration"))
     assert calibration["timings"]["prompt_n"] == calibration["text_tokens"] + calibration["template_tokens"]
@@ -162,4 +172,4 @@ def test_external_endpoint_stops_at_the_first_failed_size(fake_server):
     assert failed["error"]
     assert not any(s.get("size") == 4096 for s in outcome.samples)
     assert any("2048 tokens failed" in flag and "larger sizes not attempted" in flag for flag in outcome.flags)
-    assert [b["max_tokens"] for b in fake.requests] == [1, 8, 8]  # calibration, 128, the refused 2048
+    assert [b["max_tokens"] for b in fake.requests] == [1, 8, 8, 8, 8]  # calibration, 128 three times, 2048 refused

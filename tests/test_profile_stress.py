@@ -79,6 +79,9 @@ def test_sustained_run_on_this_machine(which, request, tmp_path):
         assert r["decode_tokens_per_s"] == pytest.approx(recomputed)
     decode = [r["decode_tokens_per_s"] for r in requests]
     assert m["tokens_per_s"] == pytest.approx(median(decode)) and m["tokens_per_s"] > 0
+    if len(decode) >= 2:
+        spread = outcome.intervals["tokens_per_s"]
+        assert spread.n == len(decode) and min(decode) <= spread.low <= m["tokens_per_s"] <= spread.high <= max(decode)
     assert m["server_tokens_per_s"] == pytest.approx(median([r["timings"]["predicted_per_second"] for r in requests]))
     assert isinstance(m["drift_pct"], float) and m["drift_pct"] == pytest.approx(drop_pct(decode))
     assert m["rss_peak_gb"] > 0

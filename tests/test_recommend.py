@@ -2,9 +2,10 @@
 
 import json
 
-from test_configs import GEMMA, OTHER, SMOL, add, interactive, make_spec, quality, table
+from test_configs import GEMMA, OTHER, SMOL, add, interactive, make_spec, quality, right, row, table
 from test_report import HOST
 
+from llmspec.report.configs import loss_statement
 from llmspec.report.recommend import recommend
 
 MEMORY = "needs about {} GB (weights + KV cache), more than 4 GB available"
@@ -70,18 +71,24 @@ def test_crosses_stop_at_three_lines_and_the_rest_share_the_last(tmp_path):
 def test_accuracy_critical_work_names_the_loss_against_the_reference_quant(tmp_path):
     spec = make_spec(quality={"min_math_pct": 60, "min_comprehension_pct": 60, "min_reasoning_pct": 60,
                               "min_format_pct": 60})
-    quality(tmp_path, SMOL, "F16", 90.0)
-    quality(tmp_path, SMOL, "Q8_0", 88.0)
-    quality(tmp_path, SMOL, "Q4_1", 78.0, math=50.0)
+    quality(tmp_path, SMOL, "F16", 90.0, items=right(45, 50))
+    quality(tmp_path, SMOL, "Q8_0", 88.0, items=right(44, 50))  # one item apart: chance
+    quality(tmp_path, SMOL, "Q4_1", 78.0, math=50.0, items=right(39, 50))  # six apart, all one way: p = 2/64
+    quality(tmp_path, GEMMA, "Q8_0", 90.0)
+    quality(tmp_path, GEMMA, "Q4_K_M", 80.0)  # measured before per-item scores were kept
     recs = recommendations(tmp_path, spec)
-    lines = case(recs, "quality").lines
+    lines = [x for x in case(recs, "quality").lines if x.model == SMOL]
     assert [(x.symbol, x.quant, x.rating) for x in lines] == [
         ("✓", "F16", "Excellent"), ("✓", "Q8_0", "Good"), ("✗", "Q4_1", "Failed")]
     assert (lines[0].figures, lines[0].why) == (
         "90% overall, 90% math", "the most precise quant measured; every check beats its threshold by 50% or more")
     assert (lines[1].figures, lines[1].why) == (
-        "88% overall, 88% math, -2 pts vs F16", "every check beats its threshold by 20% or more")
-    assert f"  ✗ {SMOL} Q4_1 - Failed (78% overall, 50% math, -12 pts vs F16): math score below 60%" in recs.text()
+        "88% overall, 88% math, no measurable loss vs F16 on 50 items (-2 pts is within chance)",
+        "every check beats its threshold by 20% or more")
+    assert (f"  ✗ {SMOL} Q4_1 - Failed (78% overall, 50% math, -12 pts vs F16 (exact McNemar p = 0.031 on 50 items)):"
+            " math score below 60%") in recs.text()
+    gemma = row(table(tmp_path, spec), GEMMA, "Q4_K_M")  # not among the three lines shown
+    assert (gemma["quality_loss_p"], loss_statement(gemma)) == (None, "-10 pts vs Q8_0 (not compared item by item)")
 
 
 def test_overall_best_has_the_best_worst_rating_and_quality_breaks_ties(tmp_path):
@@ -158,3 +165,17 @@ def test_configurations_whose_speed_intervals_overlap_are_not_ranked_by_speed(tm
     interactive(tmp_path, SMOL, "Q4_1", 60.0, rss=0.30, intervals={"tokens_per_s": (59.5, 60.5)})
     apart = case(recommendations(tmp_path), "interactive").lines  # now told apart: speed decides again
     assert [(x.model, x.quant) for x in apart][:2] == [(SMOL, "Q8_0"), (SMOL, "Q4_1")]
+
+
+def test_key_findings_name_a_quality_loss_only_when_the_paired_test_confirms_it(tmp_path):
+    from llmspec.report.html import _quality_loss
+
+    quality(tmp_path, SMOL, "Q8_0", 45.0, items=right(9, 20))
+    quality(tmp_path, SMOL, "Q4_1", 35.0, items=right(7, 20))  # two items apart: p = 0.5
+    assert _quality_loss(table(tmp_path, make_spec())) == [
+        f"No quant lost measurable quality against its reference: the largest difference, {SMOL} Q4_1 on {HOST}, "
+        "no measurable loss vs Q8_0 on 20 items (-10 pts is within chance)."]
+    quality(tmp_path, SMOL, "Q4_1", 5.0, items=right(1, 20))  # eight apart: p = 0.008
+    assert _quality_loss(table(tmp_path, make_spec())) == [
+        f"Largest quality loss from quantization: {SMOL} Q4_1 on {HOST}, "
+        "-40 pts vs Q8_0 (exact McNemar p = 0.008 on 20 items)."]

@@ -154,6 +154,9 @@ def test_figures_show_their_interval_next_to_them(tmp_path):
     assert "(" not in next(line for line in console if "Q8_0" in line)
     assert "118 (115–121)" in html  # the profile table: 3 significant digits, as every figure there
     assert "tokens_per_s:low" not in rows[0] and "tokens_per_s:low" not in json.dumps(doc)  # bounds are no metric
+    entries = {e["quantization"]: e["profiles"]["interactive"] for e in doc["results"]}
+    assert entries["Q4_1"]["intervals"] == {"tokens_per_s": {"low": 114.93, "high": 121.04}}
+    assert entries["Q8_0"]["intervals"] == {}
 
 
 def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):

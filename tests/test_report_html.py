@@ -49,7 +49,7 @@ def _profile(profile: str, speed: float, answer: str) -> tuple[dict, list, list]
     """(metrics, samples, flags) shaped like the profile modules write them."""
     chat = {"prompt_name": "story-1", "ttft_s": 0.4 / speed, "content": answer, "finish_reason": "length",
             "chunk_times_s": [0.4 + i * 0.02 for i in range(60)], "timings": {"predicted_n": 96}}
-    memory = {"peak_rss_gb": 0.3 + 0.4 / speed, "load_time_s": 0.8}
+    memory = {"peak_rss_gb": 0.3 + 0.4 / speed, "load_time_s": 0.8, "estimated_memory_gb": 0.5}
     if profile == "interactive":
         return {"ttft_s": 0.4 / speed, "tokens_per_s": 40.0 * speed, "itl_cv_pct": 12.0,
                 "server_tokens_per_s": 41.0 * speed, **memory}, [chat] * 3, []
@@ -300,6 +300,20 @@ def test_flagged_roofline_shows_a_mark_and_scores_are_explained(tmp_path):
     configs_table = configs_table[:configs_table.index("</table>")]
     assert configs_table.count("⚑ check") == 4
     assert "How the derived scores are computed" in html and "<strong>Efficiency score</strong>" in html
+
+
+def test_memory_predictions_are_graded_in_a_table_of_their_own(tmp_path):
+    write_demo(tmp_path / "results")
+    html = render(tmp_path)
+    table = html[html.index('<table class="sortable memory">'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>(.*?)</tr>", table, re.S)
+    assert len(rows) == 4  # every configuration that ran
+    cells = {(m, q): re.findall(r'<td class="num"[^>]*>([^<]*)</td>', rest) for m, q, rest in rows}
+    peak = 0.3 + 0.4 * 98_000_000 / 100_000_000  # SmolLM2 Q4_1's speed factor in _profile
+    assert cells["SmolLM2-135M-Instruct", "Q4_1"] == [
+        f"{peak:.2f}", "0.50", f"{(0.5 - peak) / peak * 100:+.0f}%", "", ""]  # no trend prediction stored
+    assert "largest error:" in html
 
 
 def test_recommendations_and_findings_head_the_page(tmp_path):

@@ -107,6 +107,7 @@ class Outcome:
     samples: list[dict[str, Any]]
     flags: list[str] = field(default_factory=list)
     intervals: dict[str, Interval] = field(default_factory=dict)  # 95 % intervals of summarised metrics
+    items: dict[str, int] = field(default_factory=dict)  # item id -> 1 right / 0 wrong: paired comparisons
 
 
 @dataclass

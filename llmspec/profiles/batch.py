@@ -41,6 +41,7 @@ from llmspec.profiles.base import (
     prompt_files,
     require_cache_miss,
 )
+from llmspec.stats import bootstrap_interval, mean_interval, median_interval
 from llmspec.strict import Strict
 
 if TYPE_CHECKING:
@@ -144,7 +145,23 @@ def _outcome(records, samples: list[dict], max_tokens: int, server_args: ServerA
         "rss_peak_gb": max(rss) / 2**30 if None not in rss else None,
         "rss_slope_mb_per_doc": rss_slope,
     }
-    return Outcome(metrics, samples, flags + clock_flags + prompt_cache_flags(server_args, rss_slope))
+    return Outcome(metrics, samples, flags + clock_flags + prompt_cache_flags(server_args, rss_slope),
+                   _intervals(times, records, server_speeds))
+
+
+def _intervals(times: list[float], records, server_speeds: list) -> dict:
+    """95 % intervals: throughput and mean time by bootstrap over the documents, speeds by the median's.
+
+    The documents differ in length, so the throughput's interval holds this document mix's spread
+    as well as the machine's: it says how far another draw of such documents could move it.
+    """
+    found = {
+        "docs_per_hour": bootstrap_interval(times, lambda xs: 3600 / statistics.fmean(xs), "documents per hour"),
+        "doc_time_s": mean_interval(times),
+        "tokens_per_s": median_interval([r.decode_tokens_per_s() for r in records]),
+        "server_tokens_per_s": median_interval(server_speeds),
+    }
+    return {name: interval for name, interval in found.items() if interval is not None}
 
 
 def degradation_pct(times: list[float]) -> tuple[float | None, int, list[str]]:

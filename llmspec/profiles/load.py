@@ -27,6 +27,7 @@ from llmspec.profiles.base import (
     project_path,
     require_cache_miss,
 )
+from llmspec.stats import median_interval, percentile, percentile_interval
 from llmspec.strict import Strict
 
 if TYPE_CHECKING:
@@ -78,8 +79,6 @@ def run(ctx: ProfileContext) -> Outcome:
 
 
 def _outcome(ctx: ProfileContext, answers: list[Answer], wall_s: float) -> Outcome:
-    from llmspec.run.load import percentile
-
     ok = [a for a in answers if a.ok]
     failed = len(answers) - len(ok)
     latencies, ttfts = [a.latency_s for a in ok], [a.record.ttft_s for a in ok if a.record.ttft_s is not None]
@@ -101,7 +100,19 @@ def _outcome(ctx: ProfileContext, answers: list[Answer], wall_s: float) -> Outco
         "wall_s": wall_s,
         "peak_rss_gb": ctx.server.peak_rss_bytes() / 2**30 if ctx.server is not None else None,
     }
-    return Outcome(metrics, [_sample(a) for a in answers], flags + _flags(ctx, answers, failed))
+    return Outcome(metrics, [_sample(a) for a in answers], flags + _flags(ctx, answers, failed),
+                   _intervals(latencies, ttfts, ok))
+
+
+def _intervals(latencies: list[float], ttfts: list[float], ok: list[Answer]) -> dict:
+    """95 % intervals of the percentiles (see llmspec.stats) and of the per-request decode speeds."""
+    found = {
+        **{f"p{p}_latency_s": percentile_interval(latencies, p) for p in PERCENTILES},
+        **{f"p{p}_ttft_s": percentile_interval(ttfts, p) for p in PERCENTILES},
+        "tokens_per_s": median_interval([a.record.decode_tokens_per_s() for a in ok]),
+        "server_tokens_per_s": median_interval([(a.record.timings or {}).get("predicted_per_second") for a in ok]),
+    }
+    return {name: interval for name, interval in found.items() if interval is not None}
 
 
 def _sample(answer: Answer) -> dict:

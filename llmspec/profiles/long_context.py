@@ -9,12 +9,15 @@ Sizes beyond the model's trained context, or that do not fit the server's contex
 the generation, are not attempted; each gets a sample and a flag saying why. Sizes run smallest
 first; the first failure stops the ladder (larger prompts would only fail harder).
 
-Per size: `load_s_<n>` (server prompt_ms / 1000), `prompt_tokens_per_s_<n>` (server),
-`ttft_s_<n>` (client clock), `gen_tokens_per_s_<n>` (server decode speed at that context),
-`rss_gb_<n>` and `swap_gb_<n>` (server process right after the request; None without a managed
-server). Summary: `max_context_tokens` is the largest size that completed (0 when none was
-attempted). The profile never sees thresholds, so `target_load_s` and `prompt_tokens_per_s` are
-taken at that largest completed size: the rating judges the biggest context this model managed.
+Each size is measured `repeats` times (at least 3), every time a proven prompt-cache miss
+(`cache_prompt: false`, and `cache_n == 0` checked). Per size, the median over the repeats:
+`load_s_<n>` (server prompt_ms / 1000), `prompt_tokens_per_s_<n>` (server), `ttft_s_<n>` (client
+clock), `gen_tokens_per_s_<n>` (server decode speed at that context), each with its 95 % interval;
+`rss_gb_<n>` and `swap_gb_<n>` are the largest over the repeats (server process right after the
+request; None without a managed server). Summary: `max_context_tokens` is the largest size that
+completed (0 when none was attempted). The profile never sees thresholds, so `target_load_s` and
+`prompt_tokens_per_s` (and their intervals) are taken at that largest completed size: the rating
+judges the biggest context this model managed.
 
 Each measured sample keeps the server's timings plus `text_chars` (the prompt is that many
 characters of the prose files joined by blank lines, repeated the same way), `text_tokens` and
@@ -36,9 +39,11 @@ from llmspec.profiles.base import (
     ProfileKind,
     Rule,
     clock_check,
+    median,
     prompt_files,
     require_cache_miss,
 )
+from llmspec.stats import Interval, median_interval
 from llmspec.strict import Strict
 
 SYSTEM = "You are a careful reader. In one sentence, say what the text the user gives you is about."
@@ -55,6 +60,7 @@ class LongContextProfile(Strict):
     sizes: list[int] = Field([4096, 8192, 16384, 32768, 65536], min_length=1,
                              description="prompt sizes in tokens; beyond the model's trained context: not attempted")
     max_tokens: int = Field(32, ge=1, description="short generation at each size")
+    repeats: int = Field(3, ge=3, description="measurements per size, each a prompt-cache miss; the median is kept")
     text: str = Field("prompts/long_context", description="folder of real prose the prompts are cut from")
 
 
@@ -132,16 +138,22 @@ def run(ctx: ProfileContext) -> Outcome:
             samples.append({"size": size, "skipped": reason})
             flags.append(f"{size} tokens not attempted: {reason}")
             continue
-        ctx.progress(f"size {i + 1}/{len(planned)}: {size} tokens")
-        sample, size_flags = _measure(ctx, text, size, overhead, count)
-        samples.append(sample)
-        flags += size_flags
-        if sample.get("error"):
+        repeats, error = [], None
+        for r in range(s.repeats):
+            ctx.progress(f"size {i + 1}/{len(planned)}: {size} tokens, {r + 1}/{s.repeats}")
+            sample, size_flags = _measure(ctx, text, size, overhead, count)
+            samples.append({**sample, "repeat": r + 1})
+            flags += [f for f in size_flags if f not in flags]  # the same tokenizer note from every repeat once
+            if sample.get("error"):
+                error = sample["error"]
+                break
+            repeats.append(sample)
+        if error:
             if not done:
-                raise CellError(f"no context size completed: {size} tokens failed: {sample['error']}")
-            flags.append(f"{size} tokens failed ({sample['error']}); larger sizes not attempted")
+                raise CellError(f"no context size completed: {size} tokens failed: {error}")
+            flags.append(f"{size} tokens failed ({error}); larger sizes not attempted")
             break
-        done.append(sample)
+        done.append(repeats)
     return summarize(done, samples, flags)
 
 
@@ -200,34 +212,53 @@ def _measure(ctx: ProfileContext, text: str, size: int, overhead: int, count) ->
     return sample, flags
 
 
-def summarize(done: list[dict], samples: list[dict], flags: list[str]) -> Outcome:
-    """Flat per-size metrics and the summary the rating reads, from the completed samples."""
+def summarize(done: list[list[dict]], samples: list[dict], flags: list[str]) -> Outcome:
+    """Per-size medians (with intervals) and the summary the rating reads, from the completed sizes.
+
+    `done` holds, per completed size (smallest first), the samples of its repeats.
+    """
     metrics: dict[str, float | None] = {}
-    for x in done:
-        t, size = x["timings"], x["size"]
-        metrics[f"load_s_{size}"] = t["prompt_ms"] / 1000
-        metrics[f"prompt_tokens_per_s_{size}"] = t.get("prompt_per_second")
-        metrics[f"ttft_s_{size}"] = x["ttft_s"]
-        metrics[f"gen_tokens_per_s_{size}"] = t.get("predicted_per_second")
-        metrics[f"rss_gb_{size}"] = x["rss_bytes"] / GB if "rss_bytes" in x else None
-        metrics[f"swap_gb_{size}"] = x["swap_bytes"] / GB if "swap_bytes" in x else None
-    last = done[-1] if done else None
-    disagreements = [x["clock_disagreement_pct"] for x in done if x.get("clock_disagreement_pct") is not None]
+    intervals: dict[str, Interval] = {}
+    for repeats in done:
+        size = repeats[0]["size"]
+        per_size = {
+            "load_s": [x["timings"]["prompt_ms"] / 1000 for x in repeats],
+            "prompt_tokens_per_s": [x["timings"].get("prompt_per_second") for x in repeats],
+            "ttft_s": [x["ttft_s"] for x in repeats],
+            "gen_tokens_per_s": [x["timings"].get("predicted_per_second") for x in repeats],
+        }
+        for name, values in per_size.items():
+            metrics[f"{name}_{size}"] = median(values)
+            if (found := median_interval(values)) is not None:
+                intervals[f"{name}_{size}"] = found
+        metrics[f"rss_gb_{size}"] = _peak_gb(x.get("rss_bytes") for x in repeats)
+        metrics[f"swap_gb_{size}"] = _peak_gb(x.get("swap_bytes") for x in repeats)
+    last = done[-1][0]["size"] if done else None
+    disagreements = [x["clock_disagreement_pct"] for repeats in done for x in repeats
+                     if x.get("clock_disagreement_pct") is not None]
     metrics.update({
-        "max_context_tokens": last["size"] if last else 0,
-        "target_load_s": metrics[f"load_s_{last['size']}"] if last else None,
-        "prompt_tokens_per_s": metrics[f"prompt_tokens_per_s_{last['size']}"] if last else None,
+        "max_context_tokens": last or 0,
+        "target_load_s": metrics[f"load_s_{last}"] if last else None,
+        "prompt_tokens_per_s": metrics[f"prompt_tokens_per_s_{last}"] if last else None,
         "clock_disagreement_pct": max(disagreements) if disagreements else None,
     })
+    for summary, per_size in (("target_load_s", "load_s"), ("prompt_tokens_per_s", "prompt_tokens_per_s")):
+        if last and f"{per_size}_{last}" in intervals:
+            intervals[summary] = intervals[f"{per_size}_{last}"]
     if not done:
         flags.append("no context size was attempted, so max_context_tokens is 0")
-    return Outcome(metrics, samples, flags)
+    return Outcome(metrics, samples, flags, intervals)
+
+
+def _peak_gb(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) / GB if present else None
 
 
 KIND = ProfileKind(
     name="long_context",
     summary="exact-length prompts at growing sizes: load time per size and the largest context that works",
-    version=1,
+    version=2,
     settings=LongContextProfile,
     thresholds=LongContextThresholds,
     run=run,

@@ -330,7 +330,7 @@ def _outcome(samples: list[dict], records: list, max_tokens: int) -> Outcome:
     if cut:
         flags.append(f"{len(cut)} of {len(samples)} answers hit max_tokens={max_tokens} before finishing "
                      f"({', '.join(cut[:5])}{', ...' if len(cut) > 5 else ''}); a cut-off answer may score 0")
-    return Outcome(metrics, samples, flags, score_intervals(samples))
+    return Outcome(metrics, samples, flags, score_intervals(samples), {x["id"]: int(x["score"]) for x in samples})
 
 
 KIND = ProfileKind(

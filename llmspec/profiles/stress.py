@@ -31,6 +31,7 @@ from llmspec.profiles.base import (
     prompt_files,
     require_cache_miss,
 )
+from llmspec.stats import median_interval
 from llmspec.strict import Strict
 
 if TYPE_CHECKING:
@@ -194,7 +195,11 @@ def _outcome(records: list[tuple[float, RequestRecord]], sampler: Sampler, s) ->
     }
     flags += _flags(temps, freqs, decode, sampler, s)
     samples = vitals + [_request_sample(elapsed, r) for elapsed, r in records]
-    return Outcome(metrics, samples, flags)
+    intervals = {name: found for name, values in (
+        ("tokens_per_s", decode), ("server_tokens_per_s", [(r.timings or {}).get("predicted_per_second")
+                                                           for _, r in records]))
+        if (found := median_interval(values)) is not None}
+    return Outcome(metrics, samples, flags, intervals)
 
 
 def _flags(temps, freqs, decode, sampler: Sampler, s) -> list[str]:

@@ -19,7 +19,10 @@ Derived metrics (shown in the report, so written for people):
 - **Quality degradation** (`quality_degradation_pts`): the overall quality score of the most
   precise quant of the same model on the same host that has a quality result (F32, then
   F16/BF16, then by bits per weight), minus this configuration's score, in percentage points.
-  Positive means this quant lost points; 0 for the reference itself.
+  Positive means this quant lost points; 0 for the reference itself. Whether that loss is more
+  than luck is `quality_loss_p`: the exact McNemar test on the items both answered (the items
+  one got right and the other wrong; `quality_items_compared` is how many items were paired).
+  Only a loss with p < 0.05 is stated as a loss; anything else reads "no measurable loss".
 - **Efficiency score** (docs/rating.md): `tokens/s x context size / peak memory GB`, where the
   context size is the largest one the long-context profile completed, else the server's
   `ctx_size`. `efficiency_score` scales it so the best configuration in the report is 100.
@@ -27,6 +30,12 @@ Derived metrics (shown in the report, so written for people):
   overall quality score as a fraction, performance the tokens/s as a fraction of the fastest
   configuration, memory the peak memory as a fraction of the largest. Scaled so the best is 100;
   missing where quality, speed or memory was not measured. Both scores have two decimals.
+- **Memory predictions graded** (`estimate_error_pct`, `prediction_error_pct`): for the
+  configuration's cell whose llama-server used the most memory (`peak_server_gb`), the pre-flight
+  estimate made for that cell's context (weights + KV cache + overhead, `estimated_memory_gb`)
+  and the planner's memory-trend prediction from the configurations measured before it
+  (`predicted_peak_rss_gb`), each minus the measured peak, in percent of it. Positive: the
+  prediction was cautious; negative: it under-predicted, and a skip resting on it may be wrong.
 - **Roofline** (`roofline_pct`): tokens/s x model file bytes / memory bandwidth, in percent.
   Each generated token reads every weight once, so 100 % is the hardware's bound; a figure far
   below it (`roofline_flag`) suggests a misconfiguration (threads, other load).
@@ -34,6 +43,7 @@ Derived metrics (shown in the report, so written for people):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import polars as pl
@@ -44,15 +54,20 @@ from llmspec.profiles import KINDS, ORDER, PROFILES
 from llmspec.report.frame import KEYS
 from llmspec.results import bound_names
 from llmspec.spec import Spec
+from llmspec.stats import mcnemar_p
 
 MEMORY_METRICS = ("peak_rss_gb", "rss_peak_gb")  # plus long_context's rss_gb_<size>
 MEMORY_PREFIX = "rss_gb_"
+PREDICTED = ("estimated_memory_gb", "predicted_peak_rss_gb")  # stored by the runner next to peak_rss_gb
 
 DERIVED: dict[str, pl.DataType] = {
     "peak_memory_gb": pl.Float64, "quality_reference_quant": pl.String, "quality_degradation_pts": pl.Float64,
+    "quality_loss_p": pl.Float64, "quality_items_compared": pl.Int64,
     "efficiency_raw": pl.Float64, "efficiency_score": pl.Float64,
     "cost_benefit_raw": pl.Float64, "cost_benefit_score": pl.Float64,
     "bandwidth_gbps": pl.Float64, "roofline_pct": pl.Float64, "roofline_flag": pl.Boolean,
+    "peak_server_gb": pl.Float64, "estimated_memory_gb": pl.Float64, "estimate_error_pct": pl.Float64,
+    "predicted_peak_rss_gb": pl.Float64, "prediction_error_pct": pl.Float64,
     "model_size_bytes": pl.Int64, "context_size": pl.Int64,
 }
 INTEGER_FIGURES = {"max_context_tokens"}
@@ -84,8 +99,9 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
         (pl.col("model_size_bytes") / 1e9).alias("model_size_gb"),
         pl.coalesce(pl.col("max_context_tokens"), pl.lit(float(spec.server.ctx_size))).alias("context_size"),
     )
-    table = _with_scores(_with_degradation(table))
+    table = _with_scores(_with_degradation(table, _quality_items(frame)))
     table = _with_roofline(table, bandwidth_gbps)
+    table = table.join(_predictions(frame), on=KEYS, how="left", maintain_order="left")
     return table.select(pl.col(name).cast(dtype) for name, dtype in schema().items())
 
 
@@ -111,8 +127,46 @@ def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
         pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)
 
 
-def _with_degradation(table: pl.DataFrame) -> pl.DataFrame:
-    """Quality points lost against the most precise quant of the same model and host."""
+def _quality_items(frame: pl.DataFrame) -> dict[tuple[str, str, str], dict[str, int]]:
+    """(host, model, quant) -> {item id: 1 right / 0 wrong} of each finished quality result."""
+    if "items" not in frame.columns:
+        return {}
+    found = frame.filter((pl.col("profile") == "quality") & (pl.col("status") == "ok") & pl.col("items").is_not_null())
+    return {(h, m, q): json.loads(items) for h, m, q, items in found.select(*KEYS, "items").iter_rows()}
+
+
+def paired_loss(items: dict[str, int] | None, reference: dict[str, int] | None) -> tuple[float | None, int | None]:
+    """(exact McNemar p-value, items compared) of a quant against its reference on the shared items."""
+    if not items or not reference:
+        return None, None
+    shared = items.keys() & reference.keys()
+    only_reference = sum(1 for i in shared if reference[i] and not items[i])
+    only_this = sum(1 for i in shared if items[i] and not reference[i])
+    return mcnemar_p(only_reference, only_this), len(shared)
+
+
+SIGNIFICANT_P = 0.05
+
+
+def loss_statement(row: Mapping) -> str | None:
+    """What a configs row may say about its quality against the reference quant (None: nothing
+    to compare, or the row is the reference). A difference is stated as such only when the paired
+    test says chance alone rarely gives it; an untested one (no per-item scores) says so."""
+    points, reference = row.get("quality_degradation_pts"), row.get("quality_reference_quant")
+    p = row.get("quality_loss_p")
+    if points is None or reference is None or reference == row.get("quant"):
+        return None
+    n = row.get("quality_items_compared")
+    if p is None:
+        return f"{round(-points):+d} pts vs {reference} (not compared item by item)"
+    if p < SIGNIFICANT_P and points != 0:
+        return f"{round(-points):+d} pts vs {reference} (exact McNemar p = {p:.3f} on {n} items)"
+    return f"no measurable loss vs {reference} on {n} items ({round(-points):+d} pts is within chance)"
+
+
+def _with_degradation(table: pl.DataFrame, items: dict[tuple[str, str, str], dict[str, int]]) -> pl.DataFrame:
+    """Quality points lost against the most precise quant of the same model and host, and
+    whether the loss is beyond luck (exact McNemar on the paired items)."""
     bits = pl.col("quant").replace_strict(BITS, default=None, return_dtype=pl.Float64)
     references = (
         table.with_columns(bits.alias("bits"))
@@ -123,10 +177,29 @@ def _with_degradation(table: pl.DataFrame) -> pl.DataFrame:
              pl.col("quality_pct").first().alias("reference_pct"))
     )
     measured = pl.col("quality_pct").is_not_null()
-    return table.join(references, on=["host", "model"], how="left", maintain_order="left").with_columns(
+    table = table.join(references, on=["host", "model"], how="left", maintain_order="left").with_columns(
         pl.when(measured).then(pl.col("quality_reference_quant")).alias("quality_reference_quant"),
         (pl.col("reference_pct") - pl.col("quality_pct")).alias("quality_degradation_pts"),
     )
+    tests = [paired_loss(items.get((h, m, q)), items.get((h, m, r))) if r is not None else (None, None)
+             for h, m, q, r in table.select(*KEYS, "quality_reference_quant").iter_rows()]
+    return table.with_columns(pl.Series("quality_loss_p", [p for p, _ in tests], dtype=pl.Float64),
+                              pl.Series("quality_items_compared", [n for _, n in tests], dtype=pl.Int64))
+
+
+def _predictions(frame: pl.DataFrame) -> pl.DataFrame:
+    """The memory predictions graded against what happened, per configuration, from the finished
+    cell whose llama-server used the most memory: that cell's pre-flight estimate (for its own
+    context and slots) and the planner's trend prediction, each against its measured `peak_rss_gb`."""
+    missing = [c for c in ("peak_rss_gb", *PREDICTED) if c not in frame.columns]
+    rows = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
+    peak = pl.col("peak_rss_gb")
+    rows = rows.filter((pl.col("status") == "ok") & peak.is_not_null()).sort(peak, descending=True)
+    rows = rows.group_by(KEYS, maintain_order=True).first()
+    error = {name: pl.when(peak > 0).then((pl.col(name) - peak) / peak * 100) for name in PREDICTED}
+    return rows.select(*KEYS, peak.alias("peak_server_gb"),
+                       pl.col("estimated_memory_gb"), error["estimated_memory_gb"].alias("estimate_error_pct"),
+                       pl.col("predicted_peak_rss_gb"), error["predicted_peak_rss_gb"].alias("prediction_error_pct"))
 
 
 def _with_scores(table: pl.DataFrame) -> pl.DataFrame:

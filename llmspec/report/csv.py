@@ -17,6 +17,7 @@ from llmspec.report.frame import KEYS, metric_columns
 CONFIG_COLUMNS = {
     "model_size_gb": "model_size_gb", "peak_memory_gb": "memory_gb", "efficiency_score": "efficiency_score",
     "cost_benefit_score": "cost_benefit_score", "quality_degradation_pts": "quality_degradation_pts",
+    "quality_loss_p": "quality_loss_p",
     "roofline_pct": "roofline_pct",
 }
 

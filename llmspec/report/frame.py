@@ -29,7 +29,7 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
     "host": pl.String, "spec": pl.String, "model": pl.String, "quant": pl.String,
     "profile": pl.String, "status": pl.String, "reason": pl.String, "started_at": pl.String,
     "duration_s": pl.Float64, "model_size_bytes": pl.Int64, "server_version": pl.String,
-    "flags": pl.List(pl.String), "host_info": pl.String,
+    "flags": pl.List(pl.String), "host_info": pl.String, "items": pl.String,
 }
 DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for_spec, not read from files
 KEYS = ["host", "model", "quant"]  # one configuration: what a user chooses between
@@ -72,6 +72,8 @@ def _row(path: str, result: Result, host_info: dict[str, str]) -> dict[str, Any]
         "flags": [str(f) for f in result.flags],
         # JSON text, so every hardware field a result records reaches the report as is.
         "host_info": host_info[host_dir],
+        # Per-item right/wrong of a quality result, JSON text: the paired test against the reference.
+        "items": json.dumps(result.items, sort_keys=True) if result.items else None,
     }
 
 

@@ -95,7 +95,8 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
         heatmap=_heatmap(frame, heat), comparison=_comparison(frame, compare) if many else None,
         charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) else "",
         tables=tables, sizes=_size_table(frame),
-        configs=_configs_table(configs), scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
+        configs=_configs_table(configs), memory=_memory_table(configs),
+        scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
         details=details, sample_limit=SAMPLE_LIMIT, labels=LABELS,
     )
 
@@ -151,10 +152,7 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
     best = _top(configs, "quality_pct")
     if best:
         found.append(f"Highest quality score: {_name(best)} with {best['quality_pct']:.0f}% correct.")
-    worst = _top(configs, "quality_degradation_pts")
-    if worst and worst["quality_degradation_pts"] > 0:
-        found.append(f"Largest quality loss from quantization: {_name(worst)} scores "
-                     f"{worst['quality_degradation_pts']:.1f} points below {worst['quality_reference_quant']}.")
+    found += _quality_loss(configs)
     hot = _top(configs, "max_temperature_c")
     if hot:
         found.append(f"Hottest stress run: {_name(hot)} reached {hot['max_temperature_c']:.0f} °C "
@@ -170,6 +168,21 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
         found.append(f"{status['error']} cell(s) failed; their reasons and server logs are under "
                      "“Raw samples and logs”.")
     return found
+
+
+def _quality_loss(configs: pl.DataFrame) -> list[str]:
+    """The largest loss the paired test confirms; else, when quants differ only by chance, say that."""
+    largest = configs["quality_degradation_pts"].drop_nulls().max() if configs.height else None
+    if largest is None or largest <= 0:
+        return []
+    tested = configs.filter(pl.col("quality_degradation_pts") > 0)
+    real = tested.filter(pl.col("quality_loss_p") < configs_module.SIGNIFICANT_P)
+    if real.height:
+        worst = real.sort("quality_degradation_pts", descending=True).row(0, named=True)
+        return [f"Largest quality loss from quantization: {_name(worst)}, {configs_module.loss_statement(worst)}."]
+    worst = tested.sort("quality_degradation_pts", descending=True).row(0, named=True)
+    return [f"No quant lost measurable quality against its reference: the largest difference, {_name(worst)}, "
+            f"{configs_module.loss_statement(worst)}."]
 
 
 def _top(configs: pl.DataFrame, column: str) -> dict[str, Any] | None:
@@ -374,6 +387,24 @@ def _configs_table(configs: pl.DataFrame) -> dict[str, Any]:
             *cells, "</tr>")))
     return {"heads": [head for _, head, _ in columns], "profiles": profiles, "many_hosts": many,
             "body": Markup("\n".join(body)), "count": configs.height}
+
+
+MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"), ("estimate_error_pct", "{:+.0f}%"),
+                  ("predicted_peak_rss_gb", "{:.2f}"), ("prediction_error_pct", "{:+.0f}%"))
+
+
+def _memory_table(configs: pl.DataFrame) -> dict[str, Any] | None:
+    """Predicted vs measured memory per configuration that ran: how far the planner's skips can be trusted."""
+    graded = configs.filter(pl.col("estimated_memory_gb").is_not_null() | pl.col("predicted_peak_rss_gb").is_not_null())
+    if not graded.height:
+        return None
+    many = graded["host"].n_unique() > 1
+    errors = [abs(v) for c in ("estimate_error_pct", "prediction_error_pct") for v in graded[c].drop_nulls()]
+    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['quant'])}",
+                     *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS), "</tr>"))
+            for r in graded.iter_rows(named=True)]
+    return {"many_hosts": many, "body": Markup("\n".join(body)), "count": graded.height,
+            "worst": max(errors) if errors else None}
 
 
 def _scores_part(doc: str) -> str:

@@ -2,7 +2,7 @@
 
 `metadata` (timestamp, hosts and their hardware, the spec as config, test duration), `results`
 (one entry per host, model and quant: size, memory, derived scores, and each profile's status,
-metrics, rating, per-metric checks and plain-language meaning) and `recommendations`. This is
+metrics with their 95 % intervals, rating, per-metric checks and plain-language meaning) and `recommendations`. This is
 the machine-readable report: other tools read ratings and checks from here instead of
 re-implementing the thresholds. Keys are sorted so two reports diff cleanly.
 """
@@ -18,13 +18,14 @@ import polars as pl
 
 from llmspec.rating import METRIC_TRANSLATION, interpret
 from llmspec.report.frame import KEYS, hosts, metric_columns
+from llmspec.results import bound_names
 from llmspec.spec import Spec
 
 TRANSLATED = frozenset(METRIC_TRANSLATION)
 CHECKS_TOKEN = re.compile(r'"\\u0000checks:(\d+)\\u0000"')  # how json writes the placeholder string
 PROFILE_FIELDS = ("status", "reason", "rating", "rating_checks", "flags", "started_at", "duration_s", "server_version")
 DERIVED = ("efficiency_score", "cost_benefit_score", "quality_reference_quant", "quality_degradation_pts",
-           "bandwidth_gbps", "roofline_pct", "roofline_flag")
+           "quality_loss_p", "quality_items_compared", "bandwidth_gbps", "roofline_pct", "roofline_flag")
 
 
 def generate_json(frame: pl.DataFrame, configs: pl.DataFrame, recommendations: dict[str, Any], spec: Spec,
@@ -78,7 +79,8 @@ def _results(frame: pl.DataFrame, configs: pl.DataFrame, checks: list[str]) -> l
     for profile in frame["profile"].unique(maintain_order=True):
         rows = frame.filter(pl.col("profile") == profile)
         metrics = metric_columns(rows)  # this profile's own metrics: 10 columns, not every profile's 70
-        for row in rows.select(*KEYS, *PROFILE_FIELDS, *metrics).iter_rows(named=True):
+        bounds = [b for m in metrics for b in bound_names(m) if b in rows.columns]
+        for row in rows.select(*KEYS, *PROFILE_FIELDS, *metrics, *bounds).iter_rows(named=True):
             entries[tuple(row[k] for k in KEYS)]["profiles"][profile] = _profile(row, metrics, checks)
     return list(entries.values())
 
@@ -97,10 +99,13 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 def _profile(row: dict[str, Any], metrics: list[str], checks: list[str]) -> dict[str, Any]:
     values = {m: row[m] for m in metrics if row[m] is not None}
     checks.append(row["rating_checks"])
+    intervals = {m: {"low": row[low], "high": row[high]} for m in values
+                 for low, high in [bound_names(m)] if row.get(low) is not None and row.get(high) is not None}
     return {
         "status": row["status"],
         "reason": row["reason"],
         "metrics": values,
+        "intervals": intervals,  # 95 %, from the result file's `intervals` (its `method` and `n` are there)
         "meaning": {m: text for m in TRANSLATED.intersection(values) if (text := interpret(m, values[m]))},
         "rating": row["rating"],
         "checks": f"\x00checks:{len(checks) - 1}\x00",

@@ -25,6 +25,7 @@ import polars as pl
 from llmspec.profiles import KINDS
 from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret, rate
+from llmspec.report.configs import loss_statement
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 
@@ -258,11 +259,11 @@ def _felt(metric: str, value: float, context: str = "") -> str:
 
 
 def _retention(row: dict[str, Any]) -> str:
-    """"-12 pts vs F16", or REFERENCE; "" without a quality comparison."""
-    points, reference = row["quality_degradation_pts"], row["quality_reference_quant"]
-    if points is None or reference is None:
+    """REFERENCE, the loss against it where the paired test finds one ("no measurable loss vs
+    Q8_0 on 20 items" where it does not), or "" without a quality comparison."""
+    if row["quality_degradation_pts"] is None or row["quality_reference_quant"] is None:
         return ""
-    return REFERENCE if reference == row["quant"] else f"{round(-points):+d} pts vs {reference}"
+    return REFERENCE if row["quality_reference_quant"] == row["quant"] else loss_statement(row) or ""
 
 
 def _collapsed(lines: list[Line]) -> list[Line]:

@@ -154,17 +154,6 @@ def _log_answer(answer: Answer) -> None:
 # --- pure statistics --------------------------------------------------------------------------
 
 
-def percentile(values: list[float], pct: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default), so p50 of [1, 2] is 1.5."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def summary(values: list[float], digits: int = 3) -> tuple[float, float | None, float | None, float | None]:
     """(sum, avg, min, max); avg/min/max are None for an empty list (nothing finished)."""
     if not values:

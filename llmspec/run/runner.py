@@ -22,6 +22,7 @@ from llmspec.machine.host import hardware, host_id
 from llmspec.models import files as modelfiles
 from llmspec.plan.planner import CellJob, Plan
 from llmspec.plan.targets import LocalModel
+from llmspec.plan.termination import estimate_memory
 from llmspec.profiles import ProfileContext
 from llmspec.results import Result
 from llmspec.run.client import ChatClient
@@ -57,7 +58,7 @@ def measure(job: CellJob, progress=print) -> Result:
     """The cell's result: measured, skipped (with the reason) or failed (with the reason)."""
     started, t0 = datetime.now(UTC), time.perf_counter()
     result = Result(cell=job.cell.as_dict(), status="ok")
-    server, args, identity, meta = None, job.base_args, None, None
+    server, args, identity, meta, estimate = None, job.base_args, None, None, None
     try:
         if job.skip:
             raise SkipCell(job.skip, job.skip_evidence)
@@ -66,6 +67,9 @@ def measure(job: CellJob, progress=print) -> Result:
             identity, meta = modelfiles.identity(path), modelfiles.metadata_or_none(path)
             args = job.server_args((meta or {}).get("context_length"))
             server = SESSION.server_for(job, path, args)
+            # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
+            # the measured peak so the report can grade it (report.configs, "predicted vs measured").
+            estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size).total_gb
             _measure(job, result, server, meta, progress)
         else:
             _measure(job, result, None, None, progress)
@@ -83,8 +87,11 @@ def measure(job: CellJob, progress=print) -> Result:
             SESSION.close()  # crashed, hung or confused: the next cell gets a fresh server
     if not result.ok:
         args = job.base_args  # nothing was measured: the result names the spec's common arguments
-    elif job.predicted_peak_gb is not None:
-        result.metrics["predicted_peak_rss_gb"] = job.predicted_peak_gb  # next to the measured peak
+    else:  # both predictions next to the measured peak: the report grades them (report.configs)
+        if job.predicted_peak_gb is not None:
+            result.metrics["predicted_peak_rss_gb"] = job.predicted_peak_gb
+        if estimate is not None:
+            result.metrics["estimated_memory_gb"] = estimate
     if identity is None:  # not made this run (skipped, failed): the file as it is, if it is there
         identity = job.target.identity_now()
         meta = job.target.metadata_now() if identity is not None else None
@@ -120,6 +127,7 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
                       **background.metrics()}
     result.samples, result.flags, result.background = outcome.samples, list(outcome.flags), _background(background)
     result.intervals = {name: found.as_dict() for name, found in outcome.intervals.items()} or None
+    result.items = outcome.items or None
     if background.mean_pct > limits.max_background_cpu_pct:
         raise CellError(background.busy_reason(limits.max_background_cpu_pct))
     if meta and meta.get("has_chat_template") is False:
