@@ -39,7 +39,7 @@ browser:
 	@command -v chromium >/dev/null || echo "llmspec: chromium not installed; the browser test will be skipped"
 
 # Measurements, not tests (benchmarks/README.md): run after `make demo`, which makes the models.
-BENCHMARKS := fidelity roofline noop report load_client planner
+BENCHMARKS := fidelity roofline stability noop report load_client planner
 bench: setup
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
