@@ -190,6 +190,22 @@ TRANSLATIONS: dict[str, Translation] = {
         "Efficient bulk processing",
         "Excellent throughput",
     )),
+    # KL divergence from the reference quant (llama-perplexity). Bands from the published
+    # llama.cpp figures for LLaMA-3-8B against F16 (mean KLD q8_0 0.0014, q6_K 0.0055, q4_K_M 0.031,
+    # q3_K_M 0.10, q2_K 0.45) and what the community reports each of those quants is good for.
+    "divergence": Translation(False, (0.01, 0.05, 0.2), (
+        "Indistinguishable from the reference in practice",
+        "Small loss, safe for most uses",
+        "Noticeable: fine for chat, check accuracy-critical work",
+        "Large: creative use only",
+    )),
+    # Same top token as the reference (same source: q8_0 97.7 %, q6_K 96.0 %, q4_K_M 91.9 %, q2_K 71.1 %).
+    "same_top": Translation(True, (80, 90, 95), (
+        "Often picks a different next word than the reference: large loss",
+        "Picks a different next word now and then: noticeable loss",
+        "Nearly always picks the reference's next word",
+        "Picks the reference's next word almost always",
+    )),
     "temperature": Translation(False, (70, 80, 85, 90), (
         "Cool, no concerns",
         "Warm but safe",
@@ -209,6 +225,8 @@ METRIC_TRANSLATION: dict[str, str] = {
     "rss_peak_gb": "memory",
     "docs_per_hour": "batch",
     "max_temperature_c": "temperature",
+    "kld_mean": "divergence",
+    "same_top_pct": "same_top",
     "mean_temperature_c": "temperature",
 }
 

@@ -8,6 +8,9 @@
   fetching ahead (`doit model`). A stale cell makes its own model file with the same function
   rather than through doit's `setup`, which would reorder cells and break the planned
   traversal; a derived quant is still built once and reused.
+- `logits:<spec>:<model>@<quant>`: the divergence profile's reference logits (build/cache/,
+  large, never committed), for building ahead (`doit logits`); the first divergence cell of a
+  model builds them itself when missing, as a cell makes its model file.
 - `bandwidth`: this host's memory bandwidth, measured once (a few seconds) into
   `results/<host>/bandwidth.json`, so reports can show speed against the hardware's bound.
 - `report`: re-renders every spec's reports from the result files; measures nothing.
@@ -21,7 +24,7 @@ import sys
 from pathlib import Path
 
 from llmspec import lock, logs
-from llmspec.errors import UserError
+from llmspec.errors import SkipCell, UserError
 from llmspec.plan.planner import Plan, Workspace
 from llmspec.spec import load_spec
 
@@ -105,6 +108,53 @@ def model_tasks(plan: Plan):
                 "targets": [str(mf.path)],
             }
             yield task
+
+
+class ReferenceFresh:
+    """Up to date while the reference logits exist and were made from today's inputs."""
+
+    __signature__ = inspect.Signature()
+
+    def __init__(self, plan: Plan, model: str):
+        self.plan, self.model, self.reason = plan, model, "not checked yet"
+
+    def __call__(self) -> bool:
+        ref = self.plan.reference(self.model)
+        identity = self.plan.reference_part(self.model)["model"]
+        fresh, self.reason = ref.state(identity, self.plan.server_version)
+        return fresh
+
+    def __str__(self) -> str:
+        return self.reason
+
+    __repr__ = __str__
+
+
+def make_reference(plan: Plan, model: str) -> None:
+    """doit action: the divergence profile's reference logits for `model` (a cell makes them too, when first needed)."""
+    from llmspec.run.runner import reference_logits
+
+    try:
+        reference_logits(plan.spec, plan.reference(model), plan.threads(), plan.server_version,
+                         plan.workspace.logs / "tools", print)
+    except SkipCell as exc:
+        raise UserError(str(exc)) from None
+
+
+def reference_tasks(plan: Plan):
+    """`logits:<spec>:<model>@<quant>`: not in the default tasks; the first divergence cell of a
+    model builds its logits in its own slot, so a fresh clone with committed results builds nothing."""
+    for model in plan.spec.models:
+        ref = plan.reference(model.name)
+        if ref is None:
+            continue
+        yield {
+            "name": f"{plan.spec.name}:{model.name}@{ref.quant}",
+            "doc": f"reference logits of {model.name} {ref.quant} for the divergence profile",
+            "actions": [(make_reference, [plan, model.name])],
+            "uptodate": [ReferenceFresh(plan, model.name)],
+            "targets": [str(ref.path)],
+        }
 
 
 def run_cell(plan: Plan, cell) -> bool:
@@ -222,6 +272,11 @@ def generate(root: Path, selected: str | None):
         """Make model files available (link, download, derive)."""
         yield from known("model", [t for plan in plans for t in model_tasks(plan)])
 
+    @create_after(target_regex=r".*\.logits$")
+    def task_logits():
+        """Write the divergence profile's reference logits (once per model; under build/cache)."""
+        yield from known("logits", [t for plan in plans for t in reference_tasks(plan)])
+
     @create_after(target_regex=r".*\.json$")
     def task_cell():
         """Measure one (model, quant, profile) cell into its result file."""
@@ -238,7 +293,8 @@ def generate(root: Path, selected: str | None):
         """Render JSON/CSV/HTML reports from the result files (measures nothing)."""
         return {"actions": [(report_action, [plans])], "uptodate": [False], "verbosity": 2}
 
-    return {"task_model": task_model, "task_cell": task_cell, "task_bandwidth": task_bandwidth,
+    return {"task_model": task_model, "task_logits": task_logits, "task_cell": task_cell,
+            "task_bandwidth": task_bandwidth,
             "task_report": task_report,
             "DOIT_CONFIG": DOIT_CONFIG}
 

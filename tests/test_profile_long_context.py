@@ -9,6 +9,7 @@ from llmspec.errors import CellError
 from llmspec.models.files import metadata
 from llmspec.profiles import ProfileContext
 from llmspec.profiles import long_context as lc
+from llmspec.profiles.base import read_prose
 from llmspec.profiles.long_context import LongContextProfile
 from llmspec.run.client import ChatClient
 
@@ -82,7 +83,7 @@ def test_token_counter_resends_once_after_a_closed_connection():
 
 
 def test_bundled_prose_is_long_plain_text_and_fingerprinted():
-    corpus = lc.build_corpus(REPO, "prompts/long_context")
+    corpus = read_prose(REPO, "prompts/long_context")
     assert len(corpus.split()) >= 6000
     assert corpus.isascii()
     files = lc.KIND.inputs(LongContextProfile(), REPO)["text_files"]

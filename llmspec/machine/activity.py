@@ -83,11 +83,13 @@ class Sampler:
         self.by_pid: dict[int, tuple[str, float]] = {}  # other processes' CPU seconds over the window
 
     def _own_seconds(self) -> float:
+        """CPU seconds of the measurement's processes, including children they have already reaped:
+        a tool that ran and exited between two samples (llama-perplexity, llama-quantize) is ours too."""
         total = 0.0
         for pid in self.own():
             try:
                 t = psutil.Process(pid).cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
             except psutil.Error:
                 pass
         return total

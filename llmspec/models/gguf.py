@@ -25,6 +25,10 @@ SCALARS = {
 }
 
 
+class ArrayLength(int):
+    """An array's element count, standing in for the array (e.g. the vocabulary's size)."""
+
+
 class _Cursor:
     def __init__(self, buf):
         self.buf, self.pos = buf, 0
@@ -40,7 +44,7 @@ class _Cursor:
         return bytes(self.buf[self.pos - n:self.pos]).decode("utf-8", "replace")
 
     def value(self, vtype: int) -> Any:
-        """A scalar or string; arrays are stepped over and read as None."""
+        """A scalar or string; arrays are stepped over and read as their length (an `ArrayLength`)."""
         if vtype == GGUFValueType.STRING:
             return self.string()
         if vtype == GGUFValueType.ARRAY:
@@ -50,7 +54,7 @@ class _Cursor:
             else:
                 for _ in range(count):
                     self.value(etype)
-            return None
+            return ArrayLength(count)
         return self.unpack(SCALARS[GGUFValueType(vtype)])
 
 

@@ -26,7 +26,7 @@ def identity(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
 
 
-METADATA_KEY = "metadata.v2"  # bump when _read_metadata reads more, so cached facts refresh
+METADATA_KEY = "metadata.v3"  # bump when _read_metadata reads more, so cached facts refresh
 
 
 def metadata(path: Path) -> dict[str, Any]:
@@ -82,7 +82,15 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         "value_length": fields.get(f"{arch}.attention.value_length"),
         "file_type": quant_of_file_type(fields.get("general.file_type")),
         "has_chat_template": "tokenizer.chat_template" in fields,
+        # Tokens in the vocabulary: reference logits for KL divergence take 2 bytes per token per position.
+        "vocab_size": _vocab_size(fields, arch),
     }
+
+
+def _vocab_size(fields: dict[str, Any], arch: str | None) -> int | None:
+    tokens = fields.get("tokenizer.ggml.tokens")
+    found = fields.get(f"{arch}.vocab_size") or (int(tokens) if tokens is not None else None)
+    return int(found) if found else None
 
 
 def metadata_or_none(path: Path) -> dict[str, Any] | None:

@@ -29,7 +29,11 @@ def fill_missing_model(current: dict[str, Any], stored: dict[str, Any]) -> dict[
     multi-GB download just to prove nothing changed.
     """
     if current.get("model") is None and stored.get("source") == current.get("source"):
-        return {**current, "model": stored.get("model")}
+        current = {**current, "model": stored.get("model")}
+    reference, old = current.get("reference"), stored.get("reference")  # the divergence profile's reference file
+    if isinstance(reference, dict) and isinstance(old, dict) and reference.get("model") is None \
+            and old.get("source") == reference.get("source"):
+        current = {**current, "reference": {**reference, "model": old.get("model")}}
     return current
 
 

@@ -23,6 +23,7 @@ from llmspec.models import binaries
 from llmspec.models import files as modelfiles
 from llmspec.plan.cells import Cell, expand, ordered_pairs
 from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
+from llmspec.plan.reference import Reference
 from llmspec.plan.serverargs import ServerArgs
 from llmspec.plan.targets import EndpointTarget, LocalModel, Target
 from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_label
@@ -96,6 +97,7 @@ class CellJob:
     skip: str | None = None
     skip_evidence: str | None = None
     predicted_peak_gb: float | None = None
+    reference: Reference | None = None  # the divergence profile's reference logits
 
     @property
     def root(self) -> Path:
@@ -121,8 +123,21 @@ class CellJob:
 
     def fingerprint(self, model_identity: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
         """(hash, inputs) with the model file's identity as it is now (the file may be new)."""
-        inputs = {**self.inputs, **self.target.fingerprint_parts(model_identity, self.server_version, self.base_args)}
+        parts = model_parts(self.kind, self.target, model_identity, self.server_version, self.base_args)
+        inputs = {**self.inputs, **parts}
+        if self.reference is not None:  # made during this cell, perhaps: its identity as it is now
+            identity = LocalModel(self.reference.file).identity_now()
+            inputs["reference"] = {**inputs["reference"], "model": identity}
         return digest(inputs), inputs
+
+
+def model_parts(kind: ProfileKind, target: Target, identity: dict[str, Any] | None, version: str | None,
+                args: ServerArgs) -> dict[str, Any]:
+    """The target's fingerprint parts; a profile that starts no server does not depend on its arguments."""
+    parts = target.fingerprint_parts(identity, version, args)
+    if not kind.needs_server:
+        parts = {**parts, "server": {"version": version, "args": []}}
+    return parts
 
 
 class Plan:
@@ -199,9 +214,29 @@ class Plan:
         return {"method": f"{profile}/{PROFILES[profile].version}.{MEASUREMENT_VERSION}",
                 "profile": self.profile_inputs(profile), "host": host_id()}
 
+    @functools.cache
+    def reference(self, model: str) -> Reference | None:
+        """The divergence profile's reference logits for `model` (None without that profile)."""
+        settings = self.spec.profiles.divergence
+        if settings is None:
+            return None
+        quant = self.spec.model(model).reference_quant()
+        path = self.workspace.build / "cache" / "divergence" / self.spec.name / f"{model}@{quant}.logits"
+        text = self.profile_inputs("divergence")["text_files"]
+        return Reference(self.spec.name, model, quant, self.model_file(model, quant), settings.ctx,
+                         settings.chunk_count(), text, path)
+
+    def reference_part(self, model: str) -> dict[str, Any]:
+        """What a divergence cell's fingerprint holds of its reference: the quant and its file."""
+        ref = self.reference(model)
+        identity = self.model_identity(Cell(self.spec.name, model, ref.quant, "divergence"))
+        return {"quant": ref.quant, "source": ref.file.source, "model": identity}
+
     def _own_inputs(self, cell: Cell) -> dict[str, Any]:
         """The fingerprint inputs that do not depend on the model file (docs/measuring.md, fingerprints)."""
         inputs = self._profile_part(cell.profile)
+        if cell.profile == "divergence" and not cell.endpoint:
+            inputs = {**inputs, "reference": self.reference_part(cell.model)}
         if PROFILES[cell.profile].last:  # re-decided whenever the results it was chosen from change
             inputs = dict(inputs)
             choice = self.choice()
@@ -211,7 +246,8 @@ class Plan:
 
     def inputs(self, cell: Cell) -> dict[str, Any]:
         """Everything that changes this cell's measurement, with the model file as it is now."""
-        parts = self.target(cell).fingerprint_parts(self.model_identity(cell), self.server_version, self.server_args())
+        parts = model_parts(PROFILES[cell.profile], self.target(cell), self.model_identity(cell), self.server_version,
+                            self.server_args())
         return {**self._own_inputs(cell), **parts}
 
     def freshness(self, cell: Cell) -> tuple[bool, str]:
@@ -233,7 +269,8 @@ class Plan:
             skip = f"not selected for the {cell.profile} test: {choice.reason}"
         return CellJob(cell, kind, getattr(self.spec.profiles, cell.profile), self.target(cell),
                        self._own_inputs(cell), self.spec, self.server_args(), self.server_version, self.workspace,
-                       self.result_path(cell), skip, evidence, decision.predicted_peak_gb)
+                       self.result_path(cell), skip, evidence, decision.predicted_peak_gb,
+                       self.reference(cell.model) if cell.profile == "divergence" and not cell.endpoint else None)
 
     def record(self, job: CellJob, result: Result) -> None:
         """Write a finished cell's result and let go of what was decided from the old results."""

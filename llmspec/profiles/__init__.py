@@ -7,7 +7,7 @@ from here. The order of `KINDS` is the order cells of one model file run in.
 
 from __future__ import annotations
 
-from llmspec.profiles import batch, interactive, load, long_context, quality, stress
+from llmspec.profiles import batch, divergence, interactive, load, long_context, quality, stress
 from llmspec.profiles.base import (
     Outcome,
     ProfileContext,
@@ -20,8 +20,8 @@ from llmspec.profiles.base import (
     require_cache_miss,
 )
 
-KINDS: tuple[ProfileKind, ...] = (interactive.KIND, long_context.KIND, batch.KIND, quality.KIND, load.KIND,
-                                  stress.KIND)
+KINDS: tuple[ProfileKind, ...] = (interactive.KIND, long_context.KIND, batch.KIND, quality.KIND, divergence.KIND,
+                                  load.KIND, stress.KIND)
 PROFILES: dict[str, ProfileKind] = {kind.name: kind for kind in KINDS}
 ORDER: tuple[str, ...] = tuple(PROFILES)
 
@@ -31,5 +31,5 @@ def kind(name: str) -> ProfileKind:
 
 
 __all__ = ["KINDS", "ORDER", "PROFILES", "Outcome", "ProfileContext", "ProfileKind", "Rule", "kind", "clock_check",
-           "files_digest", "median", "prompt_files", "require_cache_miss", "batch", "interactive", "load",
+           "files_digest", "median", "prompt_files", "require_cache_miss", "batch", "divergence", "interactive", "load",
            "long_context", "quality", "stress"]

@@ -47,6 +47,7 @@ class Case:
     short: str  # in the overall pick's "Excellent for interactive chat"
     figures: tuple[str, ...]  # configs columns shown on a line
     order: tuple[tuple[str, bool], ...]  # (column, descending) ranking after the rating
+    joins: tuple[str, ...] = ()  # other profiles whose rating counts too (the worst one is the line's)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class ProfileKind:
     server_overrides: Callable[[BaseModel, int], tuple[int, int]] | None = None
     performance: bool = True  # counts for "does this configuration run well" (stress choice, overall best)
     managed_only: bool = False  # needs llmspec's own llama-server (not possible against an endpoint)
+    needs_server: bool = True  # False: runs llama.cpp's tools on the model file itself (`ProfileContext.local`)
     last: bool = False  # runs after every other cell, on one configuration chosen from their results
 
     def inputs(self, settings: BaseModel, root: Path) -> dict[str, Any]:
@@ -110,21 +112,36 @@ class Outcome:
     items: dict[str, int] = field(default_factory=dict)  # item id -> 1 right / 0 wrong: paired comparisons
 
 
+@dataclass(frozen=True)
+class LocalRun:
+    """What a profile that runs llama.cpp's tools on the model file (`needs_server=False`) gets."""
+
+    model_path: Path
+    quant: str
+    tool: Callable[[str], Path]  # llama-perplexity, ...: next to the spec's llama-server
+    threads: int
+    logs: Path  # a folder for the tools' full output
+    reference: Callable[[], tuple[Any, dict]] | None = None  # (Reference, facts), built on first need
+    less_precise_origin: str | None = None  # the file this quant was derived from, when less precise
+
+
 @dataclass
 class ProfileContext:
     """What a profile gets: a client bound to a ready server, its settings and a progress line.
 
     `server` is the managed llama-server (for RSS, swap and its settings, `server.args`), or None
     for an external endpoint; `model_meta` is the GGUF metadata (context_length, ...) when known.
+    A profile that needs no server gets `client` None and `local` instead.
     """
 
-    client: ChatClient
+    client: ChatClient | None
     settings: BaseModel
     root: Path
     progress: Callable[[str], None]
     server: Server | None = None
     model_meta: dict[str, Any] | None = None
     api_key: str | None = None  # an endpoint's key, for profiles that open more connections
+    local: LocalRun | None = None
 
     def warm_up(self, prompt: str, max_tokens: int, label: str = "", system: str | None = None, **params) -> None:
         """One unmeasured request after the server started: it pays the cold start (first
@@ -155,6 +172,11 @@ def prompt_files(root: Path, folder: str, suffix: str = ".txt") -> list[Path]:
     if not files:
         raise UserError(f"profiles: no {suffix} prompt files in {path}")
     return files
+
+
+def read_prose(root: Path, folder: str) -> str:
+    """Every .txt file of a prose folder, in name order, as one text (long context, divergence)."""
+    return "\n\n".join(f.read_text(encoding="utf-8").strip() for f in prompt_files(root, folder))
 
 
 def files_digest(files: list[Path]) -> dict[str, str]:

@@ -41,6 +41,7 @@ from llmspec.profiles.base import (
     clock_check,
     median,
     prompt_files,
+    read_prose,
     require_cache_miss,
 )
 from llmspec.stats import Interval, median_interval
@@ -113,11 +114,6 @@ def cut_to_tokens(text: str, tokens: int, count: Callable[[str], int]) -> tuple[
     return text[:lo], found
 
 
-def build_corpus(root, folder: str) -> str:
-    """All bundled prose files, in name order, as one text."""
-    return "\n\n".join(f.read_text(encoding="utf-8").strip() for f in prompt_files(root, folder))
-
-
 def run(ctx: ProfileContext) -> Outcome:
     s = ctx.settings
     trained = (ctx.model_meta or {}).get("context_length")
@@ -126,7 +122,7 @@ def run(ctx: ProfileContext) -> Outcome:
     samples, flags, done, overhead = [], [], [], 0
     if any(reason is None for _, reason in planned):
         count = _token_counter(ctx.client)
-        corpus = build_corpus(ctx.root, s.text)
+        corpus = read_prose(ctx.root, s.text)
         ctx.progress("calibrating the chat template's tokens (warm-up)")
         overhead, calibration = _template_overhead(ctx, corpus, count)
         text = _long_text(corpus, max(size for size, reason in planned if reason is None) - overhead, count)

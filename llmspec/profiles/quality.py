@@ -349,7 +349,10 @@ KIND = ProfileKind(
         Rule("format_pct", "min_format_pct", "min", critical=False),
     ),
     headlines={"overall_pct": "quality_pct"},
-    case=Case("Accuracy-critical work", "accuracy", ("quality_pct", "math_pct"), (("quality_pct", True),)),
+    # The quiz and the divergence from the reference quant judge accuracy together: a line is rated
+    # by the worse of the two, and ranks by quiz score, then by divergence.
+    case=Case("Accuracy-critical work", "accuracy", ("quality_pct", "math_pct"),
+              (("quality_pct", True), ("kld_mean", False)), joins=("divergence",)),
     figures={"quality_pct": Figure("{}%", "overall score", "overall"), "math_pct": Figure("{}%", "math score", "math"),
              "comprehension_pct": Figure("{}%", "comprehension score", "comprehension"),
              "reasoning_pct": Figure("{}%", "reasoning score", "reasoning"),

@@ -45,6 +45,10 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details) -> list
                "No memory measurements yet: run any profile on a managed llama-server with `doit`."),
         _chart("quality", "Quality score by quantization", _quality(configs), many,
                "No quality results yet: add [profiles.quality] to the spec and run `doit`."),
+        _chart("divergence", "KL divergence from the reference by quantization", _divergence(configs), many,
+               "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
+        _chart("same-top", "Same top token as the reference by quantization", _same_top(configs), many,
+               "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
         _chart("context", "Prompt load time vs context size", _context(ok), many,
                "No long-context results yet: add [profiles.long_context] to the spec and run `doit`."),
         _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many,
@@ -125,16 +129,41 @@ def _versus_size(configs: pl.DataFrame, column: str, field: str, meaning_of: str
 def _quality(configs: pl.DataFrame):
     """Overall score per quant, lowest precision first, so each model's line shows what quantizing costs."""
     rows = _rows(configs, "quality_pct")
-    order = sorted({r["quant"] for r in rows}, key=lambda q: (BITS_PER_WEIGHT.get(q, 99), q))
     values = [{**_config(r), "quality_pct": r["quality_pct"], "lost_pts": r["quality_degradation_pts"],
                "reference": r["quality_reference_quant"]} for r in rows]
     tips = [*CONFIG_TIPS, _tip("quality_pct", "Quality (% correct)", ".1f"),
             _tip("lost_pts", "Points lost vs reference", ".1f"), _tip("reference", "Reference quant")]
-    layout = _point_layout(("quant", "Quantization (lowest precision first)"),
-                           ("quality_pct", "Quality score (% correct)"), ("model", "Model"), tips, line=True,
-                           x_type="ordinal")
+    return _by_quant(rows, values, ("quality_pct", "Quality score (% correct)"), tips, {"domain": [0, 100]})
+
+
+def _divergence(configs: pl.DataFrame):
+    """Mean KL divergence from the reference quant per quant (log scale: 0.001 and 0.5 both matter)."""
+    rows = [r for r in _rows(configs, "kld_mean", "same_top_pct") if r["kld_mean"] > 0]
+    values = [{**_config(r), "kld_mean": r["kld_mean"], "same_top_pct": r["same_top_pct"],
+               "ppl_ratio": r["ppl_ratio"], "meaning": interpret("kld_mean", r["kld_mean"])} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("kld_mean", "Mean KL divergence", ".4f"),
+            _tip("same_top_pct", "Same top token (%)", ".1f"), _tip("ppl_ratio", "Perplexity ratio", ".3f"),
+            _tip("meaning", "Meaning")]
+    return _by_quant(rows, values, ("kld_mean", "Mean KL divergence from the reference (log)"), tips, {"type": "log"})
+
+
+def _same_top(configs: pl.DataFrame):
+    """How often each quant picks the reference's top token."""
+    rows = _rows(configs, "same_top_pct")
+    values = [{**_config(r), "same_top_pct": r["same_top_pct"], "meaning": interpret("same_top_pct",
+                                                                                     r["same_top_pct"])} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("same_top_pct", "Same top token (%)", ".1f"), _tip("meaning", "Meaning")]
+    return _by_quant(rows, values, ("same_top_pct", "Same top token as the reference (%)"), tips, {"zero": False})
+
+
+def _by_quant(rows: list[dict[str, Any]], values: list[dict[str, Any]], y: tuple[str, str], tips: list[dict],
+              scale: dict[str, Any]):
+    """One line per model across its quants, lowest precision first."""
+    order = sorted({r["quant"] for r in rows}, key=lambda q: (BITS_PER_WEIGHT.get(q, 99), q))
+    layout = _point_layout(("quant", "Quantization (lowest precision first)"), y, ("model", "Model"), tips,
+                           line=True, x_type="ordinal")
     layout["encoding"]["x"].update(sort=order, axis={"labelAngle": 0})
-    layout["encoding"]["y"]["scale"] = {"domain": [0, 100]}
+    layout["encoding"]["y"]["scale"] = scale
     return values, layout
 
 

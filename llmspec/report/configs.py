@@ -17,8 +17,9 @@ memory over the configuration's profiles (peak_rss_gb, rss_peak_gb, rss_gb_<size
 Derived metrics (shown in the report, so written for people):
 
 - **Quality degradation** (`quality_degradation_pts`): the overall quality score of the most
-  precise quant of the same model on the same host that has a quality result (F32, then
-  F16/BF16, then by bits per weight), minus this configuration's score, in percentage points.
+  precise quant of the same model on the same host that has a quality result (by bits per
+  weight, F32 first; a quant derived from a less precise file counts as that file, and between
+  equals the file it was derived from wins), minus this configuration's score, in percentage points.
   Positive means this quant lost points; 0 for the reference itself. Whether that loss is more
   than luck is `quality_loss_p`: the exact McNemar test on the items both answered (the items
   one got right and the other wrong; `quality_items_compared` is how many items were paired).
@@ -49,7 +50,6 @@ from collections.abc import Mapping
 import polars as pl
 
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
-from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.profiles import KINDS, ORDER, PROFILES
 from llmspec.report.frame import KEYS
 from llmspec.results import bound_names
@@ -71,7 +71,6 @@ DERIVED: dict[str, pl.DataType] = {
     "model_size_bytes": pl.Int64, "context_size": pl.Int64,
 }
 INTEGER_FIGURES = {"max_context_tokens"}
-BITS = {quant: float(bits) for quant, bits in BITS_PER_WEIGHT.items()}  # mixed int/float: polars wants one type
 
 
 def schema() -> dict[str, pl.DataType]:
@@ -99,7 +98,7 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
         (pl.col("model_size_bytes") / 1e9).alias("model_size_gb"),
         pl.coalesce(pl.col("max_context_tokens"), pl.lit(float(spec.server.ctx_size))).alias("context_size"),
     )
-    table = _with_scores(_with_degradation(table, _quality_items(frame)))
+    table = _with_scores(_with_degradation(table, _quality_items(frame), spec))
     table = _with_roofline(table, bandwidth_gbps)
     table = table.join(_predictions(frame), on=KEYS, how="left", maintain_order="left")
     return table.select(pl.col(name).cast(dtype) for name, dtype in schema().items())
@@ -161,17 +160,27 @@ def loss_statement(row: Mapping) -> str | None:
         return f"{round(-points):+d} pts vs {reference} (not compared item by item)"
     if p < SIGNIFICANT_P and points != 0:
         return f"{round(-points):+d} pts vs {reference} (exact McNemar p = {p:.3f} on {n} items)"
+    if round(points) == 0:
+        return f"no measurable loss vs {reference} on {n} items (the same score)"
     return f"no measurable loss vs {reference} on {n} items ({round(-points):+d} pts is within chance)"
 
 
-def _with_degradation(table: pl.DataFrame, items: dict[tuple[str, str, str], dict[str, int]]) -> pl.DataFrame:
+def _precision(spec: Spec) -> pl.DataFrame:
+    """(model, quant) -> the bits per weight its file really carries (`Model.precision`: a quant
+    derived from a less precise file is no more precise than that file) and whether it is a source."""
+    rows = [(m.name, q, m.precision(q), q not in m.derive) for m in spec.models for q in m.quants]
+    return pl.DataFrame(rows, schema={"model": pl.String, "quant": pl.String, "bits": pl.Float64,
+                                      "original": pl.Boolean}, orient="row")
+
+
+def _with_degradation(table: pl.DataFrame, items: dict[tuple[str, str, str], dict[str, int]],
+                      spec: Spec) -> pl.DataFrame:
     """Quality points lost against the most precise quant of the same model and host, and
     whether the loss is beyond luck (exact McNemar on the paired items)."""
-    bits = pl.col("quant").replace_strict(BITS, default=None, return_dtype=pl.Float64)
     references = (
-        table.with_columns(bits.alias("bits"))
-        .filter(pl.col("quality_pct").is_not_null() & pl.col("bits").is_not_null())
-        .sort(["bits", "quant"], descending=[True, False])
+        table.join(_precision(spec), on=["model", "quant"], how="left")
+        .filter(pl.col("quality_pct").is_not_null() & (pl.col("bits") > 0))
+        .sort(["bits", "original", "quant"], descending=[True, True, False])
         .group_by(["host", "model"], maintain_order=True)
         .agg(pl.col("quant").first().alias("quality_reference_quant"),
              pl.col("quality_pct").first().alias("reference_pct"))

@@ -47,13 +47,14 @@ CONFIG_COLUMNS = (
     ("tokens_per_s", "Tokens/s", "{:.1f}"), ("ttft_s", "TTFT s", "{:.2f}"),
     ("max_context_tokens", "Max context", "{:,.0f}"), ("docs_per_hour", "Docs/hour", "{:.0f}"),
     ("quality_pct", "Quality %", "{:.0f}"), ("quality_degradation_pts", "Quality lost (pts)", "{:+.1f}"),
+    ("kld_mean", "KLD vs reference", "{:.4f}"), ("same_top_pct", "Same top token %", "{:.1f}"),
     ("efficiency_score", "Efficiency (0-100)", "{:.0f}"), ("cost_benefit_score", "Cost-benefit (0-100)", "{:.0f}"),
     ("roofline_pct", "Bandwidth bound %", "{:.0f}"),
 )
 ROOFLINE_FLAG = (' <span class="flag" title="far below the memory-bandwidth bound: likely misconfigured '
                  '(threads, other load) or limited by compute">⚑ check</span>')
 CONFIG_MEANINGS = {"tokens_per_s": "tokens_per_s", "ttft_s": "ttft_s", "peak_memory_gb": "peak_rss_gb",
-                   "docs_per_hour": "docs_per_hour"}
+                   "docs_per_hour": "docs_per_hour", "kld_mean": "kld_mean", "same_top_pct": "same_top_pct"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,10 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
     if best:
         found.append(f"Highest quality score: {_name(best)} with {best['quality_pct']:.0f}% correct.")
     found += _quality_loss(configs)
+    worst = _top(configs, "kld_mean")
+    if worst and worst["kld_mean"] > 0 and worst["same_top_pct"] is not None:
+        found.append(f"Largest divergence from a reference quant: {_name(worst)}, KLD {worst['kld_mean']:.3g} with "
+                     f"{worst['same_top_pct']:.0f}% of top tokens kept ({interpret('kld_mean', worst['kld_mean'])}).")
     hot = _top(configs, "max_temperature_c")
     if hot:
         found.append(f"Hottest stress run: {_name(hot)} reached {hot['max_temperature_c']:.0f} °C "

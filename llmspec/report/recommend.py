@@ -44,6 +44,7 @@ SHOW: dict[str, Figure] = {
     "peak_memory_gb": Figure("{} GB", "memory", "RAM"),
 }
 TRANSLATE_AS = {"peak_memory_gb": "peak_rss_gb"}  # configs column -> rating.interpret's metric name
+PROFILE_FIGURES = {k.name: tuple(k.figures) for k in KINDS}  # a joined profile's figures, for its meaning
 
 
 # Skip and error reasons, shortened so that lines with the same cause collapse into one.
@@ -125,7 +126,7 @@ class Recommendations:
 def recommend(configs: pl.DataFrame, spec: Spec) -> Recommendations:
     """Recommendations from a `configs.configs` table (ratings already computed for `spec`)."""
     hosts = configs["host"].unique(maintain_order=True)
-    overall = (_overall(configs.filter(pl.col("host") == host)) for host in hosts)
+    overall = (_overall(configs.filter(pl.col("host") == host), spec) for host in hosts)
     return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x))
 
 
@@ -181,7 +182,10 @@ def _overlap(a: dict[str, Any], b: dict[str, Any], low: str, high: str) -> bool:
 
 def _ranked(configs: pl.DataFrame, key: str) -> pl.DataFrame:
     status, rating = pl.col(f"{key}_status"), pl.col(f"{key}_rating")
-    rank = pl.when(status != "ok").then(NOT_OK_RANK).otherwise(rating.replace_strict(RANK, default=4))
+    own = rating.replace_strict(RANK, default=4)
+    joined = [pl.when(pl.col(f"{p}_status") == "ok").then(pl.col(f"{p}_rating").replace_strict(RANK, default=None))
+              for p in CASES[key].joins]
+    rank = pl.when(status != "ok").then(NOT_OK_RANK).otherwise(pl.max_horizontal(own, *joined) if joined else own)
     order = CASES[key].order + (("peak_memory_gb", False),)
     return configs.filter(status.is_not_null()).with_columns(rank.alias("_rank")).sort(
         ["_rank", *(c for c, _ in order)], descending=[False, *(d for _, d in order)], nulls_last=True,
@@ -193,22 +197,47 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     if status != "ok":
         reason = _short(row[f"{key}_reason"] or status)
         return Line("fail", *where, None, "", reason if status == "skipped" else f"error: {reason}")
-    label, mark = row[f"{key}_rating"], MARK_OF.get(row[f"{key}_rating"], "warn")
+    label = _label(key, row)
+    mark = MARK_OF.get(label, "warn")
     figures = [_figure(m, row[m]) for m in CASES[key].figures if row[m] is not None]
     retention, lead = _retention(row) if key == "quality" else "", ""
     if retention == REFERENCE:
         lead = REFERENCE if mark != "fail" else ""  # ✗ lines collapse by cause: no extra words
     elif retention:
         figures.append(retention)
+    kept = _kept(row, spec) if "divergence" in CASES[key].joins else ""
+    if kept and mark != "fail":
+        figures.append(kept)
     why = "; ".join(p for p in (lead, _judgement(key, label, row, spec), row.get("_tie", "")) if p)
     return Line(mark, *where, label, ", ".join(figures), why)
+
+
+def _label(key: str, row: dict[str, Any]) -> str | None:
+    """The use case's rating: its own profile's, or the worst of it and the profiles it joins."""
+    labels = [row[f"{key}_rating"]] + [row.get(f"{p}_rating") for p in CASES[key].joins
+                                       if row.get(f"{p}_status") == "ok" and row.get(f"{p}_rating")]
+    if labels[0] is None:
+        return None
+    return max(labels, key=lambda label: RANK.get(label, 4))
+
+
+def _kept(row: dict[str, Any], spec: Spec) -> str:
+    """"keeps 92% of Q4_1's top tokens (KLD 0.0312)", or "" without a divergence result."""
+    kld, same = row.get("kld_mean"), row.get("same_top_pct")
+    if kld is None or same is None or row["model"] not in {m.name for m in spec.models}:
+        return ""
+    reference = spec.model(row["model"]).reference_quant()
+    if reference == row["quant"]:
+        return "the divergence reference"
+    return f"keeps {same:.0f}% of {reference}'s top tokens (KLD {kld:.3g})"
 
 
 def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> str:
     """What the rating means for this line, in words: what it missed, how close it is, what it feels like."""
     if label is None:
         return "measured, but not rated: its rated metrics were not recorded"
-    checks = rate(key, row, spec.thresholds).checks if label in ("Failed", "Poor", "Acceptable") else ()
+    checks = [c for p in (key, *CASES[key].joins) if row.get(f"{p}_status") == "ok"
+              for c in rate(p, row, spec.thresholds).checks] if label in ("Failed", "Poor", "Acceptable") else ()
     if label in ("Failed", "Poor"):
         missed = [c for c in checks if not c.passed and (c.critical or label == "Poor")]
         return ", ".join(_missed(c) for c in missed) or f"{label.lower()} against the thresholds"
@@ -216,12 +245,13 @@ def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> 
         weak = min(checks, key=lambda c: c.margin_pct)
         limit = "minimum" if weak.direction == "min" else "maximum"
         return f"borderline: {_phrase(weak.name, weak.value)} against a {_value(weak.name, weak.threshold)} {limit}"
-    meanings = [m for m in (_meaning(f, row[f]) for f in CASES[key].figures if row[f] is not None) if m]
+    shown = [*CASES[key].figures, *(f for p in CASES[key].joins for f in PROFILE_FIGURES[p])]
+    meanings = [m for m in (_meaning(f, row[f]) for f in shown if row.get(f) is not None) if m]
     text = "; ".join(m if i == 0 else m[:1].lower() + m[1:] for i, m in enumerate(meanings))
     return text or f"every check beats its threshold by {50 if label == 'Excellent' else 20}% or more"
 
 
-def _overall(configs: pl.DataFrame) -> Line | None:
+def _overall(configs: pl.DataFrame, spec: Spec) -> Line | None:
     """The host's best all-rounder (see module doc), with 2-4 bullets saying why."""
     ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
              .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in PERFORMANCE]
@@ -233,12 +263,12 @@ def _overall(configs: pl.DataFrame) -> Line | None:
     row = best[0]
     label = next(name for name, rank in RANK.items() if rank == row["_worst"])
     figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
-    reasons = _bullets(row)
+    reasons = _bullets(row, spec)
     return Line(MARK_OF[label], row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons),
                 reasons=reasons)
 
 
-def _bullets(row: dict[str, Any]) -> tuple[str, ...]:
+def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
     """Rating per use case, then memory, quality retention and speed where measured, in words."""
     ran = [p for p in PERFORMANCE if row[f"{p}_status"] is not None]
     bullets = [", ".join(f"{row[f'{p}_rating'] or row[f'{p}_status']} for {CASES[p].short}" for p in ran)]
@@ -247,6 +277,9 @@ def _bullets(row: dict[str, Any]) -> tuple[str, ...]:
     if row["quality_pct"] is not None:
         quality = f"{_num(row['quality_pct'])}% on the quality items"
         bullets.append(", ".join(p for p in (quality, _retention(row)) if p))
+    if kept := _kept(row, spec):
+        meaning = _meaning("kld_mean", row["kld_mean"])
+        bullets.append(f"{kept}: {meaning[:1].lower()}{meaning[1:]}" if kept.startswith("keeps") else kept)
     if row["tokens_per_s"] is not None:
         bullets.append(_felt("tokens_per_s", row["tokens_per_s"]))
     return tuple(bullets)

@@ -14,20 +14,26 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from llmspec.errors import CellError, UserError
+from llmspec.errors import CellError, SkipCell, UserError
 from llmspec.machine.activity import Background, BackgroundWatch, own_tree, wait_until_quiet
 from llmspec.machine.host import hardware, host_id
+from llmspec.models import binaries
 from llmspec.models import files as modelfiles
 from llmspec.plan.planner import CellJob, Plan
+from llmspec.plan.reference import Reference
 from llmspec.plan.targets import LocalModel
 from llmspec.plan.termination import estimate_memory
 from llmspec.profiles import ProfileContext
+from llmspec.profiles.base import LocalRun, read_prose
 from llmspec.results import Result
 from llmspec.run.client import ChatClient
+from llmspec.run.perplexity import ensure_reference
 from llmspec.run.server import Server
-from llmspec.run.session import SESSION, SkipCell
+from llmspec.run.session import SESSION
+from llmspec.spec import Spec
 from llmspec.text import figure
 
 log = logging.getLogger(__name__)
@@ -65,12 +71,16 @@ def measure(job: CellJob, progress=print) -> Result:
         if isinstance(job.target, LocalModel):
             path = modelfiles.make(job.spec, job.cell.model, job.cell.quant, job.base_args.threads)
             identity, meta = modelfiles.identity(path), modelfiles.metadata_or_none(path)
-            args = job.server_args((meta or {}).get("context_length"))
-            server = SESSION.server_for(job, path, args)
-            # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
-            # the measured peak so the report can grade it (report.configs, "predicted vs measured").
-            estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size).total_gb
-            _measure(job, result, server, meta, progress)
+            if not job.kind.needs_server:
+                SESSION.close()  # no idle server of ours holds memory while the tool runs
+                _measure(job, result, None, meta, progress, _local(job, path))
+            else:
+                args = job.server_args((meta or {}).get("context_length"))
+                server = SESSION.server_for(job, path, args)
+                # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
+                # the measured peak so the report can grade it (report.configs, "predicted vs measured").
+                estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size).total_gb
+                _measure(job, result, server, meta, progress)
         else:
             _measure(job, result, None, None, progress)
     except KeyboardInterrupt:
@@ -99,14 +109,44 @@ def measure(job: CellJob, progress=print) -> Result:
     result.started_at, result.duration_s = started.strftime("%Y-%m-%dT%H:%M:%SZ"), time.perf_counter() - t0
     result.host = {"id": host_id(), **hardware()}
     result.server = job.target.server_block(job.server_version, args)
+    if not job.kind.needs_server:  # llama.cpp's tool ran on the file; no server, no server arguments
+        result.server = {**result.server, "binary": "llama-perplexity", "args": []}
     result.model_file = job.target.provenance(identity, meta)
     return result
 
 
-def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress) -> None:
-    """Run the profile on a ready server (or the endpoint), on a quiet machine, and put what it
-    found into `result`; a measurement the background disturbed is the cell's error (docs/measuring.md)."""
-    client, api_key = _client(job, server)
+def _local(job: CellJob, path: Path) -> LocalRun:
+    """What a profile that runs llama.cpp's tools on the file gets (see `ProfileContext.local`)."""
+    server = binaries.find_server(job.server.binary)
+    threads = job.base_args.threads
+    logs = job.workspace.logs / "tools"
+    model = job.spec.model(job.cell.model)
+
+    def reference() -> tuple[Reference, dict]:
+        say = lambda text: print(f"  {job.cell.model}@{job.cell.quant} {job.cell.profile}: {text}", flush=True)
+        return job.reference, reference_logits(job.spec, job.reference, threads, job.server_version, logs, say)
+
+    return LocalRun(path, job.cell.quant, lambda name: binaries.find_tool(name, server), threads, logs,
+                    reference if job.reference is not None else None, model.less_precise_origin(job.cell.quant))
+
+
+def reference_logits(spec: Spec, ref: Reference, threads: int, version: str | None, logs: Path, say) -> dict:
+    """The divergence reference's logits facts, making its model file and the logits when needed
+    (a divergence cell, or `doit logits` ahead of time)."""
+    path = modelfiles.make(spec, ref.model, ref.quant, threads)
+    tool = binaries.find_tool("llama-perplexity", binaries.find_server(spec.server.binary))
+    vocab = (modelfiles.metadata_or_none(path) or {}).get("vocab_size")
+    text = read_prose(spec.root, spec.profiles.divergence.text)
+    return ensure_reference(ref, path, vocab, tool, threads, modelfiles.identity(path), version,
+                            spec.limits.min_free_disk_gb, logs, text, say)
+
+
+def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress,
+             local: LocalRun | None = None) -> None:
+    """Run the profile on a ready server, the endpoint or (`local`) the model file itself, on a quiet
+    machine, and put what it found into `result`; a measurement the background disturbed is the
+    cell's error (docs/measuring.md)."""
+    client, api_key = _client(job, server) if local is None else (None, None)
     t0 = time.perf_counter()
     cell, limits = job.cell, job.spec.limits
     say = lambda text: progress(f"  {cell.model}@{cell.quant} {cell.profile}: {text} "
@@ -119,9 +159,10 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
             raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: other "
                             f"processes used {before.mean_pct:.0f}% of a core ({before.who()}); not measured")
         with BackgroundWatch(own) as watch:
-            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key))
+            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local))
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     background = watch.result
     result.metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics,  # the profile's own win
                       **background.metrics()}

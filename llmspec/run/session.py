@@ -12,22 +12,11 @@ import atexit
 import signal
 from pathlib import Path
 
-from llmspec.errors import CellError
+from llmspec.errors import CellError, SkipCell
 from llmspec.models import binaries
 from llmspec.plan.planner import CellJob
 from llmspec.plan.serverargs import ServerArgs
 from llmspec.run.server import Server
-
-
-class SkipCell(Exception):
-    """This cell cannot run for a reason decided before measuring (e.g. its model did not load).
-
-    `evidence` is stored as the result's `skip_evidence`: a skip that rests on something of this
-    run only (a load failure) holds no longer than the run, so the next `doit` tries again."""
-
-    def __init__(self, reason: str, evidence: str | None = None):
-        super().__init__(reason)
-        self.evidence = evidence
 
 
 class Session:

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field, create_model, model_valid
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from llmspec.models.quants import check_quant
+from llmspec.models.quants import BITS_PER_WEIGHT, check_quant
 from llmspec.profiles import KINDS, ORDER, PROFILES
 from llmspec.profiles.base import project_path
 from llmspec.strict import Strict
@@ -43,6 +43,9 @@ class Limits(Strict):
         25.0, gt=0, description="other processes may use at most this much of one core while a cell measures "
                                 "(percent of one core); a busier measurement is an error and is measured again")
     quiet_wait_s: float = Field(60.0, ge=0, description="before measuring, wait up to this long for a quiet machine")
+    min_free_disk_gb: float = Field(
+        1.0, ge=0, description="leave at least this much disk free when writing caches (the divergence profile's "
+                               "reference logits); what would not fit is skipped with the figures")
 
 
 class PlannerSettings(Strict):
@@ -103,6 +106,9 @@ class Model(Strict):
     revision: str | None = None
     files: dict[Quant, str] = {}
     derive: dict[Quant, Quant] = {}
+    reference: Quant | None = Field(
+        None, description="the quant the divergence profile compares the others with (default: the most precise "
+                          "one listed; a quant derived from a less precise file never counts as more precise)")
 
     @model_validator(mode="after")
     def _sources_complete(self) -> Model:
@@ -112,7 +118,45 @@ class Model(Strict):
             raise PydanticCustomError("dup", "quants lists a quantization twice")
         for quant in self.quants:
             self.source_of(quant)  # raises when a quant has no way to be produced
+        if self.reference is not None:
+            self._check_reference(self.reference)
         return self
+
+    def _check_reference(self, quant: str) -> None:
+        if quant not in self.quants:
+            raise PydanticCustomError("reference", "reference {q} is not one of this model's quants ({all})",
+                                      {"q": quant, "all": ", ".join(self.quants)})
+        origin = self.less_precise_origin(quant)
+        if origin is not None:
+            raise PydanticCustomError(
+                "reference", "reference {q} is derived from {o}, so it is no more precise than {o}: use {o}",
+                {"q": quant, "o": origin})
+
+    def less_precise_origin(self, quant: str) -> str | None:
+        """The quant in `quant`'s derivation chain that is less precise than its own label says
+        (the demo's Q8_0 made from a Q4_1 holds no more than the Q4_1), or None."""
+        bits, found = BITS_PER_WEIGHT.get(quant), None
+        while quant in self.derive:
+            quant = self.derive[quant]
+            source_bits = BITS_PER_WEIGHT.get(quant)
+            if bits is not None and source_bits is not None and source_bits < bits:
+                bits, found = source_bits, quant
+        return found
+
+    def precision(self, quant: str) -> float:
+        """Bits per weight the file really carries: its label's, capped by every file it was derived from."""
+        bits = BITS_PER_WEIGHT.get(quant, 0.0)
+        while quant in self.derive:
+            quant = self.derive[quant]
+            bits = min(bits, BITS_PER_WEIGHT.get(quant, bits))
+        return bits
+
+    def reference_quant(self) -> str:
+        """The divergence reference: `reference`, else the most precise quant listed; between
+        equally precise ones a file that is not derived (the source) wins, then spec order."""
+        if self.reference is not None:
+            return self.reference
+        return max(self.quants, key=lambda q: (self.precision(q), q not in self.derive, -self.quants.index(q)))
 
     def source_kind(self) -> Literal["package", "hf", "path"]:
         return "package" if self.package else "hf" if self.repo else "path"

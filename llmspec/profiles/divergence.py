@@ -1,0 +1,131 @@
+"""Divergence: what a quantization costs, as the KL divergence of its next-token distribution
+from a reference quant's, and how often both pick the same top token (llama-perplexity).
+
+The quiz (the quality profile) scores 20 items: it cannot tell a 3-point loss from luck. This
+profile compares every scored position of a real text: `llama-perplexity --kl-divergence`
+against reference logits written once per model (`llmspec.plan.reference`). It is
+deterministic and needs no server: it runs in the cell's slot with llama.cpp's own tool.
+
+The reference is the model's `reference` quant, by default the most precise one listed; a quant
+derived from a less precise file is never more precise than that file (`Model.precision`). The
+reference's own cell is measured against its own logits once, as a sanity check of the whole
+chain: KLD comes out at about 0.00001 (the logits are stored as 16-bit log-probabilities), the
+same top token at about 100 %, and a flag says so if it does not.
+
+Metrics (each figure with llama-perplexity's own uncertainty where it prints one, as a 95 %
+interval of value ± 1.96 standard errors): `kld_mean`, `kld_median`, `kld_p99`, `kld_max`,
+`same_top_pct`, `ppl`, `reference_ppl`, `ppl_ratio`, `delta_p_rms_pct`, `scored_tokens`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from llmspec.errors import CellError
+from llmspec.profiles.base import Figure, Outcome, ProfileContext, ProfileKind, Rule, prompt_files
+from llmspec.stats import Z95, Interval
+from llmspec.strict import Strict
+
+SCORED_TARGET = 2000  # the default chunks score about this many tokens
+MIN_SCORED = 100  # llama-perplexity prints no statistics below this
+SELF_CHECK_KLD = 0.001
+METHOD = "llama-perplexity's standard error x 1.96 (normal approximation)"
+
+
+def scored_per_chunk(ctx: int) -> int:
+    """llama-perplexity scores the second half of each chunk (positions ctx/2 .. ctx-2)."""
+    return ctx - 1 - ctx // 2
+
+
+class DivergenceProfile(Strict):
+    """KL divergence and top-token agreement against the model's reference quant (docs/profiles.md)."""
+
+    text: str = Field("prompts/long_context", description="folder of real prose (.txt) the quants are scored on")
+    ctx: int = Field(512, ge=64, description="tokens per chunk; the second half of each is scored")
+    chunks: int | None = Field(None, ge=1, description="chunks of ctx tokens (default: about 2,000 scored tokens)")
+
+    @model_validator(mode="after")
+    def _enough(self) -> DivergenceProfile:
+        if self.chunk_count() * scored_per_chunk(self.ctx) < MIN_SCORED:
+            raise PydanticCustomError(
+                "scored", "chunks x (ctx/2 - 1) scores {n} tokens; llama-perplexity needs at least {m}: raise chunks",
+                {"n": self.chunk_count() * scored_per_chunk(self.ctx), "m": MIN_SCORED})
+        return self
+
+    def chunk_count(self) -> int:
+        return self.chunks or -(-SCORED_TARGET // scored_per_chunk(self.ctx))
+
+
+class DivergenceThresholds(Strict):
+    max_kld_mean: float = Field(0.05, gt=0, description="mean KL divergence from the reference at most")
+    min_same_top_pct: float = Field(90.0, gt=0, le=100, description="same top token as the reference at least")
+
+
+def run(ctx: ProfileContext) -> Outcome:
+    from llmspec.run.perplexity import divergence
+
+    local = ctx.local
+    if local is None or local.reference is None:
+        raise CellError("the divergence profile runs on a local model file only")
+    reference, facts = local.reference()
+    ctx.progress(f"KL divergence of {local.quant} against {reference.quant}'s logits "
+                 f"({reference.chunks} chunks of {reference.ctx} tokens)")
+    log = local.logs / f"{reference.spec}-{reference.model}@{local.quant}-divergence.log"
+    found = divergence(reference, local.model_path, local.tool("llama-perplexity"), local.threads, log)
+    return outcome(found.values, found.errors, found.scored, reference.quant, local.quant, local.less_precise_origin,
+                   facts)
+
+
+def outcome(values: dict[str, float], errors: dict[str, float], scored_chunks: int, reference: str, quant: str,
+            less_precise_origin: str | None, facts: dict) -> Outcome:
+    """Metrics, 95 % intervals from the tool's standard errors, and what a reader should know."""
+    metrics = {**values, "scored_tokens": facts.get("scored_tokens")}
+    intervals = {name: _interval(name, values[name], se, facts) for name, se in errors.items()}
+    flags = []
+    if quant == reference:
+        flags.append(f"{quant} is the reference: measured against its own logits as a sanity check")
+        if values["kld_mean"] > SELF_CHECK_KLD or values["same_top_pct"] < 99.0:
+            flags.append(f"sanity check failed: the reference against itself gave KLD {values['kld_mean']:.5f} and "
+                         f"{values['same_top_pct']:.1f}% same top token (expected about 0 and 100%)")
+    if less_precise_origin is not None:
+        flags.append(f"derived from {less_precise_origin}: no more precise than {less_precise_origin}")
+    sample = {"kind": "divergence", "reference": reference, "values": values, "standard_errors": errors,
+              "chunks": scored_chunks, "reference_ppl_when_built": facts.get("ppl")}
+    return Outcome(metrics, [sample], flags, {k: v for k, v in intervals.items() if v is not None})
+
+
+def _interval(name: str, value: float, se: float, facts: dict) -> Interval | None:
+    if se != se or se < 0:  # nan: too few positions for the tool to say
+        return None
+    low, high = value - Z95 * se, value + Z95 * se
+    if name in ("kld_mean", "delta_p_rms_pct"):
+        low = max(0.0, low)
+    if name == "same_top_pct":
+        low, high = max(0.0, low), min(100.0, high)
+    return Interval(facts.get("scored_tokens") or 0, low, high, METHOD)
+
+
+KIND = ProfileKind(
+    name="divergence",
+    summary="KL divergence and same-top-token rate of each quant against the model's reference quant "
+            "(llama-perplexity)",
+    version=1,
+    settings=DivergenceProfile,
+    thresholds=DivergenceThresholds,
+    run=run,
+    files=lambda s, root: ("text_files", prompt_files(root, s.text)),
+    metrics=("kld_mean", "kld_median", "kld_p99", "kld_max", "same_top_pct", "ppl", "reference_ppl", "ppl_ratio",
+             "delta_p_rms_pct", "scored_tokens"),
+    rules=(
+        Rule("kld_mean", "max_kld_mean", "max", critical=True),
+        Rule("same_top_pct", "min_same_top_pct", "min", critical=False),
+    ),
+    headlines={"kld_mean": "kld_mean", "same_top_pct": "same_top_pct", "ppl_ratio": "ppl_ratio"},
+    figures={"kld_mean": Figure("KLD {}", "KL divergence from the reference"),
+             "same_top_pct": Figure("{}%", "same top token as the reference", "same top token"),
+             "ppl_ratio": Figure("{}x", "perplexity against the reference", "perplexity ratio")},
+    performance=False,
+    managed_only=True,
+    needs_server=False,
+)

