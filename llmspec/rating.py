@@ -89,7 +89,9 @@ def _rated(profile: str, values: tuple, limits: tuple, bounds: tuple = ()) -> Ra
 
 
 def _check(rule: Rule, value: float, threshold: float) -> Check:
-    if rule.direction == "min":
+    if rule.ceiling is not None and rule.direction == "min":  # the gap to the ceiling, at most the allowed gap
+        margin = _margin(rule.ceiling - threshold, rule.ceiling - value)
+    elif rule.direction == "min":
         margin = _margin(value, threshold)
     else:  # zero or below (a run that got faster, no drift) beats any positive maximum outright
         margin = math.inf if value <= 0 else _margin(threshold, value)

@@ -140,3 +140,16 @@ def test_a_threshold_inside_the_interval_is_borderline_never_failed_nor_excellen
     assert clear.label == "Excellent" and not any(c.borderline for c in clear.checks)
     far = rate("interactive", {**metrics(tps=1.0), "tokens_per_s:low": 0.9, "tokens_per_s:high": 1.1}, THRESHOLDS)
     assert far.label == "Failed"  # missed beyond its noise
+
+
+def test_a_share_with_a_ceiling_is_judged_on_what_is_missing_from_it():
+    """92 % same top token against a 90 % minimum: 8 points missing of 10 allowed (+25 %), not +2 %."""
+    found = rate("divergence", {"kld_mean": 0.03, "same_top_pct": 92.0},
+                 {"divergence": {"max_kld_mean": 0.05, "min_same_top_pct": 90.0}})
+    same = next(c for c in found.checks if c.name == "same_top_pct")
+    assert same.margin_pct == 25.0 and found.label == "Good"
+    assert rate("divergence", {"kld_mean": 0.0, "same_top_pct": 100.0},
+                {"divergence": {"max_kld_mean": 0.05, "min_same_top_pct": 90.0}}).label == "Excellent"
+    missed = rate("divergence", {"kld_mean": 0.01, "same_top_pct": 85.0},
+                  {"divergence": {"max_kld_mean": 0.05, "min_same_top_pct": 90.0}})
+    assert missed.label == "Poor" and not next(c for c in missed.checks if c.name == "same_top_pct").passed

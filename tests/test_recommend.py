@@ -179,3 +179,20 @@ def test_key_findings_name_a_quality_loss_only_when_the_paired_test_confirms_it(
     assert _quality_loss(table(tmp_path, make_spec())) == [
         f"Largest quality loss from quantization: {SMOL} Q4_1 on {HOST}, "
         "-40 pts vs Q8_0 (exact McNemar p = 0.008 on 20 items)."]
+
+
+def test_accuracy_lines_rate_by_the_worse_of_quiz_and_divergence_and_say_what_a_quant_keeps(tmp_path):
+    spec = make_spec(profiles={"quality": {}, "divergence": {}},
+                     quality={"min_math_pct": 60, "min_comprehension_pct": 60, "min_reasoning_pct": 60,
+                              "min_format_pct": 60})
+    for quant, kld, same in (("F16", 0.0, 100.0), ("Q8_0", 0.0014, 97.7), ("Q4_1", 0.35, 67.7)):
+        quality(tmp_path, SMOL, quant, 90.0)  # the quiz cannot tell them apart
+        add(tmp_path, SMOL, quant, "divergence", kld_mean=kld, same_top_pct=same, ppl_ratio=1.0)
+    lines = case(recommendations(tmp_path, spec), "quality").lines
+    assert [(x.symbol, x.quant, x.rating) for x in lines] == [
+        ("✓", "F16", "Excellent"), ("✓", "Q8_0", "Excellent"), ("✗", "Q4_1", "Failed")]
+    assert lines[1].figures.endswith("keeps 98% of F16's top tokens (KLD 0.0014)")
+    assert "Indistinguishable from the reference in practice" in lines[1].why
+    assert lines[2].figures.endswith("keeps 68% of F16's top tokens (KLD 0.35)")
+    assert lines[2].why == "KL divergence from the reference above 0.05"
+    assert "keeps" not in lines[0].figures  # the reference itself

@@ -37,6 +37,9 @@ class Rule:
     threshold: str
     direction: Direction  # "min": value must be at least the threshold; "max": at most
     critical: bool  # below threshold here means Failed, not merely Poor
+    # A share bounded by this ceiling (100 %): the margin is taken on what is missing from it, so
+    # 97.7 % against a 90 % minimum is 2.3 points missing against 10 allowed, not "8.6 % over".
+    ceiling: float | None = None
 
 
 @dataclass(frozen=True)

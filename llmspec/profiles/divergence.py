@@ -119,10 +119,10 @@ KIND = ProfileKind(
              "delta_p_rms_pct", "scored_tokens"),
     rules=(
         Rule("kld_mean", "max_kld_mean", "max", critical=True),
-        Rule("same_top_pct", "min_same_top_pct", "min", critical=False),
+        Rule("same_top_pct", "min_same_top_pct", "min", critical=False, ceiling=100.0),
     ),
     headlines={"kld_mean": "kld_mean", "same_top_pct": "same_top_pct", "ppl_ratio": "ppl_ratio"},
-    figures={"kld_mean": Figure("KLD {}", "KL divergence from the reference"),
+    figures={"kld_mean": Figure("{}", "KL divergence from the reference", "KLD"),
              "same_top_pct": Figure("{}%", "same top token as the reference", "same top token"),
              "ppl_ratio": Figure("{}x", "perplexity against the reference", "perplexity ratio")},
     performance=False,

@@ -34,7 +34,8 @@ SYMBOLS = {"ok": "✓", "warn": "⚠", "fail": "✗"}
 MARK_OF = {"Excellent": "ok", "Good": "ok", "Acceptable": "warn", "Poor": "warn", "Failed": "fail"}
 RANK = {"Excellent": 0, "Good": 1, "Acceptable": 2, "Poor": 3, "Failed": 5}  # 4: measured, not rated
 NOT_OK_RANK = 6  # skipped or error
-REFERENCE = "the most precise quant measured"  # what a quality reference says instead of "-0 pts vs itself"
+REFERENCE = "the most precise quant measured"
+DIVERGENCE_REFERENCE = "the divergence reference"  # what a quality reference says instead of "-0 pts vs itself"
 # Use cases, in registry order: profiles with a `case` (stress judges the machine, not a use case).
 CASES = {k.name: k.case for k in KINDS if k.case is not None}
 PERFORMANCE = tuple(k.name for k in KINDS if k.performance and not k.last)
@@ -206,7 +207,7 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     elif retention:
         figures.append(retention)
     kept = _kept(row, spec) if "divergence" in CASES[key].joins else ""
-    if kept and mark != "fail":
+    if kept and kept != DIVERGENCE_REFERENCE:  # the reference line already says it is the most precise
         figures.append(kept)
     why = "; ".join(p for p in (lead, _judgement(key, label, row, spec), row.get("_tie", "")) if p)
     return Line(mark, *where, label, ", ".join(figures), why)
@@ -228,7 +229,7 @@ def _kept(row: dict[str, Any], spec: Spec) -> str:
         return ""
     reference = spec.model(row["model"]).reference_quant()
     if reference == row["quant"]:
-        return "the divergence reference"
+        return DIVERGENCE_REFERENCE
     return f"keeps {same:.0f}% of {reference}'s top tokens (KLD {kld:.3g})"
 
 
@@ -277,9 +278,9 @@ def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
     if row["quality_pct"] is not None:
         quality = f"{_num(row['quality_pct'])}% on the quality items"
         bullets.append(", ".join(p for p in (quality, _retention(row)) if p))
-    if kept := _kept(row, spec):
+    if (kept := _kept(row, spec)) and kept != DIVERGENCE_REFERENCE:
         meaning = _meaning("kld_mean", row["kld_mean"])
-        bullets.append(f"{kept}: {meaning[:1].lower()}{meaning[1:]}" if kept.startswith("keeps") else kept)
+        bullets.append(f"{kept}: {meaning[:1].lower()}{meaning[1:]}")
     if row["tokens_per_s"] is not None:
         bullets.append(_felt("tokens_per_s", row["tokens_per_s"]))
     return tuple(bullets)

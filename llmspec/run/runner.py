@@ -171,7 +171,7 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
     result.items = outcome.items or None
     if background.mean_pct > limits.max_background_cpu_pct:
         raise CellError(background.busy_reason(limits.max_background_cpu_pct))
-    if meta and meta.get("has_chat_template") is False:
+    if meta and meta.get("has_chat_template") is False and job.kind.needs_server:
         result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
                             "which this model may not understand: answers and quality scores suffer, timings do not")
 
