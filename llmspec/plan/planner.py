@@ -11,7 +11,7 @@ per state of those results: `record` writes a finished result and lets go of wha
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ class CellJob:
         ctx_size, parallel = self.kind.server_overrides(self.settings, base_ctx)
         if trained_ctx and ctx_size // parallel > max(base_ctx, trained_ctx + 512):
             ctx_size = max(base_ctx, trained_ctx + 512) * parallel
-        return ServerArgs(ctx_size, self.base_args.threads, parallel, self.base_args.extra)
+        return replace(self.base_args, ctx_size=ctx_size, parallel=parallel)
 
     def fingerprint(self, model_identity: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
         """(hash, inputs) with the model file's identity as it is now (the file may be new)."""
@@ -181,7 +181,7 @@ class Plan:
         """Arguments common to every profile (fingerprinted). A profile may raise the context or
         the slot count (`CellJob.server_args`); that follows from its settings, fingerprinted too."""
         s = self.spec.server
-        return ServerArgs(s.ctx_size, self.threads(), 1, tuple(s.extra_args))
+        return ServerArgs(s.ctx_size, self.threads(), s.parallel, tuple(s.extra_args), s.tuned_args())
 
     @functools.cached_property
     def server_binary(self) -> Path | None:
@@ -335,7 +335,8 @@ class Plan:
         own = (cell.model, cell.quant)
         others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
                           {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta)
-        return decide(model, cell.quant, others, self.spec.server.ctx_size, lambda other: self._larger(model, other))
+        return decide(model, cell.quant, others, self.spec.server.ctx_size, lambda other: self._larger(model, other),
+                      self.server_args().cache_types)
 
     def _larger(self, model, other_name: str) -> bool:
         other = self.spec.model(other_name)

@@ -22,6 +22,7 @@ class ServerArgs:
     threads: int
     parallel: int = 1
     extra: tuple[str, ...] = field(default_factory=tuple)
+    tuned: tuple[str, ...] = field(default_factory=tuple)  # the spec's first-class [server] keys, as flags
 
     def argv(self) -> list[str]:
         return list(self._argv)
@@ -30,7 +31,18 @@ class ServerArgs:
     def _argv(self) -> tuple[str, ...]:
         """Built once: every cell's fingerprint asks for it."""
         return ("--ctx-size", str(self.ctx_size), "--threads", str(self.threads), "--parallel", str(self.parallel),
-                "--cache-ram", "0", "--no-webui", *self.extra)
+                "--cache-ram", "0", "--no-webui", *self.tuned, *self.extra)
+
+    def flag(self, *names: str) -> str | None:
+        """The value given for a flag (by any of its names), the user's extra arguments winning."""
+        args = (*self.tuned, *self.extra)
+        pairs = dict(zip(args, args[1:]))
+        return next((pairs[n] for n in reversed(names) if n in pairs), None)
+
+    @property
+    def cache_types(self) -> tuple[str | None, str | None]:
+        """The KV cache types of K and V when set (None: llama-server's f16), for the memory estimate."""
+        return self.flag("--cache-type-k", "-ctk"), self.flag("--cache-type-v", "-ctv")
 
     @property
     def ctx_per_slot(self) -> int:

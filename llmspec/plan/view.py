@@ -37,7 +37,8 @@ def model_rows(plan: Plan) -> list[tuple[str, ...]]:
         seen.add(key)
         mf = plan.model_file(*key)
         size = ev.sizes.get(key)
-        memory = (f"{estimate_memory(size, ev.meta.get(key), plan.spec.server.ctx_size).total_gb:.2f} GB"
+        args = plan.server_args()
+        memory = (f"{estimate_memory(size, ev.meta.get(key), args.ctx_size, args.cache_types).total_gb:.2f} GB"
                   if size else "?")
         rows.append((f"{cell.model}@{cell.quant}", memory, _download(mf), mf.path.name))
     return rows

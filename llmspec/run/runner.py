@@ -79,7 +79,7 @@ def measure(job: CellJob, progress=print) -> Result:
                 server = SESSION.server_for(job, path, args)
                 # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
                 # the measured peak so the report can grade it (report.configs, "predicted vs measured").
-                estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size).total_gb
+                estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size, args.cache_types).total_gb
                 _measure(job, result, server, meta, progress)
         else:
             _measure(job, result, None, None, progress)

