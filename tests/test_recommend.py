@@ -196,3 +196,14 @@ def test_accuracy_lines_rate_by_the_worse_of_quiz_and_divergence_and_say_what_a_
     assert lines[2].figures.endswith("keeps 68% of F16's top tokens (KLD 0.35)")
     assert lines[2].why == "KL divergence from the reference above 0.05"
     assert "keeps" not in lines[0].figures  # the reference itself
+
+
+def test_a_quant_that_loses_too_much_to_its_reference_is_not_the_overall_best(tmp_path):
+    spec = make_spec(profiles={"interactive": {}, "divergence": {}})
+    interactive(tmp_path, SMOL, "Q4_1", 120.0)  # fastest, but far from its reference
+    add(tmp_path, SMOL, "Q4_1", "divergence", kld_mean=0.35, same_top_pct=67.7, ppl_ratio=1.39)
+    interactive(tmp_path, SMOL, "Q8_0", 80.0)
+    add(tmp_path, SMOL, "Q8_0", "divergence", kld_mean=0.0045, same_top_pct=97.0, ppl_ratio=1.006)
+    (best,) = recommendations(tmp_path, spec).overall
+    assert (best.quant, best.rating) == ("Q8_0", "Excellent")
+    assert "keeps 97% of F16's top tokens (KLD 0.0045): indistinguishable from the reference in practice" in best.why

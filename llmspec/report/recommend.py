@@ -12,7 +12,9 @@ A reader wants an answer ("run gemma Q4_K_M for chat"), not a matrix. The rules:
   MAX_LINES ✓/⚠ lines are shown; ✗ lines with the same reason collapse into one.
 - Overall best, per host: the best worst-rating over the performance profiles the configuration
   ran (interactive, long_context, batch, load; an error counts as Failed, a skipped profile as not
-  run); ties go to higher quality, higher cost-benefit score, smaller memory, higher efficiency.
+  run) and its divergence from the reference quant where measured (a quant that loses too much
+  is no all-rounder, however fast); ties go to higher quality, higher cost-benefit score, smaller
+  memory, higher efficiency.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ DIVERGENCE_REFERENCE = "the divergence reference"  # what a quality reference sa
 # Use cases, in registry order: profiles with a `case` (stress judges the machine, not a use case).
 CASES = {k.name: k.case for k in KINDS if k.case is not None}
 PERFORMANCE = tuple(k.name for k in KINDS if k.performance and not k.last)
+OVERALL = (*PERFORMANCE, "divergence")  # what the overall pick's worst rating is taken over
 # How a figure reads, from each profile's `figures`, plus the columns the report derives.
 SHOW: dict[str, Figure] = {
     **{metric: shown for k in KINDS for metric, shown in k.figures.items()},
@@ -255,8 +258,9 @@ def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> 
 def _overall(configs: pl.DataFrame, spec: Spec) -> Line | None:
     """The host's best all-rounder (see module doc), with 2-4 bullets saying why."""
     ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
-             .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in PERFORMANCE]
-    best = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(pl.col("_worst").is_not_null()).sort(
+             .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in OVERALL]
+    ran = pl.max_horizontal(ranks[:len(PERFORMANCE)]).is_not_null()  # an all-rounder ran a performance profile
+    best = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
         ["_worst", "quality_pct", "cost_benefit_score", "peak_memory_gb", "efficiency_score"],
         descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).head(1).to_dicts()
     if not best:
