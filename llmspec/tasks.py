@@ -1,6 +1,7 @@
 """The one module that knows doit: specs become model, cell and report tasks.
 
-- `cell:<spec>:<model>@<quant>:<profile>`: one per cell; its target is the result JSON and it
+- `cell:<spec>:<model>@<quant>:<profile>`: one per cell (`<quant>+<variant>` for a server-setting
+  variant of a `[server.sweep]`); its target is the result JSON and it
   is up to date when that file's stored fingerprint equals the current one (decided from the
   file, so committed results are up to date in a fresh clone and `.doit.db` holds nothing
   that matters).
@@ -185,7 +186,7 @@ def cell_tasks(plan: Plan):
     for cell in plan.cells:
         yield {
             "name": cell.task_name,
-            "doc": f"measure {cell.profile} on {cell.model} {cell.quant}",
+            "doc": f"measure {cell.profile} on {cell.model} {cell.config}",
             "actions": [(run_cell, [plan, cell])],
             "uptodate": [CellFreshness(plan, cell)],
             "targets": [str(plan.result_path(cell))],

@@ -180,7 +180,7 @@ def test_no_results_give_an_empty_table_with_every_column(tmp_path):
     t = table(tmp_path, make_spec())
     assert t.height == 0
     assert t.schema == pl.Schema(schema())
-    named = ["host", "model", "quant", "model_size_gb",
+    named = ["host", "model", "quant", "variant", "config", "model_size_gb",
              *(f"{p}_{c}" for p in PROFILE_ORDER for c in ("status", "rating")),
              "tokens_per_s", "ttft_s", "max_context_tokens", "target_load_s", "docs_per_hour", "quality_pct",
              "kld_mean", "same_top_pct", "ppl_ratio", "p90_latency_s", "drift_pct", "max_temperature_c",
@@ -217,3 +217,52 @@ def test_memory_predictions_are_graded_against_the_cell_that_used_the_most(tmp_p
     assert smol["prediction_error_pct"] == pytest.approx(-25.0)  # the trend under-predicted
     gemma = row(t, GEMMA, "Q8_0")
     assert gemma["peak_server_gb"] == 0.50 and gemma["estimate_error_pct"] is None
+
+
+def sweep_spec():
+    return Spec.model_validate({
+        "name": "demo", "server": {"ctx_size": 2048, "sweep": {"threads": [1, 2], "flash_attn": ["on"]}},
+        "profiles": {"interactive": {}, "divergence": {}},
+        "models": [{"name": SMOL, "size": "135M", "quants": ["Q8_0", "Q4_1"], "package": "x",
+                    "files": {"Q8_0": "s8.gguf", "Q4_1": "s4.gguf"}}]})
+
+
+def test_variants_are_configurations_and_a_divergence_result_stands_for_each(tmp_path):
+    from llmspec.report.recommend import recommend
+    from llmspec.report.settings import host_info
+
+    spec = sweep_spec()
+    for quant, slow, fast in (("Q8_0", (40.0, 38.0, 42.0), (70.0, 66.0, 74.0)),
+                              ("Q4_1", (50.0, 45.0, 55.0), (52.0, 47.0, 57.0))):
+        for variant, (tps, low, high) in (("t1-fa", slow), ("t2-fa", fast)):
+            interactive(tmp_path, SMOL, f"{quant}+{variant}", tps, intervals={"tokens_per_s": (low, high)})
+    add(tmp_path, SMOL, "Q4_1", "divergence", kld_mean=0.03, same_top_pct=92.0, ppl_ratio=1.02)
+    frame, left_out = for_spec(load_frame(tmp_path, "demo"), spec)
+    assert left_out == 0 and set(frame["config"]) == {"Q8_0+t1-fa", "Q8_0+t2-fa", "Q4_1+t1-fa", "Q4_1+t2-fa",
+                                                      "Q4_1"}
+    t = configs(frame, spec, {})
+    assert t.select("quant", "variant", "kld_mean").rows() == [
+        ("Q8_0", "t1-fa", None), ("Q8_0", "t2-fa", None), ("Q4_1", "t1-fa", 0.03), ("Q4_1", "t2-fa", 0.03)]
+    settings = recommend(t, spec, host_info(frame)).settings
+    by_quant = {f.quant: f for f in settings}
+    # 2 threads is the spec's [server] default on this 2-core host: the baseline
+    assert by_quant["Q8_0"].best == by_quant["Q8_0"].base == "t2-fa"
+    q4 = by_quant["Q4_1"]
+    assert (q4.best, q4.base, q4.measurable) == ("t2-fa", "t2-fa", False)
+    assert "run with -t 2 -fa on" in q4.sentence()
+
+
+def test_a_gain_over_the_baseline_counts_only_beyond_the_intervals(tmp_path):
+    from llmspec.report.recommend import recommend
+    from llmspec.report.settings import host_info
+
+    spec = Spec.model_validate({**sweep_spec().model_dump(exclude={"path", "root"}),
+                                "server": {"ctx_size": 2048, "threads": 1, "sweep": {"threads": [1, 2, 4]}}})
+    for variant, tps, low, high in (("t1", 40.0, 38.0, 42.0), ("t2", 70.0, 66.0, 74.0), ("t4", 41.0, 35.0, 45.0)):
+        interactive(tmp_path, SMOL, f"Q8_0+{variant}", tps, intervals={"tokens_per_s": (low, high)})
+    frame, _ = for_spec(load_frame(tmp_path, "demo"), spec)
+    (found,) = recommend(configs(frame, spec, {}), spec, host_info(frame)).settings
+    assert (found.best, found.base, found.variants, found.measurable) == ("t2", "t1", 3, True)
+    assert found.gain_pct == pytest.approx(75.0)
+    assert found.sentence() == ("SmolLM2-135M-Instruct Q8_0, interactive chat: t2 is best of 3 variants "
+                                "(70.0 (66.0-74.0) t/s), +75% over t1's 40.0 (38.0-42.0); run with -t 2")

@@ -21,6 +21,7 @@ from llmspec.errors import UserError
 from llmspec.machine.host import hardware, host_id
 from llmspec.models import binaries
 from llmspec.models import files as modelfiles
+from llmspec.plan import variants
 from llmspec.plan.cells import Cell, expand, ordered_pairs
 from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
 from llmspec.plan.reference import Reference
@@ -42,9 +43,14 @@ class Choice:
     model: str | None
     quant: str | None
     reason: str
+    variant: str = ""
 
     def picks(self, cell: Cell) -> bool:
-        return (cell.model, cell.quant) == (self.model, self.quant)
+        return (cell.model, cell.quant, cell.variant) == (self.model, self.quant, self.variant)
+
+    @property
+    def name(self) -> str | None:
+        return f"{self.model}@{self.quant}{'+' + self.variant if self.variant else ''}" if self.model else None
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,8 @@ class CellJob:
     target: Target
     inputs: dict[str, Any]
     spec: Spec
-    base_args: ServerArgs
+    base_args: ServerArgs  # the variant's
+    server: ServerSettings  # the variant's [server] settings
     server_version: str | None
     workspace: Workspace
     result_path: Path
@@ -102,10 +109,6 @@ class CellJob:
     @property
     def root(self) -> Path:
         return self.spec.root
-
-    @property
-    def server(self) -> ServerSettings:
-        return self.spec.server
 
     def server_args(self, trained_ctx: int | None) -> ServerArgs:
         """The base arguments, with the context or slots the profile needs (`server_overrides`).
@@ -131,6 +134,14 @@ class CellJob:
         return digest(inputs), inputs
 
 
+def best_label(labels: list[str | None]) -> str | None:
+    """The best rating among a configuration's variants (None when none was rated)."""
+    from llmspec.rating import LABELS
+
+    rated = [label for label in labels if label is not None]
+    return min(rated, key=LABELS.index) if rated else None
+
+
 def model_parts(kind: ProfileKind, target: Target, identity: dict[str, Any] | None, version: str | None,
                 args: ServerArgs) -> dict[str, Any]:
     """The target's fingerprint parts; a profile that starts no server does not depend on its arguments."""
@@ -141,10 +152,13 @@ def model_parts(kind: ProfileKind, target: Target, identity: dict[str, Any] | No
 
 
 class Plan:
-    def __init__(self, spec: Spec, workspace: Workspace | None = None):
+    def __init__(self, spec: Spec, workspace: Workspace | None = None, cores: int | None = None):
+        """`cores`: how far `threads = "sweep"` goes (default: this machine's logical cores)."""
         self.spec = spec
         self.workspace = workspace or Workspace(spec.root)
-        self.cells = expand(spec)
+        cores = cores or hardware()["cores_logical"]
+        self.variants = {v.name: v for v in variants.expand(spec.server, cores)}
+        self.cells = expand(spec, cores)
         self._identities: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._known: dict[str, Any] = {}  # what the results on disk say; emptied when they change
 
@@ -173,15 +187,21 @@ class Plan:
         return modelfiles.state(self.spec, self.model_file(model, quant))
 
     # --- the server ------------------------------------------------------------------------
-    def threads(self) -> int:
-        return self.spec.server.threads or hardware()["cores_physical"]
+    def threads(self, variant: str = "") -> int:
+        """The variant's thread count; the spec's [server] count makes files (llama-quantize)."""
+        server = self.variants[variant].server if variant in self.variants else self.spec.server
+        return server.threads or hardware()["cores_physical"]
 
     @functools.cache
-    def server_args(self) -> ServerArgs:
-        """Arguments common to every profile (fingerprinted). A profile may raise the context or
-        the slot count (`CellJob.server_args`); that follows from its settings, fingerprinted too."""
-        s = self.spec.server
-        return ServerArgs(s.ctx_size, self.threads(), s.parallel, tuple(s.extra_args), s.tuned_args())
+    def server_args(self, variant: str = "") -> ServerArgs:
+        """Arguments common to every profile of a variant (fingerprinted). A profile may raise the
+        context or the slot count (`CellJob.server_args`); that follows from its settings, fingerprinted too.
+        Variant "" of a spec with a sweep (a profile that starts no server) gets the [server] settings."""
+        s = self.variants[variant].server if variant in self.variants else self.spec.server
+        return ServerArgs(s.ctx_size, self.threads(variant), s.parallel, tuple(s.extra_args), s.tuned_args())
+
+    def server_settings(self, variant: str) -> ServerSettings:
+        return self.variants[variant].server if variant in self.variants else self.spec.server
 
     @functools.cached_property
     def server_binary(self) -> Path | None:
@@ -240,14 +260,13 @@ class Plan:
         if PROFILES[cell.profile].last:  # re-decided whenever the results it was chosen from change
             inputs = dict(inputs)
             choice = self.choice()
-            inputs["selection"] = {"chosen": f"{choice.model}@{choice.quant}" if choice.model else None,
-                                   "selected": choice.picks(cell)}
+            inputs["selection"] = {"chosen": choice.name, "selected": choice.picks(cell)}
         return inputs
 
     def inputs(self, cell: Cell) -> dict[str, Any]:
         """Everything that changes this cell's measurement, with the model file as it is now."""
         parts = model_parts(PROFILES[cell.profile], self.target(cell), self.model_identity(cell), self.server_version,
-                            self.server_args())
+                            self.server_args(cell.variant))
         return {**self._own_inputs(cell), **parts}
 
     def freshness(self, cell: Cell) -> tuple[bool, str]:
@@ -268,7 +287,8 @@ class Plan:
         if kind.last and not decision.skip and not (choice := self.choice()).picks(cell):
             skip = f"not selected for the {cell.profile} test: {choice.reason}"
         return CellJob(cell, kind, getattr(self.spec.profiles, cell.profile), self.target(cell),
-                       self._own_inputs(cell), self.spec, self.server_args(), self.server_version, self.workspace,
+                       self._own_inputs(cell), self.spec, self.server_args(cell.variant),
+                       self.server_settings(cell.variant), self.server_version, self.workspace,
                        self.result_path(cell), skip, evidence, decision.predicted_peak_gb,
                        self.reference(cell.model) if cell.profile == "divergence" and not cell.endpoint else None)
 
@@ -300,10 +320,11 @@ class Plan:
         """
         profiles = [p for p in self.spec.profiles.enabled() if PROFILES[p].performance and not PROFILES[p].last]
         passing = []
-        for order, (model, quant) in enumerate(ordered_pairs(self.spec)):
+        configs = [(m, q, v) for m, q in ordered_pairs(self.spec) for v in self.variants]
+        for order, (model, quant, variant) in enumerate(configs):
             labels, size = [], None
             for profile in profiles:
-                result = self.stored(Cell(self.spec.name, model, quant, profile))
+                result = self.stored(Cell(self.spec.name, model, quant, profile, variant=variant))
                 if result is not None and result.ok:
                     labels.append(rate(profile, result.figures(), self.spec.thresholds).label)
                     size = (result.model_file or {}).get("size", size)
@@ -311,12 +332,13 @@ class Plan:
                     labels.append(None)
             rated = [label for label in labels if label is not None]
             if rated and all(label in PASSING for label in rated) and len(rated) == len(labels):
-                passing.append((size or 0, order, model, quant, rated))
+                passing.append((size or 0, order, model, quant, variant, rated))
         if not passing:
             return Choice(None, None, "no configuration passed every performance profile yet")
-        size, _, model, quant, rated = max(passing)
-        return Choice(model, quant, f"{model} {quant} is the largest of {len(passing)} passing "
-                                    f"configuration(s) ({size / 1e6:.0f} MB; rated {', '.join(rated)})")
+        size, _, model, quant, variant, rated = max(passing)
+        label = f"{model} {quant}{self.variants[variant].label}"
+        return Choice(model, quant, f"{label} is the largest of {len(passing)} passing "
+                                    f"configuration(s) ({size / 1e6:.0f} MB; rated {', '.join(rated)})", variant)
 
     # --- smart termination -------------------------------------------------------------------
     def decide(self, cell: Cell) -> Decision:
@@ -335,8 +357,35 @@ class Plan:
         own = (cell.model, cell.quant)
         others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
                           {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta)
-        return decide(model, cell.quant, others, self.spec.server.ctx_size, lambda other: self._larger(model, other),
-                      self.server_args().cache_types)
+        args = self.server_args(cell.variant)
+        decision = decide(model, cell.quant, others, args.ctx_size, lambda other: self._larger(model, other),
+                          args.cache_types)
+        return decision if decision.skip else self._past_knee(cell) or decision
+
+    def _past_knee(self, cell: Cell) -> Decision | None:
+        """Skip a thread count past the knee of `threads = "sweep"` (llmspec.plan.variants.knee),
+        judged on the interactive speed of the counts measured before it (fewer threads)."""
+        sweep = self.spec.server.sweep
+        if sweep is None or sweep.threads != "sweep" or not cell.variant or self.spec.profiles.interactive is None:
+            return None
+        variant = self.variants[cell.variant]
+        curve = variants.same_but_threads(variant, list(self.variants.values()))
+        points = []
+        for step in curve[:curve.index(variant)]:
+            result = self.stored(Cell(self.spec.name, cell.model, cell.quant, "interactive", variant=step.name))
+            if result is None or not result.ok or result.metrics.get("tokens_per_s") is None:
+                return None  # a count before this one is not measured: nothing to judge from
+            bounds = (result.intervals or {}).get("tokens_per_s") or {}
+            points.append(variants.Point(dict(step.values)["threads"], result.metrics["tokens_per_s"],
+                                         bounds.get("low"), bounds.get("high")))
+        found = variants.knee(points)
+        if found is None:
+            return None
+        before = points[points.index(found) - 1]
+        return Decision("thread_knee", f"past the thread knee: {found.threads} threads gave {found.value:.1f} t/s, "
+                                       f"no faster beyond the noise than {before.threads} threads' {before.value:.1f} "
+                                       f"t/s, so more threads are not measured",
+                        f"thread_knee:{cell.model}@{cell.quant}:t{found.threads}")
 
     def _larger(self, model, other_name: str) -> bool:
         other = self.spec.model(other_name)
@@ -359,11 +408,13 @@ class Plan:
         ev = Evidence(limit, text)
         profiles = [p for p in self.spec.profiles.enabled() if not PROFILES[p].last]
         for model, quant in ordered_pairs(self.spec):
-            results = [self.stored(Cell(self.spec.name, model, quant, p)) for p in profiles]
-            if "interactive" in profiles:
-                ev.ratings[(model, quant)] = interactive_label(results[profiles.index("interactive")],
-                                                              self.spec.thresholds)
-            ok = [r for r in results if r is not None and r.ok]
+            cells = dict.fromkeys(Cell(self.spec.name, model, quant, p, variant=v if PROFILES[p].needs_server else "")
+                                  for v in self.variants for p in profiles)
+            results = {cell: self.stored(cell) for cell in cells}
+            if "interactive" in profiles:  # the best variant's: one that runs well is enough
+                ev.ratings[(model, quant)] = best_label([interactive_label(r, self.spec.thresholds)
+                                                         for c, r in results.items() if c.profile == "interactive"])
+            ok = [r for r in results.values() if r is not None and r.ok]
             self._file_facts(ev, model, quant, ok)
             peaks = [r.metrics.get("peak_rss_gb") for r in ok if r.metrics.get("peak_rss_gb")]
             if peaks and ev.sizes.get((model, quant)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan
 from llmspec.plan.termination import estimate_memory
+from llmspec.profiles import PROFILES
 from llmspec.text import format_table
 
 
@@ -27,20 +28,25 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
 
 
 def model_rows(plan: Plan) -> list[tuple[str, ...]]:
+    """One row per model file and server-setting variant: the memory pre-flight follows the
+    variant's own context and KV cache types, and the row says which llama-server flags it sets."""
     ev = plan.evidence()
-    rows = [("model file", "est. memory", "to download", "file")]
+    rows = [("model file", "variant", "est. memory", "to download", "file")]
     seen = set()
     for cell in plan.cells:
         key = (cell.model, cell.quant)
-        if cell.endpoint or key in seen:
+        serverless = not PROFILES[cell.profile].needs_server and plan.spec.server.sweep is not None
+        if cell.endpoint or (key, cell.variant) in seen or serverless:
             continue
-        seen.add(key)
+        seen.add((key, cell.variant))
         mf = plan.model_file(*key)
         size = ev.sizes.get(key)
-        args = plan.server_args()
+        args = plan.server_args(cell.variant)
         memory = (f"{estimate_memory(size, ev.meta.get(key), args.ctx_size, args.cache_types).total_gb:.2f} GB"
                   if size else "?")
-        rows.append((f"{cell.model}@{cell.quant}", memory, _download(mf), mf.path.name))
+        variant = plan.variants.get(cell.variant)
+        flags = f"{cell.variant} ({variant.flags()})" if variant and cell.variant else "-"
+        rows.append((f"{cell.model}@{cell.quant}", flags, memory, _download(mf), mf.path.name))
     return rows
 
 

@@ -28,7 +28,7 @@ FILES = ("report.html", "results.csv", "results.json")
 CONSOLE_ROWS = 40  # a matrix of thousands of cells belongs in the files, not the terminal
 # (header, frame column, format) of the end-of-run console table.
 CONSOLE_COLUMNS = (
-    ("model", "model", "{}"), ("quant", "quant", "{}"), ("profile", "profile", "{}"),
+    ("model", "model", "{}"), ("quant", "config", "{}"), ("profile", "profile", "{}"),
     ("status", "status", "{}"), ("tokens/s", "tokens_per_s", "{:.1f}"), ("TTFT s", "ttft_s", "{:.2f}"),
     ("rating", "rating", "{}"),
 )
@@ -80,18 +80,20 @@ def _fmt(value, fmt: str, low=None, high=None) -> str:
 def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
     """Render all three reports for `spec` from every host's results under `results_root`."""
     from llmspec.machine import bandwidth
-    from llmspec.report.configs import configs
+    from llmspec.report.configs import broadcast_serverless, configs
     from llmspec.report.csv import generate_csv
     from llmspec.report.details import read_details
     from llmspec.report.frame import for_spec, load_frame
     from llmspec.report.html import generate_html, index_entry
     from llmspec.report.json import generate_json
     from llmspec.report.recommend import recommend
+    from llmspec.report.settings import host_info
     from llmspec.report.vega import bundle
 
     frame, left_out = for_spec(load_frame(Path(results_root), spec.name), spec)
-    table = configs(frame, spec, bandwidth.load_all(Path(results_root)))
-    recs = recommend(table, spec)
+    wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
+    table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
+    recs = recommend(table, spec, host_info(frame))
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(reports_root) / spec.name
     shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
@@ -102,8 +104,8 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
         rows=frame.head(CONSOLE_ROWS).select(shown).to_dicts(),
         recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
     )
-    write_text_atomic(summary.csv, generate_csv(frame, table))
-    write_text_atomic(summary.json, generate_json(frame, table, recs.as_dict(), spec, generated_at))
+    write_text_atomic(summary.csv, generate_csv(wide, table))
+    write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at))
     details = read_details(frame, Path(results_root))
     write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir)))
     return summary

@@ -19,6 +19,7 @@ import polars as pl
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import interpret
 from llmspec.report.details import Details
+from llmspec.results import bound_names
 
 WIDTH, HEIGHT = "container", 260
 LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
@@ -49,6 +50,8 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details) -> list
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
         _chart("same-top", "Same top token as the reference by quantization", _same_top(configs), many,
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
+        *([_chart("settings", "Generation speed per server-setting variant", _variants(configs), many, "")]
+          if configs.height and (configs["variant"] != "").any() else []),
         _chart("context", "Prompt load time vs context size", _context(ok), many,
                "No long-context results yet: add [profiles.long_context] to the spec and run `doit`."),
         _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many,
@@ -165,6 +168,24 @@ def _by_quant(rows: list[dict[str, Any]], values: list[dict[str, Any]], y: tuple
     layout["encoding"]["x"].update(sort=order, axis={"labelAngle": 0})
     layout["encoding"]["y"]["scale"] = scale
     return values, layout
+
+
+def _variants(configs: pl.DataFrame):
+    """Tokens/s of every server-setting variant with its 95 % interval, in run order (a thread
+    sweep reads left to right as the speed-vs-threads curve), one colour per model file."""
+    rows = [r for r in _rows(configs, "tokens_per_s") if r["variant"]]
+    low, high = bound_names("tokens_per_s")
+    values = [{**_config(r), "configuration": f"{r['model']} {r['quant']}", "variant": r["variant"],
+               "tokens_per_s": r["tokens_per_s"], "low": r.get(low), "high": r.get(high)} for r in rows]
+    tips = [*CONFIG_TIPS, _tip("variant", "Variant"), _tip("tokens_per_s", "Tokens/s", ".1f"),
+            _tip("low", "95% low", ".1f"), _tip("high", "95% high", ".1f")]
+    layout = _point_layout(("variant", "Server-setting variant (run order)"), ("tokens_per_s", "Tokens/s"),
+                           ("configuration", "Model file"), tips, x_type="ordinal")
+    layout["encoding"]["x"].update(sort=list(dict.fromkeys(v["variant"] for v in values)), axis={"labelAngle": 0})
+    point = {"mark": layout.pop("mark")}
+    band = {"mark": {"type": "rule"}, "encoding": {"y": {"field": "low", "type": "quantitative"},
+                                                   "y2": {"field": "high"}}}
+    return values, {**layout, "layer": [band, point]}
 
 
 def _context(ok: pl.DataFrame):

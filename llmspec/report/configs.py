@@ -76,7 +76,7 @@ INTEGER_FIGURES = {"max_context_tokens"}
 def schema() -> dict[str, pl.DataType]:
     """Every configs column and its type, in order; the same for an empty report."""
     columns: dict[str, pl.DataType] = {"host": pl.String, "model": pl.String, "quant": pl.String,
-                                       "model_size_gb": pl.Float64}
+                                       "variant": pl.String, "config": pl.String, "model_size_gb": pl.Float64}
     for profile in ORDER:
         columns |= {f"{profile}_status": pl.String, f"{profile}_rating": pl.String}
     headline = [c for k in KINDS for c in k.headlines.values()]
@@ -88,10 +88,12 @@ def schema() -> dict[str, pl.DataType]:
 
 
 def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]) -> pl.DataFrame:
-    """One row per (host, model, quant) of a `frame.for_spec` frame, in its order (see module doc)."""
+    """One row per (host, model, quant, variant) of a `frame.for_spec` frame, in its order (see module doc)."""
+    frame = broadcast_serverless(frame)
     ok = pl.col("status") == "ok"
     table = frame.group_by(KEYS, maintain_order=True).agg(
-        pl.col("model_size_bytes").max(), _memory(frame).filter(ok).max().alias("peak_memory_gb"))
+        pl.col("config").first(), pl.col("model_size_bytes").max(),
+        _memory(frame).filter(ok).max().alias("peak_memory_gb"))
     for profile in ORDER:
         table = table.join(_profile_columns(frame, profile), on=KEYS, how="left", maintain_order="left")
     table = table.with_columns(
@@ -102,6 +104,23 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
     table = _with_roofline(table, bandwidth_gbps)
     table = table.join(_predictions(frame), on=KEYS, how="left", maintain_order="left")
     return table.select(pl.col(name).cast(dtype) for name, dtype in schema().items())
+
+
+def broadcast_serverless(frame: pl.DataFrame) -> pl.DataFrame:
+    """A profile that starts no server (divergence) ran once per (host, model, quant), with no
+    variant: its row stands for every server-setting variant of that model file."""
+    serverless = [k.name for k in KINDS if not k.needs_server]
+    alone = pl.col("profile").is_in(serverless) & (pl.col("variant") == "")
+    variants = frame.filter(~alone).select("host", "model", "quant", "variant").unique(maintain_order=True)
+    swept = variants.filter(pl.col("variant") != "")
+    if swept.height == 0:
+        return frame
+    rows = frame.filter(alone)
+    copies = rows.drop("variant").join(swept, on=["host", "model", "quant"], how="inner").with_columns(
+        (pl.col("quant") + "+" + pl.col("variant")).alias("config"))
+    unswept = rows.join(swept.select("host", "model", "quant").unique(), on=["host", "model", "quant"], how="anti")
+    return pl.concat([frame.filter(~alone), unswept, copies.select(frame.columns)]).sort(["host", "order"],
+                                                                                        maintain_order=True)
 
 
 def _col(frame: pl.DataFrame, name: str) -> pl.Expr:
@@ -126,12 +145,12 @@ def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
         pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)
 
 
-def _quality_items(frame: pl.DataFrame) -> dict[tuple[str, str, str], dict[str, int]]:
-    """(host, model, quant) -> {item id: 1 right / 0 wrong} of each finished quality result."""
+def _quality_items(frame: pl.DataFrame) -> dict[tuple[str, str, str, str], dict[str, int]]:
+    """(host, model, quant, variant) -> {item id: 1 right / 0 wrong} of each finished quality result."""
     if "items" not in frame.columns:
         return {}
     found = frame.filter((pl.col("profile") == "quality") & (pl.col("status") == "ok") & pl.col("items").is_not_null())
-    return {(h, m, q): json.loads(items) for h, m, q, items in found.select(*KEYS, "items").iter_rows()}
+    return {(h, m, q, v): json.loads(items) for h, m, q, v, items in found.select(*KEYS, "items").iter_rows()}
 
 
 def paired_loss(items: dict[str, int] | None, reference: dict[str, int] | None) -> tuple[float | None, int | None]:
@@ -173,25 +192,25 @@ def _precision(spec: Spec) -> pl.DataFrame:
                                       "original": pl.Boolean}, orient="row")
 
 
-def _with_degradation(table: pl.DataFrame, items: dict[tuple[str, str, str], dict[str, int]],
+def _with_degradation(table: pl.DataFrame, items: dict[tuple[str, str, str, str], dict[str, int]],
                       spec: Spec) -> pl.DataFrame:
-    """Quality points lost against the most precise quant of the same model and host, and
-    whether the loss is beyond luck (exact McNemar on the paired items)."""
+    """Quality points lost against the most precise quant of the same model, host and server
+    settings (variant), and whether the loss is beyond luck (exact McNemar on the paired items)."""
     references = (
         table.join(_precision(spec), on=["model", "quant"], how="left")
         .filter(pl.col("quality_pct").is_not_null() & (pl.col("bits") > 0))
         .sort(["bits", "original", "quant"], descending=[True, True, False])
-        .group_by(["host", "model"], maintain_order=True)
+        .group_by(["host", "model", "variant"], maintain_order=True)
         .agg(pl.col("quant").first().alias("quality_reference_quant"),
              pl.col("quality_pct").first().alias("reference_pct"))
     )
     measured = pl.col("quality_pct").is_not_null()
-    table = table.join(references, on=["host", "model"], how="left", maintain_order="left").with_columns(
+    table = table.join(references, on=["host", "model", "variant"], how="left", maintain_order="left").with_columns(
         pl.when(measured).then(pl.col("quality_reference_quant")).alias("quality_reference_quant"),
         (pl.col("reference_pct") - pl.col("quality_pct")).alias("quality_degradation_pts"),
     )
-    tests = [paired_loss(items.get((h, m, q)), items.get((h, m, r))) if r is not None else (None, None)
-             for h, m, q, r in table.select(*KEYS, "quality_reference_quant").iter_rows()]
+    tests = [paired_loss(items.get((h, m, q, v)), items.get((h, m, r, v))) if r is not None else (None, None)
+             for h, m, q, v, r in table.select(*KEYS, "quality_reference_quant").iter_rows()]
     return table.with_columns(pl.Series("quality_loss_p", [p for p, _ in tests], dtype=pl.Float64),
                               pl.Series("quality_items_compared", [n for _, n in tests], dtype=pl.Int64))
 

@@ -32,7 +32,7 @@ class CellDetail:
     anchor: str  # HTML id of the cell's section
     host: str
     model: str
-    quant: str
+    quant: str  # the quant slot of the path: `Q4_1`, or `Q4_1+t2-fa` for a server-setting variant
     profile: str
     status: str
     path: str  # result file, relative to the results folder
@@ -45,7 +45,7 @@ class CellDetail:
 @dataclass(frozen=True)
 class Details:
     cells: tuple[CellDetail, ...] = ()
-    paths: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # every cell's file
+    paths: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # (host, model, config, profile) -> file
     anchors: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # cells with an excerpt
     omitted: int = 0  # cells beyond the limit, named by path only
     stress: tuple[dict[str, Any], ...] = ()  # long-form points for the stress charts
@@ -55,7 +55,7 @@ class Details:
 def read_details(frame: pl.DataFrame, results_root: Path, limit: int = CELL_LIMIT) -> Details:
     """Excerpts of `limit` cells of a frame from `frame.for_spec` (failed ones first, then in
     report order; shown in report order), every cell's file path, and the stress series."""
-    rows = frame.select("host", "spec", "model", "quant", "profile", "status").rows() if frame.height else []
+    rows = frame.select("host", "spec", "model", "config", "profile", "status").rows() if frame.height else []
     paths = {(h, m, q, p): f"{h}/{s}/{m}/{q}/{p}.json" for h, s, m, q, p, _ in rows}
     chosen = sorted(range(len(rows)), key=lambda i: rows[i][5] != "error")[:limit]  # stable: errors first
     cells = tuple(_cell(Path(results_root), rows[i], f"cell-{n}") for n, i in enumerate(sorted(chosen)))

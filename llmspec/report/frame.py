@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from llmspec.plan.cells import expand
+from llmspec.plan.cells import expand, split_config
 from llmspec.profiles import KINDS
 from llmspec.rating import Rating, rate
 from llmspec.results import BOUND, FOR_REPORTS, Result, bound_names, result_paths
@@ -26,13 +26,14 @@ from llmspec.spec import Spec
 log = logging.getLogger(__name__)
 
 BASE_SCHEMA: dict[str, pl.DataType] = {
-    "host": pl.String, "spec": pl.String, "model": pl.String, "quant": pl.String,
+    "host": pl.String, "spec": pl.String, "model": pl.String, "quant": pl.String, "variant": pl.String,
+    "config": pl.String,  # the quant slot of the result path: `Q4_1`, or `Q4_1+t2-fa` for a variant
     "profile": pl.String, "status": pl.String, "reason": pl.String, "started_at": pl.String,
     "duration_s": pl.Float64, "model_size_bytes": pl.Int64, "server_version": pl.String,
     "flags": pl.List(pl.String), "host_info": pl.String, "items": pl.String,
 }
 DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for_spec, not read from files
-KEYS = ["host", "model", "quant"]  # one configuration: what a user chooses between
+KEYS = ["host", "model", "quant", "variant"]  # one configuration: what a user chooses between
 
 
 def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
@@ -60,11 +61,13 @@ def _read(path: str) -> Result | None:
 
 
 def _row(path: str, result: Result, host_info: dict[str, str]) -> dict[str, Any]:
-    host_dir, spec, model, quant, name = path.rsplit(os.sep, 5)[-5:]
+    host_dir, spec, model, config, name = path.rsplit(os.sep, 5)[-5:]
+    quant, variant = split_config(config)
     if host_dir not in host_info:  # one host, one hardware; serialised once per host
         host_info[host_dir] = json.dumps(result.host, sort_keys=True)
     return {
-        "host": host_dir, "spec": spec, "model": model, "quant": quant, "profile": name[: -len(".json")],
+        "host": host_dir, "spec": spec, "model": model, "quant": quant,
+        "variant": variant, "config": config, "profile": name[: -len(".json")],
         "status": result.status, "reason": result.reason,
         "started_at": result.started_at or None, "duration_s": result.duration_s,
         "model_size_bytes": (result.model_file or {}).get("size"),
@@ -114,9 +117,10 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     `rating` (the label), `rating_summary` (one line per check, for tooltips) and
     `rating_checks` (the checks as JSON text, for results.json).
     """
-    order = {(c.model, c.quant, c.profile): i for i, c in enumerate(expand(spec))}
-    keys = list(zip(frame["model"], frame["quant"], frame["profile"]))
-    index = pl.Series("order", [order.get(k) for k in keys], dtype=pl.Int64)
+    by_cores = {cores: _order(spec, cores) for cores in set(_host_cores(frame).values())}
+    orders = {host: by_cores[cores] for host, cores in _host_cores(frame).items()}
+    keys = zip(frame["host"], frame["model"], frame["quant"], frame["variant"], frame["profile"])
+    index = pl.Series("order", [orders[h].get(tuple(k)) for h, *k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
     rated = (c for k in KINDS for m in k.rated_metrics for c in (m, *bound_names(m)))
     needed = ["profile", "status", *dict.fromkeys(c for c in rated if c in kept.columns)]
@@ -126,6 +130,17 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
         pl.Series("rating_summary", [r.summary() for r in ratings], dtype=pl.String),
         pl.Series("rating_checks", [json.dumps([c.as_dict() for c in r.checks]) for r in ratings], dtype=pl.String),
     ), frame.height - kept.height
+
+
+def _host_cores(frame: pl.DataFrame) -> dict[str, int | None]:
+    """Each host's logical cores as its results recorded them: `threads = "sweep"` expands to
+    thread counts up to the measuring host's cores, not the reading one's."""
+    pairs = frame.select("host", "host_info").unique("host").iter_rows()
+    return {host: json.loads(info or "{}").get("cores_logical") for host, info in pairs}
+
+
+def _order(spec: Spec, cores: int | None) -> dict[tuple[str, str, str, str], int]:
+    return {(c.model, c.quant, c.variant, c.profile): i for i, c in enumerate(expand(spec, cores))}
 
 
 def rating_of(row: dict[str, Any], spec: Spec) -> Rating:

@@ -134,7 +134,7 @@ def _duration(seconds: float | None) -> str:
 def _evaluated(frame: pl.DataFrame) -> list[dict[str, Any]]:
     if not frame.height:
         return []
-    models = frame.group_by("model", maintain_order=True).agg(pl.col("quant").unique(maintain_order=True))
+    models = frame.group_by("model", maintain_order=True).agg(pl.col("config").unique(maintain_order=True))
     return [{"model": m, "quants": q} for m, q in models.rows()]
 
 
@@ -198,7 +198,7 @@ def _top(configs: pl.DataFrame, column: str) -> dict[str, Any] | None:
 
 
 def _name(row: dict[str, Any]) -> str:
-    return f"{row['model']} {row['quant']} on {row['host']}"
+    return f"{row['model']} {row['config']} on {row['host']}"
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -296,14 +296,14 @@ def _cells(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict
         recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m)]
         shown = [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
         headline = _headline(profile)
-        needed = ["host", "model", "quant", "profile", "status", "reason", "flags", "rating", "rating_summary",
+        needed = ["host", "model", "config", "profile", "status", "reason", "flags", "rating", "rating_summary",
                   *dict.fromkeys(c for c in (*shown, *rules, headline) if c in rows.columns)]
         body = []
         for row, texts in zip(rows.select(needed).iter_rows(named=True), _texts(rows, shown)):
             label = row["rating"]
             title = row["rating_summary"] if label else ": ".join(p for p in (row["status"], row["reason"]) if p)
             rating_td = _rating_td(label, row["status"], title)
-            key = (row["host"], row["model"], row["quant"], profile)
+            key = (row["host"], row["model"], row["config"], profile)
             heat[key] = rating_td
             compare.setdefault(key[1:], {})[row["host"]] = (
                 _metric_td(headline, row.get(headline) if row["status"] == "ok" else None, False), rating_td)
@@ -329,7 +329,7 @@ def _profile_row(row: dict, texts: tuple, shown: list[str], rules: dict, label: 
             f'<td><code class="path">{_esc(details.paths.get(key, ""))}</code></td>')
     return "".join((
         f'<tr data-rating="{_esc(label or row["status"] or "")}">', _td(row["host"]) if many else "",
-        _td(row["model"]), _td(row["quant"]), _td(row["status"] or "", f"status-{row['status']}", inner=notes),
+        _td(row["model"]), _td(row["config"]), _td(row["status"] or "", f"status-{row['status']}", inner=notes),
         *(_metric_td(m, row[m], m in rules, t) if m in METRIC_TRANSLATION else t for m, t in zip(shown, texts)),
         rating_td, link, "</tr>"))
 
@@ -343,7 +343,7 @@ def _heatmap(frame: pl.DataFrame, heat: dict) -> dict[str, Any]:
     """Rows model x quant, a column per (host, profile), each cell the rating with its checks as tooltip."""
     host_ids = sorted(frame["host"].unique().to_list()) if frame.height else []
     profiles = _profiles(frame)
-    configs = dict.fromkeys(zip(frame["model"], frame["quant"])) if frame.height else {}
+    configs = dict.fromkeys(zip(frame["model"], frame["config"])) if frame.height else {}
     rows = ["".join((f"<tr>{_td(m)}{_td(q)}", *(heat.get((h, m, q, p), NOT_RUN) for h in host_ids for p in profiles),
                      "</tr>")) for m, q in configs]
     return {"hosts": host_ids, "profiles": profiles, "body": Markup("\n".join(rows))}
@@ -367,10 +367,10 @@ def _size_table(frame: pl.DataFrame) -> dict[str, Any] | None:
     if not rows.height:
         return None
     many = rows["host"].n_unique() > 1
-    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['quant'])}",
+    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
                      *(_metric_td("target_load_s", r[f"load_s_{s}"], False) if r[f"load_s_{s}"] is not None
                        else _td("not attempted", "num") for s in sizes), "</tr>"))
-            for r in rows.select("host", "model", "quant", *(f"load_s_{s}" for s in sizes)).iter_rows(named=True)]
+            for r in rows.select("host", "model", "config", *(f"load_s_{s}" for s in sizes)).iter_rows(named=True)]
     return {"sizes": sizes, "many_hosts": many, "body": Markup("\n".join(body))}
 
 
@@ -387,7 +387,7 @@ def _configs_table(configs: pl.DataFrame) -> dict[str, Any]:
                  for c, _, fmt in columns]
         body.append("".join((
             f'<tr data-rating="{_esc(" ".join(ratings))}">', _td(row["host"]) if many else "",
-            _td(row["model"]), _td(row["quant"]),
+            _td(row["model"]), _td(row["config"]),
             *(_td(r, f"rating rating-{r}" if r in LABELS else f"rating status-{r}") for r in ratings),
             *cells, "</tr>")))
     return {"heads": [head for _, head, _ in columns], "profiles": profiles, "many_hosts": many,
@@ -405,7 +405,7 @@ def _memory_table(configs: pl.DataFrame) -> dict[str, Any] | None:
         return None
     many = graded["host"].n_unique() > 1
     errors = [abs(v) for c in ("estimate_error_pct", "prediction_error_pct") for v in graded[c].drop_nulls()]
-    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['quant'])}",
+    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
                      *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS), "</tr>"))
             for r in graded.iter_rows(named=True)]
     return {"many_hosts": many, "body": Markup("\n".join(body)), "count": graded.height,

@@ -89,6 +89,7 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     size = row["model_size_gb"]
     return {
         "host": row["host"], "model": row["model"], "quantization": row["quant"],
+        **({"variant": row["variant"]} if row["variant"] else {}),
         "model_size_gb": round(size, 3) if size is not None else None,
         "memory_gb": row["peak_memory_gb"],
         "derived": {name: row[name] for name in DERIVED if row.get(name) is not None},

@@ -24,10 +24,13 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.plan import variants
+from llmspec.plan.cells import split_config
 from llmspec.profiles import KINDS
 from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret, rate
 from llmspec.report.configs import loss_statement
+from llmspec.report.settings import Finding, findings
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 
@@ -69,8 +72,14 @@ class Line:
     rating: str | None
     figures: str  # the numbers behind the line, with units
     why: str  # plain language: why recommended / what is borderline / why not
-    also: tuple[tuple[str, str, str], ...] = ()  # (host, model, quant) of ✗ lines collapsed into this one
+    also: tuple[tuple[str, str, str], ...] = ()  # (host, model, config) of ✗ lines collapsed into this one
     reasons: tuple[str, ...] = ()  # the overall pick's bullets (`why` joins them)
+    variant: str = ""  # the server-setting variant ("" without a sweep)
+    flags: str = ""  # the llama-server flags that set it, as a user types them
+
+    @property
+    def config(self) -> str:
+        return f"{self.quant}+{self.variant}" if self.variant else self.quant
 
     @property
     def symbol(self) -> str:
@@ -78,12 +87,13 @@ class Line:
 
     def label(self, with_host: bool = False) -> str:
         """"gemma Q8_0", or every collapsed configuration: "gemma Q8_0, SmolLM2 F16, 3 more"."""
-        names = [f"{m} {q}{f' on {h}' if with_host else ''}" for h, m, q in ((self.host, self.model, self.quant),
+        names = [f"{m} {q}{f' on {h}' if with_host else ''}" for h, m, q in ((self.host, self.model, self.config),
                                                                              *self.also)]
         return ", ".join(names if len(names) <= 4 else names[:3] + [f"{len(names) - 3} more"])
 
     def as_dict(self) -> dict[str, Any]:
-        also = [{"host": h, "model": m, "quant": q} for h, m, q in self.also]
+        also = [{"host": h, "model": m, "quant": quant, **({"variant": variant} if variant else {})}
+                for h, m, q in self.also for quant, variant in [split_config(q)]]
         return {**self.__dict__, "symbol": self.symbol, "also": also, "reasons": list(self.reasons)}
 
 
@@ -102,6 +112,7 @@ class UseCase:
 class Recommendations:
     use_cases: tuple[UseCase, ...]
     overall: tuple[Line, ...]  # one per host
+    settings: tuple[Finding, ...] = ()  # the best server-setting variant per model file and use case
 
     def text(self) -> str:
         """The console block; with more than one host every line names its host."""
@@ -119,19 +130,25 @@ class Recommendations:
         out += [""] * bool(empty) + [f"{note[:1].upper()}{note[1:]}: {', '.join(t)}" for note, t in empty.items()]
         for line in self.overall:
             head = ", ".join(p for p in (line.rating, line.figures) if p)
-            out += ["", f"Overall best{f' on {line.host}' if many else ''}: {line.symbol} {line.model} {line.quant} "
+            out += ["", f"Overall best{f' on {line.host}' if many else ''}: {line.symbol} {line.model} {line.config} "
                         f"({head})", *(f"  - {reason}" for reason in line.reasons)]
+        if self.settings:
+            out += ["", "Server settings (best variant per use case):"]
+            out += [f"  - {found.sentence()}{f' on {found.host}' if many else ''}" for found in self.settings]
         return "\n".join(out)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"use_cases": [c.as_dict() for c in self.use_cases], "overall": [x.as_dict() for x in self.overall]}
+        return {"use_cases": [c.as_dict() for c in self.use_cases], "overall": [x.as_dict() for x in self.overall],
+                "settings": [f.as_dict() for f in self.settings]}
 
 
-def recommend(configs: pl.DataFrame, spec: Spec) -> Recommendations:
-    """Recommendations from a `configs.configs` table (ratings already computed for `spec`)."""
+def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | None = None) -> Recommendations:
+    """Recommendations from a `configs.configs` table (ratings already computed for `spec`);
+    `host_info` (each host's recorded hardware) places the server-setting baseline."""
     hosts = configs["host"].unique(maintain_order=True)
     overall = (_overall(configs.filter(pl.col("host") == host), spec) for host in hosts)
-    return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x))
+    return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x),
+                           tuple(findings(configs, spec, host_info or {})))
 
 
 def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
@@ -169,8 +186,8 @@ def _untied(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     for group in groups:
         if len(group) > 1:
             group.sort(key=lambda r: (r["peak_memory_gb"] is None, r["peak_memory_gb"] or 0.0))
-            best = f"{group[0]['model']} {group[0]['quant']}"
-            others = ", ".join(f"{r['model']} {r['quant']}" for r in group[1:])
+            best = f"{group[0]['model']} {group[0]['config']}"
+            others = ", ".join(f"{r['model']} {r['config']}" for r in group[1:])
             group[0] = {**group[0], "_tie": f"no measurable {name} difference from {others} "
                                             f"(95% intervals overlap): ahead on memory"}
             group[1:] = [{**r, "_tie": f"no measurable {name} difference from {best} (95% intervals overlap)"}
@@ -198,9 +215,10 @@ def _ranked(configs: pl.DataFrame, key: str) -> pl.DataFrame:
 
 def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     where, status = (row["host"], row["model"], row["quant"]), row[f"{key}_status"]
+    setting = {"variant": row["variant"], "flags": flags(spec, row["variant"])}
     if status != "ok":
         reason = _short(row[f"{key}_reason"] or status)
-        return Line("fail", *where, None, "", reason if status == "skipped" else f"error: {reason}")
+        return Line("fail", *where, None, "", reason if status == "skipped" else f"error: {reason}", **setting)
     label = _label(key, row)
     mark = MARK_OF.get(label, "warn")
     figures = [_figure(m, row[m]) for m in CASES[key].figures if row[m] is not None]
@@ -212,8 +230,9 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     kept = _kept(row, spec) if "divergence" in CASES[key].joins else ""
     if kept and kept != DIVERGENCE_REFERENCE:  # the reference line already says it is the most precise
         figures.append(kept)
-    why = "; ".join(p for p in (lead, _judgement(key, label, row, spec), row.get("_tie", "")) if p)
-    return Line(mark, *where, label, ", ".join(figures), why)
+    run_with = f"run with {setting['flags']}" if setting["flags"] else ""
+    why = "; ".join(p for p in (lead, _judgement(key, label, row, spec), row.get("_tie", ""), run_with) if p)
+    return Line(mark, *where, label, ", ".join(figures), why, **setting)
 
 
 def _label(key: str, row: dict[str, Any]) -> str | None:
@@ -270,7 +289,7 @@ def _overall(configs: pl.DataFrame, spec: Spec) -> Line | None:
     figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
     reasons = _bullets(row, spec)
     return Line(MARK_OF[label], row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons),
-                reasons=reasons)
+                reasons=reasons, variant=row["variant"], flags=flags(spec, row["variant"]))
 
 
 def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
@@ -287,7 +306,15 @@ def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
         bullets.append(f"{kept}: {meaning[:1].lower()}{meaning[1:]}")
     if row["tokens_per_s"] is not None:
         bullets.append(_felt("tokens_per_s", row["tokens_per_s"]))
+    if row["variant"] and (found := flags(spec, row["variant"])):
+        bullets.append(f"run llama-server with {found}")
     return tuple(bullets)
+
+
+def flags(spec: Spec, variant: str) -> str:
+    """"-t 2 -fa on": the llama-server flags of a server-setting variant ("" for none)."""
+    found = variants.named(spec.server, variant) if variant else None
+    return found.flags() if found else ""
 
 
 def _felt(metric: str, value: float, context: str = "") -> str:
@@ -315,7 +342,7 @@ def _collapsed(lines: list[Line]) -> list[Line]:
         rest = [line for group in groups[MAX_LINES - 1:] for line in group]
         groups = groups[: MAX_LINES - 1] + [[replace(rest[0], why="other reasons (see the report)"), *rest[1:]]]
     return [replace(g[0], figures=g[0].figures if len(g) == 1 else "",
-                    also=tuple((x.host, x.model, x.quant) for x in g[1:])) for g in groups]
+                    also=tuple((x.host, x.model, x.config) for x in g[1:])) for g in groups]
 
 
 def _render(line: Line, with_host: bool) -> str:

@@ -149,7 +149,7 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
     client, api_key = _client(job, server) if local is None else (None, None)
     t0 = time.perf_counter()
     cell, limits = job.cell, job.spec.limits
-    say = lambda text: progress(f"  {cell.model}@{cell.quant} {cell.profile}: {text} "
+    say = lambda text: progress(f"  {cell.model}@{cell.config} {cell.profile}: {text} "
                                 f"({time.perf_counter() - t0:.1f} s)")
     own = own_tree(*job.target.measured_pids())
     try:

@@ -36,7 +36,7 @@ class Session:
             self.close()
             binary = binaries.find_server(job.server.binary)
             ws = job.workspace
-            log_path = ws.logs / "servers" / f"{job.cell.model}@{job.cell.quant}.log"
+            log_path = ws.logs / "servers" / f"{job.cell.model}@{job.cell.config}.log"
             if signal.getsignal(signal.SIGTERM) is not _terminate:  # `kill` of the run stops its server
                 signal.signal(signal.SIGTERM, _terminate)
             server = Server(binary, model_path, args, log_path, ws.run / "llama-server.pid", job.server.load_timeout_s)

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, PlainValidator, create_model, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -25,6 +25,57 @@ from llmspec.strict import Strict
 Quant = Annotated[str, AfterValidator(check_quant)]
 KvType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]  # llama-server -ctk/-ctv
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+Layers = int | Literal["auto", "all"]
+
+
+def _distinct(values: list) -> list:
+    """A value listed twice would be two variants with one name."""
+    if len(set(map(repr, values))) != len(values):
+        raise PydanticCustomError("dup", "lists a value twice")
+    return values
+
+
+def _layers(value):
+    if isinstance(value, int) and value < 0:
+        raise PydanticCustomError("ngl", "n_gpu_layers must be 0 or more, 'auto' or 'all'")
+    return value
+
+
+def _thread_counts(value):
+    """One check and one message for either form (a union would report each branch's complaint)."""
+    if value == "sweep":
+        return value
+    if not isinstance(value, list) or not value or any(type(v) is not int or v < 1 for v in value):
+        raise PydanticCustomError("threads", 'threads is a list of thread counts (1 or more) or "sweep" '
+                                             "(1, 2, 4, ... up to this machine's cores, stopping past the knee)")
+    return _distinct(value)
+
+
+def Values(item):  # noqa: N802 (a type, as it is used)
+    """A sweep's list of values for one key: at least one, each valid for that key, none twice."""
+    return Annotated[list[item], Field(min_length=1), AfterValidator(_distinct)]
+
+
+class ServerSweep(Strict):
+    """`[server.sweep]`: lists of values for the [server] keys users tune; every combination is a
+    variant with its own cells (docs/profiles.md, "Server settings"). `threads = "sweep"` tries
+    1, 2, 4, ... up to this machine's logical cores and stops past the knee."""
+
+    threads: Annotated[list[int] | Literal["sweep"], PlainValidator(
+        _thread_counts, json_schema_input_type=list[int] | Literal["sweep"])] | None = None
+    batch_size: Values(Annotated[int, Field(ge=1)]) | None = None
+    ubatch_size: Values(Annotated[int, Field(ge=1)]) | None = None
+    flash_attn: Values(Literal["on", "off", "auto"]) | None = None
+    cache_type_k: Values(KvType) | None = None
+    cache_type_v: Values(KvType) | None = None
+    n_gpu_layers: Values(Annotated[Layers, AfterValidator(_layers)]) | None = None
+    mlock: Values(bool) | None = None
+    no_mmap: Values(bool) | None = None
+    parallel: Values(Annotated[int, Field(ge=1)]) | None = None
+
+    def swept(self) -> dict[str, list | str]:
+        """The keys the sweep sets, in the fixed order of its fields (names and paths rely on it)."""
+        return {key: value for key, value in self if value is not None}
 
 
 class ServerSettings(Strict):
@@ -40,7 +91,7 @@ class ServerSettings(Strict):
     flash_attn: Literal["on", "off", "auto"] | None = Field(None, description="-fa (llama-server: auto)")
     cache_type_k: KvType | None = Field(None, description="-ctk: KV cache type for K (llama-server: f16)")
     cache_type_v: KvType | None = Field(None, description="-ctv: KV cache type for V (llama-server: f16)")
-    n_gpu_layers: int | Literal["auto", "all"] | None = Field(
+    n_gpu_layers: Annotated[Layers, AfterValidator(_layers)] | None = Field(
         None, description="-ngl: layers in GPU memory, a number, 'auto' or 'all' (llama-server: auto)")
     mlock: bool = Field(False, description="keep the model in RAM (--load-mode mmap+mlock, or mlock with no_mmap)")
     no_mmap: bool = Field(False, description="read the model instead of mapping it (--load-mode none)")
@@ -48,13 +99,8 @@ class ServerSettings(Strict):
     extra_args: list[str] = []
     load_timeout_s: float = Field(300.0, gt=0)
     request_timeout_s: float = Field(600.0, gt=0)
-
-    @field_validator("n_gpu_layers")
-    @classmethod
-    def _layers(cls, value):
-        if isinstance(value, int) and value < 0:
-            raise PydanticCustomError("ngl", "n_gpu_layers must be 0 or more, 'auto' or 'all'")
-        return value
+    sweep: ServerSweep | None = Field(
+        None, description="lists of values for the keys above; every combination is a variant with its own cells")
 
     def tuned_args(self) -> tuple[str, ...]:
         """llama-server flags for the keys above that are set, in a fixed order."""
