@@ -170,3 +170,20 @@ def test_inputs_fingerprint_settings_and_prompts():
     got = stress.KIND.inputs(StressProfile(), REPO)
     assert got["duration_s"] == 1800.0 and got["abort_temperature_c"] == 90.0
     assert set(got["prompt_files"]) == {p.name for p in (REPO / "prompts/interactive").glob("*.txt")}
+
+
+def test_the_vitals_series_carries_the_gpu_when_nvidia_smi_answers(monkeypatch, tmp_path):
+    """A fake nvidia-smi first on PATH replays two real GeForce cards (tests/fixtures/nvidia-smi)."""
+    import os
+
+    from llmspec.machine.gpu import GpuSource
+    from llmspec.machine.sensors import SensorSource
+    from llmspec.profiles.stress import Sampler
+
+    fake = Path(__file__).parent / "fixtures" / "nvidia-smi" / "bin"
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    sample = Sampler(SensorSource(tmp_path), None, 90.0, GpuSource()).take()
+    assert sample["gpu_power_w"] == pytest.approx(106.56 + 5.68) and sample["gpu_temperature_c"] == 60
+    assert sample["gpu_memory_used_gb"] == pytest.approx((2856 + 4) / 1024)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: the samples say nothing of a GPU
+    assert not any(k.startswith("gpu_") for k in Sampler(SensorSource(tmp_path), None, 90.0, GpuSource()).take())

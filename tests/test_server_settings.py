@@ -1,6 +1,9 @@
 """First-class [server] keys: validated in one line, passed as llama-server's own flags only when set
 (so specs that do not set them keep their fingerprints), and read by the memory pre-flight."""
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import SMOL_MODEL
 
@@ -79,3 +82,36 @@ def test_llama_server_runs_with_the_flags_and_refuses_a_bad_one(make_server):
     with pytest.raises(CellError):
         with bad:
             pass
+
+
+# --- the VRAM pre-flight: a fake nvidia-smi first on PATH (tests/fixtures/nvidia-smi) ---------------
+FAKE_SMI = Path(__file__).parent / "fixtures" / "nvidia-smi"
+
+
+def gpu_on_path(monkeypatch, tmp_path, free_mib: int | None = None):
+    """The recorded two-GeForce sample; with `free_mib`, the same cards with that much free on each
+    (a copy in tmp_path: the recorded file is left as it was recorded)."""
+    monkeypatch.setenv("PATH", f"{FAKE_SMI / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    if free_mib is not None:
+        rows = [line.split(", ") for line in (FAKE_SMI / "two-geforce.csv").read_text().splitlines()]
+        sample = tmp_path / "low-memory.csv"
+        sample.write_text("".join(", ".join([*r[:4], str(free_mib), *r[5:]]) + "\n" for r in rows))
+        monkeypatch.setenv("FAKE_NVIDIA_SMI", str(sample))
+
+
+def test_offloaded_layers_are_checked_against_the_gpus_free_memory(project, monkeypatch, tmp_path):
+    spec = load_spec(project(SMOL_MODEL + '\n[server]\nctx_size = 65536\nn_gpu_layers = "all"\n'))
+    cell = Plan(spec).cells[0]
+    gpu_on_path(monkeypatch, tmp_path)
+    assert not Plan(spec).decide(cell).skip  # 8319 + 6074 MiB free: it fits
+    gpu_on_path(monkeypatch, tmp_path, free_mib=300)
+    decision = Plan(spec).decide(cell)
+    assert decision.rule == "vram" and decision.evidence == "vram"
+    # 30 layers of SmolLM2 Q4_1 (~0.1 GB) and their 64k-token f16 KV cache (~1.4 GB) plus compute buffers
+    assert decision.reason.startswith("needs about 1.") and "of GPU memory (30 of 30 layers with their KV cache" \
+        in decision.reason and decision.reason.endswith(
+        "more than the 0.59 GB free on 2 GPUs (GeForce GTX 1080 Ti, GeForce GTX 1060 6GB) (nvidia-smi)")
+    half = load_spec(project(SMOL_MODEL + '\n[server]\nctx_size = 65536\nn_gpu_layers = 2\n'))
+    assert not Plan(half).decide(Plan(half).cells[0]).skip  # 2 of 30 layers: 0.24 GB on the GPU
+    monkeypatch.setenv("PATH", str(tmp_path))  # no GPU: the RAM rule alone, as without offloading
+    assert not Plan(spec).decide(cell).skip

@@ -165,6 +165,13 @@ def test_doit_runs_each_variant_once_and_a_new_value_only_its_variants(tmp_path,
     args = stored["server"]["args"]
     assert args[args.index("--threads") + 1] == "1" and args[args.index("--flash-attn") + 1] == "on"
     assert stored["cell"]["variant"] == "t1-fa"
+    # energy and GPU: measured where the machine can, else the result says why, and no figure is made up
+    facts = stored["host"]
+    if facts["energy"].startswith("not available"):
+        assert not any("energy" in k or "joule" in k for k in stored["metrics"])
+    else:
+        assert stored["metrics"]["joules_per_token"] > 0 and stored["metrics"]["idle_power_w"] > 0
+    assert facts["gpu"].startswith("no GPU: ") == (not any(k.startswith("gpu_") for k in stored["metrics"]))
 
     assert executed_cells(doit(tmp_path).stdout) == []
     spec.write_text(SWEEP_SPEC.replace("threads = [1]", "threads = [1, 2]"))

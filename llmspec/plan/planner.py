@@ -356,10 +356,10 @@ class Plan:
         ev = self.evidence()
         own = (cell.model, cell.quant)
         others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
-                          {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta)
+                          {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta, ev.gpus)
         args = self.server_args(cell.variant)
         decision = decide(model, cell.quant, others, args.ctx_size, lambda other: self._larger(model, other),
-                          args.cache_types)
+                          args.cache_types, self.server_settings(cell.variant).n_gpu_layers)
         return decision if decision.skip else self._past_knee(cell) or decision
 
     def _past_knee(self, cell: Cell) -> Decision | None:
@@ -406,6 +406,10 @@ class Plan:
         if self.spec.limits.max_memory_gb is not None and self.spec.limits.max_memory_gb < available:
             limit, text = self.spec.limits.max_memory_gb, f"limits.max_memory_gb = {self.spec.limits.max_memory_gb:g}"
         ev = Evidence(limit, text)
+        if any(v.server.n_gpu_layers not in (None, 0) for v in self.variants.values()):
+            from llmspec.machine.gpu import GpuSource
+
+            ev.gpus = GpuSource().read()  # the VRAM pre-flight; None: no GPU, the RAM rules apply
         profiles = [p for p in self.spec.profiles.enabled() if not PROFILES[p].last]
         for model, quant in ordered_pairs(self.spec):
             cells = dict.fromkeys(Cell(self.spec.name, model, quant, p, variant=v if PROFILES[p].needs_server else "")

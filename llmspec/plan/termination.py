@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmspec.machine.gpu import GpuReading
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import rate
 from llmspec.results import Result
@@ -36,6 +37,8 @@ KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 3
 class Estimate:
     total_gb: float
     detail: str
+    weights_bytes: float = 0.0
+    kv_bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Evidence:
     observed: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (file GB, peak RSS GB)
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)  # file bytes, known or estimated
     meta: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    gpus: list[GpuReading] | None = None  # read only when a variant offloads layers (n_gpu_layers)
 
 
 def estimate_memory(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int,
@@ -75,7 +79,7 @@ def estimate_memory(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int,
     total = max(size_bytes + kv + OVERHEAD_BYTES, size_bytes * 1.2)
     kinds = "" if cache_types == (None, None) else f" ({cache_types[0] or 'f16'}/{cache_types[1] or 'f16'})"
     detail = f"weights {size_bytes / GB:.2f} GB + KV cache {kv / GB:.2f} GB{kinds} at {ctx_size} tokens + overhead"
-    return Estimate(total / GB, detail)
+    return Estimate(total / GB, detail, size_bytes, kv)
 
 
 def derived_size(base_bytes: int, base_quant: str, quant: str) -> int | None:
@@ -100,14 +104,20 @@ def fit_memory(observed: list[tuple[float, float]]) -> tuple[float, float] | Non
 
 
 def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than,
-           cache_types: tuple[str | None, str | None] = (None, None)) -> Decision:
+           cache_types: tuple[str | None, str | None] = (None, None), n_gpu_layers: int | str | None = None
+           ) -> Decision:
     """The first rule that says skip, or run. `larger_than(other_model) -> bool` orders sizes."""
     size = ev.sizes.get((model.name, quant))
     prediction = _predict(ev, size)
     if size is not None:
-        est = estimate_memory(size, ev.meta.get((model.name, quant)), ctx_size, cache_types)
-        if est.total_gb > ev.limit_gb:
-            return Decision("memory", f"needs about {gb(est.total_gb)} ({est.detail}), more than {ev.limit_text}",
+        meta = ev.meta.get((model.name, quant))
+        est = estimate_memory(size, meta, ctx_size, cache_types)
+        split = _split(est, meta, n_gpu_layers, ev.gpus)
+        if split is not None and split[0] is not None:
+            return Decision("vram", split[0], "vram", prediction)
+        host_gb, detail = (split[1], f"the part left in RAM of {est.detail}") if split else (est.total_gb, est.detail)
+        if host_gb > ev.limit_gb:
+            return Decision("memory", f"needs about {gb(host_gb)} ({detail}), more than {ev.limit_text}",
                             "memory", prediction)
     for (other, other_quant), label in sorted(ev.ratings.items()):
         if other_quant == quant and other != model.name and label == "Failed" and larger_than(other):
@@ -124,6 +134,35 @@ def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than,
         return Decision("memory_trend", f"predicted peak memory {gb(prediction)} from {len(ev.observed)} measured "
                                         f"configuration(s) exceeds {ev.limit_text}", "memory_trend", prediction)
     return Decision(None, predicted_peak_gb=prediction)
+
+
+def _split(est: Estimate, meta: dict[str, Any] | None, n_gpu_layers: int | str | None,
+           gpus: list[GpuReading] | None) -> tuple[str | None, float] | None:
+    """For a variant that offloads layers to a GPU nvidia-smi sees: (why it would not fit in the
+    GPUs' free memory or None, the GB left in host RAM). The estimate splits by layer: the
+    offloaded layers' weights and KV cache and the compute buffers on the GPU, the rest in RAM.
+    None when nothing is offloaded, no GPU answered or the file does not say its layer count."""
+    if n_gpu_layers in (None, 0) or not gpus or not (meta or {}).get("layers"):
+        return None
+    from llmspec.machine.gpu import offload_split, offloaded_layers, vram_check
+
+    layers = meta["layers"]
+    vram, ram = offload_split(layers, n_gpu_layers, int(est.weights_bytes), est.kv_bytes, OVERHEAD_BYTES)
+    detail = f"{offloaded_layers(layers, n_gpu_layers)} of {layers} layers with their KV cache + compute buffers"
+    return vram_check(vram, gpus, detail), ram / GB
+
+
+def need_text(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, cache_types, n_gpu_layers,
+              gpus: list[GpuReading] | None) -> str:
+    """What `llmspec plan` shows: "0.31 GB", or "0.24 GB GPU + 0.07 GB RAM" for an offloading variant."""
+    est = estimate_memory(size_bytes, meta, ctx_size, cache_types)
+    split = _split(est, meta, n_gpu_layers, gpus)
+    if split is None:
+        return f"{est.total_gb:.2f} GB"
+    from llmspec.machine.gpu import offload_split
+
+    vram, _ = offload_split(meta["layers"], n_gpu_layers, int(est.weights_bytes), est.kv_bytes, OVERHEAD_BYTES)
+    return f"{vram / GB:.2f} GB GPU + {split[1]:.2f} GB RAM"
 
 
 def gb(value: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan
-from llmspec.plan.termination import estimate_memory
+from llmspec.plan.termination import need_text
 from llmspec.profiles import PROFILES
 from llmspec.text import format_table
 
@@ -42,8 +42,8 @@ def model_rows(plan: Plan) -> list[tuple[str, ...]]:
         mf = plan.model_file(*key)
         size = ev.sizes.get(key)
         args = plan.server_args(cell.variant)
-        memory = (f"{estimate_memory(size, ev.meta.get(key), args.ctx_size, args.cache_types).total_gb:.2f} GB"
-                  if size else "?")
+        layers = plan.server_settings(cell.variant).n_gpu_layers
+        memory = need_text(size, ev.meta.get(key), args.ctx_size, args.cache_types, layers, ev.gpus) if size else "?"
         variant = plan.variants.get(cell.variant)
         flags = f"{cell.variant} ({variant.flags()})" if variant and cell.variant else "-"
         rows.append((f"{cell.model}@{cell.quant}", flags, memory, _download(mf), mf.path.name))

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from llmspec.errors import CellError
+from llmspec.machine.gpu import GpuSource
+from llmspec.machine.gpu import summary as gpu_summary
 from llmspec.machine.sensors import SensorSource, drop_pct, is_throttled, should_abort, thirds
 from llmspec.profiles.base import (
     Outcome,
@@ -60,8 +62,11 @@ class StressThresholds(Strict):
 class Sampler:
     """Takes a vitals sample now and then every `interval` seconds on its own thread."""
 
-    def __init__(self, source: SensorSource, server, limit_c: float):
+    def __init__(self, source: SensorSource, server, limit_c: float, gpus: GpuSource | None = None):
+        """`gpus`: sampled with the vitals when nvidia-smi answers (GPU memory, utilization,
+        temperature, power, SM clock per sample); without a GPU the samples carry none of them."""
         self.source, self.server, self.limit_c = source, server, limit_c
+        self.gpus = gpus if gpus is not None and gpus.read() is not None else None
         self.t0 = time.perf_counter()
         self.samples: list[dict[str, Any]] = []
         self.latest_tps: float | None = None  # written by the request loop, read here
@@ -86,6 +91,9 @@ class Sampler:
             "tokens_per_s": self.latest_tps,
             "requests_done": self.requests_done,
         }
+        if self.gpus is not None:
+            readings = self.gpus.read()
+            sample |= {k: v for k, v in gpu_summary([readings] if readings else []).items() if k != "gpu_throttled"}
         self.samples.append(sample)
         if should_abort(sample["temperature_c"], self.limit_c) and self.abort is None:
             self.abort = {"temperature_c": sample["temperature_c"], "elapsed_s": sample["elapsed_s"]}
@@ -122,10 +130,11 @@ class Sampler:
 
 
 def run(ctx: ProfileContext, sensors: SensorSource | None = None) -> Outcome:
-    """`sensors` defaults to the real machine; tests pass a fixture sysfs tree."""
+    """`sensors` defaults to the real machine; tests pass a fixture sysfs tree (and put a fake
+    nvidia-smi on PATH for the GPU series)."""
     s = ctx.settings
     prompts = [(p.name, p.read_text()) for p in prompt_files(ctx.root, s.prompts)]
-    sampler = Sampler(sensors or SensorSource(), ctx.server, s.abort_temperature_c)
+    sampler = Sampler(sensors or SensorSource(), ctx.server, s.abort_temperature_c, GpuSource())
     sampler.take()  # before any load: a machine already at the limit is not heated further
     records: list[tuple[float, RequestRecord]] = []
     try:

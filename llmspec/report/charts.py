@@ -59,6 +59,8 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details) -> list
         _chart("stress-temperature", "CPU temperature during the stress run", _series(stress, "temperature_c"),
                many, "No temperature readings: add [profiles.stress] to the spec and run `doit` on a machine "
                      "whose CPU temperature sensors are readable."),
+        *([_chart("stress-gpu", "GPU power during the stress run", _series(stress, "gpu_power_w"), many, "")]
+          if any(p["series"] == "gpu_power_w" for p in stress) else []),
     ]
 
 
@@ -205,7 +207,8 @@ def _context(ok: pl.DataFrame):
 
 def _series(points: list[dict[str, Any]], series: str):
     values = [{**p, "configuration": f"{p['model']} {p['quant']}"} for p in points if p["series"] == series]
-    title = {"tokens_per_s": "Generation speed (tokens/s)", "temperature_c": "CPU temperature (°C)"}[series]
+    title = {"tokens_per_s": "Generation speed (tokens/s)", "temperature_c": "CPU temperature (°C)",
+             "gpu_power_w": "GPU power (W)"}[series]
     tips = [*CONFIG_TIPS, _tip("elapsed_s", "Time (s)", ".0f"), _tip("value", title, ".1f")]
     layout = _point_layout(("elapsed_s", "Time into the stress run (s)"), ("value", title),
                            ("configuration", "Configuration"), tips, line=True)

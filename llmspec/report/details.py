@@ -107,7 +107,8 @@ def _stress_points(root: Path, row: tuple) -> list[dict[str, Any]]:
     host, spec, model, quant, profile, _ = row
     result, _ = _load(root / f"{host}/{spec}/{model}/{quant}/{profile}.json")
     samples = [s for s in (result or {}).get("samples") or () if isinstance(s, dict)]
-    series = (("temperature_c", "vitals", "temperature_c"), ("tokens_per_s", "request", "decode_tokens_per_s"))
+    series = (("temperature_c", "vitals", "temperature_c"), ("tokens_per_s", "request", "decode_tokens_per_s"),
+              ("gpu_temperature_c", "vitals", "gpu_temperature_c"), ("gpu_power_w", "vitals", "gpu_power_w"))
     points = []
     for name, kind, key in series:
         found = [(s.get("elapsed_s"), s.get(key)) for s in samples if s.get("kind") == kind]

@@ -158,6 +158,7 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
     if worst and worst["kld_mean"] > 0 and worst["same_top_pct"] is not None:
         found.append(f"Largest divergence from a reference quant: {_name(worst)}, KLD {worst['kld_mean']:.3g} with "
                      f"{worst['same_top_pct']:.0f}% of top tokens kept ({interpret('kld_mean', worst['kld_mean'])}).")
+    found += _energy(frame)
     hot = _top(configs, "max_temperature_c")
     if hot:
         found.append(f"Hottest stress run: {_name(hot)} reached {hot['max_temperature_c']:.0f} °C "
@@ -172,6 +173,22 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
     if status["error"]:
         found.append(f"{status['error']} cell(s) failed; their reasons and server logs are under "
                      "“Raw samples and logs”.")
+    return found
+
+
+def _energy(frame: pl.DataFrame) -> list[str]:
+    """Energy per token where a counter measured it (the idle draw beside it), else why not, per host."""
+    found = []
+    for host in hosts(frame):
+        rows = frame.filter((pl.col("host") == host["id"]) & (pl.col("status") == "ok"))
+        if "joules_per_token" in rows.columns and rows["joules_per_token"].drop_nulls().len():
+            best = rows.filter(pl.col("joules_per_token").is_not_null()).sort("joules_per_token").row(0, named=True)
+            idle = f", idle draw {best['idle_power_w']:.0f} W beside it" if best.get("idle_power_w") else ""
+            found.append(f"Lowest energy per token on {host['id']}: {best['model']} {best['config']} "
+                         f"({best['profile']}) at {best['joules_per_token']:.3g} J/token ({best['power_w']:.0f} W"
+                         f"{idle}).")
+        elif str(host.get("energy", "")).startswith("not available"):
+            found.append(f"Energy per token on {host['id']}: {host['energy']}.")
     return found
 
 

@@ -10,6 +10,7 @@ interrupted run still does (a partial report); nothing half-measured is recorded
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -30,6 +31,7 @@ from llmspec.profiles import ProfileContext
 from llmspec.profiles.base import LocalRun, read_prose
 from llmspec.results import Result
 from llmspec.run.client import ChatClient
+from llmspec.run.meter import CellMeter
 from llmspec.run.perplexity import ensure_reference
 from llmspec.run.server import Server
 from llmspec.run.session import SESSION
@@ -107,7 +109,7 @@ def measure(job: CellJob, progress=print) -> Result:
         meta = job.target.metadata_now() if identity is not None else None
     result.fingerprint, result.fingerprint_inputs = job.fingerprint(identity)
     result.started_at, result.duration_s = started.strftime("%Y-%m-%dT%H:%M:%SZ"), time.perf_counter() - t0
-    result.host = {"id": host_id(), **hardware()}
+    result.host = {"id": host_id(), **hardware(), **result.host}  # plus what it could not measure (CellMeter)
     result.server = job.target.server_block(job.server_version, args)
     if not job.kind.needs_server:  # llama.cpp's tool ran on the file; no server, no server arguments
         result.server = {**result.server, "binary": "llama-perplexity", "args": []}
@@ -158,14 +160,16 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
             result.background = _background(before)
             raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: other "
                             f"processes used {before.mean_pct:.0f}% of a core ({before.who()}); not measured")
-        with BackgroundWatch(own) as watch:
+        meter = CellMeter() if job.target.managed else None  # energy and GPU of this machine: ours only
+        with BackgroundWatch(own) as watch, meter or contextlib.nullcontext():
             outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local))
     finally:
         if client is not None:
             client.close()
     background = watch.result
     result.metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics,  # the profile's own win
-                      **background.metrics()}
+                      **background.metrics(), **(meter.metrics(outcome.samples) if meter else {})}
+    result.host = {**result.host, **(meter.host_facts() if meter else {})}
     result.samples, result.flags, result.background = outcome.samples, list(outcome.flags), _background(background)
     result.intervals = {name: found.as_dict() for name, found in outcome.intervals.items()} or None
     result.items = outcome.items or None
