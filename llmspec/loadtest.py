@@ -3,10 +3,18 @@
 It writes the plan's `results/NAME.json` (meta / results / aggregate) and a log
 `results/NAME.log`. The engine that sends the questions is `llmspec.run.load`, which the `load`
 profile drives too; this module is the plan's files and its command line.
+
+`--concurrent 1,2,4` measures each level in turn (the same questions at each): the plan's
+meta/results/aggregate then describe the last level, unchanged in shape for the plan's own
+readers, and a `levels` list holds every level's aggregate and capacity figures, with
+`capacity`: the most users served at the service level (llmspec.capacity; `--max-p90-ttft`,
+`--min-tokens-per-user`, defaults from [thresholds.load]). `--arrival constant|poisson --rate R`
+sends the questions at R per second instead of as fast as `--concurrent` users ask.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -16,16 +24,18 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmspec.arrivals import gaps, schedule
+from llmspec.capacity import ServiceLevel, level_figures, max_users, sentence
 from llmspec.errors import UserError
-from llmspec.profiles.load import LoadProfile
+from llmspec.profiles.load import LoadProfile, LoadThresholds
 from llmspec.results import write_text_atomic
 from llmspec.run.client import ChatClient
-from llmspec.run.load import Answer, LoadRun, load_questions, pick_questions, read_json, run_load, summary
+from llmspec.run.load import Answer, LoadRun, load_questions, pick_questions, read_json, run_load, run_open, summary
 from llmspec.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -63,9 +73,17 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     server: str = Field(pattern=r"^https?://\S+$")
     model: str = Field(min_length=1)
-    concurrent: int = Field(LoadProfile.model_fields["concurrent"].default, ge=1)
+    concurrent: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] = Field(
+        LoadProfile.model_fields["concurrent"].default, union_mode="left_to_right")
     questions: int = Field(LoadProfile.model_fields["questions"].default, ge=1)
     timeout: float = Field(LoadProfile.model_fields["timeout_s"].default, gt=0)
+
+
+def levels_of(cfg: RunConfig) -> list[int]:
+    levels = sorted(cfg.concurrent) if isinstance(cfg.concurrent, list) else [cfg.concurrent]
+    if not levels or any(n < 1 for n in levels) or len(set(levels)) != len(levels):
+        raise UserError(f"--concurrent: {cfg.concurrent!r}: give users in flight as 4 or distinct levels as 1,2,4")
+    return levels
 
 
 def load_config(path: Path | None, flags: dict[str, Any]) -> RunConfig:
@@ -108,13 +126,37 @@ def check_connection(base_url: str, api_key: str | None) -> None:
     raise UserError(f"{base_url} is not ready ({problem})")
 
 
-def build_document(cfg: RunConfig, run: LoadRun) -> dict[str, Any]:
+def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None) -> dict[str, Any]:
+    """The plan's document of one level (`concurrent`: that level's users, default the config's)."""
     results = [a.as_result() for a in run.answers]
     meta = {"start_date": run.started.strftime("%Y-%m-%d"), "start_time": _clock(run.started),
             "end_date": run.ended.strftime("%Y-%m-%d"), "end_time": _clock(run.ended),
-            "server": cfg.server, "model": cfg.model, "concurrent": cfg.concurrent, "questions": cfg.questions,
+            "server": cfg.server, "model": cfg.model,
+            "concurrent": concurrent if concurrent is not None else cfg.concurrent, "questions": cfg.questions,
             "timeout": cfg.timeout, "total_duration_ms": round(run.wall_s * 1000, 3)}
     return {"meta": meta, "results": results, "aggregate": calculate_aggregates(results, run.wall_s)}
+
+
+def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arrival: dict | None = None
+                ) -> dict[str, Any]:
+    """The last level's plan document, plus `levels` and `capacity` when more than one level ran."""
+    last = max(runs)
+    document = build_document(cfg, runs[last], last)
+    if arrival:
+        document["meta"]["arrival"] = arrival
+        starts = sorted(a.start_s for a in runs[last].answers)
+        between = gaps(starts)
+        document["aggregate"]["mean_interarrival_ms"] = round(1000 * sum(between) / len(between), 3) \
+            if between else None
+    if len(runs) > 1:
+        figures = {users: level_figures(run.answers, run.wall_s, slo) for users, run in runs.items()}
+        document["levels"] = [{"concurrent": users, "aggregate": build_document(cfg, run, users)["aggregate"],
+                               "figures": figures[users], "meets_service_level": not slo.misses(figures[users])}
+                              for users, run in sorted(runs.items())]
+        users = max_users(figures, slo)
+        document["capacity"] = {"max_users_at_slo": users, "service_level": slo.text(),
+                                "sentence": sentence(users, slo, figures)}
+    return document
 
 
 def _clock(moment: datetime) -> str:
@@ -139,7 +181,16 @@ def add_parser(sub) -> None:
     p.add_argument("--endpoint", help="server base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--model")
     p.add_argument("--questions", type=Path, help="JSON list of questions (default prompts/questions.json)")
-    p.add_argument("--concurrent", type=int)
+    p.add_argument("--concurrent", type=_levels_arg, help="users in flight, or levels to measure in turn: 1,2,4")
+    p.add_argument("--arrival", choices=("closed", "constant", "poisson"), default="closed",
+                   help="closed: each user asks again when answered (default); constant/poisson: --rate per second")
+    p.add_argument("--rate", type=float, help="requests per second for --arrival constant or poisson")
+    p.add_argument("--duration", type=float, help="open arrivals: send nothing after this many seconds")
+    p.add_argument("--max-p90-ttft", type=float, default=LoadThresholds.model_fields["max_p90_ttft_s"].default,
+                   help="service level: p90 seconds to the first token (capacity across levels)")
+    p.add_argument("--min-tokens-per-user", type=float,
+                   default=LoadThresholds.model_fields["min_tokens_per_s_per_user"].default,
+                   help="service level: each user's tokens per second")
     p.add_argument("--count", type=int, help="how many questions to send in all (cycling through the file)")
     p.add_argument("--timeout", type=float, help="seconds one request may take in all")
     p.add_argument("--max-tokens", type=int, default=LoadProfile.model_fields["max_tokens"].default)
@@ -155,8 +206,13 @@ def command(args) -> int:
     flags = {"server": args.endpoint, "model": args.model, "concurrent": args.concurrent,
              "questions": args.count, "timeout": args.timeout}
     cfg = load_config(args.config, flags)
+    levels = levels_of(cfg)
     if args.max_tokens < 1:
         raise UserError(f"--max-tokens: {args.max_tokens}: must be at least 1")
+    if args.arrival != "closed" and (args.rate is None or args.rate <= 0 or len(levels) > 1):
+        raise UserError(f"--arrival {args.arrival}: needs --rate (requests per second, above 0) and one --concurrent")
+    slo = ServiceLevel(args.max_p90_ttft, LoadThresholds.model_fields["max_p90_latency_s"].default,
+                       args.min_tokens_per_user, LoadThresholds.model_fields["max_error_pct"].default)
     questions = pick_questions(load_questions(args.questions or _default_questions()), cfg.questions)
     api_key = _api_key(args.api_key_env)
     out = Path("results")
@@ -165,10 +221,23 @@ def command(args) -> int:
         log.info("loadtest %s: %s model %s, %d questions, %d concurrent, timeout %g s, max_tokens %d",
                  name, cfg.server, cfg.model, cfg.questions, cfg.concurrent, cfg.timeout, args.max_tokens)
         check_connection(cfg.server, api_key)
-        run = run_load(lambda stop: ChatClient(cfg.server, cfg.model, api_key, cfg.timeout,
-                                               deadline_s=cfg.timeout, stop=stop),
-                       questions, cfg.concurrent, args.max_tokens, on_done=_progress(len(questions)))
-        document = build_document(cfg, run)
+        client = lambda stop: ChatClient(cfg.server, cfg.model, api_key, cfg.timeout,  # noqa: E731
+                                         deadline_s=cfg.timeout, stop=stop)
+        runs: dict[int, LoadRun] = {}
+        arrival = None
+        for users in levels:
+            level = users if len(levels) > 1 else None  # one level: the plan's progress line, as it was
+            if args.arrival == "closed":
+                run = run_load(client, questions, users, args.max_tokens, on_done=_progress(len(questions), level))
+            else:
+                times = schedule(args.arrival, args.rate, len(questions), duration_s=args.duration)
+                arrival = {"pattern": args.arrival, "rate_per_s": args.rate, "seed": 42}
+                run = run_open(client, questions[:len(times)], times, args.max_tokens,
+                               on_done=_progress(len(times), level))
+            runs[users] = run
+            if run.interrupted:
+                break
+        document = with_levels(runs, cfg, slo, arrival)
         save_results(out / f"{name}.json", document)
         _report(out / f"{name}.json", document, run.interrupted)
         return 130 if run.interrupted else 0
@@ -213,14 +282,23 @@ def _log_to(path: Path, level: str) -> logging.Handler:
     return handler
 
 
-def _progress(total: int) -> Callable[[Answer, int], None]:
+def _levels_arg(text: str) -> int | list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give users in flight as 4, or levels as 1,2,4") from None
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def _progress(total: int, users: int | None = None) -> Callable[[Answer, int], None]:
     """completed/total and elapsed on stderr: rewritten in place on a terminal, a line per step otherwise."""
     t0, failed = time.perf_counter(), [0]
     tty = sys.stderr.isatty()
+    level = f"{users} user{'' if users == 1 else 's'}, " if users is not None else ""
 
     def show(answer: Answer, done: int) -> None:
         failed[0] += not answer.ok
-        text = f"loadtest: {done}/{total} done, {failed[0]} failed, {time.perf_counter() - t0:.1f} s elapsed"
+        text = f"loadtest: {level}{done}/{total} done, {failed[0]} failed, {time.perf_counter() - t0:.1f} s elapsed"
         print(f"\r{text}" if tty else text, end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
 
     return show
@@ -235,4 +313,6 @@ def _report(path: Path, document: dict[str, Any], interrupted: bool) -> None:
     head = f"interrupted: partial results in {path}" if interrupted else str(path)
     print(f"{head}: {len(document['results'])}/{meta['questions']} answers ({agg['requests_ok']} ok, "
           f"{agg['requests_failed']} failed){figures}")
+    if "capacity" in document:
+        print(f"capacity: {document['capacity']['sentence']}")
     log.info("wrote %s", path)

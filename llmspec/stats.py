@@ -131,3 +131,13 @@ def mcnemar_p(only_first: int, only_second: int) -> float:
     if n == 0:
         return 1.0
     return min(1.0, 2 * _binom_cdf(min(only_first, only_second), n))
+
+
+def doubling(cap: int) -> list[int]:
+    """1, 2, 4, ... below `cap`, then `cap` itself: the ladder both sweeps climb (thread counts up
+    to the cores, users up to the most slots), stopping early where the figures say so."""
+    steps, n = [], 1
+    while n < cap:
+        steps.append(n)
+        n *= 2
+    return [*steps, max(1, cap)]

@@ -183,12 +183,13 @@ def test_no_results_give_an_empty_table_with_every_column(tmp_path):
     named = ["host", "model", "quant", "variant", "config", "model_size_gb",
              *(f"{p}_{c}" for p in PROFILE_ORDER for c in ("status", "rating")),
              "tokens_per_s", "ttft_s", "max_context_tokens", "target_load_s", "docs_per_hour", "quality_pct",
-             "kld_mean", "same_top_pct", "ppl_ratio", "p90_latency_s", "drift_pct", "max_temperature_c",
+             "kld_mean", "same_top_pct", "ppl_ratio", "max_users_at_slo", "p90_latency_s", "p90_ttft_s",
+             "tokens_per_s_per_user", "drift_pct", "max_temperature_c",
              "peak_memory_gb", "quality_reference_quant",
              "quality_degradation_pts", "quality_loss_p", "quality_items_compared", "efficiency_raw",
              "efficiency_score", "cost_benefit_raw", "cost_benefit_score", "bandwidth_gbps", "roofline_pct",
              "roofline_flag", "peak_server_gb", "estimated_memory_gb", "estimate_error_pct", "predicted_peak_rss_gb",
-             "prediction_error_pct"]
+             "prediction_error_pct", "model_size_bytes", "context_size", "capacity"]
     assert t.columns[: len(named)] == named
 
 

@@ -318,3 +318,45 @@ def test_bad_input_exits_2_with_one_line_naming_file_and_key(tmp_path, files, ar
     proc = loadtest(*args, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.server
+def test_levels_against_a_llama_server_started_by_hand(make_server, tmp_path):
+    """`--concurrent 1,2,4`: the plan's document for the last level, unchanged in shape, plus `levels`
+    and the capacity answer; the server is a real llama-server with four slots on SmolLM2."""
+    with make_server(ctx_size=2048, threads=2, parallel=4) as server:
+        proc = loadtest("levels", "--endpoint", server.url, "--model", "smol", "--concurrent", "1,2,4",
+                        "--count", "4", "--max-tokens", "16", "--max-p90-ttft", "30", "--min-tokens-per-user", "1",
+                        cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((tmp_path / "results" / "levels.json").read_text())
+    assert list(document) == ["meta", "results", "aggregate", "levels", "capacity"]
+    assert list(document["meta"]) == META_KEYS and document["meta"]["concurrent"] == 4
+    assert list(document["aggregate"]) == AGGREGATE_KEYS and len(document["results"]) == 4
+    assert [lv["concurrent"] for lv in document["levels"]] == [1, 2, 4]
+    for lv in document["levels"]:
+        assert lv["aggregate"]["requests_ok"] == 4 and lv["meets_service_level"]
+        assert lv["figures"]["p90_ttft_s"] > 0 and lv["figures"]["goodput_per_s"] > 0
+    assert document["levels"][-1]["aggregate"] == document["aggregate"]
+    assert document["capacity"]["max_users_at_slo"] == 4
+    assert document["capacity"]["sentence"].startswith("up to 4 concurrent users with p90 TTFT <= 30 s")
+    assert "capacity: up to 4 concurrent users" in proc.stdout
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("loadtest: ")]
+    assert [line.split(" done")[0] for line in progress if "4/4" in line] == [
+        "loadtest: 1 user, 4/4", "loadtest: 2 users, 4/4", "loadtest: 4 users, 4/4"]
+
+
+def test_poisson_arrivals_from_the_command_line(fake_server, tmp_path):
+    """Requests leave at the asked rate whatever the server does; the document says how they arrived."""
+    fake = fake_server(slots=8, token_delay_s=0.001)
+    proc = loadtest("poisson", "--endpoint", fake.url, "--model", "m", "--questions", str(QUESTIONS),
+                    "--arrival", "poisson", "--rate", "40", "--count", "120", "--concurrent", "8",
+                    "--max-tokens", "4", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((tmp_path / "results" / "poisson.json").read_text())
+    assert document["meta"]["arrival"] == {"pattern": "poisson", "rate_per_s": 40.0, "seed": 42}
+    assert document["aggregate"]["requests_ok"] == 120 and "levels" not in document
+    assert document["aggregate"]["mean_interarrival_ms"] == pytest.approx(25.0, rel=0.10)
+    bad = loadtest("x", "--endpoint", fake.url, "--model", "m", "--arrival", "poisson", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith(
+        "--arrival poisson: needs --rate (requests per second, above 0) and one --concurrent")

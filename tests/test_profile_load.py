@@ -1,5 +1,5 @@
 """The load profile on the real llama-server and SmolLM2, started as the planner would start it
-(server_overrides: one slot per concurrent request)."""
+(server_overrides: as many slots as the most users measured, sharing the context)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ EXPECTED = {"p50_latency_s", "p90_latency_s", "p99_latency_s", "p50_ttft_s", "p9
             "peak_rss_gb"}
 
 
-def test_server_overrides_give_each_concurrent_request_its_own_slot():
-    assert load.server_overrides(SETTINGS, 512) == (1024, 2)
+def test_server_overrides_give_the_most_users_a_slot_each_sharing_the_context():
+    assert load.server_overrides(SETTINGS, 1024) == (1024, 2)
     assert load.server_overrides(LoadProfile(concurrent=1), 4096) == (4096, 1)
+    assert load.server_overrides(LoadProfile(concurrent=[4, 1, 2]), 4096) == (4096, 4)
+    assert load.server_overrides(LoadProfile(concurrent="sweep", max_concurrent=6), 4096) == (4096, 6)
+    assert LoadProfile(concurrent="sweep", max_concurrent=6).levels() == [1, 2, 4, 6]
 
 
 def test_inputs_fingerprint_settings_and_the_questions_file():
@@ -32,7 +35,7 @@ def test_inputs_fingerprint_settings_and_the_questions_file():
 
 @pytest.fixture(scope="module")
 def server(make_server):
-    ctx_size, parallel = load.server_overrides(SETTINGS, 512)
+    ctx_size, parallel = load.server_overrides(SETTINGS, 1024)
     with make_server(ctx_size=ctx_size, threads=2, parallel=parallel, load_timeout_s=300.0) as srv:
         yield srv
 
@@ -48,7 +51,10 @@ def test_profile_metrics_agree_with_samples_and_server_timings(server):
     outcome = load.run(context(server, SETTINGS))
     m, samples = outcome.metrics, outcome.samples
     print(m)
-    assert EXPECTED <= set(m) and set(load.KIND.rated_metrics) <= set(m) == set(load.KIND.metrics)
+    levels = {k for k in m if "_at_" in k and k.rsplit("_at_", 1)[1] == "2"}  # the one level, flat
+    assert EXPECTED <= set(m) and set(load.KIND.rated_metrics) <= set(m)
+    assert set(m) - levels == set(load.KIND.metrics) - {"mean_interarrival_s", "arrival_rate_per_s"}
+    assert m["p90_ttft_s_at_2"] == m["p90_ttft_s"] and m["slots"] == 2 and m["ctx_per_slot"] == 512
     assert (m["requests_ok"], m["requests_failed"], m["error_pct"], m["concurrent"]) == (4, 0, 0.0, 2)
     assert [s["question"] for s in samples] == load_questions(REPO / "prompts/questions.json")[:4]
     for s in samples:
@@ -91,4 +97,35 @@ def test_more_concurrent_requests_than_slots_is_flagged(server):
 def test_every_request_timing_out_is_a_cell_error(server):
     settings = SETTINGS.model_copy(update={"timeout_s": 0.001, "max_tokens": 2})
     with pytest.raises(CellError, match=r"all 4 requests failed \(first: .*(timed out|Timeout)"):
+        load.run(context(server, settings))
+
+
+@pytest.mark.server
+def test_a_sweep_doubles_the_users_until_the_service_level_breaks(server):
+    """Two slots: 1 and 2 users; a generous service level keeps both, an impossible one stops at 1."""
+    from llmspec.capacity import levels_of
+    from llmspec.profiles.load import LoadThresholds
+
+    sweep = SETTINGS.model_copy(update={"concurrent": "sweep", "max_concurrent": 2, "questions": 4})
+    kept = context(server, sweep)
+    kept.thresholds = LoadThresholds(max_p90_ttft_s=60, min_tokens_per_s_per_user=0.1)
+    m = load.run(kept).metrics
+    assert (m["max_users_at_slo"], m["levels_measured"], m["concurrent"]) == (2, 2, 2)
+    assert sorted(levels_of(m)) == [1, 2] and m["requests_ok"] == 4  # the headline level's own requests
+    assert levels_of(m)[1]["requests_per_s"] > 0 and levels_of(m)[2]["p90_latency_s"] > 0
+
+    broken = context(server, sweep)
+    broken.thresholds = LoadThresholds(min_tokens_per_s_per_user=1e6)  # no CPU makes a million tokens/s
+    outcome = load.run(broken)
+    assert (outcome.metrics["max_users_at_slo"], outcome.metrics["levels_measured"]) == (0, 1)
+    assert any(f.startswith("capacity: not even 1 concurrent user with ") and "tokens/s per user" in f
+               for f in outcome.flags)
+    assert {s["users"] for s in outcome.samples} == {1}
+
+
+@pytest.mark.server
+def test_a_question_that_cannot_fit_its_slot_is_an_error_not_a_truncation(server):
+    settings = SETTINGS.model_copy(update={"max_tokens": 500, "questions": 1})  # 512 tokens per slot
+    with pytest.raises(CellError, match=r"more than the 512 tokens of each of the 2 slots \(\[server\] ctx_size "
+                                        r"1024 / 2\); raise ctx_size or measure fewer users"):
         load.run(context(server, settings))

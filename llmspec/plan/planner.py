@@ -227,7 +227,8 @@ class Plan:
     @functools.cache
     def profile_inputs(self, profile: str) -> dict[str, Any]:
         """Resolved settings plus prompt-file hashes, computed once per profile per run."""
-        return PROFILES[profile].inputs(getattr(self.spec.profiles, profile), self.spec.root)
+        return PROFILES[profile].inputs(getattr(self.spec.profiles, profile), self.spec.root,
+                                        getattr(self.spec.thresholds, profile))
 
     @functools.cache
     def _profile_part(self, profile: str) -> dict[str, Any]:

@@ -91,11 +91,20 @@ class ProfileKind:
     managed_only: bool = False  # needs llmspec's own llama-server (not possible against an endpoint)
     needs_server: bool = True  # False: runs llama.cpp's tools on the model file itself (`ProfileContext.local`)
     last: bool = False  # runs after every other cell, on one configuration chosen from their results
+    # settings -> whether the measurement itself reads the thresholds (a load "sweep" stops where the
+    # service level breaks): then they are fingerprinted too, else changing one only re-rates
+    uses_thresholds: Callable[[BaseModel], bool] = lambda settings: False
+    # (report row, thresholds) -> metrics computed again from stored figures against today's thresholds
+    rederive: Callable[[dict[str, Any], BaseModel], dict[str, float]] | None = None
 
-    def inputs(self, settings: BaseModel, root: Path) -> dict[str, Any]:
-        """Resolved settings plus the content hash of every prompt file: what the fingerprint holds."""
+    def inputs(self, settings: BaseModel, root: Path, thresholds: BaseModel | None = None) -> dict[str, Any]:
+        """Resolved settings plus the content hash of every prompt file: what the fingerprint holds
+        (and the thresholds, when the measurement reads them: `uses_thresholds`)."""
         key, files = self.files(settings, root)
-        return {**settings.model_dump(), key: files_digest(files)}
+        found = {**settings.model_dump(), key: files_digest(files)}
+        if thresholds is not None and self.uses_thresholds(settings):
+            found["thresholds"] = thresholds.model_dump()
+        return found
 
     @property
     def rated_metrics(self) -> tuple[str, ...]:
@@ -145,6 +154,7 @@ class ProfileContext:
     model_meta: dict[str, Any] | None = None
     api_key: str | None = None  # an endpoint's key, for profiles that open more connections
     local: LocalRun | None = None
+    thresholds: BaseModel | None = None  # the spec's thresholds of this profile (a load sweep's service level)
 
     def warm_up(self, prompt: str, max_tokens: int, label: str = "", system: str | None = None, **params) -> None:
         """One unmeasured request after the server started: it pays the cold start (first

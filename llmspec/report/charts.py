@@ -16,10 +16,12 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.capacity import levels_of
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import interpret
 from llmspec.report.details import Details
 from llmspec.results import bound_names
+from llmspec.spec import Spec
 
 WIDTH, HEIGHT = "container", 260
 LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
@@ -33,7 +35,7 @@ class Chart:
     missing: str = ""
 
 
-def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details) -> list[Chart]:
+def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: Spec | None = None) -> list[Chart]:
     """Every chart of the report, in page order: per-configuration figures from `configs`, the
     per-size load times from the cells of `frame` (see `frame.for_spec`), the stress run from `details`."""
     ok = frame.filter(pl.col("status") == "ok")
@@ -52,6 +54,8 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details) -> list
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
         *([_chart("settings", "Generation speed per server-setting variant", _variants(configs), many, "")]
           if configs.height and (configs["variant"] != "").any() else []),
+        _chart("capacity", "Throughput vs time to first token per number of users", _capacity(ok, spec), many,
+               "No load levels yet: add [profiles.load] (concurrent = \"sweep\" or a list) and run `doit`."),
         _chart("context", "Prompt load time vs context size", _context(ok), many,
                "No long-context results yet: add [profiles.long_context] to the spec and run `doit`."),
         _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many,
@@ -79,7 +83,7 @@ def _chart(key: str, title: str, built: tuple[list[dict], dict] | None, many: bo
 def _colored(layout: dict[str, Any], many: bool) -> dict[str, Any]:
     """Colour by `by` (a configuration field), or by host with `by` as the shape when several hosts."""
     by = layout.pop("by")
-    encoding = layout["encoding"]
+    encoding = layout["encoding"] if "encoding" in layout else layout["layer"][0]["encoding"]
     if many:
         encoding["color"] = {"field": "host", "type": "nominal", "title": "Host"}
         encoding["shape"] = {"field": by[0], "type": "nominal", "title": by[1]}
@@ -188,6 +192,30 @@ def _variants(configs: pl.DataFrame):
     band = {"mark": {"type": "rule"}, "encoding": {"y": {"field": "low", "type": "quantitative"},
                                                    "y2": {"field": "high"}}}
     return values, {**layout, "layer": [band, point]}
+
+
+def _capacity(ok: pl.DataFrame, spec: Spec | None):
+    """One line per configuration through its load levels: total output tokens/s against p90 TTFT,
+    each point labelled with its number of users, and the service level's TTFT drawn across."""
+    rows = ok.filter(pl.col("profile") == "load").to_dicts() if ok.height else []
+    values = [{**_config(r), "configuration": f"{r['model']} {r['config']}", "users": users,
+               "output_tokens_per_s": f.get("output_tokens_per_s"), "p90_ttft_s": f.get("p90_ttft_s"),
+               "tokens_per_s_per_user": f.get("tokens_per_s_per_user")}
+              for r in rows for users, f in levels_of(r).items()
+              if _finite(f.get("output_tokens_per_s")) and _finite(f.get("p90_ttft_s"))]
+    tips = [*CONFIG_TIPS, _tip("users", "Users in flight"), _tip("output_tokens_per_s", "Output tokens/s", ".1f"),
+            _tip("p90_ttft_s", "p90 TTFT (s)", ".2f"), _tip("tokens_per_s_per_user", "Tokens/s per user", ".1f")]
+    layout = _point_layout(("output_tokens_per_s", "Total output (tokens/s)"), ("p90_ttft_s", "p90 time to first "
+                           "token (s)"), ("configuration", "Configuration"), tips, line=True)
+    layout["encoding"]["order"] = {"field": "users", "type": "quantitative"}
+    limit = spec.thresholds.load.max_p90_ttft_s if spec is not None else None
+    if limit is None or not values:
+        return values, layout
+    line = {"mark": layout.pop("mark"), "encoding": layout.pop("encoding")}  # the rule has its own data
+    rule = {"data": {"values": [{"limit": limit}]}, "mark": {"type": "rule", "strokeDash": [4, 4]},
+            "encoding": {"y": {"field": "limit", "type": "quantitative"}, "color": {"value": "#c0392b"},
+                         "tooltip": [{"field": "limit", "title": "Service level: p90 TTFT (s)"}]}}
+    return values, {**layout, "layer": [line, rule]}
 
 
 def _context(ok: pl.DataFrame):

@@ -68,7 +68,7 @@ DERIVED: dict[str, pl.DataType] = {
     "bandwidth_gbps": pl.Float64, "roofline_pct": pl.Float64, "roofline_flag": pl.Boolean,
     "peak_server_gb": pl.Float64, "estimated_memory_gb": pl.Float64, "estimate_error_pct": pl.Float64,
     "predicted_peak_rss_gb": pl.Float64, "prediction_error_pct": pl.Float64,
-    "model_size_bytes": pl.Int64, "context_size": pl.Int64,
+    "model_size_bytes": pl.Int64, "context_size": pl.Int64, "capacity": pl.String,
 }
 INTEGER_FIGURES = {"max_context_tokens"}
 
@@ -103,6 +103,7 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
     table = _with_scores(_with_degradation(table, _quality_items(frame), spec))
     table = _with_roofline(table, bandwidth_gbps)
     table = table.join(_predictions(frame), on=KEYS, how="left", maintain_order="left")
+    table = table.join(_capacity(frame, spec), on=KEYS, how="left", maintain_order="left")
     return table.select(pl.col(name).cast(dtype) for name, dtype in schema().items())
 
 
@@ -228,6 +229,18 @@ def _predictions(frame: pl.DataFrame) -> pl.DataFrame:
     return rows.select(*KEYS, peak.alias("peak_server_gb"),
                        pl.col("estimated_memory_gb"), error["estimated_memory_gb"].alias("estimate_error_pct"),
                        pl.col("predicted_peak_rss_gb"), error["predicted_peak_rss_gb"].alias("prediction_error_pct"))
+
+
+def _capacity(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+    """The capacity answer in words per configuration ("up to 4 concurrent users with ..."), from
+    its load result's stored levels against today's service level ([thresholds.load])."""
+    from llmspec.capacity import ServiceLevel, levels_of, max_users, sentence
+
+    slo = ServiceLevel.of(spec.thresholds.load)
+    rows = frame.filter((pl.col("profile") == "load") & (pl.col("status") == "ok")).to_dicts()
+    found = [(*(row[k] for k in KEYS), sentence(max_users(levels, slo), slo, levels))
+             for row in rows if (levels := levels_of(row))]
+    return pl.DataFrame(found, schema={**{k: pl.String for k in KEYS}, "capacity": pl.String}, orient="row")
 
 
 def _with_scores(table: pl.DataFrame) -> pl.DataFrame:

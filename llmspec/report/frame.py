@@ -122,6 +122,7 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     keys = zip(frame["host"], frame["model"], frame["quant"], frame["variant"], frame["profile"])
     index = pl.Series("order", [orders[h].get(tuple(k)) for h, *k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
+    kept = _rederived(kept, spec)
     rated = (c for k in KINDS for m in k.rated_metrics for c in (m, *bound_names(m)))
     needed = ["profile", "status", *dict.fromkeys(c for c in rated if c in kept.columns)]
     ratings = [rating_of(row, spec) for row in kept.select(needed).iter_rows(named=True)]
@@ -130,6 +131,24 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
         pl.Series("rating_summary", [r.summary() for r in ratings], dtype=pl.String),
         pl.Series("rating_checks", [json.dumps([c.as_dict() for c in r.checks]) for r in ratings], dtype=pl.String),
     ), frame.height - kept.height
+
+
+def _rederived(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+    """Metrics a profile computes again from its stored figures against today's thresholds (the
+    load profile's `max_users_at_slo` from its levels), so a changed threshold re-rates it."""
+    for kind in (k for k in KINDS if k.rederive is not None):
+        mask = (frame["profile"] == kind.name) & (frame["status"] == "ok")
+        if not mask.any():
+            continue
+        thresholds = getattr(spec.thresholds, kind.name)
+        rows = frame.filter(mask).to_dicts()
+        found = [kind.rederive(row, thresholds) for row in rows]
+        for name in sorted({n for f in found for n in f}):
+            values = iter([f.get(name, row.get(name)) for f, row in zip(found, rows)])
+            column = frame[name] if name in frame.columns else pl.Series(name, [None] * frame.height, pl.Float64)
+            frame = frame.with_columns(pl.Series(name, [next(values) if m else v for m, v in zip(mask, column)],
+                                                 dtype=pl.Float64))
+    return frame
 
 
 def _host_cores(frame: pl.DataFrame) -> dict[str, int | None]:

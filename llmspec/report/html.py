@@ -48,6 +48,7 @@ CONFIG_COLUMNS = (
     ("max_context_tokens", "Max context", "{:,.0f}"), ("docs_per_hour", "Docs/hour", "{:.0f}"),
     ("quality_pct", "Quality %", "{:.0f}"), ("quality_degradation_pts", "Quality lost (pts)", "{:+.1f}"),
     ("kld_mean", "KLD vs reference", "{:.4f}"), ("same_top_pct", "Same top token %", "{:.1f}"),
+    ("max_users_at_slo", "Users at service level", "{:.0f}"),
     ("efficiency_score", "Efficiency (0-100)", "{:.0f}"), ("cost_benefit_score", "Cost-benefit (0-100)", "{:.0f}"),
     ("roofline_pct", "Bandwidth bound %", "{:.0f}"),
 )
@@ -87,7 +88,7 @@ def script_json(value: Any) -> Markup:
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
                   details: Details, vega_js: str) -> str:
     """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`."""
-    drawn = charts(frame, configs, details)
+    drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
     tables, heat, compare = _cells(frame, spec, details)
     return _env().get_template("report.html").render(

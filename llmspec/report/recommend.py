@@ -231,7 +231,9 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     if kept and kept != DIVERGENCE_REFERENCE:  # the reference line already says it is the most precise
         figures.append(kept)
     run_with = f"run with {setting['flags']}" if setting["flags"] else ""
-    why = "; ".join(p for p in (lead, _judgement(key, label, row, spec), row.get("_tie", ""), run_with) if p)
+    capacity = row.get("capacity") if key == "load" else ""
+    why = "; ".join(p for p in (lead, capacity, _judgement(key, label, row, spec), row.get("_tie", ""), run_with)
+                    if p)
     return Line(mark, *where, label, ", ".join(figures), why, **setting)
 
 

@@ -109,6 +109,45 @@ def run_load(make_client: Callable[[threading.Event], ChatClient], questions: li
                    interrupted)
 
 
+def run_open(make_client: Callable[[threading.Event], ChatClient], questions: list[str], times: list[float],
+             max_tokens: int, on_done: Callable[[Answer, int], None] | None = None) -> LoadRun:
+    """Open loop: question i is sent at `times[i]` seconds after the start, whether or not the
+    earlier ones were answered (llmspec.arrivals makes the times), each on its own connection.
+    A server that falls behind builds a queue, and the waiting is in the latencies, as it is for
+    real traffic. Ctrl+C ends it with what finished, as `run_load` does."""
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stop, t0, started = threading.Event(), time.perf_counter(), datetime.now()
+    senders: list[threading.Thread] = []
+    answers: dict[int, Answer] = {}
+
+    def collect(wait_s: float) -> None:
+        with contextlib.suppress(queue.Empty):
+            answer = done.get(timeout=max(0.0, wait_s))
+            answers[answer.index] = answer
+            _log_answer(answer)
+            if on_done:
+                on_done(answer, len(answers))
+
+    try:
+        for job, at in zip(enumerate(questions), times):
+            while (delay := t0 + at - time.perf_counter()) > 0:
+                collect(delay)  # returns at the send time at the latest, earlier when an answer comes
+            one: queue.SimpleQueue = queue.SimpleQueue()
+            one.put(job)
+            sender = threading.Thread(target=_work, args=(make_client(stop), one, done, stop, max_tokens, t0),
+                                      name=f"llmspec-open-{job[0] + 1}", daemon=True)
+            sender.start()
+            senders.append(sender)
+        while len(answers) < len(senders) and (not done.empty() or any(s.is_alive() for s in senders)):
+            collect(0.5)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop_workers(senders, stop, done, answers)
+    return LoadRun([answers[i] for i in sorted(answers)], time.perf_counter() - t0, started, datetime.now(),
+                   interrupted)
+
+
 def _work(client: ChatClient, jobs: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Event,
           max_tokens: int, t0: float) -> None:
     """One worker: its own client (one keep-alive connection), the next question until none is left."""

@@ -162,7 +162,8 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
                             f"processes used {before.mean_pct:.0f}% of a core ({before.who()}); not measured")
         meter = CellMeter() if job.target.managed else None  # energy and GPU of this machine: ours only
         with BackgroundWatch(own) as watch, meter or contextlib.nullcontext():
-            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local))
+            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local,
+                                                  getattr(job.spec.thresholds, job.cell.profile)))
     finally:
         if client is not None:
             client.close()
