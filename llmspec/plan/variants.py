@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmspec.spec import ServerSettings
+from llmspec.stats import doubling
 
 # The name part and llama-server's short flag of each sweepable key, in the order names use.
 NAME_PARTS = {
@@ -77,11 +78,7 @@ def named(server: ServerSettings, name: str) -> Variant | None:
 
 def thread_steps(cores: int) -> list[int]:
     """1, 2, 4, ... below `cores`, then `cores` itself: the counts `threads = "sweep"` tries."""
-    steps, n = [], 1
-    while n < cores:
-        steps.append(n)
-        n *= 2
-    return [*steps, max(1, cores)]
+    return doubling(cores)
 
 
 def expand(server: ServerSettings, cores: int) -> list[Variant]:
