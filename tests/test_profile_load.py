@@ -109,8 +109,12 @@ def test_a_sweep_doubles_the_users_until_the_service_level_breaks(server):
     sweep = SETTINGS.model_copy(update={"concurrent": "sweep", "max_concurrent": 2, "questions": 4})
     kept = context(server, sweep)
     kept.thresholds = LoadThresholds(max_p90_ttft_s=60, min_tokens_per_s_per_user=0.1)
-    m = load.run(kept).metrics
+    outcome = load.run(kept)
+    m = outcome.metrics
     assert (m["max_users_at_slo"], m["levels_measured"], m["concurrent"]) == (2, 2, 2)
+    for users in (1, 2):  # every level's percentiles carry their 95 % intervals
+        found = outcome.intervals[f"p90_ttft_s_at_{users}"]
+        assert found.n == 4 and found.low <= m[f"p90_ttft_s_at_{users}"] <= found.high
     assert sorted(levels_of(m)) == [1, 2] and m["requests_ok"] == 4  # the headline level's own requests
     assert levels_of(m)[1]["requests_per_s"] > 0 and levels_of(m)[2]["p90_latency_s"] > 0
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
-CHARTS = ("speed", "memory", "quality", "context", "stress-speed", "stress-temperature")
+CHARTS = ("speed", "memory", "quality", "context", "capacity", "stress-speed", "stress-temperature")
 
 
 @dataclass
@@ -80,6 +80,7 @@ def test_report_opens_offline_quietly_with_every_chart_drawn(report, tmp_path):
         assert "axis" in chart_marks(seen.dom, key), key
     assert chart_marks(seen.dom, "speed").count("point") == 4  # one per configuration
     assert chart_marks(seen.dom, "stress-temperature").count("line mark") == 1
+    assert chart_marks(seen.dom, "capacity").count("line mark") == 3  # a line of levels per finished load cell
 
 
 def test_injected_answer_stays_text_in_the_live_page(report, tmp_path):

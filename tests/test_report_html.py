@@ -65,9 +65,14 @@ def _profile(profile: str, speed: float, answer: str) -> tuple[dict, list, list]
                   enumerate(("math", "comprehension", "reasoning", "format"))}
         item = {"id": "math-1", "category": "math", "prompt": "What is 2+2?", "answer": answer, "score": 0, **chat}
         return {**scores, "overall_pct": sum(scores.values()) / 4, "items": 20.0, **memory}, [item] * 7, []
-    if profile == "load":
+    if profile == "load":  # three levels of users, stored flat as the profile does (llmspec.capacity)
+        levels = {f"{name}_at_{users}": value for users in (1, 2, 4) for name, value in (
+            ("p90_ttft_s", 0.3 * users / speed), ("p90_latency_s", 6.0 * users / speed), ("error_pct", 0.0),
+            ("output_tokens_per_s", 30.0 * speed * users ** 0.5),
+            ("tokens_per_s_per_user", 30.0 * speed / users ** 0.5))}
         return {"p50_latency_s": 3.0 / speed, "p90_latency_s": 6.0 / speed, "error_pct": 0.0,
-                "output_tokens_per_s": 30.0 * speed, **memory}, [{**chat, "index": 0, "latency_s": 3.0}], []
+                "output_tokens_per_s": 30.0 * speed, "max_users_at_slo": 4.0, **levels, **memory}, [
+                {**chat, "index": 0, "latency_s": 3.0}], []
     vitals = [{"kind": "vitals", "elapsed_s": 5.0 * i, "temperature_c": 55.0 + i * 1.5, "tokens_per_s": 30.0}
               for i in range(13)]
     requests = [{"kind": "request", "elapsed_s": 4.0 * i + 2, "decode_tokens_per_s": 31.0 * speed - i * 0.2}

@@ -213,8 +213,13 @@ def _outcome(ctx: ProfileContext, levels: dict[int, tuple[dict, LoadRun]], slo: 
     }
     samples = [{**_sample(a), "users": users} for users, (_, r) in levels.items() for a in r.answers]
     flags += _flags(ctx, answers, failed) + [f"capacity: {sentence(capacity, slo, figures)}"]
-    return Outcome(metrics, samples, flags, _intervals([a.latency_s for a in ok],
-                                                      [a.record.ttft_s for a in ok if a.record.ttft_s is not None], ok))
+    intervals = _intervals([a.latency_s for a in ok], [a.record.ttft_s for a in ok if a.record.ttft_s is not None], ok)
+    for users, (_, level_run) in levels.items():  # every level's percentiles with theirs
+        done = [a for a in level_run.answers if a.ok]
+        found = _intervals([a.latency_s for a in done], [a.record.ttft_s for a in done if a.record.ttft_s is not None],
+                           done)
+        intervals |= {f"{name}_at_{users}": i for name, i in found.items() if name.startswith("p")}
+    return Outcome(metrics, samples, flags, intervals)
 
 
 def _arrival_figures(ctx: ProfileContext, answers: list[Answer]) -> dict[str, float]:
@@ -297,7 +302,7 @@ KIND = ProfileKind(
                "tokens_per_s_per_user": "tokens_per_s_per_user"},
     case=Case("Serving several users", "several users", ("max_users_at_slo", "p90_ttft_s", "tokens_per_s_per_user"),
               (("max_users_at_slo", True), ("p90_latency_s", False))),
-    figures={"max_users_at_slo": Figure("{} users", "capacity", "users at the service level"),
+    figures={"max_users_at_slo": Figure("{}", "capacity", "users at the service level"),
              "p90_latency_s": Figure("{} s", "p90 latency", "p90 latency"),
              "p90_ttft_s": Figure("{} s", "p90 TTFT", "p90 TTFT"),
              "tokens_per_s_per_user": Figure("{} t/s", "speed per user", "each"),
