@@ -35,7 +35,17 @@ from llmspec.errors import UserError
 from llmspec.profiles.load import LoadProfile, LoadThresholds
 from llmspec.results import write_text_atomic
 from llmspec.run.client import ChatClient
-from llmspec.run.load import Answer, LoadRun, load_questions, pick_questions, read_json, run_load, run_open, summary
+from llmspec.run.load import (
+    Answer,
+    LoadRun,
+    load_questions,
+    load_scorers,
+    pick_questions,
+    read_json,
+    run_load,
+    run_open,
+    summary,
+)
 from llmspec.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -60,6 +70,9 @@ def calculate_aggregates(results: list[dict[str, Any]], wall_s: float) -> dict[s
             out[f"{name}_p{pct}_ms"] = round(value, 3) if value is not None else None
     out["requests_per_s"] = round(len(ok) / wall_s, 4) if wall_s > 0 else None
     out["output_tokens_per_s"] = round(sum(r["token"] for r in ok) / wall_s, 4) if wall_s > 0 else None
+    scored = [r["quality"] for r in results if r.get("scored")]
+    if scored:  # questions with a scorer: the share answered right (a failed request scores 0)
+        out["quality_avg"], out["quality_scored"] = round(sum(scored) / len(scored), 4), len(scored)
     return out
 
 
@@ -126,9 +139,11 @@ def check_connection(base_url: str, api_key: str | None) -> None:
     raise UserError(f"{base_url} is not ready ({problem})")
 
 
-def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None) -> dict[str, Any]:
-    """The plan's document of one level (`concurrent`: that level's users, default the config's)."""
-    results = [a.as_result() for a in run.answers]
+def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None,
+                   scorers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plan's document of one level (`concurrent`: that level's users, default the config's);
+    answers to questions with a scorer get their score as `quality`."""
+    results = [a.as_result((scorers or {}).get(a.question)) for a in run.answers]
     meta = {"start_date": run.started.strftime("%Y-%m-%d"), "start_time": _clock(run.started),
             "end_date": run.ended.strftime("%Y-%m-%d"), "end_time": _clock(run.ended),
             "server": cfg.server, "model": cfg.model,
@@ -137,11 +152,11 @@ def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None) 
     return {"meta": meta, "results": results, "aggregate": calculate_aggregates(results, run.wall_s)}
 
 
-def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arrival: dict | None = None
-                ) -> dict[str, Any]:
+def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arrival: dict | None = None,
+                scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     """The last level's plan document, plus `levels` and `capacity` when more than one level ran."""
     last = max(runs)
-    document = build_document(cfg, runs[last], last)
+    document = build_document(cfg, runs[last], last, scorers)
     if arrival:
         document["meta"]["arrival"] = arrival
         starts = sorted(a.start_s for a in runs[last].answers)
@@ -150,7 +165,7 @@ def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arr
             if between else None
     if len(runs) > 1:
         figures = {users: level_figures(run.answers, run.wall_s, slo) for users, run in runs.items()}
-        document["levels"] = [{"concurrent": users, "aggregate": build_document(cfg, run, users)["aggregate"],
+        document["levels"] = [{"concurrent": users, "aggregate": build_document(cfg, run, users, scorers)["aggregate"],
                                "figures": figures[users], "meets_service_level": not slo.misses(figures[users])}
                               for users, run in sorted(runs.items())]
         users = max_users(figures, slo)
@@ -161,6 +176,30 @@ def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arr
 
 def _clock(moment: datetime) -> str:
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+FORMATS = ("json", "csv", "xlsx")
+
+
+def save_exports(path: Path, document: dict[str, Any], formats: list[str]) -> None:
+    """`--format csv,xlsx` beside the plan's JSON: the per-question results as CSV; as xlsx a
+    sheet each for results, aggregate and (when sweeping) levels."""
+    import polars as pl
+
+    results = pl.DataFrame(document["results"], infer_schema_length=None).drop("answer")
+    try:
+        if "csv" in formats:
+            write_text_atomic(path.with_suffix(".csv"), results.write_csv())
+        if "xlsx" in formats:
+            from llmspec.report.xlsx import write_xlsx
+
+            tables = {"results": results, "aggregate": pl.DataFrame([document["aggregate"]])}
+            if "levels" in document:
+                tables["levels"] = pl.DataFrame([{"concurrent": lv["concurrent"], **lv["figures"]}
+                                                 for lv in document["levels"]])
+            write_xlsx(path.with_suffix(".xlsx"), tables)
+    except OSError as exc:
+        raise UserError(f"{path.parent}: cannot write exports ({exc.strerror or exc})") from None
 
 
 def save_results(path: Path, document: dict[str, Any]) -> None:
@@ -196,6 +235,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=LoadProfile.model_fields["max_tokens"].default)
     p.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the API key")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--format", default="json", help="json (always) plus csv and/or xlsx: json,csv,xlsx")
 
 
 def command(args) -> int:
@@ -207,13 +247,18 @@ def command(args) -> int:
              "questions": args.count, "timeout": args.timeout}
     cfg = load_config(args.config, flags)
     levels = levels_of(cfg)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not set(formats) <= set(FORMATS):
+        raise UserError(f"--format: {args.format!r}: give any of {', '.join(FORMATS)}, comma-separated")
     if args.max_tokens < 1:
         raise UserError(f"--max-tokens: {args.max_tokens}: must be at least 1")
     if args.arrival != "closed" and (args.rate is None or args.rate <= 0 or len(levels) > 1):
         raise UserError(f"--arrival {args.arrival}: needs --rate (requests per second, above 0) and one --concurrent")
     slo = ServiceLevel(args.max_p90_ttft, LoadThresholds.model_fields["max_p90_latency_s"].default,
                        args.min_tokens_per_user, LoadThresholds.model_fields["max_error_pct"].default)
-    questions = pick_questions(load_questions(args.questions or _default_questions()), cfg.questions)
+    questions_file = args.questions or _default_questions()
+    questions = pick_questions(load_questions(questions_file), cfg.questions)
+    scorers = load_scorers(questions_file)
     api_key = _api_key(args.api_key_env)
     out = Path("results")
     handler = _log_to(out / f"{name}.log", args.log_level)
@@ -237,8 +282,9 @@ def command(args) -> int:
             runs[users] = run
             if run.interrupted:
                 break
-        document = with_levels(runs, cfg, slo, arrival)
+        document = with_levels(runs, cfg, slo, arrival, scorers)
         save_results(out / f"{name}.json", document)
+        save_exports(out / f"{name}.json", document, formats)
         _report(out / f"{name}.json", document, run.interrupted)
         return 130 if run.interrupted else 0
     except UserError as exc:

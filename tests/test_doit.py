@@ -141,7 +141,7 @@ def test_report_alone_measures_nothing(measured):
     out = doit(root, "report")
     assert executed_cells(out.stdout) == []
     written = {p.name for p in (root / "build" / "reports" / "t").iterdir() if not p.name.startswith(".")}
-    assert written == {"report.html", "results.csv", "results.json"}
+    assert written == {"report.html", "results.csv", "results.xlsx", "results.json"}
     assert (root / "build" / "reports" / "index.html").is_file()
     assert "RECOMMENDED CONFIGURATIONS" in out.stdout
 

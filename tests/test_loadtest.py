@@ -360,3 +360,47 @@ def test_poisson_arrivals_from_the_command_line(fake_server, tmp_path):
     bad = loadtest("x", "--endpoint", fake.url, "--model", "m", "--arrival", "poisson", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().endswith(
         "--arrival poisson: needs --rate (requests per second, above 0) and one --concurrent")
+
+
+def test_questions_with_a_scorer_are_scored_and_the_rest_keep_the_plans_zero(fake_server, tmp_path):
+    """The quality profile's scorers on load questions; the fake server answers with a fixed sentence
+    (tests/fakeserver.py WORDS), so a regex that finds its first word is right and one that does not is wrong."""
+    from fakeserver import WORDS
+
+    questions = tmp_path / "scored.json"
+    questions.write_text(json.dumps([
+        {"question": "Say the word.", "scorer": {"type": "regex", "pattern": WORDS[0]}},
+        {"question": "Say something else.", "scorer": {"type": "regex", "pattern": "^zebra$"}},
+        "An unscored question?"]))
+    fake = fake_server(slots=2)
+    proc = loadtest("scored", "--endpoint", fake.url, "--model", "m", "--questions", str(questions), "--count", "3",
+                    "--concurrent", "2", "--max-tokens", "8", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((tmp_path / "results" / "scored.json").read_text())
+    assert [(r["quality"], r.get("scored", False)) for r in document["results"]] == [
+        (1.0, True), (0.0, True), (0.0, False)]
+    assert (document["aggregate"]["quality_avg"], document["aggregate"]["quality_scored"]) == (0.5, 2)
+    questions.write_text(json.dumps([{"question": "q", "scorer": {"type": "number"}}]))
+    bad = loadtest("bad", "--endpoint", fake.url, "--model", "m", "--questions", str(questions), cwd=tmp_path)
+    assert bad.returncode == 2 and f"{questions}: [0].scorer: " in bad.stderr and "\n" not in bad.stderr.strip()
+
+
+def test_csv_and_xlsx_exports_beside_the_plans_json(fake_server, tmp_path):
+    import openpyxl
+
+    fake = fake_server(slots=2)
+    proc = loadtest("exported", "--endpoint", fake.url, "--model", "m", "--questions", str(QUESTIONS), "--count", "4",
+                    "--concurrent", "1,2", "--max-tokens", "4", "--format", "json,csv,xlsx", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "results"
+    document = json.loads((out / "exported.json").read_text())
+    lines = (out / "exported.csv").read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["question", "time", "token", "quality"] and len(lines) == 5
+    book = openpyxl.load_workbook(out / "exported.xlsx", read_only=True)
+    assert book.sheetnames == ["results", "aggregate", "levels"]
+    levels = list(book["levels"].iter_rows(values_only=True))
+    assert [row[0] for row in levels[1:]] == [1, 2]
+    aggregate = dict(zip(*list(book["aggregate"].iter_rows(values_only=True))))
+    assert aggregate["requests_ok"] == document["aggregate"]["requests_ok"] == 4
+    bad = loadtest("x", "--endpoint", fake.url, "--model", "m", "--format", "json,pdf", cwd=tmp_path)
+    assert bad.returncode == 2 and "--format: 'json,pdf': give any of json, csv, xlsx" in bad.stderr

@@ -219,3 +219,20 @@ def test_index_links_every_spec_report(tmp_path):
     page = build_index(tmp_path / "reports").read_text()
     assert 'href="demo/report.html"' in page and 'href="other/report.html"' in page
     assert "an &lt;i&gt;empty&lt;/i&gt; spec" in page
+
+
+def test_xlsx_beside_the_csv_has_a_summary_and_a_sheet_per_profile(tmp_path):
+    """Opened with openpyxl, as a spreadsheet program reads it."""
+    import openpyxl
+
+    put(tmp_path / "results", make_result("Q4_1"))
+    put(tmp_path / "results", make_result("Q8_0", ttft_s=0.08, tokens_per_s=60.5, itl_cv_pct=30.0))
+    summary, rows, _, _ = report(tmp_path)
+    book = openpyxl.load_workbook(summary.csv.with_suffix(".xlsx"), read_only=True)
+    assert book.sheetnames == ["summary", "interactive"]
+    sheet = [list(r) for r in book["interactive"].iter_rows(values_only=True)]
+    head = sheet[0]
+    assert head[:6] == ["host", "model", "quant", "variant", "status", "rating"]
+    by_quant = {r[2]: dict(zip(head, r)) for r in sheet[1:]}
+    assert by_quant["Q4_1"]["tokens_per_s"] == 118.2 and by_quant["Q8_0"]["rating"] == "Poor"
+    assert [r[2] for r in book["summary"].iter_rows(min_row=2, values_only=True)] == [r["quant"] for r in rows]

@@ -1,4 +1,4 @@
-"""Reports: results on disk -> report.html, results.csv, results.json under reports/<spec>/.
+"""Reports: results on disk -> report.html, results.csv, results.xlsx, results.json under reports/<spec>/.
 
 Nothing is measured here; everything is re-derived from result files, the host's cached
 bandwidth and the spec's current thresholds each time, so `doit report` is cheap and always
@@ -24,7 +24,7 @@ from llmspec.spec import Spec
 from llmspec.text import format_table
 
 STATE = ".state.json"  # per spec: the signature of the last report and what the console showed
-FILES = ("report.html", "results.csv", "results.json")
+FILES = ("report.html", "results.csv", "results.xlsx", "results.json")
 CONSOLE_ROWS = 40  # a matrix of thousands of cells belongs in the files, not the terminal
 # (header, frame column, format) of the end-of-run console table.
 CONSOLE_COLUMNS = (
@@ -89,6 +89,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.report.recommend import recommend
     from llmspec.report.settings import host_info
     from llmspec.report.vega import bundle
+    from llmspec.report.xlsx import sheets, write_xlsx
 
     frame, left_out = for_spec(load_frame(Path(results_root), spec.name), spec)
     wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
@@ -105,6 +106,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
         recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
     )
     write_text_atomic(summary.csv, generate_csv(wide, table))
+    write_xlsx(summary.csv.with_suffix(".xlsx"), sheets(wide, table))
     write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at))
     details = read_details(frame, Path(results_root))
     write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir)))

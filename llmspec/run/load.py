@@ -57,12 +57,18 @@ class Answer:
         n = self.record.completion_tokens
         return n if n is not None else len(self.record.chunk_times_s)
 
-    def as_result(self) -> dict[str, Any]:
-        """The plan's per-question entry (times in ms), plus `ttft` and `error` so failures show."""
+    def as_result(self, scorer: Any = None) -> dict[str, Any]:
+        """The plan's per-question entry (times in ms), plus `ttft` and `error` so failures show.
+        `quality` is the plan's 0.0 unless the question carries a scorer (the quality profile's):
+        then 1.0 or 0.0 for this answer, and `scored` says it was scored."""
         ttft = self.record.ttft_s
-        return {"question": self.question, "answer": self.record.content if self.ok else "",
-                "time": round(self.latency_s * 1000, 3), "token": self.tokens, "quality": 0.0,
-                "ttft": round(ttft * 1000, 3) if ttft is not None and self.ok else None, "error": self.record.error}
+        entry = {"question": self.question, "answer": self.record.content if self.ok else "",
+                 "time": round(self.latency_s * 1000, 3), "token": self.tokens, "quality": 0.0,
+                 "ttft": round(ttft * 1000, 3) if ttft is not None and self.ok else None, "error": self.record.error}
+        if scorer is not None:
+            entry["quality"] = float(scorer.score(self.record.content)[0]) if self.ok else 0.0
+            entry["scored"] = True
+        return entry
 
 
 @dataclass
@@ -212,6 +218,25 @@ def read_json(path: Path, what: str) -> Any:
         raise UserError(f"{path}: no such {what} file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_scorers(path: Path) -> dict[str, Any]:
+    """Question text -> its scorer, for entries that carry one (`{"question": ..., "scorer": {...}}`,
+    the quality profile's number, choice, regex and json scorers); one line naming the entry if bad."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from llmspec.profiles.quality import Scorer
+
+    adapter, found = TypeAdapter(Scorer), {}
+    raw = read_json(path, "questions")
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        if isinstance(item, dict) and "scorer" in item:
+            try:
+                found[str(item.get("question", "")).strip()] = adapter.validate_python(item["scorer"])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise UserError(f"{path}: [{i}].scorer: {first['msg']}") from None
+    return found
 
 
 def load_questions(path: Path) -> list[str]:
