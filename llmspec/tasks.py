@@ -165,6 +165,7 @@ def run_cell(plan: Plan, cell) -> bool:
     from llmspec.run.runner import run_cell as run
 
     try:
+        print(announce(plan, cell), flush=True)
         return run(plan, cell)
     except Interrupted as stop:
         print(f"\ninterrupted: {stop.cell.task_name} was not recorded; "
@@ -174,6 +175,19 @@ def run_cell(plan: Plan, cell) -> bool:
         ws = plan.workspace
         print(f"partial report: {render(plan.spec, ws.results, ws.reports, ws.build / 'cache').html}")
         raise SystemExit(130) from None
+
+
+def announce(plan: Plan, cell) -> str:
+    """"cell 7 of 24 (demo: gemma-3-270m@Q8_0 batch), about 6 min left": the cells that were stale
+    when this run reached its first cell, and the time the rest will take (llmspec.plan.eta)."""
+    from llmspec.plan import eta
+
+    queue = plan.__dict__.setdefault("run_queue", [c for c in plan.cells if not plan.freshness(c)[0]])
+    if cell not in queue:
+        queue.append(cell)
+    k = queue.index(cell) + 1
+    where = f"{cell.spec}: {cell.model}@{cell.config} {cell.profile}"
+    return f"cell {k} of {len(queue)} ({where}), {eta.left(plan, queue[k - 1:])}"
 
 
 def stop_server() -> None:

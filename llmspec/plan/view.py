@@ -8,6 +8,7 @@ or started.
 from __future__ import annotations
 
 from llmspec.errors import UserError
+from llmspec.plan import eta
 from llmspec.plan.planner import Plan
 from llmspec.plan.termination import need_text
 from llmspec.profiles import PROFILES
@@ -15,15 +16,20 @@ from llmspec.text import format_table
 
 
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
-    rows = [("cell", "state", "why")]
+    """Each cell's state, its estimated duration when it is to run (llmspec.plan.eta), and why."""
+    rows = [("cell", "state", "est.", "why")]
     for cell in plan.cells:
         fresh, why = plan.freshness(cell)
+        took = ""
         if fresh:
             state, why = "up to date", ""
         else:
             decision = plan.decide(cell)
             state, why = ("skip", decision.reason) if decision.skip else ("run", why)
-        rows.append((cell.task_name, state, why))
+            if not decision.skip:
+                found = eta.estimate(plan, cell).seconds
+                took = eta.duration(found) if found is not None else "?"
+        rows.append((cell.task_name, state, took, why))
     return rows
 
 
@@ -69,9 +75,11 @@ def render(plan: Plan) -> str:
     cells = plan_rows(plan)
     counts = {state: sum(1 for r in cells[1:] if r[1] == state) for state in ("up to date", "run", "skip")}
     ev = plan.evidence()
+    stale = [c for c, row in zip(plan.cells, cells[1:]) if row[1] == "run"]
+    took = f"; {eta.left(plan, stale, 'to run')}" if stale else ""
     return "\n\n".join([
         format_table(cells),
         format_table(model_rows(plan)),
-        f"{counts['up to date']} up to date, {counts['run']} to run, {counts['skip']} to skip "
+        f"{counts['up to date']} up to date, {counts['run']} to run, {counts['skip']} to skip{took} "
         f"(memory limit: {ev.limit_text}; `doit` runs the plan)",
     ])
