@@ -24,3 +24,8 @@ def figure(value: float) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def gb(value: float) -> str:
+    """A memory figure in GB: two decimals below 10 GB, where 0.3 vs 0.34 matters; one above."""
+    return f"{value:.2f} GB" if value < 10 else f"{value:.1f} GB"

@@ -23,6 +23,7 @@ import subprocess
 from dataclasses import dataclass
 
 from llmspec.machine.sensors import is_throttled
+from llmspec.text import gb
 
 # The fields read, in the order nvidia-smi prints them back. clocks.sm and clocks.mem are the
 # documented short names of clocks.current.sm and clocks.current.memory (nvidia-smi --help-query-gpu).
@@ -208,7 +209,7 @@ def vram_check(vram_needed_bytes: float, gpus: list[GpuReading], detail: str | N
     if vram_needed_bytes <= free:
         return None
     what = f" ({detail})" if detail else ""
-    return (f"needs about {_gb(vram_needed_bytes)} of GPU memory{what}, more than the {_gb(free)} free on "
+    return (f"needs about {gb(vram_needed_bytes / GB)} of GPU memory{what}, more than the {gb(free / GB)} free on "
             f"{_describe(known)} (nvidia-smi)")
 
 
@@ -256,9 +257,3 @@ def _number(text: str) -> float | None:
 
 def _first_line(text: str | None) -> str:
     return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
-
-
-def _gb(value_bytes: float) -> str:
-    """As llmspec.plan.termination.gb: two decimals below 10 GB, one above."""
-    value = value_bytes / GB
-    return f"{value:.2f} GB" if value < 10 else f"{value:.1f} GB"

@@ -24,6 +24,7 @@ from llmspec.machine.gpu import GpuReading
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import rate
 from llmspec.results import Result
+from llmspec.text import gb
 
 OVERHEAD_BYTES = 150e6  # llama-server's compute buffers and runtime, on top of weights and KV
 GB = 2**30
@@ -163,11 +164,6 @@ def need_text(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, cache
 
     vram, _ = offload_split(meta["layers"], n_gpu_layers, int(est.weights_bytes), est.kv_bytes, OVERHEAD_BYTES)
     return f"{vram / GB:.2f} GB GPU + {split[1]:.2f} GB RAM"
-
-
-def gb(value: float) -> str:
-    """Two decimals below 10 GB, where 0.3 vs 0.34 matters; one above."""
-    return f"{value:.2f} GB" if value < 10 else f"{value:.1f} GB"
 
 
 def _predict(ev: Evidence, size: int | None) -> float | None:
