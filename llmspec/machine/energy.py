@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmspec.machine.sensors import read_text
+
 POWERCAP = Path("sys/class/powercap")
 PACKAGE_ZONE = re.compile(r"intel-rapl:(\d+)")  # top level only: a subzone is intel-rapl:N:M
 # Far inside one wrap at any real package power (262143 J / 60 s = 4369 W), and cheap to read.
@@ -51,7 +53,7 @@ def find_zones(root: Path = Path("/")) -> list[Zone]:
     found = []
     for path in (Path(root) / POWERCAP).glob("intel-rapl:*"):
         match = PACKAGE_ZONE.fullmatch(path.name)
-        name = (_read_text(path / "name") or "").strip()
+        name = (read_text(path / "name") or "").strip()
         max_range = _read_int(path / "max_energy_range_uj")
         if match and name.startswith("package-") and max_range:
             found.append((int(match.group(1)), Zone(path, name, max_range)))
@@ -181,15 +183,8 @@ def _counter_problem(zone: Zone) -> str | None:
     return None
 
 
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-
-
 def _read_int(path: Path) -> int | None:
-    text = _read_text(path)
+    text = read_text(path)
     try:
         return int(text.strip()) if text is not None else None
     except ValueError:

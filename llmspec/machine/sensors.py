@@ -63,7 +63,7 @@ def read_thermal_zones(root: Path = Path("/")) -> dict[str, list[float]]:
         value = _read_number(zone / "temp")
         if value is None or value <= 0:  # unreadable or a broken sensor reporting 0 / negative
             continue
-        kind = (_read_text(zone / "type") or zone.name).strip()
+        kind = (read_text(zone / "type") or zone.name).strip()
         found.setdefault(kind, []).append(value / 1000.0)
     return found
 
@@ -133,7 +133,8 @@ def _psutil_freq() -> float | None:
     return float(freq.current) if freq and freq.current and freq.current > 0 else None
 
 
-def _read_text(path: Path) -> str | None:
+def read_text(path: Path) -> str | None:
+    """A sysfs file's text, or None when it cannot be read (shared with machine/energy.py)."""
     try:
         return path.read_text(encoding="ascii", errors="replace")
     except OSError:
@@ -141,7 +142,7 @@ def _read_text(path: Path) -> str | None:
 
 
 def _read_number(path: Path) -> float | None:
-    text = _read_text(path)
+    text = read_text(path)
     try:
         return float(text.strip()) if text is not None else None
     except ValueError:

@@ -100,13 +100,7 @@ def run_load(make_client: Callable[[threading.Event], ChatClient], questions: li
         worker.start()
     answers: dict[int, Answer] = {}
     try:
-        while len(answers) < len(questions) and (not done.empty() or any(w.is_alive() for w in workers)):
-            with contextlib.suppress(queue.Empty):
-                answer = done.get(timeout=0.5)
-                answers[answer.index] = answer
-                _log_answer(answer)
-                if on_done:
-                    on_done(answer, len(answers))
+        _drain(workers, done, answers, on_done)
         interrupted = False
     except KeyboardInterrupt:
         interrupted = True
@@ -126,32 +120,39 @@ def run_open(make_client: Callable[[threading.Event], ChatClient], questions: li
     senders: list[threading.Thread] = []
     answers: dict[int, Answer] = {}
 
-    def collect(wait_s: float) -> None:
-        with contextlib.suppress(queue.Empty):
-            answer = done.get(timeout=max(0.0, wait_s))
-            answers[answer.index] = answer
-            _log_answer(answer)
-            if on_done:
-                on_done(answer, len(answers))
-
     try:
         for job, at in zip(enumerate(questions), times):
             while (delay := t0 + at - time.perf_counter()) > 0:
-                collect(delay)  # returns at the send time at the latest, earlier when an answer comes
+                _take(done, answers, on_done, delay)  # back at the send time at the latest, earlier for an answer
             one: queue.SimpleQueue = queue.SimpleQueue()
             one.put(job)
             sender = threading.Thread(target=_work, args=(make_client(stop), one, done, stop, max_tokens, t0),
                                       name=f"llmspec-open-{job[0] + 1}", daemon=True)
             sender.start()
             senders.append(sender)
-        while len(answers) < len(senders) and (not done.empty() or any(s.is_alive() for s in senders)):
-            collect(0.5)
+        _drain(senders, done, answers, on_done)
         interrupted = False
     except KeyboardInterrupt:
         interrupted = True
         _stop_workers(senders, stop, done, answers)
     return LoadRun([answers[i] for i in sorted(answers)], time.perf_counter() - t0, started, datetime.now(),
                    interrupted)
+
+
+def _take(done: queue.SimpleQueue, answers: dict[int, Answer], on_done, wait_s: float) -> None:
+    """The next finished answer, if one comes within `wait_s`: kept, logged and reported."""
+    with contextlib.suppress(queue.Empty):
+        answer = done.get(timeout=max(0.0, wait_s))
+        answers[answer.index] = answer
+        _log_answer(answer)
+        if on_done:
+            on_done(answer, len(answers))
+
+
+def _drain(threads: list[threading.Thread], done: queue.SimpleQueue, answers: dict[int, Answer], on_done) -> None:
+    """Every answer still to come from `threads` (each sends until its questions are done)."""
+    while not done.empty() or any(t.is_alive() for t in threads):
+        _take(done, answers, on_done, 0.5)
 
 
 def _work(client: ChatClient, jobs: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Event,
