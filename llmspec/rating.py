@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
+
+import polars as pl
 
 from llmspec.profiles import PROFILES
 from llmspec.profiles.base import Direction, Rule
@@ -51,12 +53,32 @@ class Rating:
 
     def summary(self) -> str:
         """One line per check, for tooltips and logs."""
-        return "; ".join(
-            f"{c.name} {c.value:g} {'>=' if c.direction == 'min' else '<='} {c.threshold:g}: "
-            f"{'ok' if c.passed else 'missed'} ({c.margin_pct:+.0f}%)"
-            f"{', borderline: the threshold is inside its 95% interval' if c.borderline else ''}"
-            for c in self.checks
-        )
+        return summary(self.checks)
+
+
+def summary(checks) -> str:
+    """`Rating.summary` of checks given as `Check`s or as the dicts of a `rate_frame` column."""
+    return "; ".join(
+        f"{c['name']} {c['value']:g} {'>=' if c['direction'] == 'min' else '<='} {c['threshold']:g}: "
+        f"{'ok' if c['passed'] else 'missed'} ({c['margin_pct']:+.0f}%)"
+        f"{', borderline: the threshold is inside its 95% interval' if c['borderline'] else ''}"
+        for c in (c if isinstance(c, dict) else c.__dict__ for c in checks)
+    )
+
+
+def checks_json(checks: pl.Expr) -> pl.Expr:
+    """A `rating_checks` column as JSON text, `Check.as_dict` for every check: an infinite
+    margin becomes null, margins are rounded to 0.1, booleans stay booleans."""
+    finite = pl.element().struct.field("margin_pct")
+    shown = pl.element().struct.with_fields(pl.when(finite.is_finite()).then(finite.round(1)).alias("margin_pct"))
+    return (pl.struct(checks.list.eval(shown).alias("c")).struct.json_encode()
+            .str.strip_prefix('{"c":').str.strip_suffix("}"))
+
+
+def best_label(labels: list[str | None]) -> str | None:
+    """The best rating among a configuration's variants (None when none was rated)."""
+    rated = [label for label in labels if label is not None]
+    return min(rated, key=LABELS.index) if rated else None
 
 
 def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
@@ -68,55 +90,119 @@ def rate(profile: str, metrics: Mapping[str, Any], thresholds: Any) -> Rating:
     limits = _field(thresholds, profile)
     if not rules or limits is None:
         return Rating(None)
-    values = tuple(_number(metrics.get(r.metric)) for r in rules)
-    bounds = tuple(tuple(_number(metrics.get(name)) for name in bound_names(r.metric)) for r in rules)
-    return _rated(profile, values, tuple(_number(_field(limits, r.threshold)) for r in rules), bounds)
+    values = tuple(_number(metrics.get(name)) for name in _names(profile))
+    return _rated(profile, values, tuple(_number(_field(limits, r.threshold)) for r in rules))
 
 
 @lru_cache(maxsize=65536)
-def _rated(profile: str, values: tuple, limits: tuple, bounds: tuple = ()) -> Rating:
-    """The rating of these figures against these limits. Cached: a report rates each cell for
-    its tables and again for the recommendations, and a Rating is immutable."""
-    checks = []
-    for rule, value, threshold, (low, high) in zip(PROFILES[profile].rules, values, limits,
-                                                    bounds or [(None, None)] * len(values)):
-        if value is not None and threshold is not None:  # a metric this machine cannot measure
-            check = _check(rule, value, threshold)  # (no sensor) is not judged
-            if low is not None and high is not None and low <= threshold <= high:
-                check = replace(check, borderline=True)
-            checks.append(check)
-    return Rating(_label(checks), tuple(checks)) if checks else Rating(None)
+def _rated(profile: str, values: tuple, limits: tuple) -> Rating:
+    """Cached: the planner asks for the same stored result's rating again and again, and a
+    Rating is immutable."""
+    thresholds = {profile: {r.threshold: limit for r, limit in zip(PROFILES[profile].rules, limits)}}
+    return rate_many([(profile, dict(zip(_names(profile), values)))], thresholds)[0]
 
 
-def _check(rule: Rule, value: float, threshold: float) -> Check:
+def rate_many(items: Sequence[tuple[str, Mapping[str, Any]]], thresholds: Any) -> list[Rating]:
+    """`rate` for many (profile, metrics) pairs in one `rate_frame` call: one polars query for a
+    whole matrix instead of one per result, which is what makes the rows-at-once code pay."""
+    if not items:
+        return []
+    names = sorted({n for profile, _ in items if profile in PROFILES for n in _names(profile)})
+    frame = pl.DataFrame([pl.Series("profile", [p for p, _ in items], dtype=pl.String),
+                          *(pl.Series(n, [_number(m.get(n)) for _, m in items], dtype=pl.Float64) for n in names)])
+    return [Rating(label, tuple(Check(**c) for c in checks)) for label, checks in rate_frame(frame, thresholds).rows()]
+
+
+@cache
+def _names(profile: str) -> tuple[str, ...]:
+    """The columns a profile's rules read: each rated metric and its interval's bounds."""
+    return tuple(n for r in PROFILES[profile].rules for n in (r.metric, *bound_names(r.metric)))
+
+
+def rate_frame(frame: pl.DataFrame, thresholds: Any, rated: pl.Expr | None = None) -> pl.DataFrame:
+    """`rating` (the label, null when not rated) and `rating_checks` (a list of check structs in
+    rule order) for every row of `frame`, by its `profile` column, as polars expressions.
+
+    This is the only implementation of the rules (docs/rating.md): the report rates 10,000
+    rows at once with it, and `rate` rates the planner's rows with it. `rated` limits it to
+    some rows (finished measurements); the others get no rating. Each profile's rows are rated
+    apart, in stages (figures, margins, label), which keeps polars' query small."""
+    rows = frame.with_row_index("_row")
+    if rated is not None:
+        rows = rows.filter(rated)
+    pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), profile, thresholds)
+              for profile in PROFILES if rows.height and profile in set(rows["profile"].unique())]
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "rating": pl.String, "rating_checks": pl.List(CHECK)})
+    found = pl.concat([empty, *(p for p in pieces if p is not None)])
+    return (frame.with_row_index("_row").select("_row").join(found, on="_row", how="left", maintain_order="left")
+            .select("rating", pl.col("rating_checks").fill_null(pl.lit([], pl.List(CHECK)))))
+
+
+CHECK = pl.Struct({"name": pl.String, "value": pl.Float64, "threshold": pl.Float64, "direction": pl.String,
+                   "critical": pl.Boolean, "passed": pl.Boolean, "margin_pct": pl.Float64,
+                   "borderline": pl.Boolean})
+
+
+def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataFrame | None:
+    """One profile's rows: `_row`, `rating`, `rating_checks`; None when nothing is judged."""
+    limits = _field(thresholds, profile)
+    rules = [(r, _number(_field(limits, r.threshold))) for r in PROFILES[profile].rules]
+    rules = [(r, t) for r, t in rules if t is not None]  # a threshold left unset is not judged
+    if not rules:
+        return None
+    def finite(name: str) -> pl.Expr:  # a metric this machine cannot measure (no sensor) is not judged
+        col = pl.col(name).cast(pl.Float64) if name in rows.columns else pl.lit(None, pl.Float64)
+        return pl.when(col.is_finite()).then(col)
+    figures = rows.lazy().select("_row", *(e for i, (r, _) in enumerate(rules) for e in (
+        finite(r.metric).alias(f"v{i}"), *(finite(b).alias(f"{s}{i}") for s, b in zip("lh", bound_names(r.metric))))))
+    margins = figures.with_columns(_margin_pct(rule, t, pl.col(f"v{i}")).alias(f"m{i}")
+                                   for i, (rule, t) in enumerate(rules))
+    checks = margins.with_columns(e for i, (_, t) in enumerate(rules) for e in (
+        (pl.col(f"m{i}") >= 0).alias(f"p{i}"),
+        ((pl.col(f"l{i}") <= t) & (t <= pl.col(f"h{i}"))).fill_null(False).alias(f"b{i}")))
+    structs = [pl.when(pl.col(f"v{i}").is_not_null()).then(pl.struct(
+        name=pl.lit(r.metric), value=pl.col(f"v{i}"), threshold=pl.lit(t, pl.Float64), direction=pl.lit(r.direction),
+        critical=pl.lit(r.critical), passed=pl.col(f"p{i}"), margin_pct=pl.col(f"m{i}"), borderline=pl.col(f"b{i}")))
+        for i, (r, t) in enumerate(rules)]
+    return checks.select("_row", _label_expr([r.critical for r, _ in rules]).alias("rating"),
+                         pl.concat_list(structs).list.drop_nulls().alias("rating_checks")).collect()
+
+
+def _margin_pct(rule: Rule, threshold: float, value: pl.Expr) -> pl.Expr:
+    """How far past the threshold, in percent; negative when it missed."""
     if rule.ceiling is not None and rule.direction == "min":  # the gap to the ceiling, at most the allowed gap
-        margin = _margin(rule.ceiling - threshold, rule.ceiling - value)
+        margin = _margin(pl.lit(rule.ceiling - threshold), pl.lit(rule.ceiling) - value)
     elif rule.direction == "min":
-        margin = _margin(value, threshold)
+        margin = _margin(value, pl.lit(threshold))
     else:  # zero or below (a run that got faster, no drift) beats any positive maximum outright
-        margin = math.inf if value <= 0 else _margin(threshold, value)
+        margin = pl.when(value <= 0).then(pl.lit(math.inf)).otherwise(_margin(pl.lit(threshold), value))
     # Rounded so that 2.4 t/s against 2.0 counts as the 20% it is, not 19.999999999999996%.
-    margin_pct = round(margin * 100, 6) if math.isfinite(margin) else margin
-    return Check(rule.metric, value, threshold, rule.direction, rule.critical, margin_pct >= 0, margin_pct)
+    return pl.when(margin.is_finite()).then((margin * 100).round(6)).otherwise(margin)
 
 
-def _margin(better: float, worse: float) -> float:
+def _margin(better: pl.Expr, worse: pl.Expr) -> pl.Expr:
     """better/worse - 1, where a zero denominator means infinitely better (0 s TTFT)."""
-    if worse == 0:
-        return math.inf if better > 0 else 0.0
-    return better / worse - 1
+    zero = pl.when(better > 0).then(pl.lit(math.inf)).otherwise(pl.lit(0.0))
+    return pl.when(worse == 0).then(zero).otherwise(better / worse - 1)
 
 
-def _label(checks: list[Check]) -> str:
+def _label_expr(critical: list[bool]) -> pl.Expr:
     """A critical miss fails, unless it misses only within its noise (borderline): then Poor. A
-    pass that noise could turn into a miss is at best Acceptable, however large its margin."""
-    if any(c.critical and not c.passed and not c.borderline for c in checks):
-        return "Failed"
-    if not all(c.passed for c in checks):
-        return "Poor"
-    worst = min(c.margin_pct for c in checks)
-    label = next(label for floor, label in MARGIN_LABELS if worst >= floor)
-    return "Acceptable" if any(c.borderline for c in checks) else label
+    pass that noise could turn into a miss is at best Acceptable, however large its margin.
+    Reads the stage columns v<i> (figure), m<i> (margin), p<i> (passed), b<i> (borderline)."""
+    n = range(len(critical))
+    present = [pl.col(f"v{i}").is_not_null() for i in n]
+    def any_of(terms) -> pl.Expr:
+        return pl.any_horizontal([pl.lit(False), *terms])
+    worst = pl.min_horizontal([pl.when(present[i]).then(pl.col(f"m{i}")) for i in n])
+    return (pl.when(~any_of(present)).then(pl.lit(None, pl.String))
+            .when(any_of(present[i] & ~pl.col(f"p{i}") & ~pl.col(f"b{i}") for i in n if critical[i]))
+            .then(pl.lit("Failed"))
+            .when(any_of(present[i] & ~pl.col(f"p{i}") for i in n)).then(pl.lit("Poor"))
+            .when(any_of(present[i] & pl.col(f"b{i}") for i in n)).then(pl.lit("Acceptable"))
+            .when(worst >= MARGIN_LABELS[0][0]).then(pl.lit(MARGIN_LABELS[0][1]))
+            .when(worst >= MARGIN_LABELS[1][0]).then(pl.lit(MARGIN_LABELS[1][1]))
+            .otherwise(pl.lit("Acceptable")))
 
 
 def _field(obj: Any, name: str) -> Any:

@@ -1,12 +1,16 @@
 """The rating bands and translations a user reads in every report."""
 
+import json
 import math
+from pathlib import Path
 
+import polars as pl
 import pytest
 
 from llmspec.profiles import KINDS, PROFILES
-from llmspec.rating import interpret, rate
+from llmspec.rating import Check, checks_json, interpret, rate, rate_frame, rate_many, summary
 from llmspec.spec import Spec
+from tests import rating_cases
 
 # Defaults: min_tokens_per_s 2.0, max_ttft_s 30.0, max_itl_cv_pct 20.0
 THRESHOLDS = Spec.model_validate(
@@ -153,3 +157,44 @@ def test_a_share_with_a_ceiling_is_judged_on_what_is_missing_from_it():
     missed = rate("divergence", {"kld_mean": 0.01, "same_top_pct": 85.0},
                   {"divergence": {"max_kld_mean": 0.05, "min_same_top_pct": 90.0}})
     assert missed.label == "Poor" and not next(c for c in missed.checks if c.name == "same_top_pct").passed
+
+
+PINNED = json.loads((Path(__file__).parent / "fixtures" / "rating" / "pinned.json").read_text())
+
+
+def _as_pinned(label, checks) -> dict:
+    return {"label": label, "checks": [(c if isinstance(c, Check) else Check(**c)).as_dict() for c in checks],
+            "summary": summary(checks)}
+
+
+def test_one_row_ratings_are_the_pinned_ones():
+    """The planner's path (`rate`, one result at a time) gives, case for case, the labels, checks and
+    summaries recorded from the per-row rating the vectorized one replaced (tests/rating_cases.py)."""
+    got = [_as_pinned(r.label, r.checks) for r in (rate(p, m, THRESHOLDS) for p, m in rating_cases.cases())]
+    assert len(got) == len(PINNED) == 520
+    assert [g["label"] for g in got] == [p["label"] for p in PINNED]
+    assert got == PINNED
+
+
+def test_frame_ratings_are_the_pinned_ones_and_the_same_as_one_by_one():
+    """The report's path (`rate_frame` over the whole frame, checks as JSON text for results.json)
+    agrees with the pinned cases and with `rate_many`, so a report and the planner cannot disagree."""
+    items = rating_cases.cases()
+    names = sorted({n for p, m in items for n in m})
+    frame = pl.DataFrame([pl.Series("profile", [p for p, _ in items]),
+                          *(pl.Series(n, [m.get(n) if isinstance(m.get(n), float) else None for _, m in items],
+                                      dtype=pl.Float64) for n in names)])
+    rated = rate_frame(frame, THRESHOLDS)
+    texts = rated.select(checks_json(pl.col("rating_checks"))).to_series().to_list()
+    got = [_as_pinned(label, checks) for label, checks in rated.rows()]
+    assert got == PINNED
+    assert [json.loads(t) for t in texts] == [p["checks"] for p in PINNED]
+    assert [_as_pinned(r.label, r.checks) for r in rate_many(items, THRESHOLDS)] == PINNED
+
+
+def test_rows_that_are_not_finished_measurements_are_not_rated():
+    frame = pl.DataFrame({"profile": ["interactive", "interactive"], "status": ["ok", "error"],
+                          "tokens_per_s": [50.0, 50.0], "ttft_s": [1.0, 1.0]})
+    rated = rate_frame(frame, THRESHOLDS, pl.col("status") == "ok")
+    assert rated["rating"].to_list() == ["Excellent", None]
+    assert rated["rating_checks"].list.len().to_list() == [2, 0]

@@ -160,12 +160,14 @@ def test_stress_goes_to_the_largest_passing_configuration_and_follows_new_result
 def test_a_miss_within_the_noise_does_not_skip_larger_models():
     """The planner rates with the same function as the report, intervals included: 1.9 t/s whose
     interval reaches the 2.0 minimum is Poor, not Failed, so no larger model is skipped for it."""
-    from llmspec.plan.termination import interactive_label
+    from llmspec.plan.cells import Cell
+    from llmspec.plan.termination import interactive_labels
     from llmspec.results import Result
 
     spec = spec_of([model("small", "1B", ["Q4_K_M"])])
     noisy = Result(cell={}, status="ok", metrics={"tokens_per_s": 1.9, "ttft_s": 1.0, "itl_cv_pct": 5.0},
                    intervals={"tokens_per_s": {"n": 6, "low": 1.7, "high": 2.2, "method": "m"}})
-    assert interactive_label(noisy, spec.thresholds) == "Poor"
+    stored = {("small", "Q4_K_M"): {Cell(spec.name, "small", "Q4_K_M", "interactive"): noisy}}
+    assert interactive_labels(stored, spec.thresholds) == {("small", "Q4_K_M"): "Poor"}
     noisy.intervals = None
-    assert interactive_label(noisy, spec.thresholds) == "Failed"
+    assert interactive_labels(stored, spec.thresholds) == {("small", "Q4_K_M"): "Failed"}

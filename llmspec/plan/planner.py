@@ -27,9 +27,9 @@ from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
 from llmspec.plan.reference import Reference
 from llmspec.plan.serverargs import ServerArgs
 from llmspec.plan.targets import EndpointTarget, LocalModel, Target
-from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_label
+from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels
 from llmspec.profiles import PROFILES, ProfileKind
-from llmspec.rating import rate
+from llmspec.rating import rate_many
 from llmspec.results import WITHOUT_SAMPLES, Result, judge
 from llmspec.spec import ServerSettings, Spec
 
@@ -132,14 +132,6 @@ class CellJob:
             identity = LocalModel(self.reference.file).identity_now()
             inputs["reference"] = {**inputs["reference"], "model": identity}
         return digest(inputs), inputs
-
-
-def best_label(labels: list[str | None]) -> str | None:
-    """The best rating among a configuration's variants (None when none was rated)."""
-    from llmspec.rating import LABELS
-
-    rated = [label for label in labels if label is not None]
-    return min(rated, key=LABELS.index) if rated else None
 
 
 def model_parts(kind: ProfileKind, target: Target, identity: dict[str, Any] | None, version: str | None,
@@ -322,15 +314,13 @@ class Plan:
         profiles = [p for p in self.spec.profiles.enabled() if PROFILES[p].performance and not PROFILES[p].last]
         passing = []
         configs = [(m, q, v) for m, q in ordered_pairs(self.spec) for v in self.variants]
-        for order, (model, quant, variant) in enumerate(configs):
-            labels, size = [], None
-            for profile in profiles:
-                result = self.stored(Cell(self.spec.name, model, quant, profile, variant=variant))
-                if result is not None and result.ok:
-                    labels.append(rate(profile, result.figures(), self.spec.thresholds).label)
-                    size = (result.model_file or {}).get("size", size)
-                else:
-                    labels.append(None)
+        found = [[self.stored(Cell(self.spec.name, m, q, p, variant=v)) for p in profiles] for m, q, v in configs]
+        ok = [(p, r) for results in found for p, r in zip(profiles, results) if r is not None and r.ok]
+        labels_of = iter(r.label for r in rate_many([(p, r.figures()) for p, r in ok], self.spec.thresholds))
+        for order, ((model, quant, variant), results) in enumerate(zip(configs, found)):
+            labels = [next(labels_of) if r is not None and r.ok else None for r in results]
+            size = next(((r.model_file or {}).get("size") for r in reversed(results) if r is not None and r.ok
+                         and (r.model_file or {}).get("size") is not None), None)
             rated = [label for label in labels if label is not None]
             if rated and all(label in PASSING for label in rated) and len(rated) == len(labels):
                 passing.append((size or 0, order, model, quant, variant, rated))
@@ -412,13 +402,14 @@ class Plan:
 
             ev.gpus = GpuSource().read()  # the VRAM pre-flight; None: no GPU, the RAM rules apply
         profiles = [p for p in self.spec.profiles.enabled() if not PROFILES[p].last]
+        stored = {}
         for model, quant in ordered_pairs(self.spec):
             cells = dict.fromkeys(Cell(self.spec.name, model, quant, p, variant=v if PROFILES[p].needs_server else "")
                                   for v in self.variants for p in profiles)
-            results = {cell: self.stored(cell) for cell in cells}
-            if "interactive" in profiles:  # the best variant's: one that runs well is enough
-                ev.ratings[(model, quant)] = best_label([interactive_label(r, self.spec.thresholds)
-                                                         for c, r in results.items() if c.profile == "interactive"])
+            stored[(model, quant)] = {cell: self.stored(cell) for cell in cells}
+        if "interactive" in profiles:  # the best variant's: one that runs well is enough
+            ev.ratings.update(interactive_labels(stored, self.spec.thresholds))
+        for (model, quant), results in stored.items():
             ok = [r for r in results.values() if r is not None and r.ok]
             self._file_facts(ev, model, quant, ok)
             peaks = [r.metrics.get("peak_rss_gb") for r in ok if r.metrics.get("peak_rss_gb")]

@@ -22,8 +22,7 @@ from typing import Any
 
 from llmspec.machine.gpu import GpuReading
 from llmspec.models.quants import BITS_PER_WEIGHT
-from llmspec.rating import rate
-from llmspec.results import Result
+from llmspec.rating import best_label, rate_many
 from llmspec.text import gb
 
 OVERHEAD_BYTES = 150e6  # llama-server's compute buffers and runtime, on top of weights and KV
@@ -183,8 +182,13 @@ def _failed_q456(model, ev: Evidence) -> list[str]:
     return sorted(labels) if all(label == "Failed" for label in labels.values()) else []
 
 
-def interactive_label(result: Result | None, thresholds) -> str | None:
-    """The rating the termination rules look at (the same function the report uses)."""
-    if result is None or not result.ok:
-        return None
-    return rate("interactive", result.figures(), thresholds).label
+def interactive_labels(stored: dict, thresholds) -> dict:
+    """(model, quant) -> the best interactive label among its variants' stored results (None:
+    none measured), rated in one `rate_many` call, the function the report uses."""
+    measured = [(key, r) for key, results in stored.items() for c, r in results.items()
+                if c.profile == "interactive" and r is not None and r.ok]
+    ratings = rate_many([("interactive", r.figures()) for _, r in measured], thresholds)
+    labels: dict = {key: [] for key in stored}
+    for (key, _), rating in zip(measured, ratings):
+        labels[key].append(rating.label)
+    return {key: best_label(found) for key, found in labels.items()}

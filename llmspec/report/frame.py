@@ -19,8 +19,8 @@ import polars as pl
 
 from llmspec.plan.cells import expand, split_config
 from llmspec.profiles import KINDS
-from llmspec.rating import Rating, rate
-from llmspec.results import BOUND, FOR_REPORTS, Result, bound_names, result_paths
+from llmspec.rating import checks_json, rate_frame, summary
+from llmspec.results import BOUND, FOR_REPORTS, Result, result_paths
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,11 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     index = pl.Series("order", [orders[h].get(tuple(k)) for h, *k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
     kept = _rederived(kept, spec)
-    rated = (c for k in KINDS for m in k.rated_metrics for c in (m, *bound_names(m)))
-    needed = ["profile", "status", *dict.fromkeys(c for c in rated if c in kept.columns)]
-    ratings = [rating_of(row, spec) for row in kept.select(needed).iter_rows(named=True)]
+    rated = rate_frame(kept, spec.thresholds, pl.col("status") == "ok")
     return kept.with_columns(
-        pl.Series("rating", [r.label for r in ratings], dtype=pl.String),
-        pl.Series("rating_summary", [r.summary() for r in ratings], dtype=pl.String),
-        pl.Series("rating_checks", [json.dumps([c.as_dict() for c in r.checks]) for r in ratings], dtype=pl.String),
+        rated["rating"],
+        pl.Series("rating_summary", [summary(c) for c in rated["rating_checks"].to_list()], dtype=pl.String),
+        rated.select(checks_json(pl.col("rating_checks")).alias("rating_checks")).to_series(),
     ), frame.height - kept.height
 
 
@@ -160,13 +158,6 @@ def _host_cores(frame: pl.DataFrame) -> dict[str, int | None]:
 
 def _order(spec: Spec, cores: int | None) -> dict[tuple[str, str, str, str], int]:
     return {(c.model, c.quant, c.variant, c.profile): i for i, c in enumerate(expand(spec, cores))}
-
-
-def rating_of(row: dict[str, Any], spec: Spec) -> Rating:
-    """Only a finished measurement is rated; skipped and error rows are shown with their reason."""
-    if row.get("status") != "ok":
-        return Rating(None)
-    return rate(row["profile"], row, spec.thresholds)
 
 
 def hosts(frame: pl.DataFrame) -> list[dict[str, Any]]:
