@@ -127,3 +127,39 @@ def test_the_probe_catches_a_fetch_and_a_console_error(report, tmp_path):
     seen = visit(sabotaged, tmp_path)
     assert seen.requests == ["https://example.com/x.js"]
     assert any('"sabotage"' in line for line in seen.console)
+
+
+def test_a_large_table_pages_and_sorts_and_filters_all_its_rows(tmp_path):
+    """130 configurations: the page shows 100 rows and a pager; sorting and filtering reach the 30
+    rows that arrived packed, and the next page shows the rest."""
+    from tests.test_report_html import wide_spec, write_wide
+
+    write_wide(tmp_path / "results", 130)
+    page, end = render(tmp_path, wide_spec(130)).rsplit("</body>", 1)
+    driver = """<script>
+    Promise.all(window.llmspecTables.map(m => m.ready)).then(() => {
+      const table = document.querySelector("#profile-interactive + table");
+      const pager = () => table.nextElementSibling.querySelector("span").textContent;
+      const first = pager(), rows = table.tBodies[0].rows.length;
+      table.nextElementSibling.querySelector('[data-step="1"]').click();
+      const second = pager(), last = table.tBodies[0].rows[table.tBodies[0].rows.length - 1].cells[0].textContent;
+      const th = [...table.tHead.rows[0].cells].find(c => c.textContent.startsWith("tokens_per_s"));
+      th.click(); th.click();  // descending: the fastest, which came packed, first
+      const top = table.tBodies[0].rows[0].cells[0].textContent;
+      const text = document.getElementById("filter-text");
+      text.value = "model-12";
+      text.dispatchEvent(new Event("input"));
+      const found = [...table.tBodies[0].rows].map(r => r.cells[0].textContent).sort();
+      document.body.dataset.probe = JSON.stringify({first, rows, second, last, top, found, after: pager()});
+    });
+    </script></body>"""
+    driven = tmp_path / "large.html"
+    driven.write_text(page + driver + end, encoding="utf-8")
+    seen = visit(driven, tmp_path)
+    assert seen.console == [] and seen.requests == []
+    probe = json.loads(re.search(r'data-probe="([^"]*)"', seen.dom).group(1).replace("&quot;", '"'))
+    assert probe["first"] == "rows 1–100 of 130" and probe["rows"] == 100
+    assert probe["second"] == "rows 101–130 of 130" and probe["last"] == "model-129"
+    assert probe["top"] == "model-129"  # 139 tokens/s
+    assert probe["found"] == [f"model-{i}" for i in range(120, 130)]
+    assert probe["after"] == "rows 1–10 of 10 (filtered from 130)"

@@ -353,3 +353,42 @@ def test_chart_library_is_cut_out_once_per_vl_convert_version_and_repaired_if_br
     assert cached.read_text(encoding="utf-8") == script and "window.vegaEmbed=" in script
     cached.write_text("half a file</script>", encoding="utf-8")
     assert bundle(tmp_path) == script == cached.read_text(encoding="utf-8")
+
+
+def wide_spec(n: int) -> Spec:
+    """n configurations of one model family, interactive only: a report whose tables must page."""
+    return Spec.model_validate({
+        "name": "demo", "profiles": {"interactive": {"requests": 3}},
+        "models": [{"name": f"model-{i:03d}", "quants": ["Q4_1"], "package": "x", "files": {"Q4_1": "x.gguf"}}
+                   for i in range(n)]})
+
+
+def write_wide(root: Path, n: int) -> None:
+    for i in range(n):
+        result = {**make_result("Q4_1", ttft_s=0.5, tokens_per_s=10.0 + i, itl_cv_pct=5.0),
+                  "cell": {"spec": "demo", "model": f"model-{i:03d}", "quant": "Q4_1", "profile": "interactive"}}
+        write_result(root / HOST / "demo" / f"model-{i:03d}" / "Q4_1" / "interactive.json", result)
+
+
+def test_a_large_table_shows_a_page_and_packs_the_rest_losslessly(tmp_path):
+    """Above PAGE_ROWS rows a table holds its first page, a row saying how many more there are, and
+    the rest as compressed row HTML that report.js unpacks: the same rows, none lost or doubled."""
+    import base64
+    import zlib
+
+    from llmspec.report.html import PAGE_ROWS, ROWS_TYPE
+
+    write_wide(tmp_path / "results", 130)
+    html = render(tmp_path, wide_spec(130))
+    table = html[html.index('id="profile-interactive"'):]
+    table = table[:table.index("</table>")]
+    shown = re.findall(r"<tr data-rating=[^>]*><td>(model-\d+)</td>", table)
+    assert len(shown) == PAGE_ROWS == 100
+    assert "30 more rows" in table
+    packed = re.search(rf'<script type="{ROWS_TYPE}" data-count="130">([^<]+)</script>', table).group(1)
+    rest = json.loads(zlib.decompress(base64.b64decode(packed)))
+    names = shown + [re.match(r"<tr data-rating=[^>]*><td>(model-\d+)</td>", row).group(1) for row in rest]
+    assert sorted(names) == [f"model-{i:03d}" for i in range(130)]
+    write_wide(tmp_path / "small" / "results", 3)
+    small = render(tmp_path / "small", wide_spec(3))
+    assert f'<script type="{ROWS_TYPE}"' not in small and "more rows" not in small  # all there, as before

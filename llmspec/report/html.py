@@ -13,10 +13,12 @@ elsewhere, and the page's layout, style and behaviour live in templates/.
 
 from __future__ import annotations
 
+import base64
 import html as stdlib_html
 import json
 import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,8 @@ from llmspec.spec import Spec
 from llmspec.text import figure
 
 TEMPLATES = Path(__file__).parent / "templates"
+PAGE_ROWS = 100  # rows a table shows at once; larger tables page (see `_body`)
+ROWS_TYPE = "application/x-llmspec-rows"  # the packed rows' script type, which report.js looks for
 PER_SIZE = re.compile(r"_(\d+)$")  # long_context's per-size metrics: a table of their own
 SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 # configs columns shown in the configurations table: (column, header, format)
@@ -326,7 +330,7 @@ def _cells(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict
             compare.setdefault(key[1:], {})[row["host"]] = (
                 _metric_td(headline, row.get(headline) if row["status"] == "ok" else None, False), rating_td)
             body.append(_profile_row(row, texts, shown, rules, label, rating_td, details, key, many))
-        tables.append({"profile": profile, "many_hosts": many, "body": Markup("\n".join(body)),
+        tables.append({"profile": profile, "many_hosts": many, "body": _body(body),
                        "heads": [{"metric": m, "rated": m in rules,
                                   "threshold": _threshold(rules.get(m), getattr(spec.thresholds, profile, None))}
                                  for m in shown]})
@@ -352,6 +356,21 @@ def _profile_row(row: dict, texts: tuple, shown: list[str], rules: dict, label: 
         rating_td, link, "</tr>"))
 
 
+def _body(rows: list[str]) -> Markup:
+    """A table body: every row when there are few; else the first PAGE_ROWS rows, a last row saying
+    how many more there are, and the rest as a deflate-compressed, base64 JSON list of the same row
+    HTML in a script element, which report.js unpacks and pages through (sorting and filtering all
+    rows). 160,000 pre-rendered cells made an 18 MB page that took seconds to open; compressed,
+    the rows of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
+    if len(rows) <= PAGE_ROWS:
+        return Markup("\n".join(rows))
+    packed = base64.b64encode(zlib.compress(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False).encode(), 6)).decode()
+    more = (f'<tr class="more"><td colspan="99">{len(rows) - PAGE_ROWS:,} more rows: the page shows them with '
+            f'JavaScript; results.csv beside this page holds them all.</td></tr>')
+    return Markup("\n".join((*rows[:PAGE_ROWS], more, f'<script type="{ROWS_TYPE}" data-count="{len(rows)}">'
+                             f"{packed}</script>")))
+
+
 def _threshold(rule: Any, limits: Any) -> str:
     value = getattr(limits, rule.threshold, None) if rule else None
     return "" if value is None else f"{'≥' if rule.direction == 'min' else '≤'} {value:g}"
@@ -364,7 +383,7 @@ def _heatmap(frame: pl.DataFrame, heat: dict) -> dict[str, Any]:
     configs = dict.fromkeys(zip(frame["model"], frame["config"])) if frame.height else {}
     rows = ["".join((f"<tr>{_td(m)}{_td(q)}", *(heat.get((h, m, q, p), NOT_RUN) for h in host_ids for p in profiles),
                      "</tr>")) for m, q in configs]
-    return {"hosts": host_ids, "profiles": profiles, "body": Markup("\n".join(rows))}
+    return {"hosts": host_ids, "profiles": profiles, "body": _body(rows)}
 
 
 def _comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
@@ -375,7 +394,7 @@ def _comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
         metric = _headline(profile)
         cells = ("".join(by_host[h]) if h in by_host else f"<td></td>{NOT_RUN}" for h in host_ids)
         rows.append("".join((f"<tr>{_td(model)}{_td(quant)}{_td(profile)}{_td(metric)}", *cells, "</tr>")))
-    return {"hosts": host_ids, "body": Markup("\n".join(rows))}
+    return {"hosts": host_ids, "body": _body(rows)}
 
 
 def _size_table(frame: pl.DataFrame) -> dict[str, Any] | None:
@@ -389,7 +408,7 @@ def _size_table(frame: pl.DataFrame) -> dict[str, Any] | None:
                      *(_metric_td("target_load_s", r[f"load_s_{s}"], False) if r[f"load_s_{s}"] is not None
                        else _td("not attempted", "num") for s in sizes), "</tr>"))
             for r in rows.select("host", "model", "config", *(f"load_s_{s}" for s in sizes)).iter_rows(named=True)]
-    return {"sizes": sizes, "many_hosts": many, "body": Markup("\n".join(body))}
+    return {"sizes": sizes, "many_hosts": many, "body": _body(body)}
 
 
 def _configs_table(configs: pl.DataFrame) -> dict[str, Any]:
@@ -409,7 +428,7 @@ def _configs_table(configs: pl.DataFrame) -> dict[str, Any]:
             *(_td(r, f"rating rating-{r}" if r in LABELS else f"rating status-{r}") for r in ratings),
             *cells, "</tr>")))
     return {"heads": [head for _, head, _ in columns], "profiles": profiles, "many_hosts": many,
-            "body": Markup("\n".join(body)), "count": configs.height}
+            "body": _body(body), "count": configs.height}
 
 
 MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"), ("estimate_error_pct", "{:+.0f}%"),
@@ -426,7 +445,7 @@ def _memory_table(configs: pl.DataFrame) -> dict[str, Any] | None:
     body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
                      *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS), "</tr>"))
             for r in graded.iter_rows(named=True)]
-    return {"many_hosts": many, "body": Markup("\n".join(body)), "count": graded.height,
+    return {"many_hosts": many, "body": _body(body), "count": graded.height,
             "worst": max(errors) if errors else None}
 
 
