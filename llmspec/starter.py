@@ -143,7 +143,8 @@ def entries(found: list[Found], host: Host, ctx_size: int = CTX_SIZE, taken: set
             entry.left_out.append((f, why))
         else:
             entry.files.append(f)
-    return [e for slots in groups.values() for e in slots]
+    found_entries = [e for slots in groups.values() for e in slots]
+    return [e for e in found_entries if e.files] + [e for e in found_entries if not e.files]
 
 
 def _bits(quant: str | None) -> float:
@@ -208,30 +209,53 @@ def render_entry(entry: Entry, root: Path, ctx_size: int = CTX_SIZE) -> str:
     facts.append("chat template: yes" if meta.get("has_chat_template")
                  else "no chat template (a base model? its results are flagged)")
     lines = [f"# {entry.name}: {', '.join(facts)}", f"# found in {_where(f)}"]
+    listed = entry.files or [x for x, _ in entry.left_out]
     body = ["[[models]]", line("name", entry.name)]
     if meta.get("parameters"):
         body.append(line("size", size_class(meta["parameters"]), "size class, orders models within a quant level"))
-    body.append(line("quants", [x.quant for x in entry.files] or [x.quant for x, _ in entry.left_out]))
-    kept = entry.files or [x for x, _ in entry.left_out]
-    if f.repo and all(x.repo == f.repo and x.revision == f.revision for x in kept):
+    body.append(line("quants", [x.quant or "?" for x in listed]))
+    reference, derived = _reference(listed)
+    if reference:
+        body.append(line("reference", reference, "the most precise file: the others were derived from it"))
+    if f.repo and all(x.repo == f.repo and x.revision == f.revision for x in listed):
         body.append(line("repo", f.repo, "Hugging Face; linked from your hub cache, not downloaded again"))
         body.append(line("revision", f.revision))
     body.append("[models.files]")
-    for x in kept:
+    for x in listed:
         path = x.file if (f.repo and x.repo == f.repo) else _spec_path(x.path, root)
         need = estimate_memory(x.size, x.meta, ctx_size).total_gb
-        body.append(line(x.quant, path, f"{x.size / 1e9:.2f} GB file, needs about {gb(need)}"
-                                        + (f"; ollama {x.tag}" if x.tag else "")))
-    if not entry.files:
-        lines.append("# Left out: no file of it fits this host. Remove the leading '# ' to measure it anyway.")
-        lines += [f"# {b}" for b in body]
-    else:
+        notes = [f"{_file_size(x.size)} file, needs about {gb(need)}", derived.get(x.quant),
+                 f"ollama {x.tag}" if x.tag else None]
+        body.append(line(x.quant or "?", path, "; ".join(n for n in notes if n)))
+    if entry.files:
         lines += body
-    for x, why in entry.left_out if entry.files else []:
-        lines.append(f"# {x.quant or '?'} ({x.path}) left out: {why}")
-    if not entry.files:
+        lines += [f"# {x.quant or '?'} ({x.path}) left out: {why}" for x, why in entry.left_out]
+    else:
+        lines.append("# Left out: none of its files can be measured here (why, below). To try anyway, remove the "
+                     "leading '# '.")
+        lines += [f"# {b}" for b in body]
         lines += [f"#   {x.quant or '?'}: {why}" for x, why in entry.left_out]
     return "\n".join(lines) + "\n"
+
+
+def _reference(files: list[Found]) -> tuple[str | None, dict[str, str]]:
+    """llmspec's own derived files say what they were made from (`<file>.derived.json`): a Q8_0
+    made from a Q4_1 holds no more than the Q4_1, so the Q4_1 is the divergence reference, not
+    the Q8_0 its label would pick. (The reference quant, or None when the default is right; a
+    note per derived quant.)"""
+    from llmspec.models.files import provenance
+
+    by_name = {x.path.name: x.quant for x in files}
+    bases = {x.quant: by_name.get(((provenance(x.path) or {}).get("base") or {}).get("name")) for x in files}
+    notes = {q: f"derived by llama-quantize from {b}" for q, b in bases.items() if q and b}
+    effective = {x.quant: min(_bits(x.quant), _bits(bases[x.quant]) if bases[x.quant] else 99.0) for x in files}
+    best = max((x.quant for x in files if x.quant), key=lambda q: (effective[q], not bases[q]), default=None)
+    default = max((x.quant for x in files if x.quant), key=_bits, default=None)
+    return (best if best != default else None), notes
+
+
+def _file_size(size: int) -> str:
+    return f"{size / 1e6:.0f} MB" if size < 1e9 else f"{size / 1e9:.1f} GB"
 
 
 def size_class(parameters: int | None) -> str:
