@@ -268,3 +268,17 @@ def test_quants_of_one_model_share_an_entry_and_names_lose_the_quant(tmp_path):
     host = Host("cpu", 2, 2, 24.0, 20.0, 20.0, "20 GB", None, None, "no GPU")
     grouped = {e.name: [f.quant for f in e.files] for e in entries(found, host)}
     assert grouped == {"gemma-3-270m": ["Q4_K_M", "Q8_0"], "other": ["Q8_0"]}
+
+
+def test_a_quant_llmspec_derived_from_a_less_precise_file_does_not_become_the_reference(tmp_path):
+    """The demo's Q8_0 is made from a Q4_1 (its `.derived.json` says so): the Q4_1 is the reference."""
+    from llmspec.models.stores import Place, scan
+    from llmspec.starter import Host, entries, render_entry
+
+    tiny_gguf(tmp_path / "smol.Q4_1.gguf", FT.MOSTLY_Q4_1)
+    tiny_gguf(tmp_path / "smol.Q8_0.gguf", FT.MOSTLY_Q8_0)
+    (tmp_path / "smol.Q8_0.gguf.derived.json").write_text(json.dumps({"base": {"name": "smol.Q4_1.gguf"}}))
+    host = Host("cpu", 2, 2, 24.0, 20.0, 20.0, "20 GB", None, None, "no GPU")
+    (entry,) = entries(scan([Place("folder", tmp_path, "--scan")]).found, host)
+    model = tomllib.loads(render_entry(entry, tmp_path))["models"][0]
+    assert model["quants"] == ["Q4_1", "Q8_0"] and model["reference"] == "Q4_1"
