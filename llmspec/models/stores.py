@@ -284,13 +284,13 @@ def model_name(label: str) -> str:
 def _walk(root: Path, notes: list[str], skip: set[Path] = frozenset(), suffix: str | None = ".gguf") -> Iterator[Path]:
     """Files under root ending in `suffix` (any with None), depth-first, in name order. Symlinked
     files are followed (the hub's snapshots are links); symlinked folders are not (no loops)."""
-    budget = [MAX_ENTRIES]
+    budget = MAX_ENTRIES
     stack = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
         entries = _entries(folder, notes)
-        budget[0] -= len(entries)
-        if budget[0] < 0:
+        budget -= len(entries)
+        if budget < 0:
             notes.append(f"{root}: stopped after {MAX_ENTRIES:,} entries; name a narrower folder with --scan")
             return
         subfolders = []
