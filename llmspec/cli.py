@@ -1,7 +1,8 @@
 """`llmspec` command line: look at a spec without measuring anything.
 
+    llmspec init [NAME]     a first spec from the GGUF files on this machine, sized to it
     llmspec check SPEC...   validate specs (exit 2 with one line per problem)
-    llmspec models SPEC     which model files are present, to download, to derive
+    llmspec models SPEC     which model files are present, to download, to derive, and which are not in it
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
     llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json)
 
@@ -25,6 +26,14 @@ from llmspec.text import format_table
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmspec", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="write specs/NAME.toml from the GGUF files on this machine, sized to it")
+    init.add_argument("name", nargs="?", default="mine", help="the spec's name (default: mine)")
+    init.add_argument("--scan", type=Path, action="append", default=[], metavar="DIR",
+                      help="also look in DIR (repeatable); the usual tools' folders are always looked in")
+    init.add_argument("--use", metavar="USES", help="what you will use the models for, comma-separated: "
+                                                    "chat, long-context, batch, accuracy, serving (default: chat)")
+    init.add_argument("--memory-gb", type=float, metavar="GB",
+                      help="memory a model may take (default: the RAM available); written as limits.max_memory_gb")
     check = sub.add_parser("check", help="validate specs without running anything")
     check.add_argument("specs", nargs="+", type=Path)
     models = sub.add_parser("models", help="model files of a spec: present, to download, to derive")
@@ -36,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
     args = parser.parse_args(argv)
     try:
-        return {"check": cmd_check, "models": cmd_models, "plan": cmd_plan, "loadtest": loadtest.command,
-                "schema": cmd_schema}[args.command](args)
+        return {"init": cmd_init, "check": cmd_check, "models": cmd_models, "plan": cmd_plan,
+                "loadtest": loadtest.command, "schema": cmd_schema}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -97,20 +106,74 @@ def spec_json_schema() -> dict:
             **({"required": required} if required else {})}
 
 
+def cmd_init(args) -> int:
+    import os
+
+    from llmspec import starter
+
+    if args.memory_gb is not None and not args.memory_gb > 0:
+        raise UserError(f"--memory-gb: {args.memory_gb:g} is not a memory size; give the GB a model may take, e.g. 16")
+    uses = starter.parse_uses(args.use)
+    written = starter.init(args.name, Path.cwd(), args.scan, uses, starter.read_host(args.memory_gb), os.environ)
+    print("Looked for GGUF files in:")
+    print("\n".join(starter.describe_places(written.scan, written.places)))
+    for note in written.scan.notes:
+        print(f"  note: {note}")
+    usable = [e for e in written.entries if e.files]
+    left = sum(len(e.left_out) for e in written.entries)
+    shown = _shown(written.path)
+    if written.demo:
+        print(f"No usable model file found: wrote {shown} with the demo's SmolLM2 model and, in a comment, "
+              f"how to add a Hugging Face model" + (f" ({left} file(s) left out, see the comments)" if left else ""))
+    else:
+        quants = sum(len(e.files) for e in usable)
+        print(f"Wrote {shown}: {len(usable)} model(s), {quants} file(s), {written.cells} cell(s) for "
+              f"{', '.join(uses)}" + (f"; {left} file(s) left out, with the reason in a comment" if left else ""))
+    print(f"Next: llmspec plan {shown}, then doit spec={written.spec.name}")
+    return 0
+
+
 def cmd_models(args) -> int:
     plan = Plan(load_spec(args.spec))
     rows = [("model", "quant", "source", "state", "size", "file")]
     for model in plan.spec.models:
         for quant in model.quants:
             mf = plan.model_file(model.name, quant)
-            rows.append((model.name, quant, f"{mf.kind}: {mf.origin}", *_state(mf), _shown(mf.path)))
-    planned = {plan.model_file(m.name, q).path for m in plan.spec.models for q in [*m.quants, *m.derive.values()]}
-    model_dir = plan.spec.resolve(plan.spec.model_dir)
-    for path in sorted(model_dir.rglob("*.gguf")):
-        if path not in planned:
-            rows.append(("-", "-", "-", "not in this spec", f"{path.stat().st_size / 1e6:.0f} MB", _shown(path)))
+            rows.append((model.name, quant, f"{mf.kind}: {mf.origin}", *_state(plan.spec, mf), _shown(mf.path)))
     print(format_table(rows))
+    _unmentioned(plan)
     return 0
+
+
+def _unmentioned(plan: Plan) -> None:
+    """GGUF files in the model_dir and the usual tools' folders that the spec does not name, each
+    with the [[models]] lines that would add it (what `llmspec init` would write)."""
+    import os
+
+    from llmspec import starter
+    from llmspec.models import files as modelfiles
+    from llmspec.models.stores import places, scan
+
+    spec = plan.spec
+    mentioned = set()
+    for model in spec.models:
+        for quant in [*model.quants, *model.derive.values()]:
+            mf = plan.model_file(model.name, quant)
+            for path in (mf.path, modelfiles.existing_file(spec, mf)):
+                if path is not None and path.exists():
+                    mentioned.add(os.path.realpath(path))
+    scanned = scan(places(os.environ, spec.resolve(spec.model_dir)))
+    stray = [f for f in scanned.found if os.path.realpath(f.path) not in mentioned]
+    for note in scanned.notes:
+        print(f"note: {note}")
+    if not stray:
+        return
+    host = starter.read_host(spec.limits.max_memory_gb)
+    found = starter.entries(stray, host, spec.server.ctx_size, {m.name for m in spec.models})
+    print(f"\n{sum(len(e.files) + len(e.left_out) for e in found)} GGUF file(s) on this machine not in "
+          f"{_shown(spec.path)}; to measure them, add:\n")
+    for entry in found:
+        print(starter.render_entry(entry, spec.root, spec.server.ctx_size))
 
 
 def _shown(path: Path) -> str:
@@ -120,11 +183,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _state(mf) -> tuple[str, str]:
+def _state(spec, mf) -> tuple[str, str]:
+    from llmspec.models import files as modelfiles
+
     if mf.path.exists():
         return "available", f"{mf.path.stat().st_size / 1e6:.0f} MB"
     if mf.kind == "derive":
         return f"to derive from {mf.origin}", "?"
+    if mf.kind == "hf" and (cached := modelfiles.hub_cached(mf)) is not None:
+        return "in the Hugging Face cache (linked when a cell runs)", f"{cached.stat().st_size / 1e6:.0f} MB"
     if mf.kind == "hf":
         from llmspec.models import hub
 

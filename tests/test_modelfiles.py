@@ -1,10 +1,13 @@
 """Model files come from a local path, a package or a hub, and are known by size and sha256."""
 
+import os
 import subprocess
 import sys
 
+import gguf
 import pytest
 from fakehub import FakeHub
+from test_init import tiny_gguf
 
 from llmspec.errors import UserError
 from llmspec.models import files as modelfiles
@@ -83,15 +86,21 @@ def test_models_command_shows_inventory(project, smol_gguf):
         """)
     spec = load_spec(spec_path)
     modelfiles.ensure(spec, Plan(spec).model_file("smol", "Q4_1"))
-    stray = project.root / "build" / "models" / "old" / "old.gguf"
-    stray.parent.mkdir(parents=True)
-    stray.write_bytes(b"GGUF")
+    broken = project.root / "build" / "models" / "old" / "old.gguf"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"GGUF")
+    tiny_gguf(project.root / "build" / "models" / "other" / "other-Q8_0.gguf", gguf.LlamaFileType.MOSTLY_Q8_0)
+    away = str(project.root / "elsewhere")  # no other tool's folder: only model_dir holds strays
+    env = {**os.environ, "HOME": away, "HF_HUB_CACHE": away, "OLLAMA_MODELS": away, "LLAMA_CACHE": away}
     out = subprocess.run([sys.executable, "-m", "llmspec.cli", "models", str(spec_path)], cwd=project.root,
-                         capture_output=True, text=True, check=True).stdout
-    lines = {line.split()[1] if not line.startswith("-") else "stray": line for line in out.splitlines()[2:]}
+                         capture_output=True, text=True, check=True, env=env).stdout
+    table, _, rest = out.partition("\n\n")
+    lines = {line.split()[1]: line for line in table.splitlines()[2:] if not line.startswith("note:")}
     assert "available" in lines["Q4_1"] and "98 MB" in lines["Q4_1"]
     assert "to derive from Q4_1" in lines["Q8_0"]
-    assert "not in this spec" in lines["stray"] and "build/models/old/old.gguf" in lines["stray"]
+    assert f"note: {broken}: not a readable GGUF file" in out
+    assert rest.startswith("1 GGUF file(s) on this machine not in specs/t.toml; to measure them, add:")
+    assert 'name = "other"' in rest and 'Q8_0 = "build/models/other/other-Q8_0.gguf"' in rest
 
 
 def test_fast_header_reader_agrees_with_llama_cpps_gguf_reader(smol_gguf):

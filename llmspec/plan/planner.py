@@ -27,7 +27,7 @@ from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
 from llmspec.plan.reference import Reference
 from llmspec.plan.serverargs import ServerArgs
 from llmspec.plan.targets import EndpointTarget, LocalModel, Target
-from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels
+from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels, memory_limit
 from llmspec.profiles import PROFILES, ProfileKind
 from llmspec.rating import rate_many
 from llmspec.results import WITHOUT_SAMPLES, Result, judge
@@ -392,11 +392,7 @@ class Plan:
     def _gather_evidence(self) -> Evidence:
         import psutil
 
-        available = psutil.virtual_memory().available / GB
-        limit, text = available, f"the {available:.1f} GB of RAM available"
-        if self.spec.limits.max_memory_gb is not None and self.spec.limits.max_memory_gb < available:
-            limit, text = self.spec.limits.max_memory_gb, f"limits.max_memory_gb = {self.spec.limits.max_memory_gb:g}"
-        ev = Evidence(limit, text)
+        ev = Evidence(*memory_limit(psutil.virtual_memory().available / GB, self.spec.limits.max_memory_gb))
         if any(v.server.n_gpu_layers not in (None, 0) for v in self.variants.values()):
             from llmspec.machine.gpu import GpuSource
 
@@ -424,7 +420,8 @@ class Plan:
         found = modelfiles.existing_file(self.spec, mf)
         stored = next((r.model_file for r in ok_results if r.model_file), None)
         if found is not None:
-            ev.sizes[key], ev.meta[key] = found.stat().st_size, modelfiles.metadata_or_none(found)
+            # A file outside model_dir (a package's, another tool's store) is read, not annotated.
+            ev.sizes[key], ev.meta[key] = found.stat().st_size, modelfiles.metadata_or_none(found, found == mf.path)
         elif stored:
             ev.sizes[key], ev.meta[key] = stored.get("size"), stored.get("metadata")
         elif mf.kind == "derive":

@@ -110,15 +110,10 @@ def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than,
     size = ev.sizes.get((model.name, quant))
     prediction = _predict(ev, size)
     if size is not None:
-        meta = ev.meta.get((model.name, quant))
-        est = estimate_memory(size, meta, ctx_size, cache_types)
-        split = _split(est, meta, n_gpu_layers, ev.gpus)
-        if split is not None and split[0] is not None:
-            return Decision("vram", split[0], "vram", prediction)
-        host_gb, detail = (split[1], f"the part left in RAM of {est.detail}") if split else (est.total_gb, est.detail)
-        if host_gb > ev.limit_gb:
-            return Decision("memory", f"needs about {gb(host_gb)} ({detail}), more than {ev.limit_text}",
-                            "memory", prediction)
+        misfit = memory_check(size, ev.meta.get((model.name, quant)), ctx_size, ev.limit_gb, ev.limit_text,
+                              cache_types, n_gpu_layers, ev.gpus)
+        if misfit is not None:
+            return Decision(misfit[0], misfit[1], misfit[0], prediction)
     for (other, other_quant), label in sorted(ev.ratings.items()):
         if other_quant == quant and other != model.name and label == "Failed" and larger_than(other):
             return Decision("threshold", f"the smaller {other} already failed the interactive thresholds at "
@@ -134,6 +129,30 @@ def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than,
         return Decision("memory_trend", f"predicted peak memory {gb(prediction)} from {len(ev.observed)} measured "
                                         f"configuration(s) exceeds {ev.limit_text}", "memory_trend", prediction)
     return Decision(None, predicted_peak_gb=prediction)
+
+
+def memory_limit(available_gb: float, max_memory_gb: float | None) -> tuple[float, str]:
+    """(GB a server may take, how to say where that figure comes from): the RAM available now,
+    or `limits.max_memory_gb` where the spec sets less."""
+    if max_memory_gb is not None and max_memory_gb < available_gb:
+        return max_memory_gb, f"limits.max_memory_gb = {max_memory_gb:g}"
+    return available_gb, f"the {available_gb:.1f} GB of RAM available"
+
+
+def memory_check(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, limit_gb: float, limit_text: str,
+                 cache_types: tuple[str | None, str | None] = (None, None), n_gpu_layers: int | str | None = None,
+                 gpus: list[GpuReading] | None = None) -> tuple[str, str] | None:
+    """The memory pre-flight of one model file: None when it fits, else (rule, reason), the rule
+    being "vram" (the offloaded part does not fit the GPUs) or "memory" (the rest does not fit
+    `limit_gb`). The planner asks it before starting a server; `llmspec init` before listing a file."""
+    est = estimate_memory(size_bytes, meta, ctx_size, cache_types)
+    split = _split(est, meta, n_gpu_layers, gpus)
+    if split is not None and split[0] is not None:
+        return "vram", split[0]
+    host_gb, detail = (split[1], f"the part left in RAM of {est.detail}") if split else (est.total_gb, est.detail)
+    if host_gb > limit_gb:
+        return "memory", f"needs about {gb(host_gb)} ({detail}), more than {limit_text}"
+    return None
 
 
 def _split(est: Estimate, meta: dict[str, Any] | None, n_gpu_layers: int | str | None,

@@ -62,12 +62,12 @@ class BatchProfile(Strict):
     """Batch document processing (docs/profiles.md): sequential summaries, steadiness, leaks."""
 
     documents: int = Field(30, ge=3, description="documents summarised one after another")
-    max_tokens: int = Field(128, ge=8)
+    max_tokens: int = Field(128, ge=8, description="longest summary, in tokens")
     prompts: str = Field("prompts/batch", description="folder of .txt documents")
 
 
 class BatchThresholds(Strict):
-    min_docs_per_hour: float = Field(30.0, gt=0)
+    min_docs_per_hour: float = Field(30.0, gt=0, description="documents summarised per hour at least")
     max_doc_time_cv_pct: float = Field(20.0, gt=0, description="variation of the per-document time at most")
     max_degradation_pct: float = Field(10.0, gt=0, description="last documents slower than the first by at most")
 

@@ -35,7 +35,7 @@ class InteractiveProfile(Strict):
     max_requests: int = Field(12, ge=3, description="more requests, up to this many, until the precision target")
     target_precision_pct: float = Field(
         5.0, gt=0, description="repeat until the 95% interval of the median tokens/s is within this percent of it")
-    max_tokens: int = Field(128, ge=8)
+    max_tokens: int = Field(128, ge=8, description="tokens generated per request")
     prompts: str = Field("prompts/interactive", description="folder of .txt story openings")
     ignore_eos: bool = Field(True, description="generate exactly max_tokens so runs compare")
     temperature: float = Field(0.8, ge=0)

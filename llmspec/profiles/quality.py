@@ -262,15 +262,15 @@ class QualityProfile(Strict):
     """Accuracy/quality (docs/profiles.md): scored answers at temperature 0 with a fixed seed."""
 
     tests: str = Field("prompts/quality.json", description="scored items (format: llmspec/profiles/quality.py)")
-    max_tokens: int = Field(256, ge=16)
+    max_tokens: int = Field(256, ge=16, description="longest answer, in tokens (an answer cut off scores 0)")
     seed: int = 42
 
 
 class QualityThresholds(Strict):
-    min_math_pct: float = Field(80.0, ge=0, le=100)
-    min_comprehension_pct: float = Field(75.0, ge=0, le=100)
-    min_reasoning_pct: float = Field(75.0, ge=0, le=100)
-    min_format_pct: float = Field(90.0, ge=0, le=100)
+    min_math_pct: float = Field(80.0, ge=0, le=100, description="math items answered right, percent, at least")
+    min_comprehension_pct: float = Field(75.0, ge=0, le=100, description="comprehension items right, percent, at least")
+    min_reasoning_pct: float = Field(75.0, ge=0, le=100, description="logical reasoning items right, percent, at least")
+    min_format_pct: float = Field(90.0, ge=0, le=100, description="answers in the asked format, percent, at least")
 
 
 def _files(settings, root: Path) -> tuple[str, list[Path]]:

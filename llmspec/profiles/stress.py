@@ -54,9 +54,9 @@ class StressProfile(Strict):
 
 
 class StressThresholds(Strict):
-    max_temperature_c: float = Field(85.0, gt=0)
+    max_temperature_c: float = Field(85.0, gt=0, description="hottest CPU temperature at most (Celsius)")
     max_drift_pct: float = Field(10.0, gt=0, description="tokens/s lost from the first to the last samples")
-    max_swap_gb: float = Field(0.1, ge=0)
+    max_swap_gb: float = Field(0.1, ge=0, description="swap used during the run at most")
 
 
 class Sampler:

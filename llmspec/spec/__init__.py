@@ -5,8 +5,9 @@ profile registry); `load` reads a file into them, turning every problem into one
 """
 
 from llmspec.models.quants import KNOWN_QUANTS
-from llmspec.spec.load import describe_validation_error, load_spec, project_root_of
+from llmspec.spec.load import describe_validation_error, load_spec, project_root_of, spec_from_text
 from llmspec.spec.schema import Endpoint, Limits, Model, PlannerSettings, Profiles, ServerSettings, Spec, Thresholds
 
 __all__ = ["KNOWN_QUANTS", "Endpoint", "Limits", "Model", "PlannerSettings", "Profiles", "ServerSettings", "Spec",
-           "Thresholds", "describe_validation_error", "load_spec", "project_root_of"]
+           "Thresholds", "describe_validation_error", "load_spec", "project_root_of",
+           "spec_from_text"]

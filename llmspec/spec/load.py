@@ -29,8 +29,18 @@ def project_root_of(spec_path: Path) -> Path:
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec, or raise a one-line UserError naming file, key and fix."""
     path = Path(path)
+    return _validated(_read_toml(path, _shown_path(path)), path)
+
+
+def spec_from_text(text: str, path: str | Path) -> Spec:
+    """The spec `text` would be as the file `path` (which need not exist yet), or the UserError
+    loading it would give: how `llmspec init` checks a spec before writing it."""
+    path = Path(path)
+    return _validated(_parse_toml(text, _shown_path(path)), path)
+
+
+def _validated(raw: dict[str, Any], path: Path) -> Spec:
     shown = _shown_path(path)
-    raw = _read_toml(path, shown)
     internal = [key for key in ("path", "root") if key in raw]  # set here, from where the file is
     if internal:
         raise UserError(f"{shown}: {internal[0]}: unknown key (allowed here: {', '.join(_allowed_keys([]))})")
@@ -47,9 +57,6 @@ def load_spec(path: str | Path) -> Spec:
 def _read_toml(path: Path, shown: str) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-        if text.startswith("\ufeff"):
-            raise UserError(f"{shown}: starts with a byte order mark (BOM); save it as UTF-8 without BOM")
-        return tomllib.loads(text)
     except FileNotFoundError:
         raise UserError(f"{shown}: no such spec file") from None
     except IsADirectoryError:
@@ -58,6 +65,14 @@ def _read_toml(path: Path, shown: str) -> dict[str, Any]:
         raise UserError(f"{shown}: not UTF-8 text (byte {exc.start}); a spec is a TOML file saved as UTF-8") from None
     except OSError as exc:
         raise UserError(f"{shown}: cannot read the spec ({exc.strerror or exc})") from None
+    return _parse_toml(text, shown)
+
+
+def _parse_toml(text: str, shown: str) -> dict[str, Any]:
+    if text.startswith("\ufeff"):
+        raise UserError(f"{shown}: starts with a byte order mark (BOM); save it as UTF-8 without BOM")
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{shown}: TOML syntax error: {exc}") from None
     except RecursionError:  # tomllib recurses once per level of nested arrays or inline tables
