@@ -43,8 +43,10 @@ class Dashboard(ThreadingHTTPServer):
     daemon_threads = True  # a client that never reads does not keep Ctrl+C waiting
     allow_reuse_address = True
 
-    def __init__(self, run_dir: Path, reports: Path, spec: str | None = None, port: int = DEFAULT_PORT):
+    def __init__(self, run_dir: Path, reports: Path, spec: str | None = None, port: int = DEFAULT_PORT,
+                 heartbeat_s: float = HEARTBEAT_S):
         self.run_dir, self.reports, self.spec = Path(run_dir), Path(reports), spec
+        self.heartbeat_s = heartbeat_s
         self.stopping = threading.Event()
         self.page = resources.files("llmspec.watch").joinpath("page.html").read_bytes()
         try:
@@ -151,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"data: " + json.dumps(body).encode() + b"\n\n")
                 self.wfile.flush()
                 beat = time.monotonic()
-            elif time.monotonic() - beat >= HEARTBEAT_S:
+            elif time.monotonic() - beat >= self.server.heartbeat_s:
                 self.wfile.write(b": heartbeat\n\n")
                 self.wfile.flush()
                 beat = time.monotonic()
