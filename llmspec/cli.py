@@ -5,6 +5,7 @@
     llmspec models SPEC     which model files are present, to download, to derive, and which are not in it
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
     llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json)
+    llmspec watch [SPEC]    a live dashboard of the running matrix on http://127.0.0.1:8765/
 
 Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
 """
@@ -43,10 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     loadtest.add_parser(sub)
     schema = sub.add_parser("schema", help="the spec's JSON Schema, for editor completion and typo marks")
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
+    watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 only)")
+    watch.add_argument("spec", nargs="?", help="the spec whose report to offer first (a name or a path); "
+                       "default: whatever runs in this project (the current folder)")
+    watch.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
     args = parser.parse_args(argv)
     try:
         return {"init": cmd_init, "check": cmd_check, "models": cmd_models, "plan": cmd_plan,
-                "loadtest": loadtest.command, "schema": cmd_schema}[args.command](args)
+                "loadtest": loadtest.command, "schema": cmd_schema, "watch": cmd_watch}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -73,6 +78,23 @@ def cmd_plan(args) -> int:
     from llmspec.plan import view as planview
 
     print(planview.render(Plan(load_spec(args.spec))))
+    return 0
+
+
+def cmd_watch(args) -> int:
+    """Serve the dashboard until Ctrl+C; it reads build/run/progress.json and build/reports/ only."""
+    from llmspec.plan.planner import Workspace
+    from llmspec.watch.server import watch
+
+    root, name = Path.cwd(), None
+    if args.spec:
+        path = Path(args.spec) if args.spec.endswith(".toml") else root / "specs" / f"{args.spec}.toml"
+        spec = load_spec(path)
+        root, name = spec.root, spec.name
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: a port is 0 (any free one) to 65535")
+    ws = Workspace(root)
+    watch(ws.run, ws.reports, name, args.port)
     return 0
 
 

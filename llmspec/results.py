@@ -140,15 +140,18 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     write_text_atomic(path, text + "\n")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file, fsync and rename, so a killed run never leaves half a file."""
+def write_text_atomic(path: Path, text: str, sync: bool = True) -> None:
+    """Write via a temp file, fsync and rename, so a killed run never leaves half a file.
+    `sync=False` skips the fsync: still never half a file, but a power cut may lose it (the
+    progress file, rewritten twice a second, need not survive one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and reports are meant to be shared
         os.replace(tmp, path)
     except BaseException:

@@ -23,6 +23,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from llmspec import lock, logs
 from llmspec.errors import SkipCell, UserError
@@ -160,14 +161,26 @@ def reference_tasks(plan: Plan):
 
 def run_cell(plan: Plan, cell) -> bool:
     """doit action; the runner (requests, the server) is imported only when a cell runs, which
-    a no-op `doit` never does. Ctrl+C keeps finished cells, writes a partial report, exits 130."""
+    a no-op `doit` never does. Ctrl+C keeps finished cells, writes a partial report, exits 130.
+    Where the run stands goes to the console and to build/run/progress.json (`llmspec watch`)."""
     from llmspec.run.runner import Interrupted
     from llmspec.run.runner import run_cell as run
+    from llmspec.watch import state
+
+    live = state.writer(plan.workspace.run)
+    place = _announce(plan, cell)
+    print(place.line, flush=True)
+    live.begin_cell(cell.spec, [_entry(c) for c in place.queue], place.k, place.seconds, place.left,
+                    len(plan.cells) - len(place.queue))
+
+    def progress(text: str) -> None:
+        print(text, flush=True)
+        live.line(text)
 
     try:
-        print(announce(plan, cell), flush=True)
-        return run(plan, cell)
+        return run(plan, cell, progress, live)
     except Interrupted as stop:
+        live.finish("interrupted")
         print(f"\ninterrupted: {stop.cell.task_name} was not recorded; "
               "finished cells are kept, `doit` resumes the rest")
         from llmspec.report import render
@@ -180,14 +193,34 @@ def run_cell(plan: Plan, cell) -> bool:
 def announce(plan: Plan, cell) -> str:
     """"cell 7 of 24 (demo: gemma-3-270m@Q8_0 batch), about 6 min left": the cells that were stale
     when this run reached its first cell, and the time the rest will take (llmspec.plan.eta)."""
+    return _announce(plan, cell).line
+
+
+class Place(NamedTuple):
+    """Where a cell stands in the run: `announce`'s line and what the progress file needs of it."""
+
+    line: str
+    queue: list  # the run's cells, in order
+    k: int  # this cell's place in the queue, from 1
+    seconds: float | None  # the time the rest will take (this cell included); None: no basis
+    left: str  # the same in words
+
+
+def _announce(plan: Plan, cell) -> Place:
     from llmspec.plan import eta
 
     queue = plan.__dict__.setdefault("run_queue", [c for c in plan.cells if not plan.freshness(c)[0]])
     if cell not in queue:
         queue.append(cell)
     k = queue.index(cell) + 1
-    where = f"{cell.spec}: {cell.model}@{cell.config} {cell.profile}"
-    return f"cell {k} of {len(queue)} ({where}), {eta.left(plan, queue[k - 1:])}"
+    seconds, unknown = eta.total(plan, queue[k - 1:])
+    where, left = f"{cell.spec}: {cell.model}@{cell.config} {cell.profile}", eta.words(seconds, unknown)
+    return Place(f"cell {k} of {len(queue)} ({where}), {left}", queue, k,
+                 None if unknown and not seconds else seconds, left)
+
+
+def _entry(cell) -> dict[str, str]:
+    return {"task": cell.task_name, "model": cell.model, "config": cell.config, "profile": cell.profile}
 
 
 def stop_server() -> None:

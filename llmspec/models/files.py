@@ -14,7 +14,7 @@ import importlib.util
 import json
 import logging
 import os
-import subprocess
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,14 @@ from llmspec.errors import UserError
 from llmspec.models import binaries
 from llmspec.models.identity import identity, metadata, metadata_or_none, sha256_file
 from llmspec.models.stores import cached_hub_file
+from llmspec.progress import Progress, follow, last_match
 from llmspec.spec import Model, Spec
 
 __all__ = ["ModelFile", "plan", "existing_file", "state", "make", "derive", "identity", "metadata",
            "metadata_or_none", "sha256_file", "package_dir", "provenance"]
 
 log = logging.getLogger(__name__)
+TENSOR = re.compile(r"\[\s*(\d+)/\s*(\d+)\]")  # llama-quantize's "[ 12/ 272]" before each tensor
 
 
 @dataclass(frozen=True)
@@ -179,10 +181,11 @@ def derive(base: Path, target: Path, quant: str, quantize: Path, threads: int | 
     tmp = target.with_name(target.name + ".part")
     cmd = [str(quantize), "--allow-requantize", str(base), str(tmp), quant] + ([str(threads)] if threads else [])
     log.info("deriving %s: %s", target.name, " ".join(cmd))
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0 or not tmp.is_file():
+    with Progress(f"llama-quantize {target.name}", unit=" tensors") as bar:  # "[ 12/ 272] blk.1.attn_q..."
+        code, out = follow(cmd, bar, last_match(TENSOR))
+    if code != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+        tail = out.strip().splitlines()[-3:]
         raise UserError(f"llama-quantize failed for {target.name}: {' | '.join(tail)}")
     os.replace(tmp, target)
     write_provenance(target, {"base": identity(base), "quant": quant})

@@ -69,7 +69,11 @@ def duration(seconds: float) -> str:
 
 def left(plan, cells: list[Cell], what: str = "left") -> str:
     """"about 6 min left" (or `what` instead of "left"), with how many cells have no basis yet."""
-    seconds, unknown = total(plan, cells)
+    return words(*total(plan, cells), what)
+
+
+def words(seconds: float, unknown: int, what: str = "left") -> str:
+    """`total`'s answer in words (see `left`)."""
     if unknown and not seconds:
         return "no basis for a time estimate yet (no finished cell of these profiles on this host)"
     text = f"about {duration(seconds)} {what}"

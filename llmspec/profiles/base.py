@@ -170,7 +170,9 @@ class ProfileContext:
         from llmspec.run.client import ChatClient
 
         base = self.client
-        return ChatClient(base.base_url, base.model, self.api_key, timeout_s, deadline_s=timeout_s, stop=stop)
+        client = ChatClient(base.base_url, base.model, self.api_key, timeout_s, deadline_s=timeout_s, stop=stop)
+        client.on_record = base.on_record  # whoever listens to the profile's requests hears these too
+        return client
 
 
 def project_path(root: Path, relative: str) -> Path:

@@ -72,7 +72,7 @@ def run(ctx: ProfileContext) -> Outcome:
     ctx.progress(f"KL divergence of {local.quant} against {reference.quant}'s logits "
                  f"({reference.chunks} chunks of {reference.ctx} tokens)")
     log = local.logs / f"{reference.spec}-{reference.model}@{local.quant}-divergence.log"
-    found = divergence(reference, local.model_path, local.tool("llama-perplexity"), local.threads, log)
+    found = divergence(reference, local.model_path, local.tool("llama-perplexity"), local.threads, log, ctx.progress)
     return outcome(found.values, found.errors, found.scored, reference.quant, local.quant, local.less_precise_origin,
                    facts)
 

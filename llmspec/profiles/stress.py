@@ -33,6 +33,7 @@ from llmspec.profiles.base import (
     prompt_files,
     require_cache_miss,
 )
+from llmspec.progress import Progress
 from llmspec.stats import median_interval
 from llmspec.strict import Strict
 
@@ -154,26 +155,33 @@ def run(ctx: ProfileContext, sensors: SensorSource | None = None) -> Outcome:
 
 
 def _generate(ctx: ProfileContext, prompts, sampler: Sampler, records: list) -> None:
-    """Requests back to back until the duration is spent or the sampler halts the run."""
-    s, shown = ctx.settings, len(sampler.samples)
-    while sampler.elapsed() < s.duration_s and not sampler.halted.is_set():
-        name, text = prompts[len(records) % len(prompts)]
-        record = ctx.client.chat(text, prompt_name=name, max_tokens=s.max_tokens, system=SYSTEM, ignore_eos=True)
-        if record.error:
-            raise CellError(f"request {len(records) + 1} failed after {sampler.elapsed():.0f} s of sustained "
-                            f"generation: {record.error}")
-        require_cache_miss(record)
-        records.append((round(sampler.elapsed(), 3), record))
-        sampler.latest_tps, sampler.requests_done = record.decode_tokens_per_s(), len(records)
-        if len(sampler.samples) != shown:  # one line per vitals sample, not per request
-            shown = len(sampler.samples)
-            ctx.progress(_progress_line(sampler, s.duration_s))
+    """Requests back to back until the duration is spent or the sampler halts the run; a bar on a
+    terminal, a line every 20 s elsewhere (llmspec.progress)."""
+    s = ctx.settings
+    with Progress("sustained generation", s.duration_s, " s", ctx.progress) as bar:
+        while sampler.elapsed() < s.duration_s and not sampler.halted.is_set():
+            _one(ctx, prompts, sampler, records)
+            bar.update(min(sampler.elapsed(), s.duration_s), note=_progress_note(sampler))
+        bar.update(min(sampler.elapsed(), s.duration_s))
 
 
-def _progress_line(sampler: Sampler, duration_s: float) -> str:
+def _one(ctx: ProfileContext, prompts, sampler: Sampler, records: list) -> None:
+    """One request, checked and recorded; its speed is the sampler's latest."""
+    name, text = prompts[len(records) % len(prompts)]
+    record = ctx.client.chat(text, prompt_name=name, max_tokens=ctx.settings.max_tokens, system=SYSTEM,
+                             ignore_eos=True)
+    if record.error:
+        raise CellError(f"request {len(records) + 1} failed after {sampler.elapsed():.0f} s of sustained "
+                        f"generation: {record.error}")
+    require_cache_miss(record)
+    records.append((round(sampler.elapsed(), 3), record))
+    sampler.latest_tps, sampler.requests_done = record.decode_tokens_per_s(), len(records)
+
+
+def _progress_note(sampler: Sampler) -> str:
     temp, tps = sampler.samples[-1]["temperature_c"], sampler.latest_tps
-    return (f"{sampler.elapsed():.0f}/{duration_s:g} s, {sampler.requests_done} requests, "
-            f"{f'{tps:.1f}' if tps else '-'} t/s, CPU {f'{temp:.1f} C' if temp is not None else 'temperature n/a'}")
+    return (f"{sampler.requests_done} requests, {f'{tps:.1f}' if tps else '-'} t/s, "
+            f"CPU {f'{temp:.1f} C' if temp is not None else 'temperature n/a'}")
 
 
 def _outcome(records: list[tuple[float, RequestRecord]], sampler: Sampler, s) -> Outcome:

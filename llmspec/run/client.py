@@ -12,6 +12,7 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,8 +87,11 @@ class ChatClient:
     """A reusable connection to one server; cheap to create, so one per profile run or worker.
 
     `timeout_s` bounds each wait for bytes; `deadline_s`, when given, bounds the whole answer;
-    setting `stop` ends a stream early with `Interrupted`.
+    setting `stop` ends a stream early with `Interrupted`. `on_record`, when set, is called with
+    every finished request (from the thread that sent it): the run's progress file listens there.
     """
+
+    on_record: Callable[[RequestRecord], None] | None = None
 
     def __init__(self, base_url: str, model: str = "default", api_key: str | None = None,
                  timeout_s: float = 600.0, deadline_s: float | None = None, stop: threading.Event | None = None):
@@ -113,6 +117,8 @@ class ChatClient:
             # reached it, so sending again on a fresh connection is safe and measures the same.
             record = self._send(body, prompt_name)
             record.retried = True
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     def _prepared(self, body: dict[str, Any]) -> requests.PreparedRequest:

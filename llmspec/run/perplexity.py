@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from llmspec.errors import CellError, SkipCell
 from llmspec.plan.fingerprint import digest
+from llmspec.progress import Progress, follow, last_match
 from llmspec.run.server import die_with_parent
 
 if TYPE_CHECKING:  # types only: the profile that runs this module is imported by the planner
@@ -51,6 +51,9 @@ SUMMARY = {
     "same_top_pct": (rf"^Same top p:\s*{PM}\s*%", True),
     "delta_p_rms_pct": (rf"^RMS Δp\s*:\s*{PM}\s*%", True),
 }
+# How far the tool is: "[3]18.8254," per reference chunk; "   3      18.8254 ±    2.3038 ..." per compared chunk.
+REFERENCE_CHUNK = re.compile(r"\[(\d+)\]\d")
+DIVERGENCE_CHUNK = re.compile(r"^[ \t]*(\d+)[ \t]+[-+\d.naif]+\s+±", re.MULTILINE)
 FINAL_PPL = re.compile(rf"Final estimate: PPL = {NUMBER} \+/- {NUMBER}")
 
 
@@ -107,7 +110,8 @@ def ensure_reference(ref: Reference, model_path: Path, vocab: int | None, tool: 
         part.unlink(missing_ok=True)
         out = _run([str(tool), "-m", str(model_path), "-f", str(text_file), "-c", str(ref.ctx), "--chunks",
                     str(ref.chunks), "-t", str(threads), "--kl-divergence-base", str(part)],
-                   logs / f"{ref.spec}-{ref.model}@{ref.quant}-reference.log")
+                   logs / f"{ref.spec}-{ref.model}@{ref.quant}-reference.log",
+                   Progress("reference logits", ref.chunks, " chunks", say), REFERENCE_CHUNK)
     final = FINAL_PPL.search(out)
     if final is None or not part.is_file():
         part.unlink(missing_ok=True)
@@ -121,23 +125,24 @@ def ensure_reference(ref: Reference, model_path: Path, vocab: int | None, tool: 
     return facts
 
 
-def divergence(ref: Reference, model_path: Path, tool: Path, threads: int, log: Path) -> Divergence:
-    """`--kl-divergence` of the quant at `model_path` against the reference logits."""
+def divergence(ref: Reference, model_path: Path, tool: Path, threads: int, log: Path, say=print) -> Divergence:
+    """`--kl-divergence` of the quant at `model_path` against the reference logits (the same chunks)."""
     out = _run([str(tool), "-m", str(model_path), "-c", str(ref.ctx), "-t", str(threads),
-                "--kl-divergence", "--kl-divergence-base", str(ref.path)], log)
+                "--kl-divergence", "--kl-divergence-base", str(ref.path)], log,
+               Progress("KL divergence", ref.chunks, " chunks", say), DIVERGENCE_CHUNK)
     return parse_divergence(out)
 
 
-def _run(cmd: list[str], log: Path) -> str:
-    """The tool's output (stdout and stderr, as it interleaves them), kept in `log`; a failure is the cell's error."""
+def _run(cmd: list[str], log: Path, bar: Progress, chunk: re.Pattern[str]) -> str:
+    """The tool's output (stdout and stderr, as it interleaves them), kept in `log`, its chunks counted
+    on `bar` as it prints them; a failure is the cell's error."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                              timeout=TIMEOUT_S, preexec_fn=die_with_parent)
-    except subprocess.TimeoutExpired:
-        raise CellError(f"llama-perplexity took over {TIMEOUT_S:.0f} s: {' '.join(cmd)}") from None
-    log.write_text(f"$ {' '.join(cmd)}\n{done.stdout}", encoding="utf-8")
-    if done.returncode != 0:
-        raise CellError(f"llama-perplexity exited with code {done.returncode} (log: {log}); output ended: "
-                        f"{' | '.join(done.stdout.strip().splitlines()[-3:])}")
-    return done.stdout
+    with bar:
+        code, out = follow(cmd, bar, last_match(chunk), TIMEOUT_S, preexec_fn=die_with_parent)
+    if code is None:
+        raise CellError(f"llama-perplexity took over {TIMEOUT_S:.0f} s: {' '.join(cmd)}")
+    log.write_text(f"$ {' '.join(cmd)}\n{out}", encoding="utf-8")
+    if code != 0:
+        raise CellError(f"llama-perplexity exited with code {code} (log: {log}); output ended: "
+                        f"{' | '.join(out.strip().splitlines()[-3:])}")
+    return out

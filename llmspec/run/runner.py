@@ -49,20 +49,25 @@ class Interrupted(Exception):
         self.cell = cell
 
 
-def run_cell(plan: Plan, cell, progress=print) -> bool:
-    """Measure one cell and write its result; False (a doit failure) when it ended in error."""
+def run_cell(plan: Plan, cell, progress=print, live=None) -> bool:
+    """Measure one cell and write its result; False (a doit failure) when it ended in error.
+    `live` (a llmspec.watch.state.Writer) hears of every answered request and samples the server."""
     job = plan.job(cell)
-    result = measure(job, progress)
+    result = measure(job, progress, live)
     try:
         plan.record(job, result)
     except OSError as exc:  # full disk, read-only folder: earlier results stay intact
         print(f"llmspec: cannot write {job.result_path}: {exc.strerror or exc}", file=sys.stderr)
+        if live is not None:
+            live.end_cell("error")
         return False
+    if live is not None:
+        live.end_cell(result.status)
     progress(summary_line(job, result))
     return result.status != "error"
 
 
-def measure(job: CellJob, progress=print) -> Result:
+def measure(job: CellJob, progress=print, live=None) -> Result:
     """The cell's result: measured, skipped (with the reason) or failed (with the reason)."""
     started, t0 = datetime.now(UTC), time.perf_counter()
     result = Result(cell=job.cell.as_dict(), status="ok")
@@ -75,16 +80,16 @@ def measure(job: CellJob, progress=print) -> Result:
             identity, meta = modelfiles.identity(path), modelfiles.metadata_or_none(path)
             if not job.kind.needs_server:
                 SESSION.close()  # no idle server of ours holds memory while the tool runs
-                _measure(job, result, None, meta, progress, _local(job, path))
+                _measure(job, result, None, meta, progress, live, _local(job, path))
             else:
                 args = job.server_args((meta or {}).get("context_length"))
                 server = SESSION.server_for(job, path, args)
                 # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
                 # the measured peak so the report can grade it (report.configs, "predicted vs measured").
                 estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size, args.cache_types).total_gb
-                _measure(job, result, server, meta, progress)
+                _measure(job, result, server, meta, progress, live)
         else:
-            _measure(job, result, None, None, progress)
+            _measure(job, result, None, None, progress, live)
     except KeyboardInterrupt:
         SESSION.close()
         raise Interrupted(job.cell) from None
@@ -143,12 +148,17 @@ def reference_logits(spec: Spec, ref: Reference, threads: int, version: str | No
                             spec.limits.min_free_disk_gb, logs, text, say)
 
 
-def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress,
+def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress, live,
              local: LocalRun | None = None) -> None:
     """Run the profile on a ready server, the endpoint or (`local`) the model file itself, on a quiet
     machine, and put what it found into `result`; a measurement the background disturbed is the
     cell's error (docs/measuring.md)."""
     client, api_key = _client(job, server) if local is None else (None, None)
+    if live is not None:
+        if client is not None:
+            client.on_record = live.request
+        if server is not None:
+            live.watch_server(server)
     t0 = time.perf_counter()
     cell, limits = job.cell, job.spec.limits
     say = lambda text: progress(f"  {cell.model}@{cell.config} {cell.profile}: {text} "
