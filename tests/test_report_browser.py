@@ -130,14 +130,15 @@ def test_the_probe_catches_a_fetch_and_a_console_error(report, tmp_path):
 
 
 def test_a_large_table_pages_and_sorts_and_filters_all_its_rows(tmp_path):
-    """130 configurations: the page shows 100 rows and a pager; sorting and filtering reach the 30
-    rows that arrived packed, and the next page shows the rest."""
+    """400 configurations: the page shows 100 rows and a pager; sorting and filtering reach the 300
+    rows that arrived packed, the next page shows the next 100, and the speed chart, whose spec came
+    packed too, draws all 400 points."""
     from tests.test_report_html import wide_spec, write_wide
 
-    write_wide(tmp_path / "results", 130)
-    page, end = render(tmp_path, wide_spec(130)).rsplit("</body>", 1)
+    write_wide(tmp_path / "results", 400)
+    page, end = render(tmp_path, wide_spec(400)).rsplit("</body>", 1)
     driver = """<script>
-    Promise.all(window.llmspecTables.map(m => m.ready)).then(() => {
+    Promise.all([window.llmspecCharts, ...window.llmspecTables.map(m => m.ready)]).then(() => {
       const table = document.querySelector("#profile-interactive + table");
       const pager = () => table.nextElementSibling.querySelector("span").textContent;
       const first = pager(), rows = table.tBodies[0].rows.length;
@@ -150,7 +151,8 @@ def test_a_large_table_pages_and_sorts_and_filters_all_its_rows(tmp_path):
       text.value = "model-12";
       text.dispatchEvent(new Event("input"));
       const found = [...table.tBodies[0].rows].map(r => r.cells[0].textContent).sort();
-      document.body.dataset.probe = JSON.stringify({first, rows, second, last, top, found, after: pager()});
+      const points = document.querySelectorAll('#chart-speed [aria-roledescription="point"]').length;
+      document.body.dataset.probe = JSON.stringify({first, rows, second, last, top, found, after: pager(), points});
     });
     </script></body>"""
     driven = tmp_path / "large.html"
@@ -158,8 +160,9 @@ def test_a_large_table_pages_and_sorts_and_filters_all_its_rows(tmp_path):
     seen = visit(driven, tmp_path)
     assert seen.console == [] and seen.requests == []
     probe = json.loads(re.search(r'data-probe="([^"]*)"', seen.dom).group(1).replace("&quot;", '"'))
-    assert probe["first"] == "rows 1–100 of 130" and probe["rows"] == 100
-    assert probe["second"] == "rows 101–130 of 130" and probe["last"] == "model-129"
-    assert probe["top"] == "model-129"  # 139 tokens/s
+    assert probe["first"] == "rows 1–100 of 400" and probe["rows"] == 100
+    assert probe["second"] == "rows 101–200 of 400" and probe["last"] == "model-199"
+    assert probe["top"] == "model-399"  # 409 tokens/s
     assert probe["found"] == [f"model-{i}" for i in range(120, 130)]
-    assert probe["after"] == "rows 1–10 of 10 (filtered from 130)"
+    assert probe["after"] == "rows 1–10 of 10 (filtered from 400)"
+    assert probe["points"] == 400

@@ -51,6 +51,7 @@ import polars as pl
 
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
 from llmspec.profiles import KINDS, ORDER, PROFILES
+from llmspec.rating import CHECK
 from llmspec.report.frame import KEYS
 from llmspec.results import bound_names
 from llmspec.spec import Spec
@@ -84,7 +85,8 @@ def schema() -> dict[str, pl.DataType]:
     for name in headline + list(DERIVED) + rated:
         columns[name] = DERIVED.get(name) or (pl.Int64 if name in INTEGER_FIGURES else pl.Float64)
     columns |= {bound: pl.Float64 for name in headline + rated for bound in bound_names(name)}
-    return columns | {f"{profile}_reason": pl.String for profile in ORDER}  # why skipped / error
+    columns |= {f"{profile}_reason": pl.String for profile in ORDER}  # why skipped / error
+    return columns | {f"{profile}_checks": pl.List(CHECK) for profile in ORDER}  # what the rating rests on
 
 
 def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]) -> pl.DataFrame:
@@ -143,6 +145,7 @@ def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
               for source, target in zip((metric, *bound_names(metric)), (name, *bound_names(name)))]
     return frame.filter(pl.col("profile") == profile).select(
         *KEYS, pl.col("status").alias(f"{profile}_status"), pl.col("rating").alias(f"{profile}_rating"),
+        pl.col("rating_checks").alias(f"{profile}_checks"),
         pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)
 
 

@@ -43,6 +43,8 @@ from llmspec.text import figure
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE_ROWS = 100  # rows a table shows at once; larger tables page (see `_body`)
 ROWS_TYPE = "application/x-llmspec-rows"  # the packed rows' script type, which report.js looks for
+PACKED_TYPE = "application/x-llmspec-packed"  # a packed chart spec's script type
+PACK_ABOVE = 64_000  # characters of chart JSON kept as plain text (the demo's are under 20,000)
 PER_SIZE = re.compile(r"_(\d+)$")  # long_context's per-size metrics: a table of their own
 SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 # configs columns shown in the configurations table: (column, header, format)
@@ -81,12 +83,28 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["script_json"] = script_json
+    env.filters["chart_script"] = chart_script
     return env
 
 
 def script_json(value: Any) -> Markup:
     """JSON safe inside <script type="application/json">: no `</script>` or `<!--` can form."""
     return Markup(json.dumps(value, ensure_ascii=False, allow_nan=False).translate(SCRIPT_ESCAPES))
+
+
+def chart_script(spec: Any, ident: str) -> Markup:
+    """A chart's Vega-Lite spec in a script element: plain JSON, or packed (see `pack`) when it is
+    large: a 10,000-result report's charts held 2 MB of repeated keys and names."""
+    text = script_json(spec)
+    if len(text) <= PACK_ABOVE:
+        return Markup(f'<script type="application/json" id="{_esc(ident)}">{text}</script>')
+    return Markup(f'<script type="{PACKED_TYPE}" id="{_esc(ident)}">{pack(json.dumps(spec, allow_nan=False))}</script>')
+
+
+def pack(text: str) -> str:
+    """deflate + base64: what report.js's `unpack` reads back (DecompressionStream), about a tenth of
+    the text for rows and chart data, and only [A-Za-z0-9+/=], safe inside any script element."""
+    return base64.b64encode(zlib.compress(text.encode(), 6)).decode()
 
 
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
@@ -364,7 +382,7 @@ def _body(rows: list[str]) -> Markup:
     the rows of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
     if len(rows) <= PAGE_ROWS:
         return Markup("\n".join(rows))
-    packed = base64.b64encode(zlib.compress(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False).encode(), 6)).decode()
+    packed = pack(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False))
     more = (f'<tr class="more"><td colspan="99">{len(rows) - PAGE_ROWS:,} more rows: the page shows them with '
             f'JavaScript; results.csv beside this page holds them all.</td></tr>')
     return Markup("\n".join((*rows[:PAGE_ROWS], more, f'<script type="{ROWS_TYPE}" data-count="{len(rows)}">'

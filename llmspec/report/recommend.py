@@ -28,7 +28,7 @@ from llmspec.plan import variants
 from llmspec.plan.cells import split_config
 from llmspec.profiles import KINDS
 from llmspec.profiles.base import Figure
-from llmspec.rating import Check, interpret, rate
+from llmspec.rating import Check, interpret
 from llmspec.report.configs import loss_statement
 from llmspec.report.settings import Finding, findings
 from llmspec.results import bound_names
@@ -261,8 +261,8 @@ def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> 
     """What the rating means for this line, in words: what it missed, how close it is, what it feels like."""
     if label is None:
         return "measured, but not rated: its rated metrics were not recorded"
-    checks = [c for p in (key, *CASES[key].joins) if row.get(f"{p}_status") == "ok"
-              for c in rate(p, row, spec.thresholds).checks] if label in ("Failed", "Poor", "Acceptable") else ()
+    checks = [Check(**c) for p in (key, *CASES[key].joins) if row.get(f"{p}_status") == "ok"
+              for c in row.get(f"{p}_checks") or ()] if label in ("Failed", "Poor", "Acceptable") else ()
     if label in ("Failed", "Poor"):
         missed = [c for c in checks if not c.passed and (c.critical or label == "Poor")]
         return ", ".join(_missed(c) for c in missed) or f"{label.lower()} against the thresholds"

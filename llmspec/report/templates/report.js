@@ -176,14 +176,30 @@
   window.addEventListener("hashchange", openTarget);
   openTarget();
 
-  if (typeof window.vegaEmbed === "function") {
-    document.querySelectorAll(".chart-body[data-spec]").forEach(function (el) {
-      var spec = JSON.parse(document.getElementById(el.getAttribute("data-spec")).textContent);
-      el.textContent = "";
-      window.vegaEmbed(el, spec, {renderer: "svg", actions: false}).catch(function (error) {
+  // Charts draw one at a time once the page has loaded, so the summary, the heat map and the tables
+  // are there and usable first: a 10,000-result report's charts take seconds to draw. A large
+  // chart's spec comes packed like a large table's rows. window.llmspecCharts settles when all are drawn.
+  function chartSpec(script) {
+    if (script.type === "application/x-llmspec-packed") return unpack(script.textContent);
+    return Promise.resolve(JSON.parse(script.textContent));
+  }
+  function drawCharts(done) {
+    var pending = Array.prototype.slice.call(document.querySelectorAll(".chart-body[data-spec]"));
+    (function next() {
+      var el = pending.shift();
+      if (!el) return done();
+      chartSpec(document.getElementById(el.getAttribute("data-spec"))).then(function (spec) {
+        el.textContent = "";
+        return window.vegaEmbed(el, spec, {renderer: "svg", actions: false});
+      }).catch(function (error) {
         el.textContent = "This chart could not be drawn: " + error;
         console.error(error);
-      });
-    });
+      }).then(function () { setTimeout(next, 0); });
+    })();
   }
+  window.llmspecCharts = new Promise(function (done) {
+    if (typeof window.vegaEmbed !== "function") return done();
+    if (document.readyState === "complete") drawCharts(done);
+    else window.addEventListener("load", function () { drawCharts(done); });
+  });
 })();
