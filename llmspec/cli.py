@@ -3,6 +3,7 @@
     llmspec check SPEC...   validate specs (exit 2 with one line per problem)
     llmspec models SPEC     which model files are present, to download, to derive
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
+    llmspec compare A B     what changed between loadtest files, results trees or git revisions
     llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json)
 
 Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
@@ -15,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from llmspec import loadtest
+from llmspec import compare, loadtest
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan
 from llmspec.spec import Spec, load_spec
@@ -32,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = sub.add_parser("plan", help="the matrix before running it: up to date / to run / to skip, and why")
     plan.add_argument("spec", type=Path)
     loadtest.add_parser(sub)
+    compare.add_parser(sub)
     schema = sub.add_parser("schema", help="the spec's JSON Schema, for editor completion and typo marks")
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
     args = parser.parse_args(argv)
     try:
         return {"check": cmd_check, "models": cmd_models, "plan": cmd_plan, "loadtest": loadtest.command,
-                "schema": cmd_schema}[args.command](args)
+                "compare": compare.command, "schema": cmd_schema}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
