@@ -303,9 +303,11 @@ class Row:
     @property
     def status_note(self) -> str:
         """A side that did not measure (skipped, error) says so instead of a figure."""
-        notes = [f"{name}: {e.status}" + (f" ({e.reason[:60]})" if e.reason else "")
-                 for name, e in (("A", self.a), ("B", self.b)) if e and e.status not in ("ok", "")]
-        return "; ".join(notes)
+        said = {name: f"{e.status}" + (f" ({e.reason[:60]})" if e.reason else "")
+                for name, e in (("A", self.a), ("B", self.b)) if e and e.status not in ("ok", "")}
+        if len(said) == 2 and said["A"] == said["B"]:
+            return f"{said['A']} on both"
+        return "; ".join(f"{name}: {text}" for name, text in said.items())
 
 
 @dataclass

@@ -247,3 +247,17 @@ def test_a_revision_outside_a_git_repository(tmp_path):
     assert done.returncode == 2
     assert done.stderr == ("llmspec: HEAD~1:build/results: not inside a git repository (REV:PATH reads PATH as "
                            "committed at REV; run it in the project's checkout)\n")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs headless Chromium at /usr/bin/chromium")
+def test_the_page_draws_its_charts_offline_in_a_browser(project, tmp_path):
+    from tests.test_report_browser import chart_marks, visit
+
+    out = tmp_path / "page.html"
+    assert llmspec("compare", "HEAD~1:build/results", "build/results", "--output", str(out),
+                   cwd=project).returncode == 0
+    seen = visit(out, tmp_path)
+    assert seen.console == [] and seen.requests == []
+    for key in ("tokens_per_s", "ttft_s", "docs_per_hour"):
+        marks = chart_marks(seen.dom, key)
+        assert "axis" in marks and "rule mark" in marks and "point" in marks, (key, sorted(set(marks)))

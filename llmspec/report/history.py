@@ -44,6 +44,7 @@ class Point:
     server: str  # llama-server version
     step: str = ""  # "up" / "down": beyond the noise from the version before
     better: bool | None = None  # whether that step is for the better, where the profile says
+    new_server: bool = False  # the first version, or llama-server changed since the one before
 
     @property
     def text(self) -> str:
@@ -146,7 +147,9 @@ def _add_working_tree(line: Line, row: dict[str, Any]) -> None:
 
 def _mark_steps(line: Line) -> None:
     better_up = higher_is_better(line.key[3], line.metric)
+    line.points[0].new_server = True
     for before, after in zip(line.points, line.points[1:]):
+        after.new_server = after.server != before.server
         if apart((before.low, before.high), (after.low, after.high)):
             after.step = "up" if after.value > before.value else "down"
             after.better = None if better_up is None else (after.step == "up") == better_up
