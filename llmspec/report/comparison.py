@@ -13,21 +13,21 @@ from typing import Any
 
 from markupsafe import Markup
 
-from llmspec.compare import Pair
 from llmspec.report.charts import Chart
 from llmspec.report.html import _env  # one Jinja environment (filters, autoescape) for every page
 
 CHART_STEP = 18  # pixels per (configuration, side) point of a chart
 
 
-def generate_comparison(pairs: list[Pair], generated_at: str, vega_js: str) -> str:
+def generate_comparison(pairs: list[Any], generated_at: str, vega_js: str) -> str:
+    """The page of `llmspec.compare.compare`'s pairs (not imported here: compare imports this module)."""
     drawn = charts(pairs)
     return _env().get_template("compare.html").render(
         pairs=[_pair(p) for p in pairs], sides=[pairs[0].a, *(p.b for p in pairs)], generated_at=generated_at,
         charts=drawn, vega_js=Markup(vega_js) if drawn else "")
 
 
-def _pair(pair: Pair) -> dict[str, Any]:
+def _pair(pair: Any) -> dict[str, Any]:
     rows = []
     for row in pair.rows:
         note = row.only or row.status_note
@@ -55,7 +55,7 @@ def _provenance_title(row) -> str:
                      for side, e in (("A", row.a), ("B", row.b)) if e and e.provenance)
 
 
-def charts(pairs: list[Pair]) -> list[Chart]:
+def charts(pairs: list[Any]) -> list[Chart]:
     """One chart per headline figure: each configuration's value on every side, with its interval."""
     values: dict[str, list[dict[str, Any]]] = {}
     sides = [(pairs[0].a, lambda r: r.a), *((p.b, lambda r: r.b) for p in pairs)]
