@@ -297,6 +297,12 @@ class Row:
     differs: list[str]  # which provenance items differ between the two measurements
 
     @property
+    def unchanged(self) -> bool:
+        """Both sides measured the same figures with the same everything: nothing to read here."""
+        return bool(self.a and self.b) and not self.differs and self.a.status == self.b.status and all(
+            c.a == c.b for c in self.changes)
+
+    @property
     def only(self) -> str:
         return "" if self.a and self.b else "only in A" if self.a else "only in B"
 
@@ -351,14 +357,17 @@ def _label(entry: Entry, full_key: bool) -> str:
 
 
 def higher_is_better(profile: str, metric: str) -> bool | None:
-    """From the profile's rating rules (a minimum: higher is better) or its use case's ordering;
-    None where the profile says neither."""
+    """From the profile's rating rules (a minimum: higher is better), its thresholds' names
+    (`min_<metric>`, `max_<metric>`) or its use case's ordering; None where the profile says none."""
     kind = PROFILES.get(profile)
     if kind is None:
         return None
     for rule in kind.rules:
         if rule.metric == metric:
             return rule.direction == "min"
+    fields = kind.thresholds.model_fields  # an unrated figure with a limit: [thresholds.load] max_p90_ttft_s
+    if f"min_{metric}" in fields or f"max_{metric}" in fields:
+        return f"min_{metric}" in fields
     order = dict(kind.case.order) if kind.case else {}
     return order.get(metric)
 
@@ -383,12 +392,20 @@ def _listed(values: list[str]) -> str:
 # --- the console table --------------------------------------------------------------------------
 
 
-def table(pair: Pair) -> str:
-    """The comparison as plain text: a header naming both sides, what differs, then one line per figure."""
+def shown_rows(pair: Pair, show_all: bool) -> tuple[list[Row], int]:
+    """The rows worth reading (all of them with `show_all`), and how many identical ones were left out."""
+    rows = pair.rows if show_all else [r for r in pair.rows if not r.unchanged]
+    return rows, len(pair.rows) - len(rows)
+
+
+def table(pair: Pair, show_all: bool = False) -> str:
+    """The comparison as plain text: a header naming both sides, what differs, then one line per figure
+    of every row that changed (every row with `show_all`)."""
     lines = [f"A: {pair.a.label}  ({pair.a.description})", f"B: {pair.b.label}  ({pair.b.description})"]
     lines += [f"differs: {d}" for d in pair.differs] or ["differs: nothing the files record"]
     rows: list[tuple] = [("configuration", "figure", "A", "B", "change", "noise", "differs")]
-    for row in pair.rows:
+    rows_shown, same = shown_rows(pair, show_all)
+    for row in rows_shown:
         note = row.only or row.status_note
         if not row.changes:
             rows.append((row.label, "-", "", "", "", note or "no headline figure", ", ".join(row.differs)))
@@ -399,9 +416,10 @@ def table(pair: Pair) -> str:
                          ", ".join(row.differs) if i == 0 else ""))
     beyond = sum(1 for r in pair.rows for c in r.changes if c.beyond_noise)
     judged = sum(1 for r in pair.rows for c in r.changes if c.beyond_noise is not None)
-    lines += ["", format_table(rows), "",
+    lines += ["", format_table(rows) if len(rows) > 1 else "(no row changed)", "",
               f"{beyond} of {judged} figures with intervals changed beyond the noise; "
-              f"{sum(1 for r in pair.rows if r.only)} row(s) on one side only"]
+              f"{sum(1 for r in pair.rows if r.only)} row(s) on one side only"
+              + (f"; {same} row(s) identical on both sides left out (--all shows them)" if same else "")]
     return "\n".join(lines)
 
 
@@ -414,6 +432,7 @@ def add_parser(sub) -> None:
                    help="loadtest files (results/NAME.json), results folders (build/results, "
                         "build/results/<host>/<spec>) or REV:PATH (HEAD~1:build/results)")
     p.add_argument("--spec", help="only the results of this spec")
+    p.add_argument("--all", action="store_true", help="also the rows identical on both sides")
     p.add_argument("--output", type=Path, metavar="FILE",
                    help="the HTML page (default build/reports/<spec>/compare-A-vs-B.html)")
 
@@ -423,14 +442,14 @@ def command(args) -> int:
         raise UserError("compare needs at least two things to compare: A B [C ...]")
     sides = [read_side(arg, args.spec) for arg in args.sides]
     pairs = [compare(sides[0], other) for other in sides[1:]]
-    print("\n\n".join(table(p) for p in pairs))
+    print("\n\n".join(table(p, args.all) for p in pairs))
     path = args.output or default_output(sides)
     from llmspec.report.comparison import generate_comparison
     from llmspec.report.vega import bundle
     from llmspec.results import write_text_atomic
 
     page = generate_comparison(pairs, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                               bundle(Path("build/cache")))
+                               bundle(Path("build/cache")), args.all)
     try:
         write_text_atomic(path, page)
     except OSError as exc:

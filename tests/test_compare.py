@@ -133,6 +133,12 @@ def test_a_revision_reads_the_committed_files_not_the_working_tree(project, tmp_
     assert cells(done.stdout, "demo SmolLM2-135M-Instruct Q8_0 interactive")[0][2:6] == [
         "75 (65-85)", "140 (130-150)", "+65 (+86.7%)", "beyond noise, better"]
     assert "differs: nothing the files record" in done.stdout
+    assert "Q4_1 interactive" not in done.stdout and "Q2_K" not in done.stdout  # the same in both: left out
+    assert "; 2 row(s) identical on both sides left out (--all shows them)" in done.stdout
+    everything = llmspec("compare", "HEAD:build/results", "build/results", "--all", "--output", "c.html", cwd=work)
+    assert cells(everything.stdout, "demo SmolLM2-135M-Instruct Q4_1 interactive")[0][2:] == [
+        "60 (55-65)", "60 (55-65)", "0", "within noise"]
+    assert "left out" not in everything.stdout
     assert git(work, "status", "--porcelain", "--untracked-files=no").strip() == f"M {SMOL}/Q8_0/interactive.json"
 
 
@@ -171,6 +177,7 @@ def test_loadtest_files_by_concurrency_level(tmp_path):
     p90_a, p90_b = before["levels"][-1]["figures"]["p90_latency_s"], after["levels"][-1]["figures"]["p90_latency_s"]
     assert f"{p90_a:.3g} (" in four[0] and f"{p90_b:.3g} (" in four[0]
     assert f"({(p90_b - p90_a) / p90_a * 100:+.1f}%)" in four[0] and "beyond noise, worse" in four[0]
+    assert "beyond noise, worse" in four[1]  # p90 TTFT: no rating rule, but [thresholds.load] caps it
     per_user = next(line for line in four if "tokens_per_s_per_user" in line)
     assert "no interval" in per_user  # the file keeps no per-request decode times
     assert "only in A" in lines_of(out, "1 user")[0] and "only in B" in lines_of(out, "2 users")[0]
@@ -210,7 +217,7 @@ def test_model_text_cannot_break_out_of_the_page(project, tmp_path):
     evil = work / "a" / HOST / "demo" / "<img src=x onerror=alert(1)><!--<script>"
     shutil.copytree(work / "a" / HOST / "demo/SmolLM2-135M-Instruct", evil)
     shutil.copytree(work / "a", work / "b")
-    done = llmspec("compare", "a", "b", "--output", "c.html", cwd=work)
+    done = llmspec("compare", "a", "b", "--all", "--output", "c.html", cwd=work)
     assert done.returncode == 0, done.stderr
     html = (work / "c.html").read_text(encoding="utf-8")
     assert "&lt;img src=x onerror=alert(1)&gt;&lt;!--&lt;script&gt; Q4_1 interactive" in html

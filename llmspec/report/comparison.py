@@ -19,17 +19,21 @@ from llmspec.report.html import _env  # one Jinja environment (filters, autoesca
 CHART_STEP = 18  # pixels per (configuration, side) point of a chart
 
 
-def generate_comparison(pairs: list[Any], generated_at: str, vega_js: str) -> str:
-    """The page of `llmspec.compare.compare`'s pairs (not imported here: compare imports this module)."""
+def generate_comparison(pairs: list[Any], generated_at: str, vega_js: str, show_all: bool = False) -> str:
+    """The page of `llmspec.compare.compare`'s pairs (not imported here: compare imports this module);
+    rows identical on both sides are counted, not shown, unless `show_all`."""
     drawn = charts(pairs)
     return _env().get_template("compare.html").render(
-        pairs=[_pair(p) for p in pairs], sides=[pairs[0].a, *(p.b for p in pairs)], generated_at=generated_at,
-        charts=drawn, vega_js=Markup(vega_js) if drawn else "")
+        pairs=[_pair(p, show_all) for p in pairs], sides=[pairs[0].a, *(p.b for p in pairs)],
+        generated_at=generated_at, charts=drawn, vega_js=Markup(vega_js) if drawn else "")
 
 
-def _pair(pair: Any) -> dict[str, Any]:
+def _pair(pair: Any, show_all: bool) -> dict[str, Any]:
+    from llmspec.compare import shown_rows  # at call time: llmspec.compare imports this module
+
     rows = []
-    for row in pair.rows:
+    shown, same = shown_rows(pair, show_all)
+    for row in shown:
         note = row.only or row.status_note
         for i, c in enumerate(row.changes or [None]):
             verdict = (c.verdict() if c.a and c.b else note or c.verdict()) if c else note or "no headline figure"
@@ -41,12 +45,13 @@ def _pair(pair: Any) -> dict[str, Any]:
                 "differs": ", ".join(row.differs) if i == 0 else "",
                 "provenance": _provenance_title(row) if i == 0 else "",
             })
-    return {"a": pair.a, "b": pair.b, "differs": pair.differs, "rows": rows}
+    return {"a": pair.a, "b": pair.b, "differs": pair.differs, "rows": rows, "same": same}
 
 
 def _verdict_class(verdict: str) -> str:
+    """Green for better, red for worse, yellow for a change whose better way the profile does not say."""
     if verdict.startswith("beyond noise"):
-        return "beyond worse" if verdict.endswith("worse") else "beyond"
+        return "beyond " + ("worse" if verdict.endswith("worse") else "better" if verdict.endswith("better") else "")
     return "only" if verdict.startswith("only") else ""
 
 
@@ -58,6 +63,7 @@ def _provenance_title(row) -> str:
 def charts(pairs: list[Any]) -> list[Chart]:
     """One chart per headline figure: each configuration's value on every side, with its interval."""
     values: dict[str, list[dict[str, Any]]] = {}
+    order = list(dict.fromkeys(row.label for p in pairs for row in p.rows))  # the tables' order, top to bottom
     sides = [(pairs[0].a, lambda r: r.a), *((p.b, lambda r: r.b) for p in pairs)]
     for pair, (side, pick) in zip([pairs[0], *pairs], sides):
         for row in pair.rows:
@@ -67,11 +73,12 @@ def charts(pairs: list[Any]) -> list[Chart]:
                          "low": fig.low, "high": fig.high}
                 if point not in values.setdefault(metric, []):
                     values[metric].append(point)
-    return [Chart(metric, metric, _spec(metric, points)) for metric, points in values.items()]
+    return [Chart(metric, metric, _spec(metric, points, order)) for metric, points in values.items()]
 
 
-def _spec(metric: str, points: list[dict[str, Any]]) -> dict[str, Any]:
-    y = {"field": "configuration", "type": "nominal", "title": None, "sort": None}
+def _spec(metric: str, points: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    shown = {p["configuration"] for p in points}
+    y = {"field": "configuration", "type": "nominal", "title": None, "sort": [c for c in order if c in shown]}
     color = {"field": "side", "type": "nominal", "title": "Side", "sort": None}
     return {
         # a fixed height (not a step per line): "container" width makes Vega fit both ways, and it drops a step
