@@ -22,7 +22,7 @@ CHART_STEP = 18  # pixels per (configuration, side) point of a chart
 def generate_comparison(pairs: list[Any], generated_at: str, vega_js: str, show_all: bool = False) -> str:
     """The page of `llmspec.compare.compare`'s pairs (not imported here: compare imports this module);
     rows identical on both sides are counted, not shown, unless `show_all`."""
-    drawn = charts(pairs)
+    drawn = charts(pairs, show_all)
     return _env().get_template("compare.html").render(
         pairs=[_pair(p, show_all) for p in pairs], sides=[pairs[0].a, *(p.b for p in pairs)],
         generated_at=generated_at, charts=drawn, vega_js=Markup(vega_js) if drawn else "")
@@ -60,13 +60,17 @@ def _provenance_title(row) -> str:
                      for side, e in (("A", row.a), ("B", row.b)) if e and e.provenance)
 
 
-def charts(pairs: list[Any]) -> list[Chart]:
-    """One chart per headline figure: each configuration's value on every side, with its interval."""
+def charts(pairs: list[Any], show_all: bool = False) -> list[Chart]:
+    """One chart per headline figure: each configuration's value on every side, with its interval
+    (the rows the tables show)."""
+    from llmspec.compare import shown_rows
+
     values: dict[str, list[dict[str, Any]]] = {}
-    order = list(dict.fromkeys(row.label for p in pairs for row in p.rows))  # the tables' order, top to bottom
+    rows = {id(p): shown_rows(p, show_all)[0] for p in pairs}
+    order = list(dict.fromkeys(row.label for p in pairs for row in rows[id(p)]))  # the tables' order
     sides = [(pairs[0].a, lambda r: r.a), *((p.b, lambda r: r.b) for p in pairs)]
     for pair, (side, pick) in zip([pairs[0], *pairs], sides):
-        for row in pair.rows:
+        for row in rows[id(pair)]:
             entry = pick(row)
             for metric, fig in (entry.figures.items() if entry else ()):
                 point = {"configuration": row.label, "side": side.label, "value": fig.value,
@@ -78,7 +82,8 @@ def charts(pairs: list[Any]) -> list[Chart]:
 
 def _spec(metric: str, points: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
     shown = {p["configuration"] for p in points}
-    y = {"field": "configuration", "type": "nominal", "title": None, "sort": [c for c in order if c in shown]}
+    y = {"field": "configuration", "type": "nominal", "title": None, "sort": [c for c in order if c in shown],
+         "axis": {"labelLimit": 320}}
     color = {"field": "side", "type": "nominal", "title": "Side", "sort": None}
     return {
         # a fixed height (not a step per line): "container" width makes Vega fit both ways, and it drops a step
