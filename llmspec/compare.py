@@ -323,6 +323,11 @@ class Pair:
     rows: list[Row]
     differs: list[str]  # sentences: what differs between the two sides overall
 
+    def shown(self, show_all: bool) -> tuple[list[Row], int]:
+        """The rows worth reading (all of them with `show_all`), and how many identical ones were left out."""
+        rows = self.rows if show_all else [r for r in self.rows if not r.unchanged]
+        return rows, len(self.rows) - len(rows)
+
 
 def compare(a: Side, b: Side) -> Pair:
     """Rows matched by their key (per host only when a side holds several hosts), A's order first."""
@@ -392,19 +397,13 @@ def _listed(values: list[str]) -> str:
 # --- the console table --------------------------------------------------------------------------
 
 
-def shown_rows(pair: Pair, show_all: bool) -> tuple[list[Row], int]:
-    """The rows worth reading (all of them with `show_all`), and how many identical ones were left out."""
-    rows = pair.rows if show_all else [r for r in pair.rows if not r.unchanged]
-    return rows, len(pair.rows) - len(rows)
-
-
 def table(pair: Pair, show_all: bool = False) -> str:
     """The comparison as plain text: a header naming both sides, what differs, then one line per figure
     of every row that changed (every row with `show_all`)."""
     lines = [f"A: {pair.a.label}  ({pair.a.description})", f"B: {pair.b.label}  ({pair.b.description})"]
     lines += [f"differs: {d}" for d in pair.differs] or ["differs: nothing the files record"]
     rows: list[tuple] = [("configuration", "figure", "A", "B", "change", "noise", "differs")]
-    rows_shown, same = shown_rows(pair, show_all)
+    rows_shown, same = pair.shown(show_all)
     for row in rows_shown:
         note = row.only or row.status_note
         if not row.changes:

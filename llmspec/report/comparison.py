@@ -29,10 +29,8 @@ def generate_comparison(pairs: list[Any], generated_at: str, vega_js: str, show_
 
 
 def _pair(pair: Any, show_all: bool) -> dict[str, Any]:
-    from llmspec.compare import shown_rows  # at call time: llmspec.compare imports this module
-
     rows = []
-    shown, same = shown_rows(pair, show_all)
+    shown, same = pair.shown(show_all)
     for row in shown:
         note = row.only or row.status_note
         for i, c in enumerate(row.changes or [None]):
@@ -63,10 +61,8 @@ def _provenance_title(row) -> str:
 def charts(pairs: list[Any], show_all: bool = False) -> list[Chart]:
     """One chart per headline figure: each configuration's value on every side, with its interval
     (the rows the tables show)."""
-    from llmspec.compare import shown_rows
-
     values: dict[str, list[dict[str, Any]]] = {}
-    rows = {id(p): shown_rows(p, show_all)[0] for p in pairs}
+    rows = {id(p): p.shown(show_all)[0] for p in pairs}
     order = list(dict.fromkeys(row.label for p in pairs for row in rows[id(p)]))  # the tables' order
     sides = [(pairs[0].a, lambda r: r.a), *((p.b, lambda r: r.b) for p in pairs)]
     for pair, (side, pick) in zip([pairs[0], *pairs], sides):
