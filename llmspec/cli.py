@@ -4,6 +4,7 @@
     llmspec check SPEC...   validate specs (exit 2 with one line per problem)
     llmspec models SPEC     which model files are present, to download, to derive, and which are not in it
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
+    llmspec compare A B     what changed between loadtest files, results trees or git revisions
     llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json)
     llmspec watch [SPEC]    a live dashboard of the running matrix on http://127.0.0.1:8765/
 
@@ -17,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from llmspec import loadtest
+from llmspec import compare, loadtest
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan
 from llmspec.spec import Spec, load_spec
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = sub.add_parser("plan", help="the matrix before running it: up to date / to run / to skip, and why")
     plan.add_argument("spec", type=Path)
     loadtest.add_parser(sub)
+    compare.add_parser(sub)
     schema = sub.add_parser("schema", help="the spec's JSON Schema, for editor completion and typo marks")
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
     watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 only)")
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"init": cmd_init, "check": cmd_check, "models": cmd_models, "plan": cmd_plan,
-                "loadtest": loadtest.command, "schema": cmd_schema, "watch": cmd_watch}[args.command](args)
+                "loadtest": loadtest.command, "compare": compare.command, "schema": cmd_schema,
+                "watch": cmd_watch}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code

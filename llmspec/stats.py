@@ -141,3 +141,11 @@ def doubling(cap: int) -> list[int]:
         steps.append(n)
         n *= 2
     return [*steps, max(1, cap)]
+
+
+def apart(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool | None:
+    """Whether two figures' 95 % intervals (low, high) do not overlap: a difference beyond the noise.
+    None when either figure has no interval, so nothing can be said either way."""
+    if None in (*a, *b):
+        return None
+    return a[1] < b[0] or b[1] < a[0]  # type: ignore[operator]

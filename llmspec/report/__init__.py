@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from llmspec import revisions
 from llmspec.results import bound_names, result_paths, write_text_atomic
 from llmspec.spec import Spec
 from llmspec.text import format_table
@@ -87,6 +88,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.report.csv import generate_csv
     from llmspec.report.details import read_details
     from llmspec.report.frame import for_spec, load_frame
+    from llmspec.report.history import history
     from llmspec.report.html import generate_html, index_entry
     from llmspec.report.json import generate_json
     from llmspec.report.recommend import recommend
@@ -115,7 +117,9 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
         summary.csv.with_suffix(".xlsx").unlink(missing_ok=True)
     write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at))
     details = read_details(frame, Path(results_root))
-    write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir)))
+    past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
+    write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir),
+                                                  past))
     return summary
 
 
@@ -157,6 +161,7 @@ def signature(spec: Spec, results_root: Path) -> str:
     """Everything a report is made of: the spec, every result file (name, size, mtime), each host's
     bandwidth figure and the report code itself. stat() only: no file is read."""
     digest = hashlib.sha256(spec.model_dump_json().encode())
+    digest.update(revisions.head(results_root).encode())  # a new commit adds to the history section
     for path in result_paths(results_root, spec.name):
         st = os.stat(path)
         digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

@@ -108,8 +108,9 @@ def pack(text: str) -> str:
 
 
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
-                  details: Details, vega_js: str) -> str:
-    """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`."""
+                  details: Details, vega_js: str, history: Any = None) -> str:
+    """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`
+    (and `history.history`'s section, when git holds earlier results)."""
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
     tables, heat, compare = _cells(frame, spec, details)
@@ -117,7 +118,7 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
         spec=spec, generated_at=generated_at, count=frame.height, many_hosts=many,
         hosts=_hosts(frame), evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
         heatmap=_heatmap(frame, heat), comparison=_comparison(frame, compare) if many else None,
-        charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) else "",
+        charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) or history else "", history=history,
         tables=tables, sizes=_size_table(frame),
         configs=_configs_table(configs), memory=_memory_table(configs),
         scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
