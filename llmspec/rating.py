@@ -1,9 +1,12 @@
 """Ratings and real-world translations: the opinions laid over measured facts.
 
 Results never store a rating, so this is the one place where thresholds meet metrics. The
-planner (smart termination) and the report both call `rate`, so a cell the planner gave up on
-and the row the report shows can never disagree. Each profile declares its rules (which metric
-against which threshold, which way, how critical) in its `KIND`; the method is in docs/rating.md.
+rules are implemented once, as polars expressions (`rate_frame`): the report rates its whole
+frame with them and the planner its stored results (`rate_many`, `rate`), so a cell the planner
+gave up on and the row the report shows can never disagree. Each profile declares its rules
+(which metric against which threshold, which way, how critical) in its `KIND`; the method is in
+docs/rating.md. polars is imported where it is used: a `doit` with nothing to do rates nothing
+and should not pay its half-second import.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from llmspec.profiles import PROFILES
 from llmspec.profiles.base import Direction, Rule
 from llmspec.results import bound_names
+
+if TYPE_CHECKING:
+    import polars as pl
 
 LABELS = ("Excellent", "Good", "Acceptable", "Poor", "Failed")
 
@@ -37,6 +41,12 @@ class Check:
     passed: bool
     margin_pct: float  # how far past the threshold, in percent; negative when it missed
     borderline: bool = False  # the threshold lies inside the figure's 95 % interval: noise could flip it
+
+    @classmethod
+    def from_dict(cls, found: Mapping[str, Any]) -> Check:
+        """Back from `as_dict` (results.json, the report's frame): a null margin was infinite."""
+        margin = found.get("margin_pct")
+        return cls(**{**found, "margin_pct": math.inf if margin is None else margin})
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe: an infinite margin (a zero TTFT, say) becomes null rather than invalid JSON."""
@@ -69,6 +79,8 @@ def summary(checks) -> str:
 def checks_json(checks: pl.Expr) -> pl.Expr:
     """A `rating_checks` column as JSON text, `Check.as_dict` for every check: an infinite
     margin becomes null, margins are rounded to 0.1, booleans stay booleans."""
+    import polars as pl
+
     finite = pl.element().struct.field("margin_pct")
     shown = pl.element().struct.with_fields(pl.when(finite.is_finite()).then(finite.round(1)).alias("margin_pct"))
     return (pl.struct(checks.list.eval(shown).alias("c")).struct.json_encode()
@@ -105,6 +117,8 @@ def _rated(profile: str, values: tuple, limits: tuple) -> Rating:
 def rate_many(items: Sequence[tuple[str, Mapping[str, Any]]], thresholds: Any) -> list[Rating]:
     """`rate` for many (profile, metrics) pairs in one `rate_frame` call: one polars query for a
     whole matrix instead of one per result, which is what makes the rows-at-once code pay."""
+    import polars as pl
+
     if not items:
         return []
     names = sorted({n for profile, _ in items if profile in PROFILES for n in _names(profile)})
@@ -127,24 +141,33 @@ def rate_frame(frame: pl.DataFrame, thresholds: Any, rated: pl.Expr | None = Non
     rows at once with it, and `rate` rates the planner's rows with it. `rated` limits it to
     some rows (finished measurements); the others get no rating. Each profile's rows are rated
     apart, in stages (figures, margins, label), which keeps polars' query small."""
+    import polars as pl
+
     rows = frame.with_row_index("_row")
     if rated is not None:
         rows = rows.filter(rated)
     pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), profile, thresholds)
               for profile in PROFILES if rows.height and profile in set(rows["profile"].unique())]
-    empty = pl.DataFrame(schema={"_row": pl.UInt32, "rating": pl.String, "rating_checks": pl.List(CHECK)})
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "rating": pl.String, "rating_checks": pl.List(check_dtype())})
     found = pl.concat([empty, *(p for p in pieces if p is not None)])
     return (frame.with_row_index("_row").select("_row").join(found, on="_row", how="left", maintain_order="left")
-            .select("rating", pl.col("rating_checks").fill_null(pl.lit([], pl.List(CHECK)))))
+            .select("rating", pl.col("rating_checks").fill_null(pl.lit([], pl.List(check_dtype())))))
 
 
-CHECK = pl.Struct({"name": pl.String, "value": pl.Float64, "threshold": pl.Float64, "direction": pl.String,
-                   "critical": pl.Boolean, "passed": pl.Boolean, "margin_pct": pl.Float64,
-                   "borderline": pl.Boolean})
+@cache
+def check_dtype() -> pl.DataType:
+    """A check as a polars struct: `Check`'s fields."""
+    import polars as pl
+
+    return pl.Struct({"name": pl.String, "value": pl.Float64, "threshold": pl.Float64, "direction": pl.String,
+                      "critical": pl.Boolean, "passed": pl.Boolean, "margin_pct": pl.Float64,
+                      "borderline": pl.Boolean})
 
 
 def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataFrame | None:
     """One profile's rows: `_row`, `rating`, `rating_checks`; None when nothing is judged."""
+    import polars as pl
+
     limits = _field(thresholds, profile)
     rules = [(r, _number(_field(limits, r.threshold))) for r in PROFILES[profile].rules]
     rules = [(r, t) for r, t in rules if t is not None]  # a threshold left unset is not judged
@@ -170,6 +193,8 @@ def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataF
 
 def _margin_pct(rule: Rule, threshold: float, value: pl.Expr) -> pl.Expr:
     """How far past the threshold, in percent; negative when it missed."""
+    import polars as pl
+
     if rule.ceiling is not None and rule.direction == "min":  # the gap to the ceiling, at most the allowed gap
         margin = _margin(pl.lit(rule.ceiling - threshold), pl.lit(rule.ceiling) - value)
     elif rule.direction == "min":
@@ -182,6 +207,8 @@ def _margin_pct(rule: Rule, threshold: float, value: pl.Expr) -> pl.Expr:
 
 def _margin(better: pl.Expr, worse: pl.Expr) -> pl.Expr:
     """better/worse - 1, where a zero denominator means infinitely better (0 s TTFT)."""
+    import polars as pl
+
     zero = pl.when(better > 0).then(pl.lit(math.inf)).otherwise(pl.lit(0.0))
     return pl.when(worse == 0).then(zero).otherwise(better / worse - 1)
 
@@ -190,6 +217,8 @@ def _label_expr(critical: list[bool]) -> pl.Expr:
     """A critical miss fails, unless it misses only within its noise (borderline): then Poor. A
     pass that noise could turn into a miss is at best Acceptable, however large its margin.
     Reads the stage columns v<i> (figure), m<i> (margin), p<i> (passed), b<i> (borderline)."""
+    import polars as pl
+
     n = range(len(critical))
     present = [pl.col(f"v{i}").is_not_null() for i in n]
     def any_of(terms) -> pl.Expr:

@@ -51,7 +51,6 @@ import polars as pl
 
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
 from llmspec.profiles import KINDS, ORDER, PROFILES
-from llmspec.rating import CHECK
 from llmspec.report.frame import KEYS
 from llmspec.results import bound_names
 from llmspec.spec import Spec
@@ -86,7 +85,7 @@ def schema() -> dict[str, pl.DataType]:
         columns[name] = DERIVED.get(name) or (pl.Int64 if name in INTEGER_FIGURES else pl.Float64)
     columns |= {bound: pl.Float64 for name in headline + rated for bound in bound_names(name)}
     columns |= {f"{profile}_reason": pl.String for profile in ORDER}  # why skipped / error
-    return columns | {f"{profile}_checks": pl.List(CHECK) for profile in ORDER}  # what the rating rests on
+    return columns | {f"{profile}_checks": pl.String for profile in ORDER}  # what the rating rests on (JSON)
 
 
 def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]) -> pl.DataFrame:

@@ -23,8 +23,7 @@ from llmspec.spec import Spec
 
 TRANSLATED = frozenset(METRIC_TRANSLATION)
 CHECKS_TOKEN = re.compile(r'"\\u0000checks:(\d+)\\u0000"')  # how json writes the placeholder string
-PROFILE_FIELDS = ("status", "reason", "rating", "rating_checks_json", "flags", "started_at", "duration_s",
-                  "server_version")
+PROFILE_FIELDS = ("status", "reason", "rating", "rating_checks", "flags", "started_at", "duration_s", "server_version")
 DERIVED = ("efficiency_score", "cost_benefit_score", "quality_reference_quant", "quality_degradation_pts",
            "quality_loss_p", "quality_items_compared", "bandwidth_gbps", "roofline_pct", "roofline_flag")
 
@@ -100,7 +99,7 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 
 def _profile(row: dict[str, Any], metrics: list[str], checks: list[str]) -> dict[str, Any]:
     values = {m: row[m] for m in metrics if row[m] is not None}
-    checks.append(row["rating_checks_json"])
+    checks.append(row["rating_checks"])
     intervals = {m: {"low": row[low], "high": row[high]} for m in values
                  for low, high in [bound_names(m)] if row.get(low) is not None and row.get(high) is not None}
     return {

@@ -19,6 +19,7 @@ A reader wants an answer ("run gemma Q4_K_M for chat"), not a matrix. The rules:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -261,8 +262,8 @@ def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> 
     """What the rating means for this line, in words: what it missed, how close it is, what it feels like."""
     if label is None:
         return "measured, but not rated: its rated metrics were not recorded"
-    checks = [Check(**c) for p in (key, *CASES[key].joins) if row.get(f"{p}_status") == "ok"
-              for c in row.get(f"{p}_checks") or ()] if label in ("Failed", "Poor", "Acceptable") else ()
+    checks = [Check.from_dict(c) for p in (key, *CASES[key].joins) if row.get(f"{p}_status") == "ok"
+              for c in json.loads(row.get(f"{p}_checks") or "[]")] if label in ("Failed", "Poor", "Acceptable") else ()
     if label in ("Failed", "Poor"):
         missed = [c for c in checks if not c.passed and (c.critical or label == "Poor")]
         return ", ".join(_missed(c) for c in missed) or f"{label.lower()} against the thresholds"
