@@ -422,5 +422,7 @@ def describe_places(scanned: Scan, looked: list[Place]) -> list[str]:
     out = []
     for p in looked:
         state = f"{scanned.counts[p]} model file(s)" if p in scanned.counts else "not there"
+        if scanned.again.get(p):
+            state += f" ({scanned.again[p]} more already listed above)"
         out.append(f"  {p.path} ({p.why}): {state}")
     return out

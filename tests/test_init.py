@@ -282,3 +282,16 @@ def test_a_quant_llmspec_derived_from_a_less_precise_file_does_not_become_the_re
     (entry,) = entries(scan([Place("folder", tmp_path, "--scan")]).found, host)
     model = tomllib.loads(render_entry(entry, tmp_path))["models"][0]
     assert model["quants"] == ["Q4_1", "Q8_0"] and model["reference"] == "Q4_1"
+
+
+def test_a_folder_reached_twice_says_its_files_were_already_listed(machine):
+    """`--scan build/models` is also `model_dir`: the second place adds nothing and says why."""
+    alias = machine["tmp"] / "alias"
+    alias.symlink_to(machine["plain"])
+    out = llmspec(machine, "init", "twice", "--scan", str(machine["plain"]), "--scan", str(alias))
+    assert out.returncode == 0, out.stderr
+    first, second = (next(line for line in out.stdout.splitlines() if line.startswith(f"  {p} "))
+                     for p in (machine["plain"], alias))
+    found = int(first.split(": ")[1].split()[0])
+    assert found > 0 and first.endswith(f"{found} model file(s)")
+    assert second.endswith(f"0 model file(s) ({found} more already listed above)")

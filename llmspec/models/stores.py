@@ -80,6 +80,7 @@ class Scan:
     found: list[Found] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # skipped folders and files, limits reached
     counts: dict[Place, int] = field(default_factory=dict)  # usable files per place (missing place: absent)
+    again: dict[Place, int] = field(default_factory=dict)  # files a place shares with a place before it
 
 
 def places(env: Mapping[str, str], model_dir: Path | None = None, extra: list[Path] = ()) -> list[Place]:
@@ -110,13 +111,16 @@ def scan(where: list[Place]) -> Scan:
     for place in where:
         if not place.path.is_dir():
             continue
-        before = len(result.found)
+        before, again = len(result.found), 0
         for found in _scan_place(place, result.notes):
             real = os.path.realpath(found.path)
             if real not in seen:
                 seen.add(real)
                 result.found.append(found)
+            else:
+                again += 1
         result.counts[place] = len(result.found) - before
+        result.again[place] = again
     return result
 
 
