@@ -376,7 +376,7 @@ def test_a_large_table_shows_a_page_and_packs_the_rest_losslessly(tmp_path):
     import base64
     import zlib
 
-    from llmspec.report.html import PAGE_ROWS, ROWS_TYPE
+    from llmspec.report.tables import PAGE_ROWS, ROWS_TYPE
 
     write_wide(tmp_path / "results", 130)
     html = render(tmp_path, wide_spec(130))
