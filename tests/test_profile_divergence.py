@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, doit, executed_cells
 
 from llmspec.models.binaries import find_server, find_tool
+from llmspec.profiles.divergence import outcome
 from llmspec.run.perplexity import parse_divergence
 from llmspec.spec import Model, load_spec
 
@@ -62,6 +63,47 @@ def test_a_reference_derived_from_a_less_precise_file_is_refused_in_one_line(pro
     assert done.stderr.strip().splitlines() == [
         f"llmspec: {path}: models[0]: reference Q8_0 is derived from Q4_1, so it is no more precise than Q4_1: "
         "use Q4_1"]
+
+
+# The summary llama-perplexity printed for a reference against its own logits on a 2-core machine
+# (issue 24): 16-bit stored log-probabilities make the mean KLD come out just below zero.
+SELF_SUMMARY = """
+====== Perplexity statistics ======
+Mean PPL(Q)                   :  18.825400 ±   2.303800
+Mean PPL(base)                :  18.825400 ±   2.303800
+Cor(ln(PPL(Q)), ln(PPL(base))): 100.00%
+Mean ln(PPL(Q)/PPL(base))     :  -0.000000 ±   0.000000
+Mean PPL(Q)/PPL(base)         :   1.000000 ±  -nan
+
+====== KL divergence statistics ======
+Mean    KLD:  -0.000002 ±   0.000001
+Maximum KLD:   0.000047
+99.9%   KLD:   0.000031
+99.0%   KLD:   0.000012
+Median  KLD:  -0.000001
+Minimum KLD:  -0.000040
+
+====== Token probability statistics ======
+RMS Δp    :  0.002 ±  0.000 %
+Same top p: 100.000 ±  0.000 %
+"""
+
+
+def test_a_figure_and_its_interval_obey_the_same_domain_rule():
+    """Whatever a machine's rounding, a divergence is never negative, a share stays within 0-100 %,
+    every figure lies inside its own interval, and the sample keeps what the tool printed."""
+    found = parse_divergence(SELF_SUMMARY)
+    assert found.values["kld_mean"] == -2e-06  # the raw figure, as printed
+    result = outcome(found.values, found.errors, 4, "Q4_1", "Q4_1", None, {"scored_tokens": 252})
+    m, intervals = result.metrics, result.intervals
+    assert m["kld_mean"] == 0.0 and m["kld_median"] == 0.0 and str(m["kld_mean"]) == "0.0"  # not "-0.0"
+    for name, interval in intervals.items():
+        assert interval.low <= m[name] <= interval.high, name
+        assert interval.low >= 0, name
+    assert intervals["kld_mean"].high == pytest.approx(0.0)  # -2e-06 + 1.96e-06 < 0: clamped with the figure
+    assert intervals["same_top_pct"].high <= 100
+    assert "ppl_ratio" not in intervals  # "± -nan": the tool could not say, so no interval is invented
+    assert result.samples[0]["values"]["kld_mean"] == -2e-06
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import statistics
 import pytest
 
 from llmspec.stats import (
+    Interval,
     bootstrap_interval,
+    bounded,
     mcnemar_p,
     mean_interval,
     median_interval,
@@ -79,3 +81,15 @@ def test_mcnemar_exact_p_values():
     assert mcnemar_p(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)  # 0.0386
     assert mcnemar_p(3, 3) == 1.0
     assert percentile([4, 1, 3, 2], 50) == 2.5
+
+
+def test_bounded_keeps_a_figure_inside_its_interval_and_both_inside_the_domain():
+    below = Interval(10, -5e-6, -4e-8, "t")
+    value, found = bounded(-2e-6, below, low=0.0)
+    assert value == 0.0 and found.low == 0.0 and found.high == 0.0 and found.low <= value <= found.high
+    value, found = bounded(99.9, Interval(10, 99.0, 100.4, "t"), 0.0, 100.0)
+    assert (value, found.low, found.high) == (99.9, 99.0, 100.0)
+    value, found = bounded(-0.0, None, low=0.0)
+    assert found is None and math.copysign(1, value) == 1.0  # never printed as "-0"
+    value, found = bounded(0.5, Interval(10, 0.2, 0.8, "t"), low=0.0)
+    assert (value, found.low, found.high) == (0.5, 0.2, 0.8)  # inside the domain: untouched

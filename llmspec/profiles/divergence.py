@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from llmspec.errors import CellError
 from llmspec.profiles.base import Figure, Outcome, ProfileContext, ProfileKind, Rule, prompt_files
-from llmspec.stats import Z95, Interval
+from llmspec.stats import Z95, Interval, bounded
 from llmspec.strict import Strict
 
 SCORED_TARGET = 2000  # the default chunks score about this many tokens
@@ -79,9 +79,17 @@ def run(ctx: ProfileContext) -> Outcome:
 
 def outcome(values: dict[str, float], errors: dict[str, float], scored_chunks: int, reference: str, quant: str,
             less_precise_origin: str | None, facts: dict) -> Outcome:
-    """Metrics, 95 % intervals from the tool's standard errors, and what a reader should know."""
-    metrics = {**values, "scored_tokens": facts.get("scored_tokens")}
-    intervals = {name: _interval(name, values[name], se, facts) for name, se in errors.items()}
+    """Metrics, 95 % intervals from the tool's standard errors, and what a reader should know.
+
+    Each figure and its interval are kept to the figure's domain together (`DOMAINS`); the sample
+    keeps what the tool printed, so a clamped figure can be checked against the raw one."""
+    metrics, intervals = {}, {}
+    for name, value in values.items():
+        figure, found = bounded(value, _interval(value, errors.get(name), facts), *DOMAINS.get(name, (None, None)))
+        metrics[name] = figure
+        if found is not None:
+            intervals[name] = found
+    metrics["scored_tokens"] = facts.get("scored_tokens")
     flags = []
     if quant == reference:
         flags.append(f"{quant} is the reference: measured against its own logits as a sanity check")
@@ -92,18 +100,20 @@ def outcome(values: dict[str, float], errors: dict[str, float], scored_chunks: i
         flags.append(f"derived from {less_precise_origin}: no more precise than {less_precise_origin}")
     sample = {"kind": "divergence", "reference": reference, "values": values, "standard_errors": errors,
               "chunks": scored_chunks, "reference_ppl_when_built": facts.get("ppl")}
-    return Outcome(metrics, [sample], flags, {k: v for k, v in intervals.items() if v is not None})
+    return Outcome(metrics, [sample], flags, intervals)
 
 
-def _interval(name: str, value: float, se: float, facts: dict) -> Interval | None:
-    if se != se or se < 0:  # nan: too few positions for the tool to say
+# What each figure can be: a divergence, an RMS and a perplexity are never negative, a share stays in 0-100 %.
+DOMAINS = {"kld_mean": (0.0, None), "kld_median": (0.0, None), "kld_p99": (0.0, None), "kld_max": (0.0, None),
+           "delta_p_rms_pct": (0.0, None), "same_top_pct": (0.0, 100.0), "ppl": (0.0, None),
+           "reference_ppl": (0.0, None), "ppl_ratio": (0.0, None)}
+
+
+def _interval(value: float, se: float | None, facts: dict) -> Interval | None:
+    """value ± 1.96 standard errors; none where the tool printed no error or "± nan" (too few positions)."""
+    if se is None or se != se or se < 0:
         return None
-    low, high = value - Z95 * se, value + Z95 * se
-    if name in ("kld_mean", "delta_p_rms_pct"):
-        low = max(0.0, low)
-    if name == "same_top_pct":
-        low, high = max(0.0, low), min(100.0, high)
-    return Interval(facts.get("scored_tokens") or 0, low, high, METHOD)
+    return Interval(facts.get("scored_tokens") or 0, value - Z95 * se, value + Z95 * se, METHOD)
 
 
 KIND = ProfileKind(
