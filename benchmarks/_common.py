@@ -22,6 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `llmspec` from this checkout, also when run as benchmarks/<name>.py
 
+from llmspec.engines import argv  # noqa: E402
 from llmspec.machine.host import hardware, host_id  # noqa: E402
 from llmspec.plan.cells import Cell  # noqa: E402
 from llmspec.plan.fingerprint import digest  # noqa: E402
@@ -216,7 +217,7 @@ def synthetic_result(plan: Plan, cell: Cell, rng: random.Random, status: str = "
         "cell": cell.as_dict(), "fingerprint": digest(inputs), "fingerprint_inputs": inputs,
         "started_at": "2025-01-01T00:00:00Z", "duration_s": rng.uniform(5, 120),
         "host": {"id": host_id(), **hardware()},
-        "server": {"binary": "llama-server", "version": plan.server_version, "args": plan.server_args().argv()},
+        "server": {"binary": "llama-server", "version": plan.server_version, "args": list(argv(plan.server_args()))},
         "model_file": {**inputs["model"], "quant": cell.quant, "source": mf.kind, "metadata": None}
         if inputs["model"] else None,
         "status": status, "reason": "", "metrics": {}, "samples": [], "flags": [],

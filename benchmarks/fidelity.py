@@ -27,11 +27,12 @@ from pathlib import Path
 
 from _common import REPO, ForeignCpu, figure, machine_note, say
 
+from llmspec.engines import argv
+from llmspec.engines.base import ServerArgs
 from llmspec.models.binaries import find_server, find_tool
 from llmspec.models.files import make, metadata
 from llmspec.plan.cells import Cell, ordered_pairs
 from llmspec.plan.planner import Plan
-from llmspec.plan.serverargs import ServerArgs
 from llmspec.profiles import ProfileContext, interactive
 from llmspec.run.client import ChatClient
 from llmspec.run.server import Server
@@ -135,7 +136,7 @@ def main() -> None:
         args = job.server_args((metadata(path) or {}).get("context_length"))
         configs.append((f"{model}@{quant}", path, args))
     say(f"fidelity: {len(configs)} configurations, {ROUNDS} rounds, llama-bench -p 0 -n {N_GEN} -t {threads} "
-        f"at depth 0 and at the profile's prompt length; server args {' '.join(configs[0][2].argv())}")
+        f"at depth 0 and at the profile's prompt length; server args {' '.join(argv(configs[0][2]))}")
     machine_note()
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
     with tempfile.TemporaryDirectory(prefix="llmspec-fidelity-") as tmp:

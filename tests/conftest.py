@@ -78,7 +78,7 @@ def make_server(llama_server, smol_gguf, tmp_path_factory):
     is linked into `<folder>/models/`, so the server's command line names the test's folder
     (see `llama_servers_under`) and identity caches are written there, not into site-packages.
     One thread by default: on a machine shared with other work, two threads spin against each other."""
-    from llmspec.plan.serverargs import ServerArgs
+    from llmspec.engines.base import ServerArgs
     from llmspec.run.server import Server
 
     def make(ctx_size: int = 512, threads: int = 1, parallel: int = 1, extra: tuple[str, ...] = (),
@@ -142,7 +142,7 @@ def make_fake_server(tmp_path_factory):
     real memory figures, a real `args.ctx_per_slot` and no model. Fake options go as extra
     arguments, e.g. `make_fake_server(extra=("--fake-token-delay-s", "0.01"))`; its log holds
     every request body ("request: {...}")."""
-    from llmspec.plan.serverargs import ServerArgs
+    from llmspec.engines.base import ServerArgs
     from llmspec.run.server import Server
 
     folder = tmp_path_factory.mktemp("fake-llama-server")

@@ -146,7 +146,7 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
-    assert proc.stderr.startswith("llmspec: specs/bad.toml: server.thread: unknown key (allowed here: binary,")
+    assert proc.stderr.startswith("llmspec: specs/bad.toml: server.thread: unknown key (allowed here: engine, binary,")
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from llmspec.engines.base import ServerArgs
 from llmspec.errors import CellError
-from llmspec.plan.serverargs import ServerArgs
 from llmspec.profiles import ProfileContext, batch, prompt_files
 from llmspec.profiles.batch import BatchProfile
 from llmspec.run.client import ChatClient

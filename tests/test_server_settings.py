@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import SMOL_MODEL
 
+from llmspec.engines import argv, engine_named
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan
 from llmspec.plan.termination import estimate_memory
@@ -21,20 +22,22 @@ def args_of(project, server: str):
 
 def test_unset_keys_add_no_flags_so_existing_fingerprints_hold(project):
     plain = args_of(project, "ctx_size = 2048\nthreads = 2\n")
-    assert plain.argv() == ["--ctx-size", "2048", "--threads", "2", "--parallel", "1", "--cache-ram", "0", "--no-webui"]
+    assert list(argv(plain)) == ["--ctx-size", "2048", "--threads", "2", "--parallel", "1", "--cache-ram", "0",
+                                 "--no-webui"]
 
 
 def test_each_key_becomes_its_flag_before_extra_args(project):
     args = args_of(project, 'threads = 2\nbatch_size = 256\nubatch_size = 128\nflash_attn = "on"\n'
                             'cache_type_k = "q8_0"\ncache_type_v = "q8_0"\nn_gpu_layers = "all"\nmlock = true\n'
                             'parallel = 2\nextra_args = ["--cache-type-v", "q4_0"]\n')
-    assert args.argv()[args.argv().index("--no-webui") + 1:] == [
+    assert list(argv(args))[argv(args).index("--no-webui") + 1:] == [
         "--batch-size", "256", "--ubatch-size", "128", "--flash-attn", "on", "--cache-type-k", "q8_0",
         "--cache-type-v", "q8_0", "--n-gpu-layers", "all", "--load-mode", "mmap+mlock", "--cache-type-v", "q4_0"]
     assert args.parallel == 2 and args.ctx_per_slot == 2048
-    assert args.cache_types == ("q8_0", "q4_0")  # the user's extra argument wins, as it does for llama-server
-    assert args_of(project, "no_mmap = true\n").argv()[-2:] == ["--load-mode", "none"]
-    assert args_of(project, "no_mmap = true\nmlock = true\n").argv()[-2:] == ["--load-mode", "mlock"]
+    # the user's extra argument wins, as it does for llama-server
+    assert engine_named(args.engine).cache_types(args) == ("q8_0", "q4_0")
+    assert list(argv(args_of(project, "no_mmap = true\n")))[-2:] == ["--load-mode", "none"]
+    assert list(argv(args_of(project, "no_mmap = true\nmlock = true\n")))[-2:] == ["--load-mode", "mlock"]
 
 
 @pytest.mark.parametrize(("server", "expected"), [
@@ -62,14 +65,16 @@ def test_a_quantized_kv_cache_shrinks_the_memory_estimate():
 def test_llama_server_runs_with_the_flags_and_refuses_a_bad_one(make_server):
     """The flags as this llama.cpp build spells them: it starts and answers with them, and the same
     command with one bad value does not start, so the flags are read, not ignored."""
+    from llmspec.engines.base import ServerArgs
     from llmspec.errors import CellError
-    from llmspec.plan.serverargs import ServerArgs
     from llmspec.run.client import ChatClient
 
-    flags = ("--batch-size", "256", "--ubatch-size", "128", "--flash-attn", "on", "--cache-type-k", "q8_0",
-             "--cache-type-v", "q8_0", "--load-mode", "none")
+    tuned = (("batch_size", 256), ("ubatch_size", 128), ("flash_attn", "on"), ("cache_type_k", "q8_0"),
+             ("cache_type_v", "q8_0"), ("no_mmap", True))
     server = make_server()
-    server.args = ServerArgs(512, 1, 1, (), flags)
+    server.args = ServerArgs(512, 1, 1, (), tuned)
+    assert list(argv(server.args))[-12:] == ["--batch-size", "256", "--ubatch-size", "128", "--flash-attn", "on",
+                                        "--cache-type-k", "q8_0", "--cache-type-v", "q8_0", "--load-mode", "none"]
     with server:
         client = ChatClient(server.url)
         try:
@@ -78,7 +83,7 @@ def test_llama_server_runs_with_the_flags_and_refuses_a_bad_one(make_server):
             client.close()
     assert record.error is None and record.completion_tokens == 4
     bad = make_server(load_timeout_s=30)
-    bad.args = ServerArgs(512, 1, 1, (), flags[:-4] + ("--cache-type-v", "q3_k"))
+    bad.args = ServerArgs(512, 1, 1, ("--cache-type-v", "q3_k"), tuned)
     with pytest.raises(CellError):
         with bad:
             pass

@@ -33,7 +33,7 @@ def test_unknown_quant_names_the_key_and_the_known_ones(project):
 
 def test_typo_in_key_is_an_error_listing_allowed_keys(project):
     msg = error_of(project, SMOL_MODEL + "\n[server]\nthread = 4\n")
-    assert "server.thread: unknown key (allowed here: binary, ctx_size, threads," in msg
+    assert "server.thread: unknown key (allowed here: engine, binary, ctx_size, threads," in msg
 
 
 def test_typo_in_threshold_is_not_silently_ignored(project):

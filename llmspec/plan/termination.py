@@ -21,24 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmspec.machine.gpu import GpuReading
+from llmspec.models.memory import GB, KV_BYTES, OVERHEAD_BYTES, Estimate, estimate_memory  # noqa: F401 (re-exported)
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.rating import best_label, rate_many
 from llmspec.text import gb
-
-OVERHEAD_BYTES = 150e6  # llama-server's compute buffers and runtime, on top of weights and KV
-GB = 2**30
-# Bytes per cached element of llama.cpp's KV cache types (block size and scale included: q8_0
-# stores 32 values in 34 bytes).
-KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
-            "iq4_nl": 18 / 32, "q5_0": 22 / 32, "q5_1": 24 / 32}
-
-
-@dataclass(frozen=True)
-class Estimate:
-    total_gb: float
-    detail: str
-    weights_bytes: float = 0.0
-    kv_bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,22 +52,6 @@ class Evidence:
     gpus: list[GpuReading] | None = None  # read only when a variant offloads layers (n_gpu_layers)
 
 
-def estimate_memory(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int,
-                    cache_types: tuple[str | None, str | None] = (None, None)) -> Estimate:
-    """Weights plus the KV cache at the configured context (f16 unless `cache_types` says what K and
-    V are stored as) plus overhead, never below size x 1.2."""
-    kv = 0.0
-    k_bytes, v_bytes = (KV_BYTES.get(t or "f16", 2.0) for t in cache_types)
-    if meta and all(meta.get(k) for k in ("layers", "heads", "embedding_length")):
-        head_dim = meta["embedding_length"] / meta["heads"]  # unless the file says (gemma-3: 256, not 160)
-        k_dim, v_dim = meta.get("key_length") or head_dim, meta.get("value_length") or head_dim
-        kv = meta["layers"] * ctx_size * (meta.get("kv_heads") or meta["heads"]) * (k_dim * k_bytes + v_dim * v_bytes)
-    total = max(size_bytes + kv + OVERHEAD_BYTES, size_bytes * 1.2)
-    kinds = "" if cache_types == (None, None) else f" ({cache_types[0] or 'f16'}/{cache_types[1] or 'f16'})"
-    detail = f"weights {size_bytes / GB:.2f} GB + KV cache {kv / GB:.2f} GB{kinds} at {ctx_size} tokens + overhead"
-    return Estimate(total / GB, detail, size_bytes, kv)
-
-
 def derived_size(base_bytes: int, base_quant: str, quant: str) -> int | None:
     if base_quant not in BITS_PER_WEIGHT or quant not in BITS_PER_WEIGHT:
         return None
@@ -104,14 +74,14 @@ def fit_memory(observed: list[tuple[float, float]]) -> tuple[float, float] | Non
 
 
 def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than,
-           cache_types: tuple[str | None, str | None] = (None, None), n_gpu_layers: int | str | None = None
-           ) -> Decision:
+           cache_types: tuple[str | None, str | None] = (None, None), n_gpu_layers: int | str | None = None,
+           overhead_bytes: float = OVERHEAD_BYTES) -> Decision:
     """The first rule that says skip, or run. `larger_than(other_model) -> bool` orders sizes."""
     size = ev.sizes.get((model.name, quant))
     prediction = _predict(ev, size)
     if size is not None:
         misfit = memory_check(size, ev.meta.get((model.name, quant)), ctx_size, ev.limit_gb, ev.limit_text,
-                              cache_types, n_gpu_layers, ev.gpus)
+                              cache_types, n_gpu_layers, ev.gpus, overhead_bytes)
         if misfit is not None:
             return Decision(misfit[0], misfit[1], misfit[0], prediction)
     for (other, other_quant), label in sorted(ev.ratings.items()):
@@ -141,11 +111,13 @@ def memory_limit(available_gb: float, max_memory_gb: float | None) -> tuple[floa
 
 def memory_check(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, limit_gb: float, limit_text: str,
                  cache_types: tuple[str | None, str | None] = (None, None), n_gpu_layers: int | str | None = None,
-                 gpus: list[GpuReading] | None = None) -> tuple[str, str] | None:
+                 gpus: list[GpuReading] | None = None,
+                 overhead_bytes: float = OVERHEAD_BYTES) -> tuple[str, str] | None:
     """The memory pre-flight of one model file: None when it fits, else (rule, reason), the rule
     being "vram" (the offloaded part does not fit the GPUs) or "memory" (the rest does not fit
-    `limit_gb`). The planner asks it before starting a server; `llmspec init` before listing a file."""
-    est = estimate_memory(size_bytes, meta, ctx_size, cache_types)
+    `limit_gb`). The planner asks it before starting a server; `llmspec init` before listing a file.
+    `overhead_bytes`: the engine's own runtime beside weights and KV cache (`Engine.overhead_bytes`)."""
+    est = estimate_memory(size_bytes, meta, ctx_size, cache_types, overhead_bytes)
     split = _split(est, meta, n_gpu_layers, gpus)
     if split is not None and split[0] is not None:
         return "vram", split[0]
@@ -172,9 +144,9 @@ def _split(est: Estimate, meta: dict[str, Any] | None, n_gpu_layers: int | str |
 
 
 def need_text(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, cache_types, n_gpu_layers,
-              gpus: list[GpuReading] | None) -> str:
+              gpus: list[GpuReading] | None, overhead_bytes: float = OVERHEAD_BYTES) -> str:
     """What `llmspec plan` shows: "0.31 GB", or "0.24 GB GPU + 0.07 GB RAM" for an offloading variant."""
-    est = estimate_memory(size_bytes, meta, ctx_size, cache_types)
+    est = estimate_memory(size_bytes, meta, ctx_size, cache_types, overhead_bytes)
     split = _split(est, meta, n_gpu_layers, gpus)
     if split is None:
         return f"{est.total_gb:.2f} GB"

@@ -5,7 +5,9 @@ derived from what it sets (`t2-fa`: 2 threads, flash attention on), one part per
 sweep, a key with one value included: adding a second value to it later then adds variants
 without renaming (and so re-measuring) the ones measured. Names read well in task names
 (`<model>@<quant>+t2-fa`) and result paths (`<model>/<quant>+t2-fa/<profile>.json`). A spec
-without a sweep has one variant named "" and keeps the names and paths it always had.
+without a sweep has one variant named "" and keeps the names and paths it always had, unless its
+[server] names an engine other than llama-server: then its one variant is named after the engine
+(`<model>@<quant>+mistralrs`). An engine in the sweep is the first part of every name.
 
 `threads = "sweep"` expands to 1, 2, 4, ... up to this machine's logical cores; the planner stops
 measuring more threads past the knee (`knee`), where speed no longer improves beyond the noise.
@@ -19,11 +21,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from llmspec.engines import DEFAULT, engine_named
+from llmspec.engines.base import ServerArgs
 from llmspec.spec import ServerSettings
 from llmspec.stats import doubling
 
-# The name part and llama-server's short flag of each sweepable key, in the order names use.
+# The name part of each sweepable key, in the order names use.
 NAME_PARTS = {
+    "engine": lambda v: v,
     "threads": lambda v: f"t{v}",
     "batch_size": lambda v: f"b{v}",
     "ubatch_size": lambda v: f"ub{v}",
@@ -35,8 +40,6 @@ NAME_PARTS = {
     "no_mmap": lambda v: "nommap" if v else "mmap",
     "parallel": lambda v: f"p{v}",
 }
-SHORT_FLAGS = {"threads": "-t", "batch_size": "-b", "ubatch_size": "-ub", "flash_attn": "-fa",
-               "cache_type_k": "-ctk", "cache_type_v": "-ctv", "n_gpu_layers": "-ngl", "parallel": "-np"}
 
 
 @dataclass(frozen=True)
@@ -52,20 +55,19 @@ class Variant:
         """How reports name it: `+t2-fa`, or nothing for a spec without a sweep."""
         return f"+{self.name}" if self.name else ""
 
+    @property
+    def engine(self) -> str:
+        return self.server.engine
+
     def flags(self) -> str:
-        """The llama-server flags that set this variant's swept values, as a user would type them."""
+        """The engine's flags that set this variant's swept values, as a user would type them."""
         return flags_of(dict(self.values), self.server)
 
 
 def flags_of(values: dict[str, Any], server: ServerSettings) -> str:
-    out: list[str] = []
-    for key, value in values.items():
-        if key in SHORT_FLAGS:
-            out += [SHORT_FLAGS[key], str(value)]
-    if "mlock" in values or "no_mmap" in values:  # both become one flag (ServerSettings.tuned_args)
-        mode = dict(zip(server.tuned_args(), server.tuned_args()[1:])).get("--load-mode", "mmap")
-        out += ["--load-mode", mode]
-    return " ".join(out)
+    args = ServerArgs(server.ctx_size, server.threads or 1, server.parallel, tuple(server.extra_args), server.tuned(),
+                      server.engine)
+    return engine_named(server.engine).typed(values, args)
 
 
 def named(server: ServerSettings, name: str) -> Variant | None:
@@ -84,6 +86,8 @@ def thread_steps(cores: int) -> list[int]:
 def expand(server: ServerSettings, cores: int) -> list[Variant]:
     """Every variant of `server`, in sweep order (thread counts ascending, as the knee needs)."""
     if server.sweep is None:
+        if server.engine != DEFAULT:
+            return [Variant(server.engine, (("engine", server.engine),), server)]
         return [Variant("", (), server)]
     swept = {key: thread_steps(cores) if value == "sweep" else list(value)
              for key, value in server.sweep.swept().items()}

@@ -7,6 +7,9 @@ or started.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from llmspec.engines import engine_named
 from llmspec.errors import UserError
 from llmspec.plan import eta
 from llmspec.plan.planner import Plan
@@ -35,9 +38,10 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
 
 def model_rows(plan: Plan) -> list[tuple[str, ...]]:
     """One row per model file and server-setting variant: the memory pre-flight follows the
-    variant's own context and KV cache types, and the row says which llama-server flags it sets."""
+    variant's own context and KV cache types and its engine's own estimate, and the row says which
+    flags the variant sets."""
     ev = plan.evidence()
-    rows = [("model file", "variant", "est. memory", "to download", "file")]
+    rows = [("model file", "variant", "engine", "est. memory", "to download", "file")]
     seen = set()
     for cell in plan.cells:
         key = (cell.model, cell.quant)
@@ -48,11 +52,30 @@ def model_rows(plan: Plan) -> list[tuple[str, ...]]:
         mf = plan.model_file(*key)
         size = ev.sizes.get(key)
         args = plan.server_args(cell.variant)
+        engine = engine_named(args.engine)
         layers = plan.server_settings(cell.variant).n_gpu_layers
-        memory = need_text(size, ev.meta.get(key), args.ctx_size, args.cache_types, layers, ev.gpus) if size else "?"
+        memory = need_text(size, ev.meta.get(key), args.ctx_size, engine.cache_types(args), layers, ev.gpus,
+                           engine.overhead_bytes) if size else "?"
         variant = plan.variants.get(cell.variant)
         flags = f"{cell.variant} ({variant.flags()})" if variant and cell.variant else "-"
-        rows.append((f"{cell.model}@{cell.quant}", flags, memory, _download(mf), mf.path.name))
+        rows.append((f"{cell.model}@{cell.quant}", flags, engine.name, memory, _download(mf), mf.path.name))
+    return rows
+
+
+def command_rows(plan: Plan) -> list[tuple[str, ...]]:
+    """The command line each engine of the plan is started with (per variant; MODEL and PORT are
+    filled in per cell), so a user can run the same server by hand."""
+    rows = [("variant", "engine", "command line")]
+    for name in plan.variants:
+        args = plan.server_args(name)
+        engine = engine_named(args.engine)
+        try:
+            binary = plan.engine_binary(name)
+        except UserError as exc:
+            rows.append((name or "-", engine.name, f"not available: {exc}"))
+            continue
+        command = engine.command(binary, Path("MODEL.gguf"), "127.0.0.1", 0, args)
+        rows.append((name or "-", engine.name, " ".join(command).replace("--port 0", "--port PORT")))
     return rows
 
 
@@ -80,6 +103,7 @@ def render(plan: Plan) -> str:
     return "\n\n".join([
         format_table(cells),
         format_table(model_rows(plan)),
+        format_table(command_rows(plan)),
         f"{counts['up to date']} up to date, {counts['run']} to run, {counts['skip']} to skip{took} "
         f"(memory limit: {ev.limit_text}; `doit` runs the plan)",
     ])

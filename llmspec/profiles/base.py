@@ -90,6 +90,8 @@ class ProfileKind:
     performance: bool = True  # counts for "does this configuration run well" (stress choice, overall best)
     managed_only: bool = False  # needs llmspec's own llama-server (not possible against an endpoint)
     needs_server: bool = True  # False: runs llama.cpp's tools on the model file itself (`ProfileContext.local`)
+    # what the engine must support (llmspec.engines.base: "tokenize", ...); an engine without one is a skip
+    engine_needs: frozenset[str] = frozenset()
     last: bool = False  # runs after every other cell, on one configuration chosen from their results
     # settings -> whether the measurement itself reads the thresholds (a load "sweep" stops where the
     # service level breaks): then they are fingerprinted too, else changing one only re-rates
@@ -170,7 +172,8 @@ class ProfileContext:
         from llmspec.run.client import ChatClient
 
         base = self.client
-        client = ChatClient(base.base_url, base.model, self.api_key, timeout_s, deadline_s=timeout_s, stop=stop)
+        client = ChatClient(base.base_url, base.model, self.api_key, timeout_s, deadline_s=timeout_s, stop=stop,
+                            engine=base.engine)
         client.on_record = base.on_record  # whoever listens to the profile's requests hears these too
         return client
 

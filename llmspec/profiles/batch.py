@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from llmspec.engines import engine_named
 from llmspec.errors import CellError
 from llmspec.profiles.base import (
     Case,
@@ -45,7 +46,7 @@ from llmspec.stats import bootstrap_interval, mean_interval, median_interval
 from llmspec.strict import Strict
 
 if TYPE_CHECKING:
-    from llmspec.plan.serverargs import ServerArgs
+    from llmspec.engines.base import ServerArgs
 
 SYSTEM = "You are a careful assistant who writes short, accurate summaries."
 INSTRUCTION = ("Summarise the following document in three or four sentences. Keep the names, numbers "
@@ -210,7 +211,7 @@ def prompt_cache_flags(server_args: ServerArgs | None, rss_slope_mb: float | Non
     """
     if server_args is None or rss_slope_mb is None or rss_slope_mb <= RSS_SLOPE_NOISE_MB:
         return []
-    if not server_args.prompt_cache_on:
+    if not engine_named(server_args.engine).prompt_cache_on(server_args):
         return []
     return [f"server RSS grew {rss_slope_mb:.1f} MB per document, but llama-server's RAM prompt cache "
             f"(--cache-ram, on by default) keeps every finished prompt, so rss_slope_mb_per_doc "

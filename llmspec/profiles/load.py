@@ -309,6 +309,7 @@ KIND = ProfileKind(
              "error_pct": Figure("{}%", "error rate", "errors"),
              "output_tokens_per_s": Figure("{} t/s", "total output", "total")},
     server_overrides=server_overrides,
+    engine_needs=frozenset({"tokenize"}),  # sizes the slots with the server's own /tokenize
     uses_thresholds=uses_thresholds,
     rederive=rederive,
 )

@@ -271,5 +271,6 @@ KIND = ProfileKind(
     figures={"target_load_s": Figure("{} s", "context load", "load"),
              "max_context_tokens": Figure("{} tokens", "context")},
     server_overrides=server_overrides,
-    managed_only=True,  # cuts prompts with llama-server's /tokenize
+    managed_only=True,  # cuts prompts with the server's own /tokenize
+    engine_needs=frozenset({"tokenize"}),
 )

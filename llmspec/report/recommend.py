@@ -31,6 +31,8 @@ from llmspec.profiles import KINDS
 from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret
 from llmspec.report.configs import loss_statement
+from llmspec.report.engines import EngineFinding
+from llmspec.report.engines import findings as engine_findings
 from llmspec.report.settings import Finding, findings
 from llmspec.results import bound_names
 from llmspec.spec import Spec
@@ -114,6 +116,7 @@ class Recommendations:
     use_cases: tuple[UseCase, ...]
     overall: tuple[Line, ...]  # one per host
     settings: tuple[Finding, ...] = ()  # the best server-setting variant per model file and use case
+    engines: tuple[EngineFinding, ...] = ()  # which engine is ahead per model file and use case
 
     def text(self) -> str:
         """The console block; with more than one host every line names its host."""
@@ -136,11 +139,14 @@ class Recommendations:
         if self.settings:
             out += ["", "Server settings (best variant per use case):"]
             out += [f"  - {found.sentence()}{f' on {found.host}' if many else ''}" for found in self.settings]
+        if self.engines:
+            out += ["", "Engines (the same file on each engine, per use case):"]
+            out += [f"  - {found.sentence()}{f' on {found.host}' if many else ''}" for found in self.engines]
         return "\n".join(out)
 
     def as_dict(self) -> dict[str, Any]:
         return {"use_cases": [c.as_dict() for c in self.use_cases], "overall": [x.as_dict() for x in self.overall],
-                "settings": [f.as_dict() for f in self.settings]}
+                "settings": [f.as_dict() for f in self.settings], "engines": [f.as_dict() for f in self.engines]}
 
 
 def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | None = None) -> Recommendations:
@@ -149,7 +155,8 @@ def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | No
     hosts = configs["host"].unique(maintain_order=True)
     overall = (_overall(configs.filter(pl.col("host") == host), spec) for host in hosts)
     return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x),
-                           tuple(findings(configs, spec, host_info or {})))
+                           tuple(findings(configs, spec, host_info or {})),
+                           tuple(engine_findings(configs, spec, host_info or {})))
 
 
 def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
@@ -309,13 +316,14 @@ def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
         bullets.append(f"{kept}: {meaning[:1].lower()}{meaning[1:]}")
     if row["tokens_per_s"] is not None:
         bullets.append(_felt("tokens_per_s", row["tokens_per_s"]))
-    if row["variant"] and (found := flags(spec, row["variant"])):
-        bullets.append(f"run llama-server with {found}")
+    if row["variant"] and (found := variants.named(spec.server, row["variant"])):
+        typed = found.flags()
+        bullets.append(f"run {found.engine}{f' with {typed}' if typed else ''}")
     return tuple(bullets)
 
 
 def flags(spec: Spec, variant: str) -> str:
-    """"-t 2 -fa on": the llama-server flags of a server-setting variant ("" for none)."""
+    """"-t 2 -fa on": the engine flags of a server-setting variant ("" for none)."""
     found = variants.named(spec.server, variant) if variant else None
     return found.flags() if found else ""
 

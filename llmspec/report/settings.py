@@ -79,12 +79,17 @@ class Finding:
 
 
 def findings(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict]) -> list[Finding]:
-    """One finding per (host, model, quant, use case) measured under two or more variants."""
+    """One finding per (host, model, quant, engine, use case) measured under two or more variants of
+    that engine (engines against each other: `llmspec.report.engines`)."""
     if spec.server.sweep is None or not configs.height:
         return []
     out = []
     swept = configs.filter(pl.col("variant") != "")
-    for (host, model, quant), rows in swept.group_by(["host", "model", "quant"], maintain_order=True):
+    engine_of = {n: (v.engine if (v := variants.named(spec.server, n)) else spec.server.engine)
+                 for n in swept["variant"].unique().to_list()}
+    swept = swept.with_columns(pl.col("variant").replace_strict(engine_of, default=spec.server.engine)
+                               .alias("engine"))
+    for (host, model, quant, _), rows in swept.group_by(["host", "model", "quant", "engine"], maintain_order=True):
         cores = host_info.get(host, {}).get("cores_physical")
         base = baseline(spec, rows["variant"].to_list(), cores)
         for key, case in CASES:

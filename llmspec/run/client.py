@@ -1,7 +1,9 @@
 """Streaming chat completions against an OpenAI-compatible server, timed on the client's clock.
 
 Each request keeps both clocks: our own arrival timestamps for every content chunk, and the
-server's `timings` block (llama-server's own prompt/decode figures). TTFT is measured to the
+engine's own account of it (`Timings`: llama-server's `timings` block, mistral.rs's usage,
+Ollama's eval durations), read by the engine (`llmspec.engines`), which also owns the wire:
+the path, the body and how a streamed line becomes an OpenAI chunk. TTFT is measured to the
 first chunk with non-empty content, not to the first SSE event (some servers send a role-only
 chunk first, which would make TTFT look instant).
 """
@@ -17,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import requests
+
+from llmspec.engines import DEFAULT, Engine, engine_named
 
 
 @dataclass
@@ -94,13 +98,15 @@ class ChatClient:
     on_record: Callable[[RequestRecord], None] | None = None
 
     def __init__(self, base_url: str, model: str = "default", api_key: str | None = None,
-                 timeout_s: float = 600.0, deadline_s: float | None = None, stop: threading.Event | None = None):
+                 timeout_s: float = 600.0, deadline_s: float | None = None, stop: threading.Event | None = None,
+                 engine: Engine | None = None):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self.stop = stop
-        self.chat_url = f"{self.base_url}/v1/chat/completions"
+        self.engine = engine or engine_named(DEFAULT)
+        self.chat_url = f"{self.base_url}{self.engine.chat_path}"
         self.session = _session_for(self.base_url)
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
@@ -126,7 +132,8 @@ class ChatClient:
         cookies, auth and hooks (none of which a chat request has) was a fifth of the client's
         own time per request. The session's headers (the API key) still go with it."""
         prepared = requests.PreparedRequest()
-        prepared.prepare(method="POST", url=self.chat_url, headers=self.session.headers, json=body)
+        prepared.prepare(method="POST", url=self.chat_url, headers=self.session.headers,
+                         json=self.engine.request(body))
         return prepared
 
     def _send(self, body: dict[str, Any], prompt_name: str) -> RequestRecord:
@@ -170,7 +177,7 @@ class ChatClient:
             buffer += data
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                event = _parse_sse(line)
+                event = self.engine.event(line)
                 if event is None:
                     continue
                 if record.first_event_s is None:
@@ -178,8 +185,7 @@ class ChatClient:
                 self._apply_event(event, record, parts, now)
         record.content = "".join(parts)
 
-    @staticmethod
-    def _apply_event(event: dict, record: RequestRecord, parts: list[str], now: float) -> None:
+    def _apply_event(self, event: dict, record: RequestRecord, parts: list[str], now: float) -> None:
         for choice in event.get("choices") or []:
             text = (choice.get("delta") or {}).get("content") or ""
             if text:
@@ -190,8 +196,8 @@ class ChatClient:
             record.finish_reason = choice.get("finish_reason") or record.finish_reason
         if event.get("usage"):
             record.usage = event["usage"]
-        if event.get("timings"):
-            record.timings = event["timings"]
+        if (timings := self.engine.timings(event)) is not None:
+            record.timings = timings.as_dict()
         if event.get("error"):
             record.error = json.dumps(event["error"])[:300]
 
@@ -207,15 +213,3 @@ class ChatClient:
     def close(self) -> None:
         self.session.close()
 
-
-def _parse_sse(line: bytes) -> dict | None:
-    line = line.strip()
-    if not line.startswith(b"data:"):
-        return None
-    payload = line[5:].strip()
-    if payload == b"[DONE]":
-        return None
-    try:
-        return json.loads(payload)
-    except json.JSONDecodeError:
-        return None

