@@ -56,13 +56,15 @@ class EngineFinding:
         unit = (shown.unit.replace("{}", "").strip() or shown.suffix) if shown else self.metric
         figures = ", ".join(f"{name} {_fmt(value)}{_bounds(bounds)} {unit}" for name, value, bounds in self.ranked)
         name = f"{self.model} {self.quant}{f' ({self.settings})' if self.settings else ''}, {self.case}"
+        way = "higher" if self.higher_is_better else "lower"
         if self.ahead:
-            verdict = f"{self.leader} is ahead by {self.margin_pct:.0f}% beyond the noise"
+            verdict = f"{self.leader} is ahead beyond the noise, {self.margin_pct:.0f}% {way}"
         elif self.ahead is None:
-            verdict = f"{self.leader} leads by {self.margin_pct:.0f}%, without intervals to say whether beyond noise"
+            verdict = (f"{self.leader} leads, {self.margin_pct:.0f}% {way}, without intervals to say whether "
+                       "beyond the noise")
         else:
             verdict = "no measurable difference (95% intervals overlap)"
-        return f"{name}: {verdict} ({figures}); run with: {self.command}"
+        return f"{name}: {verdict}: {figures}; run with: {self.command}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "model": self.model, "quant": self.quant, "settings": self.settings,
@@ -87,10 +89,10 @@ def findings(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict]) -> l
                                                                 maintain_order=True):
         cores = host_info.get(host, {}).get("cores_physical")
         for key, case in CASES:
-            column, descending = case.order[0]
-            ok = group.filter((pl.col(f"{key}_status") == "ok") & pl.col(column).is_not_null())
-            if ok["engine"].n_unique() < 2:
+            found = _deciding(group, key, case.order)
+            if found is None:
                 continue
+            column, descending, ok = found
             ranked = ok.sort(column, descending=descending, maintain_order=True).unique("engine", keep="first",
                                                                                           maintain_order=True)
             top = ranked.to_dicts()
@@ -98,6 +100,20 @@ def findings(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict]) -> l
                                      tuple((r["engine"], r[column], _interval(r, column)) for r in top),
                                      _command(spec, named.get(top[0]["variant"]), model, quant, cores)))
     return out
+
+
+def _deciding(group: pl.DataFrame, key: str, order) -> tuple[str, bool, pl.DataFrame] | None:
+    """The use case's first ranking figure on which the engines differ (long context: the context
+    reached, else the time to load it), with the rows that have it; None below two engines."""
+    found = None
+    for column, descending in order:
+        ok = group.filter((pl.col(f"{key}_status") == "ok") & pl.col(column).is_not_null())
+        if ok["engine"].n_unique() < 2:
+            continue
+        found = (column, descending, ok)
+        if ok[column].n_unique() > 1:
+            break
+    return found
 
 
 def _rest(variant: variants.Variant | None) -> str:
