@@ -101,11 +101,14 @@ class FakeLlamaServer:
                  api_key: str | None = None, answer_tokens: int = 12, ctx_size: int | None = None,
                  template_tokens: int = 3, template_tokens_per_message: int = 4, fail: Switch = False,
                  stall: Switch = False, stall_after: int = 1, model: str = "fake-model.gguf",
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, reasoning_tokens: int = 0, think_inline: bool = False):
         self.token_delay_s, self.prompt_delay_s = token_delay_s, prompt_delay_s
         self.slots, self.api_key, self.answer_tokens, self.ctx_size = slots, api_key, answer_tokens, ctx_size
         self.template_tokens, self.template_tokens_per_message = template_tokens, template_tokens_per_message
         self.fail, self.stall, self.stall_after, self.model, self.log = fail, stall, stall_after, model, log
+        # A reasoning model: the first `reasoning_tokens` of each answer stream as `reasoning_content`
+        # (llama-server's split with --reasoning-format deepseek), or inline in `<think>...</think>`.
+        self.reasoning_tokens, self.think_inline = reasoning_tokens, think_inline
         self.requests: list[dict] = []
         self.hits: list[tuple[str, str, int]] = []
         self.busy = self.waiting = self.peak_busy = self.peak_waiting = 0
@@ -286,7 +289,7 @@ class FakeLlamaServer:
                 self._sleep(h, self.token_delay_s)
             last = time.perf_counter()
             if stream:
-                self._event(h, chunk([{"finish_reason": None, "index": 0, "delta": {"content": piece(i)}}]))
+                self._event(h, chunk([{"finish_reason": None, "index": 0, "delta": self._delta(i, n)}]))
         if stall_at is not None and stall_at >= n:
             self._sleep(h, None)
         finish = "length" if body.get("ignore_eos") or n < self.answer_tokens else "stop"
@@ -316,6 +319,16 @@ class FakeLlamaServer:
         return 200
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _delta(self, i: int, n: int) -> dict:
+        """Token i of n: reasoning first (split or inline), then the answer."""
+        thinking = min(self.reasoning_tokens, n - 1)
+        if i >= thinking:
+            text = piece(i)
+            return {"content": f"</think>{text}" if self.think_inline and i == thinking and thinking else text}
+        if self.think_inline:
+            return {"content": f"<think>{piece(i)}" if i == 0 else piece(i)}
+        return {"reasoning_content": piece(i)}
 
     @staticmethod
     def _on(switch: Switch, body: dict) -> bool:
@@ -381,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fake-token-delay-s", type=float, default=0.0)
     parser.add_argument("--fake-prompt-delay-s", type=float, default=0.0)
     parser.add_argument("--fake-answer-tokens", type=int, default=12)
+    parser.add_argument("--fake-reasoning-tokens", type=int, default=0)
     args, _ = parser.parse_known_args(argv)  # --threads, --cache-ram, --no-webui, ...: nothing to do here
 
     def log(line: str) -> None:
@@ -389,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     fake = FakeLlamaServer(token_delay_s=args.fake_token_delay_s, prompt_delay_s=args.fake_prompt_delay_s,
                            slots=args.parallel, api_key=args.api_key, answer_tokens=args.fake_answer_tokens,
                            ctx_size=args.ctx_size // max(1, args.parallel),  # per slot, as llama-server
-                           model=args.model.rsplit("/", 1)[-1], log=log)
+                           model=args.model.rsplit("/", 1)[-1], log=log,
+                           reasoning_tokens=args.fake_reasoning_tokens)
     fake.start(args.host, args.port)
     log(f"main: fake llama-server listening on {fake.url}, {args.parallel} slots")
     try:

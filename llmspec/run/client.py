@@ -1,5 +1,10 @@
 """Streaming chat completions against an OpenAI-compatible server, timed on the client's clock.
 
+Reasoning models: `reasoning_content` deltas (or a leading `<think>...</think>` block where the
+engine does not split them) are the reasoning, timed apart (`ttft_reasoning_s`); `ttft_s` stays
+the first token of the answer, which is what a user waits for. Tool calls streamed as
+`delta.tool_calls` are assembled per index (name, arguments as the JSON text sent).
+
 Each request keeps both clocks: our own arrival timestamps for every content chunk, and the
 engine's own account of it (`Timings`: llama-server's `timings` block, mistral.rs's usage,
 Ollama's eval durations), read by the engine (`llmspec.engines`), which also owns the wire:
@@ -29,10 +34,15 @@ class RequestRecord:
     send_unix: float
     ttfb_s: float | None = None  # headers / first bytes of the body
     first_event_s: float | None = None  # first SSE event, possibly role-only
-    ttft_s: float | None = None  # first non-empty content token
+    ttft_s: float | None = None  # first non-empty content token of the answer (not of reasoning)
     total_s: float | None = None
-    chunk_times_s: list[float] = field(default_factory=list)
-    content: str = ""
+    chunk_times_s: list[float] = field(default_factory=list)  # every generated-token event: answer, reasoning, calls
+    content: str = ""  # the answer, without a <think> block
+    reasoning: str = ""  # reasoning_content deltas, or the <think> block
+    ttft_reasoning_s: float | None = None  # first reasoning token
+    reasoning_chunks: int = 0  # streamed reasoning events (llama-server sends one per token)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # assembled: {"id", "name", "arguments"}
+    first_tool_call_s: float | None = None
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None
@@ -61,10 +71,22 @@ class RequestRecord:
             return None
         return statistics.pstdev(gaps) / statistics.fmean(gaps) * 100
 
+    @property
+    def ttft_answer_s(self) -> float | None:
+        return self.ttft_s
+
     def as_sample(self) -> dict[str, Any]:
-        sample = asdict(self)
+        sample = {k: v for k, v in asdict(self).items() if k not in _ONLY_WHEN_SET or v}
         sample["completion_tokens"] = self.completion_tokens
+        if self.reasoning or self.ttft_reasoning_s is not None:
+            sample["ttft_answer_s"] = self.ttft_s
+            sample["reasoning_tokens"] = self.reasoning_chunks
         return sample
+
+
+# Sample keys written only when the request had them: results of models that neither reason nor call
+# tools keep the shape they always had.
+_ONLY_WHEN_SET = ("reasoning", "ttft_reasoning_s", "reasoning_chunks", "tool_calls", "first_tool_call_s")
 
 
 class DeadlineExceeded(requests.Timeout):
@@ -112,9 +134,13 @@ class ChatClient:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
     def chat(self, prompt: str, *, prompt_name: str = "", max_tokens: int, system: str | None = None,
-             **params: Any) -> RequestRecord:
-        """Send one streaming request and time every content chunk as it arrives."""
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+             messages: list[dict[str, Any]] | None = None, **params: Any) -> RequestRecord:
+        """Send one streaming request and time every content chunk as it arrives. `messages`, when
+        given, is the whole conversation (a multi-turn session) and `prompt`/`system` are unused;
+        `params` go into the body as they are (tools, tool_choice, response_format, cache_prompt)."""
+        if messages is None:
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
+                                                                                      "content": prompt}]
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "stream": True,
                 "stream_options": {"include_usage": True}, "cache_prompt": False, **params}
         record = self._send(body, prompt_name)
@@ -166,7 +192,7 @@ class ChatClient:
         return f"{kind}: {text}"[:300]
 
     def _read_stream(self, resp: requests.Response, record: RequestRecord, t0: float) -> None:
-        parts: list[str] = []
+        parts = _Parts()
         buffer = b""
         for data in resp.iter_content(chunk_size=None):
             now = time.perf_counter() - t0
@@ -183,16 +209,21 @@ class ChatClient:
                 if record.first_event_s is None:
                     record.first_event_s = now
                 self._apply_event(event, record, parts, now)
-        record.content = "".join(parts)
+        parts.finish(record, time.perf_counter() - t0)
 
-    def _apply_event(self, event: dict, record: RequestRecord, parts: list[str], now: float) -> None:
+    def _apply_event(self, event: dict, record: RequestRecord, parts: _Parts, now: float) -> None:
         for choice in event.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content") or ""
-            if text:
-                if record.ttft_s is None:
-                    record.ttft_s = now
+            delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+            answer = delta.get("content") or ""
+            if thought or answer or delta.get("tool_calls"):
                 record.chunk_times_s.append(now)
-                parts.append(text)
+            if thought:
+                parts.think(record, thought, now)
+            if answer:
+                parts.say(record, answer, now)
+            for call in delta.get("tool_calls") or []:
+                parts.call(record, call, now)
             record.finish_reason = choice.get("finish_reason") or record.finish_reason
         if event.get("usage"):
             record.usage = event["usage"]
@@ -213,3 +244,81 @@ class ChatClient:
     def close(self) -> None:
         self.session.close()
 
+
+class _Parts:
+    """The streamed text of one answer, split into reasoning and answer as it arrives.
+
+    An engine that does not split reasoning sends a leading `<think>...</think>` block as content:
+    text is held back until it is clear whether the answer starts with `<think>`, then routed to
+    `reasoning` up to `</think>`, so `ttft_s` is the first token of the answer proper either way.
+    """
+
+    OPEN, CLOSE = "<think>", "</think>"
+
+    def __init__(self) -> None:
+        self.answer: list[str] = []
+        self.thought: list[str] = []
+        self.mode = "undecided"  # -> "think" -> "answer", or straight to "answer"
+        self.held = ""
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def think(self, record: RequestRecord, text: str, now: float) -> None:
+        if record.ttft_reasoning_s is None:
+            record.ttft_reasoning_s = now
+        record.reasoning_chunks += 1
+        self.thought.append(text)
+
+    def say(self, record: RequestRecord, text: str, now: float) -> None:
+        if self.mode == "answer":
+            self._answer(record, text, now)
+            return
+        self.held += text
+        if self.mode == "undecided":
+            start = self.held.lstrip()
+            if len(start) < len(self.OPEN) and self.OPEN.startswith(start):
+                return  # "<thi": not known yet
+            if not start.startswith(self.OPEN):
+                self.mode, text, self.held = "answer", self.held, ""
+                self._answer(record, text, now)
+                return
+            self.mode, self.held = "think", start[len(self.OPEN):]
+        if self.CLOSE in self.held:  # mode "think"
+            thought, _, rest = self.held.partition(self.CLOSE)
+            if thought:
+                self.think(record, thought, now)
+            self.mode, self.held = "answer", ""
+            self._answer(record, rest, now)
+        elif len(self.held) > len(self.CLOSE):  # pass on all but what could start "</think>"
+            keep = len(self.CLOSE) - 1
+            self.think(record, self.held[:-keep], now)
+            self.held = self.held[-keep:]
+
+    def _answer(self, record: RequestRecord, text: str, now: float) -> None:
+        if not self.answer and self.thought:  # the answer proper starts after the reasoning's whitespace
+            text = text.lstrip()
+        if not text:
+            return
+        if record.ttft_s is None and text.strip():
+            record.ttft_s = now
+        self.answer.append(text)
+
+    def call(self, record: RequestRecord, delta: dict[str, Any], now: float) -> None:
+        """One streamed piece of a tool call: the first piece of an index names it, later ones
+        carry more of its arguments' JSON text."""
+        if record.first_tool_call_s is None:
+            record.first_tool_call_s = now
+        found = self.calls.setdefault(delta.get("index", len(self.calls)), {"id": None, "name": "", "arguments": ""})
+        found["id"] = delta.get("id") or found["id"]
+        function = delta.get("function") or {}
+        found["name"] += function.get("name") or ""
+        found["arguments"] += function.get("arguments") or ""
+
+    def finish(self, record: RequestRecord, now: float) -> None:
+        if self.held:  # a stream that ended inside "<think>" or on a held-back prefix
+            if self.mode == "think":
+                self.think(record, self.held, now)
+            else:
+                self._answer(record, self.held, now)
+        record.content = "".join(self.answer)
+        record.reasoning = "".join(self.thought)
+        record.tool_calls = [self.calls[i] for i in sorted(self.calls)]
