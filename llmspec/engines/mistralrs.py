@@ -21,7 +21,16 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmspec.engines.base import ENGINE_CLOCK, PROMPT_CACHE_CONTROL, TOKENIZE, Engine, ServerArgs, Timings
+from llmspec.engines.base import (
+    ENGINE_CLOCK,
+    JSON_SCHEMA,
+    PROMPT_CACHE_CONTROL,
+    TOKENIZE,
+    TOOL_CALLS,
+    Engine,
+    ServerArgs,
+    Timings,
+)
 from llmspec.errors import UserError
 
 
@@ -30,7 +39,8 @@ class MistralRs(Engine):
     summary: ClassVar[str] = "mistral.rs (Rust, candle kernels) through PyPI's mistralrs wheel"
     program: ClassVar[str] = "python"  # with -m llmspec.engines.mistralrs_serve
     install_hint: ClassVar[str] = "install it with `pip install 'llmspec[engines]'` (PyPI package mistralrs)"
-    supports: ClassVar[frozenset[str]] = frozenset({PROMPT_CACHE_CONTROL, TOKENIZE, ENGINE_CLOCK})
+    supports: ClassVar[frozenset[str]] = frozenset({PROMPT_CACHE_CONTROL, TOKENIZE, ENGINE_CLOCK, TOOL_CALLS,
+                                                    JSON_SCHEMA})
     overhead_bytes: ClassVar[float] = 300e6  # the Python interpreter and the shim beside the engine
 
     def find_binary(self, configured: str | None = None) -> Path:

@@ -125,13 +125,16 @@ class CellJob:
         A raised context never goes past what the model was trained for (plus room to generate),
         so an 8k model is not given a 64k KV cache it would never use.
         """
+        base = self.base_args
+        if self.kind.server_features:
+            base = replace(base, features=tuple(sorted(self.kind.server_features)))
         if self.kind.server_overrides is None:
-            return self.base_args
+            return base
         base_ctx = self.server.ctx_size
         ctx_size, parallel = self.kind.server_overrides(self.settings, base_ctx)
         if trained_ctx and ctx_size // parallel > max(base_ctx, trained_ctx + 512):
             ctx_size = max(base_ctx, trained_ctx + 512) * parallel
-        return replace(self.base_args, ctx_size=ctx_size, parallel=parallel)
+        return replace(base, ctx_size=ctx_size, parallel=parallel)
 
     def fingerprint(self, model_identity: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
         """(hash, inputs) with the model file's identity as it is now (the file may be new)."""

@@ -92,6 +92,9 @@ class ProfileKind:
     needs_server: bool = True  # False: runs llama.cpp's tools on the model file itself (`ProfileContext.local`)
     # what the engine must support (llmspec.engines.base: "tokenize", ...); an engine without one is a skip
     engine_needs: frozenset[str] = frozenset()
+    # what the server must be started with for this profile (llmspec.engines.base.TOOL_CALLS: llama-server
+    # gets --jinja); each must also be in `engine_needs`. Changes the server's arguments, so it restarts.
+    server_features: frozenset[str] = frozenset()
     last: bool = False  # runs after every other cell, on one configuration chosen from their results
     # settings -> whether the measurement itself reads the thresholds (a load "sweep" stops where the
     # service level breaks): then they are fingerprinted too, else changing one only re-rates
