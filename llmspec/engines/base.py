@@ -207,14 +207,16 @@ def _find(kind: type[Engine], configured: str | None, from_env: str | None) -> P
 
 
 def parse_sse(line: bytes) -> dict | None:
-    """One server-sent-events line (`data: {...}`) as a dict; None for anything else and `[DONE]`."""
+    """One server-sent-events line (`data: {...}`) as a dict; None for other lines (comments, `event:`,
+    blank) and `[DONE]`. A data line that is not JSON (or not UTF-8) raises ValueError: the client
+    makes it the request's error instead of silently dropping part of an answer."""
     line = line.strip()
     if not line.startswith(b"data:"):
         return None
     payload = line[5:].strip()
     if payload == b"[DONE]":
         return None
-    try:
-        return json.loads(payload)
-    except json.JSONDecodeError:
-        return None
+    found = json.loads(payload)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    if not isinstance(found, dict):
+        raise ValueError(f"an event that is not a JSON object: {payload[:80]!r}")
+    return found

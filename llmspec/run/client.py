@@ -89,6 +89,13 @@ class RequestRecord:
 _ONLY_WHEN_SET = ("reasoning", "ttft_reasoning_s", "reasoning_chunks", "tool_calls", "first_tool_call_s")
 
 
+MAX_LINE_BYTES = 1 << 20  # a chat event is a few hundred bytes; a megabyte without a newline is not a stream
+
+
+class BrokenStream(requests.RequestException):
+    """The answer is not a chat stream: an endless line, an unreadable event, or no events at all."""
+
+
 class DeadlineExceeded(requests.Timeout):
     """The whole answer took longer than the client's deadline (a slow stream never times out per read)."""
 
@@ -112,7 +119,8 @@ def _session_for(base_url: str) -> requests.Session:
 class ChatClient:
     """A reusable connection to one server; cheap to create, so one per profile run or worker.
 
-    `timeout_s` bounds each wait for bytes; `deadline_s`, when given, bounds the whole answer;
+    `timeout_s` bounds each wait for bytes and, unless `deadline_s` says otherwise, the whole answer
+    (a server that trickles bytes forever is cut off there);
     setting `stop` ends a stream early with `Interrupted`. `on_record`, when set, is called with
     every finished request (from the thread that sent it): the run's progress file listens there.
     """
@@ -125,7 +133,7 @@ class ChatClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
-        self.deadline_s = deadline_s
+        self.deadline_s = deadline_s if deadline_s is not None else timeout_s
         self.stop = stop
         self.engine = engine or engine_named(DEFAULT)
         self.chat_url = f"{self.base_url}{self.engine.chat_path}"
@@ -181,6 +189,8 @@ class ChatClient:
     def _explain(self, exc: requests.RequestException) -> str:
         """What happened, in words, with the exception type kept for the curious."""
         text, kind = str(exc), type(exc).__name__
+        if isinstance(exc, BrokenStream):
+            return f"not a chat stream: {text}"[:300]
         if isinstance(exc, (DeadlineExceeded, Interrupted)):
             return f"{'Timeout' if isinstance(exc, DeadlineExceeded) else 'Interrupted'}: {text}"
         if isinstance(exc, requests.Timeout) or "timed out" in text:
@@ -202,14 +212,22 @@ class ChatClient:
                 raise DeadlineExceeded(f"answer not complete within {self.deadline_s:g} s")
             buffer += data
             *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > MAX_LINE_BYTES:
+                raise BrokenStream(f"a line of over {MAX_LINE_BYTES >> 20} MB without an end")
             for line in lines:
-                event = self.engine.event(line)
+                try:
+                    event = self.engine.event(line)
+                except ValueError as exc:
+                    raise BrokenStream(f"an event it cannot read ({exc})") from None
                 if event is None:
                     continue
                 if record.first_event_s is None:
                     record.first_event_s = now
                 self._apply_event(event, record, parts, now)
         parts.finish(record, time.perf_counter() - t0)
+        if record.first_event_s is None and record.error is None:
+            kind = resp.headers.get("Content-Type", "no Content-Type")
+            raise BrokenStream(f"a 200 answer without a single event ({kind}: {buffer[:60]!r})")
 
     def _apply_event(self, event: dict, record: RequestRecord, parts: _Parts, now: float) -> None:
         for choice in event.get("choices") or []:

@@ -164,8 +164,8 @@ class Server:
         except OSError:
             return []
 
-    def stop(self) -> None:
-        """SIGTERM, wait up to 30 s, then SIGKILL; safe to call twice and from signal handlers."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM, wait up to `grace_s`, then SIGKILL; safe to call twice and from signal handlers."""
         self._stop_watch.set()
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
@@ -173,9 +173,9 @@ class Server:
             with contextlib.suppress(OSError):
                 os.kill(proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) server acts on SIGTERM only once resumed
             try:
-                proc.wait(STOP_GRACE_S)
+                proc.wait(grace_s)
             except subprocess.TimeoutExpired:
-                log.warning("%s %d ignored SIGTERM for %g s; killing it", self.engine.name, proc.pid, STOP_GRACE_S)
+                log.warning("%s %d ignored SIGTERM for %g s; killing it", self.engine.name, proc.pid, grace_s)
                 proc.kill()
                 proc.wait()
         if proc is not None:  # an engine's own children (Ollama's runner) share its process group: none outlives it

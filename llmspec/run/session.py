@@ -48,15 +48,19 @@ class Session:
             self.server, self.key = server, key
         return self.server
 
-    def close(self) -> None:
+    def close(self, grace_s: float | None = None) -> None:
+        """Stop the server: gracefully between models, within `grace_s` when the run is being killed."""
         if self.server is not None:
-            self.server.stop()
+            self.server.stop() if grace_s is None else self.server.stop(grace_s)
         self.server, self.key = None, None
 
 
 SESSION = Session()
 
 
+TERMINATE_GRACE_S = 3.0  # `kill` of a run: a server mid-stream gets this long, then SIGKILL (5 s promised)
+
+
 def _terminate(signum, _frame):
-    SESSION.close()
+    SESSION.close(TERMINATE_GRACE_S)
     raise SystemExit(128 + signum)
