@@ -31,12 +31,12 @@ from typing import Any
 
 from llmspec import revisions
 from llmspec.errors import UserError
-from llmspec.profiles import PROFILES
+from llmspec.profiles import PROFILES, higher_is_better, role
 from llmspec.results import FOR_REPORTS, parse_without
 from llmspec.stats import apart, percentile_interval
 from llmspec.text import figure, format_table
 
-LOAD = "load"  # the profile whose headline figures a loadtest file's levels carry
+LOAD = role("user_levels").name  # the profile whose headline figures a loadtest file's levels carry
 
 
 # --- what each side holds -----------------------------------------------------------------------
@@ -359,22 +359,6 @@ def _label(entry: Entry, full_key: bool) -> str:
     if entry.key[0] == "capacity":
         return "capacity"
     return " ".join(entry.key if full_key else entry.key[1:])
-
-
-def higher_is_better(profile: str, metric: str) -> bool | None:
-    """From the profile's rating rules (a minimum: higher is better), its thresholds' names
-    (`min_<metric>`, `max_<metric>`) or its use case's ordering; None where the profile says none."""
-    kind = PROFILES.get(profile)
-    if kind is None:
-        return None
-    for rule in kind.rules:
-        if rule.metric == metric:
-            return rule.direction == "min"
-    fields = kind.thresholds.model_fields  # an unrated figure with a limit: [thresholds.load] max_p90_ttft_s
-    if f"min_{metric}" in fields or f"max_{metric}" in fields:
-        return f"min_{metric}" in fields
-    order = dict(kind.case.order) if kind.case else {}
-    return order.get(metric)
 
 
 def _side_differences(a: Side, b: Side) -> list[str]:

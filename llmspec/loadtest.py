@@ -27,19 +27,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from llmspec.arrivals import gaps, schedule
 from llmspec.capacity import ServiceLevel, level_figures, max_users, sentence
 from llmspec.errors import UserError
 from llmspec.profiles.load import LoadProfile, LoadThresholds
+from llmspec.profiles.quality import Scorer
 from llmspec.results import write_text_atomic
 from llmspec.run.client import ChatClient
 from llmspec.run.load import (
+    SCORE,
     Answer,
     LoadRun,
     load_questions,
-    load_scorers,
     pick_questions,
     read_json,
     run_load,
@@ -70,11 +71,25 @@ def calculate_aggregates(results: list[dict[str, Any]], wall_s: float) -> dict[s
             out[f"{name}_p{pct}_ms"] = round(value, 3) if value is not None else None
     out["requests_per_s"] = round(len(ok) / wall_s, 4) if wall_s > 0 else None
     out["output_tokens_per_s"] = round(sum(r["token"] for r in ok) / wall_s, 4) if wall_s > 0 else None
-    scored = [r["quality"] for r in results if r.get("scored")]
+    scored = [r[SCORE] for r in results if r.get("scored")]
     if scored:  # questions with a scorer: the share answered right (a failed request scores 0)
         out["quality_avg"], out["quality_scored"] = round(sum(scored) / len(scored), 4), len(scored)
     return out
 
+
+def load_scorers(path: Path) -> dict[str, Any]:
+    """Question text -> its scorer, for entries that carry one (`{"question": ..., "scorer": {...}}`,
+    the quality profile's number, choice, regex and json scorers); one line naming the entry if bad."""
+    adapter, found = TypeAdapter(Scorer), {}
+    raw = read_json(path, "questions")
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        if isinstance(item, dict) and "scorer" in item:
+            try:
+                found[str(item.get("question", "")).strip()] = adapter.validate_python(item["scorer"])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise UserError(f"{path}: [{i}].scorer: {first['msg']}") from None
+    return found
 
 
 # --- the plan's files ---------------------------------------------------------------------------

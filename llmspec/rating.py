@@ -12,14 +12,13 @@ and should not pay its half-second import.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from llmspec.profiles import PROFILES
-from llmspec.profiles.base import Direction, Rule
+from llmspec.profiles import KINDS, PROFILES
+from llmspec.profiles.base import Direction, Rule, Translation
 from llmspec.results import bound_names
 
 if TYPE_CHECKING:
@@ -252,23 +251,6 @@ def _is_number(value: Any) -> bool:
 # --- Real-world translations (docs/rating.md, "What a figure means") -------------------------
 
 
-@dataclass(frozen=True)
-class Translation:
-    """Bands of one quantity: `bounds` split the axis, `texts` has one more entry than bounds.
-
-    A value exactly on a bound belongs to the better band (2 t/s meets the 2 t/s minimum,
-    30 s TTFT meets the 30 s maximum), so the direction decides which side a bound falls on.
-    """
-
-    higher_is_better: bool
-    bounds: tuple[float, ...]
-    texts: tuple[str, ...]
-
-    def text(self, value: float) -> str:
-        find = bisect_right if self.higher_is_better else bisect_left
-        return self.texts[find(self.bounds, value)]
-
-
 TRANSLATIONS: dict[str, Translation] = {
     "tokens": Translation(True, (2, 5, 10, 15, 20, 40), (
         "Too slow to follow as it streams",
@@ -286,42 +268,12 @@ TRANSLATIONS: dict[str, Translation] = {
         "Significant wait, breaks flow",
         "Frustrating, unusable for interactive",
     )),
-    "context_load": Translation(False, (5, 15, 30, 60), (
-        "Smooth workflow",
-        "Brief pause, manageable",
-        "Noticeable delay",
-        "Coffee break territory",
-        "Too slow for practical use",
-    )),
     "memory": Translation(False, (6, 8, 12, 14), (
         "Plenty of headroom",
         "Room for other apps",
         "Dedicated inference, some headroom",
         "Most of system RAM",
         "Swapping likely, severe degradation",
-    )),
-    "batch": Translation(True, (10, 30, 60, 120), (
-        "Only for small batches",
-        "Overnight batch jobs",
-        "Reasonable for moderate batches",
-        "Efficient bulk processing",
-        "Excellent throughput",
-    )),
-    # KL divergence from the reference quant (llama-perplexity). Bands from the published
-    # llama.cpp figures for LLaMA-3-8B against F16 (mean KLD q8_0 0.0014, q6_K 0.0055, q4_K_M 0.031,
-    # q3_K_M 0.10, q2_K 0.45) and what the community reports each of those quants is good for.
-    "divergence": Translation(False, (0.01, 0.05, 0.2), (
-        "Indistinguishable from the reference in practice",
-        "Small loss, safe for most uses",
-        "Noticeable: fine for chat, check accuracy-critical work",
-        "Large: creative use only",
-    )),
-    # Same top token as the reference (same source: q8_0 97.7 %, q6_K 96.0 %, q4_K_M 91.9 %, q2_K 71.1 %).
-    "same_top": Translation(True, (80, 90, 95), (
-        "Often picks a different next word than the reference: large loss",
-        "Picks a different next word now and then: noticeable loss",
-        "Nearly always picks the reference's next word",
-        "Picks the reference's next word almost always",
     )),
     "temperature": Translation(False, (70, 80, 85, 90), (
         "Cool, no concerns",
@@ -332,25 +284,26 @@ TRANSLATIONS: dict[str, Translation] = {
     )),
 }
 
-# Metric names (units in the name) -> which translation applies.
-METRIC_TRANSLATION: dict[str, str] = {
+# Metric names (units in the name) -> which of the shared translations applies; each profile adds
+# the readings of its own figures (`ProfileKind.readings`).
+SHARED_METRICS: dict[str, str] = {
     "tokens_per_s": "tokens",
     "server_tokens_per_s": "tokens",
     "ttft_s": "ttft",
-    "target_load_s": "context_load",
     "peak_rss_gb": "memory",
     "rss_peak_gb": "memory",
-    "docs_per_hour": "batch",
     "max_temperature_c": "temperature",
-    "kld_mean": "divergence",
-    "same_top_pct": "same_top",
     "mean_temperature_c": "temperature",
+}
+METRIC_TRANSLATION: dict[str, Translation] = {
+    **{metric: TRANSLATIONS[name] for metric, name in SHARED_METRICS.items()},
+    **{metric: reading for k in KINDS for metric, reading in k.readings.items()},
 }
 
 
 def interpret(metric: str, value: Any) -> str:
     """What a number means to a person; "" for metrics without a translation band."""
-    kind = METRIC_TRANSLATION.get(metric)
-    if kind is None or not _is_number(value):
+    found = METRIC_TRANSLATION.get(metric)
+    if found is None or not _is_number(value):
         return ""
-    return TRANSLATIONS[kind].text(float(value))
+    return found.text(float(value))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmspec.plan.fingerprint import digest, explain_change, fill_missing_model
+from llmspec.fingerprint import digest, explain_change, fill_missing_model
 
 STATUSES = ("ok", "skipped", "error")
 BOUND = ":"  # a figure's 95 % interval travels beside it as "<metric>:low" and "<metric>:high"

@@ -23,33 +23,26 @@ from llmspec.errors import UserError
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.models.stores import Found, Place, Scan, model_name, places, scan
 from llmspec.plan.termination import GB, estimate_memory, memory_check, memory_limit
-from llmspec.profiles import ORDER, PROFILES
+from llmspec.profiles import KINDS, ORDER, PROFILES, role
 from llmspec.spec import Spec
 from llmspec.spec.schema import NAME_RE
 from llmspec.text import gb
 
-# --use word -> the profiles it switches on (llmspec.profiles), in the design document's words.
-USES: dict[str, tuple[str, ...]] = {
-    "chat": ("interactive",),
-    "long-context": ("long_context",),
-    "batch": ("batch",),
-    "accuracy": ("quality", "divergence"),
-    "serving": ("load", "stress"),
-}
+
+def _uses() -> dict[str, tuple[str, ...]]:
+    """--use word -> the profiles it switches on, in registry order (each profile's `uses`, in the
+    design document's words)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for kind in KINDS:
+        for use in kind.uses:
+            found[use] = (*found.get(use, ()), kind.name)
+    return found
+
+
+USES = _uses()
 DEFAULT_USES = ("chat",)
 CTX_SIZE = 4096  # the [server] default; the memory pre-flight of every file assumes it
 LONG_SIZES = (4096, 8192, 16384, 32768)  # the design document's long-context test sizes
-# Profile settings written out (the rest keep their defaults, documented in the README).
-SHOWN_SETTINGS = {"interactive": ("requests", "max_tokens"), "long_context": ("sizes", "max_tokens"),
-                  "batch": ("documents", "max_tokens"), "quality": ("tests", "max_tokens"), "divergence": ("ctx",),
-                  "load": ("concurrent", "max_concurrent", "questions"), "stress": ("duration_s",)}
-# The design document's "real-world interpretation" of the figures, above their thresholds.
-READINGS = {
-    "interactive": "2-5 t/s: slow but readable; 10-15: comfortable reading; 20-30: fast; 40+: nearly instant",
-    "long_context": "8k tokens in under 5 s: smooth; 16k in 10-30 s: a pause; over 60 s: too slow for interactive work",
-    "batch": "10 documents/hour: overnight jobs only; 30: moderate batches; 60+: efficient bulk processing",
-    "quality": "the design document's bar for financial work: math 80 %, comprehension and reasoning 75 %, format 90 %",
-}
 COMMENT_COLUMN = 33
 HF_EXAMPLE = """\
 # To measure a model from Hugging Face, add an entry like this one (downloaded into model_dir
@@ -317,26 +310,26 @@ def render(name: str, uses: tuple[str, ...], host: Host, found: list[Entry], sca
 
 def _profile(name: str, host: Host, usable: list[Entry]) -> list[str]:
     kind = PROFILES[name]
-    settings = {key: kind.settings.model_fields[key].default for key in SHOWN_SETTINGS.get(name, ())}
+    settings = {key: kind.settings.model_fields[key].default for key in kind.init_settings}
     notes = {}
-    if name == "long_context":
-        settings["sizes"], dropped = long_sizes(usable, host)
+    if kind.init_sizes is not None:
+        sizes, capped = kind.init_sizes
+        settings[sizes], dropped = long_sizes(usable, host)
         if dropped:
-            notes["sizes"] = f"{dropped} left out: would not fit, or beyond every model's trained context"
-    if name == "load":
-        settings["concurrent"] = "sweep"
+            notes[sizes] = f"{dropped} left out: would not fit, or beyond every model's trained context"
+    settings.update(kind.init_values)
     lines = [commented(f"[profiles.{name}]", kind.summary)]
     for key, value in settings.items():
         if value is not None:
             lines.append(line(key, value, notes.get(key) or kind.settings.model_fields[key].description))
     thresholds = kind.thresholds.model_fields
     lines.append(f"[thresholds.{name}]")
-    if name in READINGS:
-        lines.append(f"# {READINGS[name]}")
+    if kind.reading:
+        lines.append(f"# {kind.reading}")
     for key, fld in thresholds.items():
         value = fld.default
-        if name == "long_context" and key == "target_context_tokens":
-            value = min(value, max(settings["sizes"]))
+        if kind.init_sizes is not None and key == capped:
+            value = min(value, max(settings[sizes]))
         if value is not None:
             lines.append(line(key, value, fld.description))
     return lines
@@ -348,7 +341,7 @@ def long_sizes(usable: list[Entry], host: Host) -> tuple[list[int], str]:
     listed models (capped at 4096), so the profile still measures what these models know."""
     files = [f for e in usable for f in e.files]
     trained = max((f.meta.get("context_length") or 0 for f in files), default=0) or max(LONG_SIZES)
-    settings = PROFILES["long_context"].settings()
+    settings = role("context_sizes").settings()
     kept = [size for size in LONG_SIZES if size <= trained and any(
         memory_check(f.size, f.meta, size + settings.max_tokens + 256, host.limit_gb, host.limit_text,
                      n_gpu_layers=host.n_gpu_layers, gpus=host.gpus) is None for f in files)]

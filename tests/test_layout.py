@@ -1,8 +1,12 @@
 """The architecture as the code must keep it: data flows one way, and planning stays light.
 
 Planning (spec -> cells -> what is stale) runs on every `doit`, also when nothing is measured, so
-it must not load the run side (server, client, runner) or `requests`; and no module may need a
-module that needs it back, which makes the order of imports matter and hides who owns what.
+it must not load the run side (server, client, runner) or `requests`; no module may need a
+module that needs it back, which makes the order of imports matter and hides who owns what; and
+every module sits in one layer of `LAYERS` and imports only from its own layer or lower ones.
+Every import counts: at the top, inside a function, or for type checking only (a type is a
+dependency too: the circle plan.reference -> profiles.divergence -> run.perplexity -> plan.reference
+hid behind one).
 """
 
 import ast
@@ -28,14 +32,9 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> set[str]:
-    """llmspec modules `path` imports, at the top or inside functions (not for type checking only)."""
+    """llmspec modules `path` imports: at the top, inside functions, or for type checking only."""
     found = set()
-    tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmspec"):
             for alias in node.names:
                 candidate = f"{node.module}.{alias.name}"
@@ -46,10 +45,58 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def import_graph() -> dict[str, set[str]]:
+    return {module_name(p): imports(p) - {module_name(p)} for p in PACKAGE.rglob("*.py")}
+
+
+# Lowest first. A module belongs to the most specific entry naming it or a package above it, and
+# imports only from its own layer or lower ones: what a lower layer needs from a higher one belongs
+# in the lower one (or is handed down as data), so each layer can be read, tested and changed
+# knowing only the layers under it. A new module goes where its imports put it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # the ground: errors, strict models, formatting, statistics, progress, hashing, git history
+    ("llmspec.errors", "llmspec.strict", "llmspec.text", "llmspec.stats", "llmspec.progress", "llmspec.logs",
+     "llmspec.lock", "llmspec.arrivals", "llmspec.capacity", "llmspec.fingerprint", "llmspec.revisions",
+     "llmspec.sandbox"),
+    ("llmspec.results",),  # the result file, written atomically and read back
+    ("llmspec.machine", "llmspec.models"),  # this host; model files' facts (all but models.files, below)
+    ("llmspec.engines",),  # one module per inference engine
+    # what a profile measures with: the wire to a server, the server process, meters, llama.cpp's tools,
+    # the sandbox a model's code runs in
+    ("llmspec.run.client", "llmspec.run.server", "llmspec.run.meter", "llmspec.run.load", "llmspec.run.perplexity",
+     "llmspec.sandbox"),
+    ("llmspec.profiles",),  # each profile's declaration and measurement; the registry
+    ("llmspec.spec", "llmspec.rating"),  # the spec (built from the profiles' settings); ratings of results
+    ("llmspec.models.files",),  # where a spec's model file comes from (reads the spec)
+    ("llmspec.plan",),  # spec -> cells -> what is stale, what to skip, each cell's job
+    ("llmspec.run",),  # a planned cell measured: runner, session
+    ("llmspec.watch", "llmspec.report"),  # the live dashboard; reports from the results
+    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.tasks"),  # commands and doit's tasks
+    ("llmspec.cli",),
+)
+
+
+def layer(module: str) -> int:
+    """The index in `LAYERS` of the most specific entry naming `module` or a package above it."""
+    found = [(len(entry), i) for i, entries in enumerate(LAYERS) for entry in entries
+             if module == entry or module.startswith(entry + ".")]
+    assert found, f"{module} is in no layer of tests/test_layout.py's LAYERS: add it where its imports put it"
+    return max(found)[1]
+
+
+def test_no_module_imports_from_a_higher_layer():
+    graph = {name: targets for name, targets in import_graph().items() if name != "llmspec"}  # the root: a version
+    assert all(layer(name) is not None for name in graph)  # every module has its place, importing or not
+    upward = sorted(f"{name} (layer {layer(name)}) -> {target} (layer {layer(target)})"
+                    for name, targets in graph.items() for target in targets if layer(target) > layer(name))
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
 def test_no_module_imports_one_that_imports_it_back():
     """Lazy imports count too: a function-level import that closes a loop is still a loop in who
-    owns what (it was how hub.py and modelfiles.py needed each other)."""
-    graph = {module_name(p): imports(p) - {module_name(p)} for p in PACKAGE.rglob("*.py")}
+    owns what (it was how hub.py and modelfiles.py needed each other), and so do imports for type
+    checking only."""
+    graph = import_graph()
     state: dict[str, str] = {}
     cycle: list[str] = []
 
@@ -65,3 +112,29 @@ def test_no_module_imports_one_that_imports_it_back():
         return False
 
     assert not any(visit(name, []) for name in sorted(graph) if name not in state), " -> ".join(cycle)
+
+
+# Where a profile's name may be written: the profiles themselves, and the modules that speak the
+# OpenAI wire (the engines, for engine-specific defaults, and the client), whose field names are not
+# ours to choose (a message's `tool_calls`).
+NAMES_ALLOWED_IN = ("llmspec.profiles", "llmspec.engines", "llmspec.run.client")
+# Constants that spell a profile's name but mean something else, by (module, the name they are bound to).
+NOT_PROFILE_NAMES = {("llmspec.run.load", "SCORE")}  # the stress-test plan's per-answer "quality" field
+
+
+def test_no_profile_is_named_outside_the_profiles():
+    """A new profile is one module and one registry line: everything else finds a profile by what it
+    declares (`ProfileKind`: its roles, readings, settings), never by its name (`NAMES_ALLOWED_IN`)."""
+    from llmspec.profiles import PROFILES
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        if module.startswith(NAMES_ALLOWED_IN):
+            continue
+        tree = ast.parse(path.read_text())
+        exempt = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and (module, t.id) in NOT_PROFILE_NAMES for t in node.targets)}
+        found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and node.value in PROFILES and id(node) not in exempt]
+    assert not found, "profile names outside llmspec/profiles/:\n" + "\n".join(found)

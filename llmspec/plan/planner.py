@@ -29,7 +29,7 @@ from llmspec.plan.fingerprint import MEASUREMENT_VERSION, digest
 from llmspec.plan.reference import Reference
 from llmspec.plan.targets import EndpointTarget, LocalModel, Target
 from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels, memory_limit
-from llmspec.profiles import PROFILES, ProfileKind
+from llmspec.profiles import PROFILES, ProfileKind, role
 from llmspec.rating import rate_many
 from llmspec.results import WITHOUT_SAMPLES, Result, judge
 from llmspec.spec import ServerSettings, Spec
@@ -261,26 +261,32 @@ class Plan:
 
     @functools.cache
     def reference(self, model: str) -> Reference | None:
-        """The divergence profile's reference logits for `model` (None without that profile)."""
-        settings = self.spec.profiles.divergence
+        """The reference logits for `model` of the profile measured against them (the
+        `reference_logits` role: divergence); None without that profile."""
+        kind = role("reference_logits")
+        settings = getattr(self.spec.profiles, kind.name) if kind is not None else None
         if settings is None:
             return None
         quant = self.spec.model(model).reference_quant()
-        path = self.workspace.build / "cache" / "divergence" / self.spec.name / f"{model}@{quant}.logits"
-        text = self.profile_inputs("divergence")["text_files"]
+        path = self.workspace.build / "cache" / kind.name / self.spec.name / f"{model}@{quant}.logits"
+        text = self.profile_inputs(kind.name)["text_files"]
         return Reference(self.spec.name, model, quant, self.model_file(model, quant), settings.ctx,
                          settings.chunk_count(), text, path)
 
     def reference_part(self, model: str) -> dict[str, Any]:
         """What a divergence cell's fingerprint holds of its reference: the quant and its file."""
         ref = self.reference(model)
-        identity = self.model_identity(Cell(self.spec.name, model, ref.quant, "divergence"))
+        identity = self.model_identity(Cell(self.spec.name, model, ref.quant, role("reference_logits").name))
         return {"quant": ref.quant, "source": ref.file.source, "model": identity}
+
+    def _uses_reference(self, cell: Cell) -> bool:
+        """Measured against its model's reference logits (a local model file's divergence cell)."""
+        return "reference_logits" in PROFILES[cell.profile].roles and not cell.endpoint
 
     def _own_inputs(self, cell: Cell) -> dict[str, Any]:
         """The fingerprint inputs that do not depend on the model file (docs/measuring.md, fingerprints)."""
         inputs = self._profile_part(cell.profile)
-        if cell.profile == "divergence" and not cell.endpoint:
+        if self._uses_reference(cell):
             inputs = {**inputs, "reference": self.reference_part(cell.model)}
         if PROFILES[cell.profile].last:  # re-decided whenever the results it was chosen from change
             inputs = dict(inputs)
@@ -323,7 +329,7 @@ class Plan:
                        self._own_inputs(cell), self.spec, args,
                        self.server_settings(cell.variant), self.version_for(cell), self.workspace,
                        self.result_path(cell), skip, evidence, decision.predicted_peak_gb,
-                       self.reference(cell.model) if cell.profile == "divergence" and not cell.endpoint else None,
+                       self.reference(cell.model) if self._uses_reference(cell) else None,
                        engine_named(args.engine), binary, binary_error)
 
     def record(self, job: CellJob, result: Result) -> None:
@@ -413,15 +419,16 @@ class Plan:
 
     def _past_knee(self, cell: Cell) -> Decision | None:
         """Skip a thread count past the knee of `threads = "sweep"` (llmspec.plan.variants.knee),
-        judged on the interactive speed of the counts measured before it (fewer threads)."""
-        sweep = self.spec.server.sweep
-        if sweep is None or sweep.threads != "sweep" or not cell.variant or self.spec.profiles.interactive is None:
+        judged on the interactive speed (the `skip_judge` role) of the counts measured before it (fewer threads)."""
+        sweep, judge = self.spec.server.sweep, role("skip_judge")
+        if sweep is None or sweep.threads != "sweep" or not cell.variant or judge is None \
+                or getattr(self.spec.profiles, judge.name) is None:
             return None
         variant = self.variants[cell.variant]
         curve = variants.same_but_threads(variant, list(self.variants.values()))
         points = []
         for step in curve[:curve.index(variant)]:
-            result = self.stored(Cell(self.spec.name, cell.model, cell.quant, "interactive", variant=step.name))
+            result = self.stored(Cell(self.spec.name, cell.model, cell.quant, judge.name, variant=step.name))
             if result is None or not result.ok or result.metrics.get("tokens_per_s") is None:
                 return None  # a count before this one is not measured: nothing to judge from
             bounds = (result.intervals or {}).get("tokens_per_s") or {}
@@ -461,7 +468,8 @@ class Plan:
             cells = dict.fromkeys(Cell(self.spec.name, model, quant, p, variant=v if PROFILES[p].needs_server else "")
                                   for v in self.variants for p in profiles)
             stored[(model, quant)] = {cell: self.stored(cell) for cell in cells}
-        if "interactive" in profiles:  # the best variant's: one that runs well is enough
+        judge = role("skip_judge")  # its labels, the best variant's: one that runs well is enough
+        if judge is not None and judge.name in profiles:
             ev.ratings.update(interactive_labels(stored, self.spec.thresholds))
         for (model, quant), results in stored.items():
             ok = [r for r in results.values() if r is not None and r.ok]

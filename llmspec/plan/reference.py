@@ -6,7 +6,8 @@ each quant's divergence cell then reads that file instead of running the referen
 file is large (scored tokens x vocabulary x 2 bytes: about 200 MB for SmolLM2's 49k vocabulary
 and 1 GB for gemma-3's 262k at 2,000 scored tokens), so it lives under build/cache/ (never
 committed) and is rebuilt only when what it depends on changes: the reference file, the text,
-ctx, chunks and the llama.cpp build. This module plans it (pure); `llmspec.run.perplexity` builds it.
+ctx, chunks and the llama.cpp build. This module plans it (pure); the runner builds it with
+`llmspec.run.perplexity.write_logits` (`llmspec.run.runner.ensure_reference`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmspec.fingerprint import digest
 from llmspec.models.files import ModelFile
-from llmspec.plan.fingerprint import digest
 from llmspec.profiles.divergence import scored_per_chunk
 
 HEADER_BYTES = 8 + 4 + 4 + 4  # "_logits_", n_ctx, n_vocab, n_chunk

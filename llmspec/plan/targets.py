@@ -104,7 +104,8 @@ class EndpointTarget:
     def client(self, timeout_s: float, api_key: str | None) -> ChatClient:
         from llmspec.run.client import ChatClient
 
-        return ChatClient(self.endpoint.url, model=self.endpoint.model, api_key=api_key, timeout_s=timeout_s)
+        return ChatClient(self.endpoint.url, model=self.endpoint.model, api_key=api_key, timeout_s=timeout_s,
+                          deadline_s=timeout_s)
 
 
 Target = LocalModel | EndpointTarget

@@ -23,6 +23,7 @@ from typing import Any
 from llmspec.machine.gpu import GpuReading
 from llmspec.models.memory import GB, KV_BYTES, OVERHEAD_BYTES, Estimate, estimate_memory  # noqa: F401 (re-exported)
 from llmspec.models.quants import BITS_PER_WEIGHT
+from llmspec.profiles import role
 from llmspec.rating import best_label, rate_many
 from llmspec.text import gb
 
@@ -174,11 +175,13 @@ def _failed_q456(model, ev: Evidence) -> list[str]:
 
 
 def interactive_labels(stored: dict, thresholds) -> dict:
-    """(model, quant) -> the best interactive label among its variants' stored results (None:
-    none measured), rated in one `rate_many` call, the function the report uses."""
+    """(model, quant) -> the best label among its variants' stored results of the profile whose
+    ratings drive the skips (the `skip_judge` role: interactive; None: none measured), rated in
+    one `rate_many` call, the function the report uses."""
+    judge = role("skip_judge")
     measured = [(key, r) for key, results in stored.items() for c, r in results.items()
-                if c.profile == "interactive" and r is not None and r.ok]
-    ratings = rate_many([("interactive", r.figures()) for _, r in measured], thresholds)
+                if judge is not None and c.profile == judge.name and r is not None and r.ok]
+    ratings = rate_many([(judge.name, r.figures()) for _, r in measured], thresholds)
     labels: dict = {key: [] for key in stored}
     for (key, _), rating in zip(measured, ratings):
         labels[key].append(rating.label)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,38 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Translation:
+    """Bands of one quantity: `bounds` split the axis, `texts` has one more entry than bounds.
+
+    A value exactly on a bound belongs to the better band (2 t/s meets the 2 t/s minimum,
+    30 s TTFT meets the 30 s maximum), so the direction decides which side a bound falls on.
+    """
+
+    higher_is_better: bool
+    bounds: tuple[float, ...]
+    texts: tuple[str, ...]
+
+    def text(self, value: float) -> str:
+        find = bisect_right if self.higher_is_better else bisect_left
+        return self.texts[find(self.bounds, value)]
+
+
+# What other parts look a profile up by (`llmspec.profiles.role`: the first profile holding it), instead
+# of naming it; "overall" may be held by several. A part whose role no profile holds has nothing to show.
+ROLES: dict[str, str] = {
+    "default": "runs when a spec names no profiles",
+    "endpoint_default": "what an endpoint runs when its entry names no profiles",
+    "skip_judge": "its ratings drive the threshold and quantization-path skips and the thread knee",
+    "quiz": "the quality evidence: items scored right or wrong, compared pairwise against the most precise quant",
+    "reference_logits": "measured against the model's reference logits, an artifact built once per model",
+    "overall": "counts in the overall pick beside the performance profiles (the accuracy check)",
+    "user_levels": "figures per number of users in flight (the capacity chart, a loadtest file's levels)",
+    "context_sizes": "prompt load time per context size (its table and chart; sizes `llmspec init` fits)",
+    "sustained": "a long run sampled over time (the report's time series)",
+}
+
+
+@dataclass(frozen=True)
 class ProfileKind:
     """Everything about one profile, declared in its module and nowhere else.
 
@@ -101,6 +134,21 @@ class ProfileKind:
     uses_thresholds: Callable[[BaseModel], bool] = lambda settings: False
     # (report row, thresholds) -> metrics computed again from stored figures against today's thresholds
     rederive: Callable[[dict[str, Any], BaseModel], dict[str, float]] | None = None
+    roles: frozenset[str] = frozenset()  # what other parts look it up by (`ROLES`)
+    # metric -> what its value means to a person (`llmspec.rating.interpret`), beside the shared readings
+    readings: dict[str, Translation] = field(default_factory=dict)
+    # `llmspec init`: the --use words that switch it on, the settings it writes out (the rest keep their
+    # defaults), values it writes instead of the defaults, the design document's reading of the figures
+    # above the thresholds, and (settings field, threshold field) of context sizes fitted to this host
+    uses: tuple[str, ...] = ()
+    init_settings: tuple[str, ...] = ()
+    init_values: dict[str, Any] = field(default_factory=dict)
+    reading: str = ""
+    init_sizes: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = self.roles - ROLES.keys()
+        assert not unknown, f"profile {self.name}: unknown roles {sorted(unknown)} (known: {sorted(ROLES)})"
 
     def inputs(self, settings: BaseModel, root: Path, thresholds: BaseModel | None = None) -> dict[str, Any]:
         """Resolved settings plus the content hash of every prompt file: what the fingerprint holds
@@ -114,6 +162,19 @@ class ProfileKind:
     @property
     def rated_metrics(self) -> tuple[str, ...]:
         return tuple(rule.metric for rule in self.rules)
+
+    def higher_is_better(self, metric: str) -> bool | None:
+        """Which way `metric` is better: from the rating rules (a minimum: higher is better), the
+        thresholds' names (`min_<metric>`, `max_<metric>`) or the use case's ordering; None where
+        the profile says none."""
+        for rule in self.rules:
+            if rule.metric == metric:
+                return rule.direction == "min"
+        fields = self.thresholds.model_fields  # an unrated figure with a limit: [thresholds.load] max_p90_ttft_s
+        if f"min_{metric}" in fields or f"max_{metric}" in fields:
+            return f"min_{metric}" in fields
+        order = dict(self.case.order) if self.case else {}
+        return order.get(metric)
 
     def configs_columns(self) -> dict[str, str]:
         """Frame metric -> configs column: the headline figures, then the rated metrics."""

@@ -37,6 +37,7 @@ from llmspec.profiles.base import (
     ProfileContext,
     ProfileKind,
     Rule,
+    Translation,
     clock_check,
     median,
     prompt_files,
@@ -260,4 +261,14 @@ KIND = ProfileKind(
              "doc_time_cv_pct": Figure("{}%", "document time variation", "time variation"),
              "degradation_pct": Figure("{}%", "slowdown over the batch", "slowdown")},
     server_overrides=server_overrides,
+    readings={"docs_per_hour": Translation(True, (10, 30, 60, 120), (
+        "Only for small batches",
+        "Overnight batch jobs",
+        "Reasonable for moderate batches",
+        "Efficient bulk processing",
+        "Excellent throughput",
+    ))},
+    uses=("batch",),
+    init_settings=("documents", "max_tokens"),
+    reading="10 documents/hour: overnight jobs only; 30: moderate batches; 60+: efficient bulk processing",
 )

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from llmspec.errors import CellError
-from llmspec.profiles.base import Figure, Outcome, ProfileContext, ProfileKind, Rule, prompt_files
+from llmspec.profiles.base import Figure, Outcome, ProfileContext, ProfileKind, Rule, Translation, prompt_files
 from llmspec.stats import Z95, Interval, bounded
 from llmspec.strict import Strict
 
@@ -72,7 +72,8 @@ def run(ctx: ProfileContext) -> Outcome:
     ctx.progress(f"KL divergence of {local.quant} against {reference.quant}'s logits "
                  f"({reference.chunks} chunks of {reference.ctx} tokens)")
     log = local.logs / f"{reference.spec}-{reference.model}@{local.quant}-divergence.log"
-    found = divergence(reference, local.model_path, local.tool("llama-perplexity"), local.threads, log, ctx.progress)
+    found = divergence(reference.path, reference.ctx, reference.chunks, local.model_path,
+                       local.tool("llama-perplexity"), local.threads, log, ctx.progress)
     return outcome(found.values, found.errors, found.scored, reference.quant, local.quant, local.less_precise_origin,
                    facts)
 
@@ -138,4 +139,24 @@ KIND = ProfileKind(
     performance=False,
     managed_only=True,
     needs_server=False,
+    roles=frozenset({"reference_logits", "overall"}),
+    # Bands from the published llama.cpp figures for LLaMA-3-8B against F16 (mean KLD q8_0 0.0014, q6_K 0.0055,
+    # q4_K_M 0.031, q3_K_M 0.10, q2_K 0.45; same top token q8_0 97.7 %, q6_K 96.0 %, q4_K_M 91.9 %, q2_K 71.1 %)
+    # and what the community reports each of those quants is good for.
+    readings={
+        "kld_mean": Translation(False, (0.01, 0.05, 0.2), (
+            "Indistinguishable from the reference in practice",
+            "Small loss, safe for most uses",
+            "Noticeable: fine for chat, check accuracy-critical work",
+            "Large: creative use only",
+        )),
+        "same_top_pct": Translation(True, (80, 90, 95), (
+            "Often picks a different next word than the reference: large loss",
+            "Picks a different next word now and then: noticeable loss",
+            "Nearly always picks the reference's next word",
+            "Picks the reference's next word almost always",
+        )),
+    },
+    uses=("accuracy",),
+    init_settings=("ctx",),
 )

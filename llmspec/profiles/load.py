@@ -312,4 +312,8 @@ KIND = ProfileKind(
     engine_needs=frozenset({"tokenize"}),  # sizes the slots with the server's own /tokenize
     uses_thresholds=uses_thresholds,
     rederive=rederive,
+    roles=frozenset({"endpoint_default", "user_levels"}),
+    uses=("serving",),
+    init_settings=("concurrent", "max_concurrent", "questions"),
+    init_values={"concurrent": "sweep"},
 )

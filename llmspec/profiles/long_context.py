@@ -38,6 +38,7 @@ from llmspec.profiles.base import (
     ProfileContext,
     ProfileKind,
     Rule,
+    Translation,
     clock_check,
     median,
     prompt_files,
@@ -273,4 +274,16 @@ KIND = ProfileKind(
     server_overrides=server_overrides,
     managed_only=True,  # cuts prompts with the server's own /tokenize
     engine_needs=frozenset({"tokenize"}),
+    roles=frozenset({"context_sizes"}),
+    readings={"target_load_s": Translation(False, (5, 15, 30, 60), (
+        "Smooth workflow",
+        "Brief pause, manageable",
+        "Noticeable delay",
+        "Coffee break territory",
+        "Too slow for practical use",
+    ))},
+    uses=("long-context",),
+    init_settings=("sizes", "max_tokens"),
+    reading="8k tokens in under 5 s: smooth; 16k in 10-30 s: a pause; over 60 s: too slow for interactive work",
+    init_sizes=("sizes", "target_context_tokens"),
 )

@@ -358,4 +358,8 @@ KIND = ProfileKind(
              "reasoning_pct": Figure("{}%", "reasoning score", "reasoning"),
              "format_pct": Figure("{}%", "format score", "format")},
     performance=False,  # how well a model answers says nothing about how well this machine runs it
+    roles=frozenset({"quiz"}),
+    uses=("accuracy",),
+    init_settings=("tests", "max_tokens"),
+    reading="the design document's bar for financial work: math 80 %, comprehension and reasoning 75 %, format 90 %",
 )

@@ -271,4 +271,7 @@ KIND = ProfileKind(
     performance=False,  # it judges the machine, after the performance profiles chose what to stress
     managed_only=True,  # reads the server's memory and the machine's sensors
     last=True,
+    roles=frozenset({"sustained"}),
+    uses=("serving",),
+    init_settings=("duration_s",),
 )

@@ -18,11 +18,15 @@ import polars as pl
 
 from llmspec.capacity import levels_of
 from llmspec.models.quants import BITS_PER_WEIGHT
+from llmspec.profiles import role_name
 from llmspec.rating import interpret
 from llmspec.report.details import Details
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 
+# The profiles whose figures the charts below draw, by what they hold (`llmspec.profiles.ROLES`).
+QUIZ, REFERENCE_LOGITS = role_name("quiz"), role_name("reference_logits")
+LEVELS, SIZES = role_name("user_levels"), role_name("context_sizes")
 WIDTH, HEIGHT = "container", 260
 LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
 
@@ -46,9 +50,9 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: S
                "No interactive results yet: run the interactive profile (`doit`; it runs by default)."),
         _chart("memory", "Peak memory vs model size", _memory(configs), many,
                "No memory measurements yet: run any profile on a managed llama-server with `doit`."),
-        _chart("quality", "Quality score by quantization", _quality(configs), many,
+        _chart(QUIZ, "Quality score by quantization", _quality(configs), many,
                "No quality results yet: add [profiles.quality] to the spec and run `doit`."),
-        _chart("divergence", "KL divergence from the reference by quantization", _divergence(configs), many,
+        _chart(REFERENCE_LOGITS, "KL divergence from the reference by quantization", _divergence(configs), many,
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
         _chart("same-top", "Same top token as the reference by quantization", _same_top(configs), many,
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
@@ -197,7 +201,7 @@ def _variants(configs: pl.DataFrame):
 def _capacity(ok: pl.DataFrame, spec: Spec | None):
     """One line per configuration through its load levels: total output tokens/s against p90 TTFT,
     each point labelled with its number of users, and the service level's TTFT drawn across."""
-    rows = ok.filter(pl.col("profile") == "load").to_dicts() if ok.height else []
+    rows = ok.filter(pl.col("profile") == LEVELS).to_dicts() if ok.height else []
     values = [{**_config(r), "configuration": f"{r['model']} {r['config']}", "users": users,
                "output_tokens_per_s": f.get("output_tokens_per_s"), "p90_ttft_s": f.get("p90_ttft_s"),
                "tokens_per_s_per_user": f.get("tokens_per_s_per_user")}
@@ -208,7 +212,7 @@ def _capacity(ok: pl.DataFrame, spec: Spec | None):
     layout = _point_layout(("output_tokens_per_s", "Total output (tokens/s)"), ("p90_ttft_s", "p90 time to first "
                            "token (s)"), ("configuration", "Configuration"), tips, line=True)
     layout["encoding"]["order"] = {"field": "users", "type": "quantitative"}
-    limit = spec.thresholds.load.max_p90_ttft_s if spec is not None else None
+    limit = getattr(spec.thresholds, LEVELS).max_p90_ttft_s if spec is not None else None
     if limit is None or not values:
         return values, layout
     line = {"mark": layout.pop("mark"), "encoding": layout.pop("encoding")}  # the rule has its own data
@@ -220,7 +224,7 @@ def _capacity(ok: pl.DataFrame, spec: Spec | None):
 
 def _context(ok: pl.DataFrame):
     sized = sorted((int(m.group(1)), c) for c in ok.columns if (m := LOAD_COLUMN.match(c)))
-    rows = (ok.filter(pl.col("profile") == "long_context")
+    rows = (ok.filter(pl.col("profile") == SIZES)
             .select("host", "model", "quant", *(c for _, c in sized)).to_dicts())
     values = [{**_config(r), "configuration": f"{r['model']} {r['quant']}", "context_tokens": size,
                "load_s": r[col], "meaning": interpret("target_load_s", r[col])}

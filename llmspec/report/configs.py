@@ -50,7 +50,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
-from llmspec.profiles import KINDS, ORDER, PROFILES
+from llmspec.profiles import KINDS, ORDER, PROFILES, role_name
 from llmspec.report.frame import KEYS
 from llmspec.results import bound_names
 from llmspec.spec import Spec
@@ -152,7 +152,8 @@ def _quality_items(frame: pl.DataFrame) -> dict[tuple[str, str, str, str], dict[
     """(host, model, quant, variant) -> {item id: 1 right / 0 wrong} of each finished quality result."""
     if "items" not in frame.columns:
         return {}
-    found = frame.filter((pl.col("profile") == "quality") & (pl.col("status") == "ok") & pl.col("items").is_not_null())
+    found = frame.filter((pl.col("profile") == role_name("quiz")) & (pl.col("status") == "ok")
+                         & pl.col("items").is_not_null())
     return {(h, m, q, v): json.loads(items) for h, m, q, v, items in found.select(*KEYS, "items").iter_rows()}
 
 
@@ -238,8 +239,9 @@ def _capacity(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
     its load result's stored levels against today's service level ([thresholds.load])."""
     from llmspec.capacity import ServiceLevel, levels_of, max_users, sentence
 
-    slo = ServiceLevel.of(spec.thresholds.load)
-    rows = frame.filter((pl.col("profile") == "load") & (pl.col("status") == "ok")).to_dicts()
+    levels_profile = role_name("user_levels")
+    slo = ServiceLevel.of(getattr(spec.thresholds, levels_profile))
+    rows = frame.filter((pl.col("profile") == levels_profile) & (pl.col("status") == "ok")).to_dicts()
     found = [(*(row[k] for k in KEYS), sentence(max_users(levels, slo), slo, levels))
              for row in rows if (levels := levels_of(row))]
     return pl.DataFrame(found, schema={**{k: pl.String for k in KEYS}, "capacity": pl.String}, orient="row")

@@ -17,6 +17,8 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.profiles import role_name
+
 log = logging.getLogger(__name__)
 
 CELL_LIMIT = 300  # cells whose samples are shown
@@ -59,7 +61,7 @@ def read_details(frame: pl.DataFrame, results_root: Path, limit: int = CELL_LIMI
     paths = {(h, m, q, p): f"{h}/{s}/{m}/{q}/{p}.json" for h, s, m, q, p, _ in rows}
     chosen = sorted(range(len(rows)), key=lambda i: rows[i][5] != "error")[:limit]  # stable: errors first
     cells = tuple(_cell(Path(results_root), rows[i], f"cell-{n}") for n, i in enumerate(sorted(chosen)))
-    stress_rows = [r for r in rows if r[4] == "stress" and r[5] == "ok"]
+    stress_rows = [r for r in rows if r[4] == role_name("sustained") and r[5] == "ok"]
     points = [p for r in stress_rows[:STRESS_LIMIT] for p in _stress_points(Path(results_root), r)]
     anchors = {(c.host, c.model, c.quant, c.profile): c.anchor for c in cells}
     return Details(cells, paths, anchors, len(rows) - len(cells), tuple(points),

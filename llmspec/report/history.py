@@ -20,8 +20,7 @@ from typing import Any
 import polars as pl
 
 from llmspec import revisions
-from llmspec.compare import higher_is_better
-from llmspec.profiles import PROFILES
+from llmspec.profiles import PROFILES, higher_is_better
 from llmspec.report.charts import Chart
 from llmspec.results import FOR_REPORTS, bound_names, parse_without
 from llmspec.stats import apart

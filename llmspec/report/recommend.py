@@ -27,7 +27,7 @@ import polars as pl
 
 from llmspec.plan import variants
 from llmspec.plan.cells import split_config
-from llmspec.profiles import KINDS
+from llmspec.profiles import KINDS, role_name
 from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret
 from llmspec.report.configs import loss_statement
@@ -47,7 +47,10 @@ DIVERGENCE_REFERENCE = "the divergence reference"  # what a quality reference sa
 # Use cases, in registry order: profiles with a `case` (stress judges the machine, not a use case).
 CASES = {k.name: k.case for k in KINDS if k.case is not None}
 PERFORMANCE = tuple(k.name for k in KINDS if k.performance and not k.last)
-OVERALL = (*PERFORMANCE, "divergence")  # what the overall pick's worst rating is taken over
+# What the overall pick's worst rating is taken over: the performance profiles and the accuracy check.
+OVERALL = (*PERFORMANCE, *(k.name for k in KINDS if "overall" in k.roles))
+# The use cases whose lines add the quiz's retention, the share kept against the reference, the capacity.
+QUIZ, REFERENCE_LOGITS, LEVELS = role_name("quiz"), role_name("reference_logits"), role_name("user_levels")
 # How a figure reads, from each profile's `figures`, plus the columns the report derives.
 SHOW: dict[str, Figure] = {
     **{metric: shown for k in KINDS for metric, shown in k.figures.items()},
@@ -160,7 +163,7 @@ def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | No
 
 
 def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
-    target = spec.thresholds.long_context.target_context_tokens
+    target = getattr(spec.thresholds, role_name("context_sizes")).target_context_tokens
     title = CASES[key].title.format(tokens=f"{target // 1024}k" if target % 1024 == 0 else f"{target:,}")
     if getattr(spec.profiles, key) is None:
         return UseCase(key, title, (), "not measured in this spec")
@@ -230,16 +233,16 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     label = _label(key, row)
     mark = MARK_OF.get(label, "warn")
     figures = [_figure(m, row[m]) for m in CASES[key].figures if row[m] is not None]
-    retention, lead = _retention(row) if key == "quality" else "", ""
+    retention, lead = _retention(row) if key == QUIZ else "", ""
     if retention == REFERENCE:
         lead = REFERENCE if mark != "fail" else ""  # ✗ lines collapse by cause: no extra words
     elif retention:
         figures.append(retention)
-    kept = _kept(row, spec) if "divergence" in CASES[key].joins else ""
+    kept = _kept(row, spec) if REFERENCE_LOGITS in CASES[key].joins else ""
     if kept and kept != DIVERGENCE_REFERENCE:  # the reference line already says it is the most precise
         figures.append(kept)
     run_with = f"run with {setting['flags']}" if setting["flags"] else ""
-    capacity = row.get("capacity") if key == "load" else ""
+    capacity = row.get("capacity") if key == LEVELS else ""
     why = "; ".join(p for p in (lead, capacity, _judgement(key, label, row, spec), row.get("_tie", ""), run_with)
                     if p)
     return Line(mark, *where, label, ", ".join(figures), why, **setting)

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 from markupsafe import Markup
 
-from llmspec.profiles import ORDER, PROFILES
+from llmspec.profiles import ORDER, PROFILES, role_name
 from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret
 from llmspec.report.details import Details
 from llmspec.report.frame import metric_columns
@@ -226,7 +226,8 @@ def host_comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
 def size_table(frame: pl.DataFrame) -> dict[str, Any] | None:
     """Long-context load time per prompt size, one column per size, from the `load_s_<n>` metrics."""
     sizes = sorted(int(m.group(1)) for c in frame.columns if c.startswith("load_s_") and (m := PER_SIZE.search(c)))
-    rows = frame.filter((pl.col("profile") == "long_context") & (pl.col("status") == "ok")) if sizes else frame.clear()
+    rows = (frame.filter((pl.col("profile") == role_name("context_sizes")) & (pl.col("status") == "ok")) if sizes
+            else frame.clear())
     if not rows.height:
         return None
     many = rows["host"].n_unique() > 1

@@ -119,8 +119,8 @@ def _session_for(base_url: str) -> requests.Session:
 class ChatClient:
     """A reusable connection to one server; cheap to create, so one per profile run or worker.
 
-    `timeout_s` bounds each wait for bytes and, unless `deadline_s` says otherwise, the whole answer
-    (a server that trickles bytes forever is cut off there);
+    `timeout_s` bounds each wait for bytes; `deadline_s`, when given, bounds the whole answer (a server
+    that trickles bytes forever is cut off there: the runner gives its profiles the request timeout);
     setting `stop` ends a stream early with `Interrupted`. `on_record`, when set, is called with
     every finished request (from the thread that sent it): the run's progress file listens there.
     """
@@ -133,7 +133,7 @@ class ChatClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
-        self.deadline_s = deadline_s if deadline_s is not None else timeout_s
+        self.deadline_s = deadline_s
         self.stop = stop
         self.engine = engine or engine_named(DEFAULT)
         self.chat_url = f"{self.base_url}{self.engine.chat_path}"

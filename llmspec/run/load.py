@@ -29,6 +29,7 @@ from llmspec.run.client import ChatClient, RequestRecord
 log = logging.getLogger(__name__)
 PARAMS = {"seed": 42}  # the same sampling every run, so answer lengths (and tokens/s) compare
 STOP_GRACE_S = 2.0  # after Ctrl+C, how long finishing streams may take before they are abandoned
+SCORE = "quality"  # the stress-test plan's per-answer score field (seeds/003), not the quality profile
 
 
 @dataclass
@@ -63,10 +64,10 @@ class Answer:
         then 1.0 or 0.0 for this answer, and `scored` says it was scored."""
         ttft = self.record.ttft_s
         entry = {"question": self.question, "answer": self.record.content if self.ok else "",
-                 "time": round(self.latency_s * 1000, 3), "token": self.tokens, "quality": 0.0,
+                 "time": round(self.latency_s * 1000, 3), "token": self.tokens, SCORE: 0.0,
                  "ttft": round(ttft * 1000, 3) if ttft is not None and self.ok else None, "error": self.record.error}
         if scorer is not None:
-            entry["quality"] = float(scorer.score(self.record.content)[0]) if self.ok else 0.0
+            entry[SCORE] = float(scorer.score(self.record.content)[0]) if self.ok else 0.0
             entry["scored"] = True
         return entry
 
@@ -219,25 +220,6 @@ def read_json(path: Path, what: str) -> Any:
         raise UserError(f"{path}: no such {what} file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
-
-
-def load_scorers(path: Path) -> dict[str, Any]:
-    """Question text -> its scorer, for entries that carry one (`{"question": ..., "scorer": {...}}`,
-    the quality profile's number, choice, regex and json scorers); one line naming the entry if bad."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from llmspec.profiles.quality import Scorer
-
-    adapter, found = TypeAdapter(Scorer), {}
-    raw = read_json(path, "questions")
-    for i, item in enumerate(raw if isinstance(raw, list) else []):
-        if isinstance(item, dict) and "scorer" in item:
-            try:
-                found[str(item.get("question", "")).strip()] = adapter.validate_python(item["scorer"])
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                raise UserError(f"{path}: [{i}].scorer: {first['msg']}") from None
-    return found
 
 
 def load_questions(path: Path) -> list[str]:

@@ -4,8 +4,8 @@ Two runs of llama.cpp's own tool (tools/perplexity), the community's standard fo
 quantization costs:
 
 - `--kl-divergence-base FILE` on the reference quant: scores the text in `chunks` chunks of
-  `ctx` tokens and writes the log-probabilities of every scored position (see
-  `llmspec.plan.reference`). Built once per reference and reused.
+  `ctx` tokens and writes the log-probabilities of every scored position (`write_logits`; the
+  divergence profile's reference, built once and reused). This module knows the tool, not the plan.
 - `--kl-divergence --kl-divergence-base FILE` on any quant of the same model: reads the
   reference's tokens and log-probabilities, runs the quant over the same tokens and prints the
   statistics this module parses: mean KLD (± its standard error), median and 99th percentile,
@@ -18,24 +18,16 @@ against what the tool printed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from llmspec.errors import CellError, SkipCell
-from llmspec.plan.fingerprint import digest
+from llmspec.errors import CellError
 from llmspec.progress import Progress, follow, last_match
 from llmspec.run.server import die_with_parent
 
-if TYPE_CHECKING:  # types only: the profile that runs this module is imported by the planner
-    from llmspec.plan.reference import Reference
-
-GB = 1e9
 TIMEOUT_S = 3600.0
 NUMBER = r"([-+]?(?:\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf))"  # "-nan": the tool's ± of a self-comparison
 PM = rf"{NUMBER}\s*±\s*{NUMBER}"
@@ -81,55 +73,34 @@ def parse_divergence(text: str) -> Divergence:
     return Divergence(values, errors, int(chunks[-1]) if chunks else 0)
 
 
-def ensure_reference(ref: Reference, model_path: Path, vocab: int | None, tool: Path, threads: int,
-                     identity: dict | None, version: str | None, min_free_gb: float, logs: Path, text: str,
-                     say) -> dict:
-    """The reference logits' facts (building them first when missing or stale). Too little disk
-    for them is a skip with the figures, decided before anything is written."""
-    fresh, why = ref.state(identity, version)
-    if fresh:
-        return ref.stored()
-    if not vocab:
-        raise CellError(f"{model_path.name}: the GGUF file names no vocabulary size, so the reference logits "
-                        "cannot be sized")
-    needed = ref.size_bytes(vocab)
-    ref.path.parent.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(ref.path.parent).free + (ref.path.stat().st_size if ref.path.exists() else 0)
-    if needed + min_free_gb * GB > free:
-        raise SkipCell(f"the reference logits of {ref.model} {ref.quant} need about {needed / GB:.2f} GB "
-                       f"({ref.scored_tokens:,} scored tokens x {vocab:,}-token vocabulary x 2 bytes) and "
-                       f"{ref.path.parent} has {free / GB:.2f} GB free, {min_free_gb:g} GB of which must stay free "
-                       "(limits.min_free_disk_gb): free disk space or lower profiles.divergence.chunks",
-                       evidence="disk space")
-    say(f"reference logits: {ref.model} {ref.quant}, {ref.chunks} chunks of {ref.ctx} tokens, "
-        f"about {needed / GB:.2f} GB ({why})")
+def write_logits(model_path: Path, text: str, ctx: int, chunks: int, tool: Path, threads: int, target: Path,
+                 log: Path, what: str, say) -> tuple[float, float]:
+    """`--kl-divergence-base`: the log-probabilities of `what` (the reference, "<model> <quant>") over
+    `text` into `target`, written beside it and renamed, so a killed run leaves no half file; the
+    tool's (PPL, its ±)."""
     with tempfile.TemporaryDirectory(prefix="llmspec-divergence-") as tmp:
         text_file = Path(tmp) / "text.txt"
         text_file.write_text(text, encoding="utf-8")
-        part = ref.path.with_name(ref.path.name + ".part")
+        part = target.with_name(target.name + ".part")
         part.unlink(missing_ok=True)
-        out = _run([str(tool), "-m", str(model_path), "-f", str(text_file), "-c", str(ref.ctx), "--chunks",
-                    str(ref.chunks), "-t", str(threads), "--kl-divergence-base", str(part)],
-                   logs / f"{ref.spec}-{ref.model}@{ref.quant}-reference.log",
-                   Progress("reference logits", ref.chunks, " chunks", say), REFERENCE_CHUNK)
+        out = _run([str(tool), "-m", str(model_path), "-f", str(text_file), "-c", str(ctx), "--chunks",
+                    str(chunks), "-t", str(threads), "--kl-divergence-base", str(part)],
+                   log, Progress("reference logits", chunks, " chunks", say), REFERENCE_CHUNK)
     final = FINAL_PPL.search(out)
     if final is None or not part.is_file():
         part.unlink(missing_ok=True)
-        raise CellError(f"llama-perplexity wrote no reference logits for {ref.model} {ref.quant}; output ended: "
+        raise CellError(f"llama-perplexity wrote no reference logits for {what}; output ended: "
                         f"{' | '.join(out.strip().splitlines()[-3:])}")
-    os.replace(part, ref.path)
-    facts = {"fingerprint": digest(ref.inputs(identity, version)), "inputs": ref.inputs(identity, version),
-             "bytes": ref.path.stat().st_size, "ppl": float(final.group(1)), "ppl_error": float(final.group(2)),
-             "scored_tokens": ref.scored_tokens, "vocab_size": vocab}
-    ref.meta_path.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
-    return facts
+    os.replace(part, target)
+    return float(final.group(1)), float(final.group(2))
 
 
-def divergence(ref: Reference, model_path: Path, tool: Path, threads: int, log: Path, say=print) -> Divergence:
+def divergence(logits: Path, ctx: int, chunks: int, model_path: Path, tool: Path, threads: int, log: Path,
+               say=print) -> Divergence:
     """`--kl-divergence` of the quant at `model_path` against the reference logits (the same chunks)."""
-    out = _run([str(tool), "-m", str(model_path), "-c", str(ref.ctx), "-t", str(threads),
-                "--kl-divergence", "--kl-divergence-base", str(ref.path)], log,
-               Progress("KL divergence", ref.chunks, " chunks", say), DIVERGENCE_CHUNK)
+    out = _run([str(tool), "-m", str(model_path), "-c", str(ctx), "-t", str(threads),
+                "--kl-divergence", "--kl-divergence-base", str(logits)], log,
+               Progress("KL divergence", chunks, " chunks", say), DIVERGENCE_CHUNK)
     return parse_divergence(out)
 
 

@@ -11,7 +11,9 @@ interrupted run still does (a partial report); nothing half-measured is recorded
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmspec.errors import CellError, SkipCell, UserError
+from llmspec.fingerprint import digest
 from llmspec.machine.activity import Background, BackgroundWatch, own_tree, wait_until_quiet
 from llmspec.machine.host import hardware, host_id
 from llmspec.models import binaries
@@ -26,18 +29,19 @@ from llmspec.models import files as modelfiles
 from llmspec.plan.planner import CellJob, Plan
 from llmspec.plan.reference import Reference
 from llmspec.plan.targets import LocalModel
-from llmspec.profiles import ProfileContext
+from llmspec.profiles import ProfileContext, role_name
 from llmspec.profiles.base import LocalRun, read_prose
 from llmspec.results import Result
 from llmspec.run.client import ChatClient
 from llmspec.run.meter import CellMeter
-from llmspec.run.perplexity import ensure_reference
+from llmspec.run.perplexity import write_logits
 from llmspec.run.server import Server
 from llmspec.run.session import SESSION
 from llmspec.spec import Spec
 from llmspec.text import figure
 
 log = logging.getLogger(__name__)
+GB = 1e9
 
 
 class Interrupted(Exception):
@@ -142,9 +146,41 @@ def reference_logits(spec: Spec, ref: Reference, threads: int, version: str | No
     path = modelfiles.make(spec, ref.model, ref.quant, threads)
     tool = binaries.find_tool("llama-perplexity", binaries.find_server(spec.server.binary))
     vocab = (modelfiles.metadata_or_none(path) or {}).get("vocab_size")
-    text = read_prose(spec.root, spec.profiles.divergence.text)
+    text = read_prose(spec.root, getattr(spec.profiles, role_name("reference_logits")).text)
     return ensure_reference(ref, path, vocab, tool, threads, modelfiles.identity(path), version,
                             spec.limits.min_free_disk_gb, logs, text, say)
+
+
+def ensure_reference(ref: Reference, model_path: Path, vocab: int | None, tool: Path, threads: int,
+                     identity: dict | None, version: str | None, min_free_gb: float, logs: Path, text: str,
+                     say) -> dict:
+    """The reference logits' facts (building them first when missing or stale). Too little disk
+    for them is a skip with the figures, decided before anything is written."""
+    fresh, why = ref.state(identity, version)
+    if fresh:
+        return ref.stored()
+    if not vocab:
+        raise CellError(f"{model_path.name}: the GGUF file names no vocabulary size, so the reference logits "
+                        "cannot be sized")
+    needed = ref.size_bytes(vocab)
+    ref.path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ref.path.parent).free + (ref.path.stat().st_size if ref.path.exists() else 0)
+    if needed + min_free_gb * GB > free:
+        raise SkipCell(f"the reference logits of {ref.model} {ref.quant} need about {needed / GB:.2f} GB "
+                       f"({ref.scored_tokens:,} scored tokens x {vocab:,}-token vocabulary x 2 bytes) and "
+                       f"{ref.path.parent} has {free / GB:.2f} GB free, {min_free_gb:g} GB of which must stay free "
+                       "(limits.min_free_disk_gb): free disk space or lower profiles.divergence.chunks",
+                       evidence="disk space")
+    say(f"reference logits: {ref.model} {ref.quant}, {ref.chunks} chunks of {ref.ctx} tokens, "
+        f"about {needed / GB:.2f} GB ({why})")
+    ppl, ppl_error = write_logits(model_path, text, ref.ctx, ref.chunks, tool, threads, ref.path,
+                                  logs / f"{ref.spec}-{ref.model}@{ref.quant}-reference.log",
+                                  f"{ref.model} {ref.quant}", say)
+    facts = {"fingerprint": digest(ref.inputs(identity, version)), "inputs": ref.inputs(identity, version),
+             "bytes": ref.path.stat().st_size, "ppl": ppl, "ppl_error": ppl_error,
+             "scored_tokens": ref.scored_tokens, "vocab_size": vocab}
+    ref.meta_path.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+    return facts
 
 
 def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | None, progress, live,
@@ -200,7 +236,8 @@ def _background(found: Background) -> dict:
 def _client(job: CellJob, server: Server | None) -> tuple[ChatClient, str | None]:
     timeout = job.server.request_timeout_s
     if server is not None:
-        return ChatClient(server.url, model=server.model_name, timeout_s=timeout, engine=server.engine), None
+        return ChatClient(server.url, model=server.model_name, timeout_s=timeout, deadline_s=timeout,
+                          engine=server.engine), None
     key = job.target.api_key()
     return job.target.client(timeout, key), key
 
