@@ -117,6 +117,18 @@ def llama_servers_under(folder: Path) -> list:
 
 
 @pytest.fixture
+def busy():
+    """One CPU-bound process that is nobody's measurement: a browser tab, a build, a neighbour."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    time.sleep(0.3)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
 def fake_server():
     """A fake llama-server (tests/fakeserver.py), real HTTP on 127.0.0.1 without a model, for tests of
     llmspec's own logic: `fake_server(token_delay_s=0.01, slots=2, ...)` returns a started server

@@ -256,6 +256,7 @@ def test_a_revision_outside_a_git_repository(tmp_path):
                            "committed at REV; run it in the project's checkout)\n")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs headless Chromium at /usr/bin/chromium")
 def test_the_page_draws_its_charts_offline_in_a_browser(project, tmp_path):
     from tests.test_report_browser import chart_marks, visit

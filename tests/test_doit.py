@@ -157,23 +157,6 @@ def fresh_project(tmp_path):
     return tmp_path
 
 
-def test_ctrl_c_stops_server_keeps_nothing_half_done_and_resumes(fresh_project):
-    import signal
-
-    root = fresh_project
-    proc, log = doit_until_first_request(root)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130
-    out = log.read_text()
-    assert "interrupted: t:SmolLM2-135M-Instruct@Q4_1:interactive was not recorded" in out
-    assert "Traceback" not in out
-    assert not llama_servers_under(root)
-    assert not list((root / "build" / "results").glob("*/*/*/*/*.json"))
-    assert (root / "build" / "reports" / "t" / "report.html").exists()  # partial report
-    resumed = doit(root)
-    assert executed_cells(resumed.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q4_1:interactive"]
-
-
 def test_kill_9_of_the_run_takes_the_server_down_too(fresh_project):
     import time
 

@@ -12,7 +12,6 @@ from conftest import REPO, doit, executed_cells
 
 from llmspec.run.client import ChatClient
 
-pytestmark = pytest.mark.server
 SECRET = "sk-test-do-not-write-me-7f3a"
 
 
@@ -22,6 +21,7 @@ def external(make_server):
         yield server
 
 
+@pytest.mark.server
 def test_endpoint_cells_measure_the_external_server_and_never_store_the_key(external, tmp_path, monkeypatch):
     (tmp_path / "specs").mkdir()
     (tmp_path / "prompts").symlink_to(REPO / "prompts")

@@ -109,6 +109,7 @@ def test_the_log_is_bounded_and_read_in_one_pass(tmp_path):
     assert revisions.path_log(Path(tmp_path / "nowhere"), ["*"], 20) == []
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs headless Chromium at /usr/bin/chromium")
 def test_the_history_chart_is_drawn_offline(tmp_path):
     from tests.test_report_browser import chart_marks, visit

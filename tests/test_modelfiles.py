@@ -24,6 +24,7 @@ def local_spec(project, file: str):
         """))
 
 
+@pytest.mark.model
 def test_local_path_is_linked_into_the_model_dir_and_identified_once(project, smol_gguf):
     spec = local_spec(project, str(smol_gguf))
     mf = Plan(spec).model_file("smol", "Q4_1")
@@ -44,12 +45,14 @@ def test_missing_local_file_names_the_key(project):
         modelfiles.ensure(spec, Plan(spec).model_file("smol", "Q4_1"))
 
 
+@pytest.mark.model
 def test_fingerprint_source_has_no_machine_paths(project, smol_gguf):
     spec = local_spec(project, "weights/smol.gguf")
     source = Plan(spec).model_file("smol", "Q4_1").source
     assert source == {"kind": "path", "origin": "weights/smol.gguf", "file": "weights/smol.gguf"}
 
 
+@pytest.mark.model
 def test_gguf_metadata_of_the_real_model(smol_gguf, tmp_path):
     link = tmp_path / smol_gguf.name
     link.symlink_to(smol_gguf)
@@ -76,6 +79,7 @@ def test_hub_model_is_downloaded_into_the_model_dir(project, monkeypatch):
     assert path.read_bytes() == data
 
 
+@pytest.mark.model
 def test_models_command_shows_inventory(project, smol_gguf):
     spec_path = project(f"""
         [[models]]
@@ -103,6 +107,7 @@ def test_models_command_shows_inventory(project, smol_gguf):
     assert 'name = "other"' in rest and 'Q8_0 = "build/models/other/other-Q8_0.gguf"' in rest
 
 
+@pytest.mark.model
 def test_fast_header_reader_agrees_with_llama_cpps_gguf_reader(smol_gguf):
     """The second source: gguf.GGUFReader (slow, complete) must read the same values."""
     import gguf
@@ -117,6 +122,7 @@ def test_fast_header_reader_agrees_with_llama_cpps_gguf_reader(smol_gguf):
         assert fields[key] == reader.fields[key].contents(), key
 
 
+@pytest.mark.model
 def test_truncated_gguf_is_a_clear_error(smol_gguf, tmp_path):
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(smol_gguf.read_bytes()[:5000])

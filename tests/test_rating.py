@@ -192,6 +192,20 @@ def test_frame_ratings_are_the_pinned_ones_and_the_same_as_one_by_one():
     assert [_as_pinned(r.label, r.checks) for r in rate_many(items, THRESHOLDS)] == PINNED
 
 
+def test_every_profile_is_rated_the_same_by_the_report_and_the_planner():
+    """Profiles added after the recording (tool calls, structured answers, ...) have no pinned labels;
+    what holds for them is that the report's vectorized rating and the planner's agree case for case."""
+    items = rating_cases.cases(new=True)
+    assert len(items) > len(PINNED)
+    names = sorted({n for p, m in items for n in m})
+    frame = pl.DataFrame([pl.Series("profile", [p for p, _ in items]),
+                          *(pl.Series(n, [m.get(n) if isinstance(m.get(n), float) else None for _, m in items],
+                                      dtype=pl.Float64) for n in names)])
+    rated = rate_frame(frame, THRESHOLDS)
+    one_by_one = [_as_pinned(r.label, r.checks) for r in rate_many(items, THRESHOLDS)]
+    assert [_as_pinned(label, checks) for label, checks in rated.rows()] == one_by_one
+
+
 def test_rows_that_are_not_finished_measurements_are_not_rated():
     frame = pl.DataFrame({"profile": ["interactive", "interactive"], "status": ["ok", "error"],
                           "tokens_per_s": [50.0, 50.0], "ttft_s": [1.0, 1.0]})

@@ -202,8 +202,8 @@ BROKEN = [
     ("models-as-a-table", "t.toml", '[models]\nname = "x"\nquants = ["Q4_1"]\n',
      "models: is a table; write [[models]]", True),
     ("endpoint-with-stress", "t.toml", ENDPOINT + 'profiles = ["load", "stress"]\n',
-     "endpoints[0].profiles[1]: 'stress': Input should be 'interactive', 'batch', 'quality' or 'load' "
-     "(stress needs a llama-server llmspec starts itself", True),
+     "endpoints[0].profiles[1]: 'stress': Input should be 'interactive', 'batch', 'quality', 'load', "
+     "'structured', 'session', 'tool_calls' or 'coding' (stress needs a llama-server llmspec starts itself", True),
     ("unknown-quant-in-order", "t.toml", 'quant_order = ["Q4_K_M", "Q4_K_X"]\n' + SMOL_MODEL,
      "quant_order[1]: 'Q4_K_X' is not a known quantization (known: ", False),
     ("derive-from-nothing", "t.toml",

@@ -104,6 +104,7 @@ def gpu_on_path(monkeypatch, tmp_path, free_mib: int | None = None):
         monkeypatch.setenv("FAKE_NVIDIA_SMI", str(sample))
 
 
+@pytest.mark.model  # the estimate reads SmolLM2's layers and size from the file
 def test_offloaded_layers_are_checked_against_the_gpus_free_memory(project, monkeypatch, tmp_path):
     spec = load_spec(project(SMOL_MODEL + '\n[server]\nctx_size = 65536\nn_gpu_layers = "all"\n'))
     cell = Plan(spec).cells[0]

@@ -1,14 +1,10 @@
-"""Every smart-termination rule, decided from specs and result sets made in the test."""
+"""Every smart-termination rule, decided from specs and result sets made in the test.
 
-from pathlib import Path
+The plan applying them to result files on disk is tests/test_planner.py."""
 
 import pytest
 
-from llmspec.plan.cells import Cell
-from llmspec.plan.fingerprint import digest
-from llmspec.plan.planner import Plan, Workspace
 from llmspec.plan.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
-from llmspec.results import read_result, write_result
 from llmspec.spec import Spec
 
 META = {"layers": 32, "heads": 32, "kv_heads": 8, "embedding_length": 4096}
@@ -89,72 +85,6 @@ def test_memory_trend_predicts_from_observed_peaks():
     d2 = decide_for(spec, "m", "Q8_0", ev2)  # pre-flight says 3.6 GB, but observed peaks grow 3x the file
     assert d2.rule == "memory_trend" and d2.predicted_peak_gb == pytest.approx(9.0)
     assert d2.reason.startswith("predicted peak memory 9.00 GB from 2 measured configuration(s) exceeds 8 GB")
-
-
-def write(plan, model_name, quant, status="ok", **metrics):
-    cell = Cell(plan.spec.name, model_name, quant, "interactive")
-    inputs = plan.inputs(cell)
-    write_result(plan.result_path(cell), {"status": status, "reason": "", "metrics": metrics,
-                                          "fingerprint": digest(inputs), "fingerprint_inputs": inputs})
-
-
-def test_plan_decides_from_results_on_disk_and_a_skip_does_not_outlive_its_evidence(tmp_path):
-    spec = spec_of([model("small", "1B", ["Q4_K_M"]), model("big", "7B", ["Q4_K_M"])],
-                   thresholds={"interactive": {"min_tokens_per_s": 10}})
-    plan = Plan(spec, Workspace(tmp_path))
-    big = Cell("s", "big", "Q4_K_M", "interactive")
-    assert not plan.decide(big).skip
-    write(plan, "small", "Q4_K_M", tokens_per_s=1.0, ttft_s=0.5, itl_cv_pct=5.0)  # fails min_tokens_per_s
-    plan.forget_evidence()
-    decision = plan.decide(big)
-    assert decision.rule == "threshold"
-    # the big cell is recorded as skipped on that evidence: up to date while it holds
-    inputs = plan.inputs(big)
-    write_result(plan.result_path(big), {"status": "skipped", "reason": decision.reason, "metrics": {},
-                                         "skip_evidence": decision.evidence, "fingerprint": digest(inputs),
-                                         "fingerprint_inputs": inputs})
-    assert plan.freshness(big) == (True, "up to date")
-    write(plan, "small", "Q4_K_M", tokens_per_s=50.0, ttft_s=0.5, itl_cv_pct=5.0)  # re-measured: passes now
-    plan.forget_evidence()
-    fresh, why = plan.freshness(big)
-    assert not fresh and why.startswith("the skip no longer holds")
-
-
-def test_skipping_can_be_switched_off(tmp_path):
-    spec = spec_of([model("big", "13B", ["Q8_0"])], limits={"max_memory_gb": 0.001}, planner={"skip": False})
-    assert not Plan(spec, Workspace(tmp_path)).decide(Cell("s", "big", "Q8_0", "interactive")).skip
-
-
-def test_quick_mode_plans_only_the_quick_quants():
-    spec = spec_of([model("m", "1B", ["Q4_K_M", "Q5_K_M", "Q8_0"])], planner={"mode": "quick"})
-    assert [c.quant for c in Plan(spec).cells] == ["Q4_K_M", "Q5_K_M"]
-
-
-def test_stress_goes_to_the_largest_passing_configuration_and_follows_new_results(tmp_path):
-    """Design document, "Stress Test Model Selection": re-decided whenever the results change,
-    and the stress cells' fingerprints follow the choice, so a new choice makes them stale."""
-    spec = Spec.model_validate({"name": "s", "root": Path.cwd(),
-                                "models": [model("small", "1B", ["Q4_K_M"]), model("big", "7B", ["Q4_K_M"])],
-                                "profiles": {"interactive": {}, "stress": {}},
-                                "thresholds": {"interactive": {"min_tokens_per_s": 10}}})
-    plan = Plan(spec, Workspace(tmp_path))
-    assert plan.choice().model is None
-    stress_big = Cell("s", "big", "Q4_K_M", "stress")
-    before = plan.inputs(stress_big)["selection"]
-    passing = {"tokens_per_s": 50.0, "ttft_s": 0.2, "itl_cv_pct": 5.0}
-    for name, size in (("small", 1e9), ("big", 4e9)):
-        write(plan, name, "Q4_K_M", **passing)
-        path = plan.result_path(Cell("s", name, "Q4_K_M", "interactive"))
-        write_result(path, {**read_result(path), "model_file": {"size": size}})
-    assert plan.choice().model is None  # decided once per state of the results...
-    plan.forget_evidence()  # ...and again after a cell wrote one (the runner calls this)
-    choice = plan.choice()
-    assert (choice.model, choice.quant) == ("big", "Q4_K_M") and "largest of 2 passing" in choice.reason
-    assert plan.inputs(stress_big)["selection"] == {"chosen": "big@Q4_K_M", "selected": True} != before
-    write(plan, "big", "Q4_K_M", tokens_per_s=1.0, ttft_s=0.2, itl_cv_pct=5.0)  # re-measured: too slow now
-    plan.forget_evidence()
-    assert plan.choice().model == "small"
-    assert plan.inputs(stress_big)["selection"] == {"chosen": "small@Q4_K_M", "selected": False}
 
 
 def test_a_miss_within_the_noise_does_not_skip_larger_models():

@@ -1,5 +1,5 @@
-"""Server-setting sweeps: variant names and paths, the expansion into cells, the thread-knee
-search on recorded figures, and the planner skipping thread counts past the knee."""
+"""Server-setting sweeps: variant names and paths, the expansion into cells and the thread-knee
+search on recorded figures (the planner skipping thread counts past the knee is tests/test_planner.py)."""
 
 import pytest
 from conftest import SMOL_MODEL
@@ -7,11 +7,9 @@ from conftest import SMOL_MODEL
 from llmspec.engines import argv
 from llmspec.errors import UserError
 from llmspec.plan import variants
-from llmspec.plan.cells import Cell, split_config
-from llmspec.plan.fingerprint import digest
-from llmspec.plan.planner import Plan, Workspace
+from llmspec.plan.cells import split_config
+from llmspec.plan.planner import Plan
 from llmspec.plan.variants import Point, knee, thread_steps
-from llmspec.results import write_result
 from llmspec.spec import ServerSettings, load_spec
 
 SWEEP = '\n[server.sweep]\nthreads = [1, 2]\nflash_attn = ["on", "off"]\n'
@@ -88,34 +86,6 @@ def test_the_knee_is_the_first_step_no_faster_beyond_the_noise():
     # without intervals the medians decide
     assert knee([Point(1, 50.0), Point(2, 90.0), Point(4, 95.0)]) is None
     assert knee([Point(1, 50.0), Point(2, 90.0), Point(4, 90.0)]).threads == 4
-
-
-def write(plan, cell, tokens_per_s, low, high):
-    inputs = plan.inputs(cell)
-    write_result(plan.result_path(cell), {
-        "status": "ok", "reason": "", "metrics": {"tokens_per_s": tokens_per_s, "ttft_s": 0.5, "itl_cv_pct": 5.0},
-        "intervals": {"tokens_per_s": {"n": 8, "low": low, "high": high, "method": "distribution-free median"}},
-        "fingerprint": digest(inputs), "fingerprint_inputs": inputs})
-
-
-def test_the_planner_stops_past_the_knee_and_lets_go_when_the_figures_change(project, tmp_path):
-    plan = Plan(load_spec(project(SMOL_MODEL + '\n[server.sweep]\nthreads = "sweep"\n')), Workspace(tmp_path),
-                cores=8)
-    cell = {n: Cell("t", "SmolLM2-135M-Instruct", "Q4_1", "interactive", variant=f"t{n}") for n in (1, 2, 4, 8)}
-    assert [c.variant for c in plan.cells] == ["t1", "t2", "t4", "t8"]
-    assert not plan.decide(cell[8]).skip  # nothing measured before it yet
-    for point in CURVE[:2]:
-        write(plan, cell[point.threads], point.value, point.low, point.high)
-    write(plan, cell[4], 29.61, 27.3, 31.9)
-    plan.forget_evidence()
-    assert not plan.decide(cell[4]).skip  # judged on 1 and 2 threads only, which still improved
-    decision = plan.decide(cell[8])
-    assert decision.rule == "thread_knee" and decision.evidence == "thread_knee:SmolLM2-135M-Instruct@Q4_1:t4"
-    assert decision.reason.startswith("past the thread knee: 4 threads gave 29.6 t/s, no faster beyond the noise "
-                                      "than 2 threads' 107.2 t/s")
-    write(plan, cell[4], 150.0, 140.0, 160.0)  # measured again: 4 threads did help
-    plan.forget_evidence()
-    assert not plan.decide(cell[8]).skip
 
 
 def test_sweep_values_are_checked_in_one_line(project):

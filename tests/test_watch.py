@@ -117,11 +117,18 @@ def get(server: Dashboard, path: str) -> tuple[int, bytes]:
     return resp.status, resp.read()
 
 
+def handler_threads() -> set[threading.Thread]:
+    """The dashboard's threads that each serve one client (socketserver names them after their target)."""
+    return {t for t in threading.enumerate() if "process_request_thread" in t.name}
+
+
 def test_events_come_on_change_with_heartbeats_between(dashboard, tmp_path, capsys):
+    before = handler_threads()
     sock = socket.create_connection(("127.0.0.1", dashboard.server_address[1]), timeout=10)
     sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
     stream = sock.makefile("rb")
     assert b"text/event-stream" in b"".join(iter(lambda: stream.readline(), b"\r\n"))
+    (client,) = handler_threads() - before  # the thread serving this event stream
     first = json.loads(stream.readline().removeprefix(b"data: "))
     assert first["state"] == "no run" and first["reports"][0]["href"] == "/reports/t/report.html"
     assert stream.readline() == b"\n"
@@ -134,8 +141,10 @@ def test_events_come_on_change_with_heartbeats_between(dashboard, tmp_path, caps
     while (line := stream.readline()) != b": heartbeat\n":  # nothing changes: a heartbeat comes anyway
         assert line in (b"\n",) or line.startswith(b"data: ")
     live.finish()
+    stream.close()
     sock.close()  # the client goes away mid-stream: its thread ends at the next write, quietly
-    time.sleep(1.0)
+    client.join(timeout=30)  # the next heartbeat (0.3 s) finds the client gone
+    assert not client.is_alive()
     assert "Traceback" not in capsys.readouterr().err
 
 

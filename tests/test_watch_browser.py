@@ -19,7 +19,7 @@ import pytest
 from conftest import DOIT, REPO, SMOL_MODEL
 from devtools import CHROMIUM, Browser
 
-pytestmark = [pytest.mark.server,
+pytestmark = [pytest.mark.server, pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason="needs headless Chromium at /usr/bin/chromium (Debian package `chromium`)")]
 

@@ -1,4 +1,6 @@
-"""Faults a long matrix run meets: impossible cells, a crashed or hung server. The run goes on."""
+"""The runner (llmspec/run/runner.py): one cell in, one result out, whatever the cell meets. Impossible
+cells are skipped without a server, a crashed or hung server is the cell's error and the run goes on,
+Ctrl+C records nothing half done, and a busy machine makes the cell an error that is measured again."""
 
 import json
 import re
@@ -8,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, doit, doit_until_first_request, executed_cells, llama_servers_under
+from conftest import REPO, SMOL_MODEL, doit, doit_until_first_request, executed_cells, llama_servers_under
 
 pytestmark = pytest.mark.server
 
@@ -119,3 +121,72 @@ files = {{ Q4_1 = "{bad}" }}
     again = doit(root, check=False)
     assert executed_cells(again.stdout) == executed_cells(first.stdout)  # both are tried again
     assert not llama_servers_under(root)
+
+
+# One small cell of SmolLM2, as the end-to-end tests (tests/test_doit.py) measure it.
+SMOL_SPEC = """
+[server]
+ctx_size = 1024
+
+[profiles.interactive]
+requests = 3
+max_tokens = 32
+
+[thresholds.interactive]
+min_tokens_per_s = 2.0
+""" + SMOL_MODEL
+
+
+@pytest.fixture
+def fresh_project(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    (tmp_path / "specs" / "t.toml").write_text(SMOL_SPEC.replace("max_tokens = 32", "max_tokens = 200"))
+    return tmp_path
+
+
+def test_ctrl_c_stops_server_keeps_nothing_half_done_and_resumes(fresh_project):
+    root = fresh_project
+    proc, log = doit_until_first_request(root)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    out = log.read_text()
+    assert "interrupted: t:SmolLM2-135M-Instruct@Q4_1:interactive was not recorded" in out
+    assert "Traceback" not in out
+    assert not llama_servers_under(root)
+    assert not list((root / "build" / "results").glob("*/*/*/*/*.json"))
+    assert (root / "build" / "reports" / "t" / "report.html").exists()  # partial report
+    resumed = doit(root)
+    assert executed_cells(resumed.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q4_1:interactive"]
+
+
+BUSY_SPEC = """
+[server]
+ctx_size = 1024
+
+[limits]
+quiet_wait_s = 2
+
+[profiles.interactive]
+requests = 3
+max_requests = 3  # the interval is not what this test is about: keep it short
+max_tokens = 16
+""" + SMOL_MODEL
+
+
+def test_a_cell_measured_beside_a_busy_process_is_an_error_and_is_measured_again(project, busy):
+    project(BUSY_SPEC)
+    root = project.root
+    first = doit(root, check=False)
+    (path,) = (root / "build" / "results").glob("*/*/*/*/interactive.json")
+    result = json.loads(path.read_text())
+    assert result["status"] == "error", result["reason"]
+    assert f"pid {busy.pid}" in result["reason"] and "busy" in result["reason"]
+    assert first.returncode != 0
+    busy.kill()
+    busy.wait()
+    again = doit(root)
+    assert executed_cells(again.stdout) == ["cell:t:SmolLM2-135M-Instruct@Q4_1:interactive"]
+    result = json.loads(path.read_text())
+    assert result["status"] == "ok", result["reason"]
+    assert result["metrics"]["background_cpu_pct"] <= 25 and "background" in result
