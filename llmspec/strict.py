@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """`allow_inf_nan=False`: TOML can spell `nan` and `inf`, and a threshold of inf passes every
+    check (a confident "Excellent" from a figure nobody judged)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def format_loc(loc: list[Any]) -> str:

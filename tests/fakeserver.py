@@ -34,6 +34,8 @@ is refused with llama-server's HTTP 400 `exceed_context_size_error`; generation 
 context is full), `fail` (HTTP 500 before any byte of the answer) and `stall` (the answer stops
 after `stall_after` tokens and hangs until the client goes away or the server stops). `fail` and
 `stall` are a bool or a predicate on the request body, e.g. `fail=lambda body: "Why" in str(body)`.
+`reply` (a function of the request body) scripts an answer: a text, or tool calls
+`[{"name", "arguments"}]` streamed as `delta.tool_calls` with `finish_reason` "tool_calls".
 
 `requests` holds every chat-completion body received (parsed JSON), `hits` every (method, path,
 status); `peak_busy` and `peak_waiting` the most requests served at once and queued at once.
@@ -101,7 +103,8 @@ class FakeLlamaServer:
                  api_key: str | None = None, answer_tokens: int = 12, ctx_size: int | None = None,
                  template_tokens: int = 3, template_tokens_per_message: int = 4, fail: Switch = False,
                  stall: Switch = False, stall_after: int = 1, model: str = "fake-model.gguf",
-                 log: Callable[[str], None] | None = None, reasoning_tokens: int = 0, think_inline: bool = False):
+                 log: Callable[[str], None] | None = None, reasoning_tokens: int = 0, think_inline: bool = False,
+                 reply: Callable[[dict], str | list[dict] | None] | None = None):
         self.token_delay_s, self.prompt_delay_s = token_delay_s, prompt_delay_s
         self.slots, self.api_key, self.answer_tokens, self.ctx_size = slots, api_key, answer_tokens, ctx_size
         self.template_tokens, self.template_tokens_per_message = template_tokens, template_tokens_per_message
@@ -109,6 +112,9 @@ class FakeLlamaServer:
         # A reasoning model: the first `reasoning_tokens` of each answer stream as `reasoning_content`
         # (llama-server's split with --reasoning-format deepseek), or inline in `<think>...</think>`.
         self.reasoning_tokens, self.think_inline = reasoning_tokens, think_inline
+        # A scripted answer per request body: a text, or tool calls [{"name", "arguments" (JSON text)}]
+        # streamed as llama-server streams parsed calls (`delta.tool_calls`); None: the usual words.
+        self.reply = reply
         self.requests: list[dict] = []
         self.hits: list[tuple[str, str, int]] = []
         self.busy = self.waiting = self.peak_busy = self.peak_waiting = 0
@@ -263,7 +269,8 @@ class FakeLlamaServer:
             self.peak_busy = max(self.peak_busy, self.busy)
 
     def _answer(self, h, body: dict, prompt_n: int) -> int:
-        n = self.completion_tokens(body, prompt_n)
+        script = self._script(body)
+        n = len(script) if script is not None else self.completion_tokens(body, prompt_n)
         stall_at = self.stall_after if self._on(self.stall, body) else None
         stream = bool(body.get("stream"))
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -289,10 +296,13 @@ class FakeLlamaServer:
                 self._sleep(h, self.token_delay_s)
             last = time.perf_counter()
             if stream:
-                self._event(h, chunk([{"finish_reason": None, "index": 0, "delta": self._delta(i, n)}]))
+                delta = script[i] if script is not None else self._delta(i, n)
+                self._event(h, chunk([{"finish_reason": None, "index": 0, "delta": delta}]))
         if stall_at is not None and stall_at >= n:
             self._sleep(h, None)
         finish = "length" if body.get("ignore_eos") or n < self.answer_tokens else "stop"
+        if script is not None:
+            finish = "tool_calls" if any("tool_calls" in d for d in script) else "stop"
         prompt_ms = max(first - t0, 1e-6) * 1000
         predicted_ms = max(last - first, 1e-6) * 1000
         timings = {"cache_n": 0, "prompt_n": prompt_n, "prompt_ms": prompt_ms,
@@ -329,6 +339,22 @@ class FakeLlamaServer:
         if self.think_inline:
             return {"content": f"<think>{piece(i)}" if i == 0 else piece(i)}
         return {"reasoning_content": piece(i)}
+
+    def _script(self, body: dict) -> list[dict] | None:
+        """`reply`'s answer as deltas: text in pieces of 8 characters, or per tool call a delta naming
+        it with the first half of its arguments' JSON text and one with the rest."""
+        found = self.reply(body) if self.reply else None
+        if found is None:
+            return None
+        if isinstance(found, str):
+            return [{"content": found[i:i + 8]} for i in range(0, len(found), 8)] or [{"content": ""}]
+        deltas = []
+        for i, call in enumerate(found):
+            text = call["arguments"]
+            deltas += [{"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                        "function": {"name": call["name"], "arguments": text[:len(text) // 2]}}]},
+                       {"tool_calls": [{"index": i, "function": {"arguments": text[len(text) // 2:]}}]}]
+        return deltas
 
     @staticmethod
     def _on(switch: Switch, body: dict) -> bool:

@@ -82,7 +82,7 @@ def faulty():
     ("utf8", "not a chat stream: an event it cannot read"),
 ])
 def test_a_broken_answer_is_the_requests_error_within_the_timeout(faulty, fault, expected):
-    client = ChatClient(f"{faulty}/{fault}", timeout_s=2.0)
+    client = ChatClient(f"{faulty}/{fault}", timeout_s=2.0, deadline_s=2.0)  # as the runner makes its clients
     t0 = time.perf_counter()
     try:
         record = client.chat("Hello", prompt_name="t", max_tokens=8)

