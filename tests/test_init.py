@@ -215,6 +215,17 @@ def test_uses_choose_profiles_and_a_wrong_use_is_one_line(machine):
     assert not (machine["project"] / "specs" / "x.toml").exists()
 
 
+def test_agent_and_coding_uses_write_the_agent_profiles_with_their_thresholds(machine):
+    out = llmspec(machine, "init", "agents", "--use", "agent,coding")
+    assert out.returncode == 0, out.stderr
+    spec = load_spec(machine["project"] / "specs" / "agents.toml")
+    assert set(spec.profiles.enabled()) == {"structured", "session", "tool_calls", "coding"}
+    assert spec.thresholds.tool_calls.max_malformed_call_pct == 1.0  # an agent cannot run a malformed call
+    assert spec.profiles.session.final_tokens == 8192 and spec.thresholds.coding.min_pass_at_1_pct == 50.0
+    checked = llmspec(machine, "check", str(machine["project"] / "specs" / "agents.toml"))
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_a_gpu_host_offloads_and_leaves_out_what_its_gpus_cannot_hold(machine):
     huge = machine["tmp"] / "huge"
     tiny_gguf(huge / "huge-Q4_K_M.gguf", layers=160, embd=8192, heads=64, seed=9)  # ~21 GB of KV cache

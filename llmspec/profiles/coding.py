@@ -241,4 +241,6 @@ KIND = ProfileKind(
     headlines={"pass_at_1_pct": "pass_at_1_pct"},
     figures={"pass_at_1_pct": Figure("{}%", "HumanEval pass@1", "pass@1")},
     performance=False,  # how well a model codes says nothing about how well this machine runs it
+    uses=("coding", "agent"),
+    init_settings=("problems", "max_tokens"),
 )

@@ -495,4 +495,6 @@ KIND = ProfileKind(
              "session_ttft_s_concurrent": Figure("{} s", "TTFT with all sessions at once", "TTFT concurrent")},
     server_overrides=server_overrides,
     engine_needs=frozenset({"tokenize"}),  # sizes the turns with the server's own /tokenize
+    uses=("agent", "coding"),
+    init_settings=("final_tokens", "turns", "sessions"),
 )

@@ -399,5 +399,7 @@ KIND = ProfileKind(
              "fields_correct_pct": Figure("{}%", "fields right", "fields right"),
              "constraint_cost_pct": Figure("{}%", "speed cost of the schema", "schema cost")},
     performance=False,  # how well a model fills a schema says nothing about how well this machine runs it
+    uses=("agent",),
+    init_settings=("max_tokens",),
     engine_needs=frozenset({JSON_SCHEMA}),
 )

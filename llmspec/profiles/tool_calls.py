@@ -236,4 +236,6 @@ KIND = ProfileKind(
     engine_needs=frozenset({TOOL_CALLS}),
     server_features=frozenset({TOOL_CALLS}),
     performance=False,  # whether a model calls tools right says nothing about how well this machine runs it
+    uses=("agent",),  # llmspec init --use agent
+    init_settings=("cases", "max_tokens"),
 )
