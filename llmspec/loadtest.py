@@ -33,11 +33,11 @@ from llmspec.arrivals import gaps, schedule
 from llmspec.capacity import ServiceLevel, level_figures, max_users, sentence
 from llmspec.errors import UserError
 from llmspec.profiles.load import LoadProfile, LoadThresholds
+from llmspec.profiles.quality import LOADTEST_SCORE as SCORE
 from llmspec.profiles.quality import Scorer
 from llmspec.results import write_text_atomic
 from llmspec.run.client import ChatClient
 from llmspec.run.load import (
-    SCORE,
     Answer,
     LoadRun,
     load_questions,
@@ -158,7 +158,7 @@ def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None,
                    scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plan's document of one level (`concurrent`: that level's users, default the config's);
     answers to questions with a scorer get their score as `quality`."""
-    results = [a.as_result((scorers or {}).get(a.question)) for a in run.answers]
+    results = [plan_entry(a, (scorers or {}).get(a.question)) for a in run.answers]
     meta = {"start_date": run.started.strftime("%Y-%m-%d"), "start_time": _clock(run.started),
             "end_date": run.ended.strftime("%Y-%m-%d"), "end_time": _clock(run.ended),
             "server": cfg.server, "model": cfg.model,
@@ -377,3 +377,18 @@ def _report(path: Path, document: dict[str, Any], interrupted: bool) -> None:
     if "capacity" in document:
         print(f"capacity: {document['capacity']['sentence']}")
     log.info("wrote %s", path)
+
+
+def plan_entry(answer: Answer, scorer: Scorer | None = None) -> dict[str, Any]:
+    """The plan's per-question entry (times in ms), plus `ttft` and `error` so failures show.
+    `quality` is the plan's 0.0 unless the question carries a scorer (the quality profile's):
+    then 1.0 or 0.0 for this answer, and `scored` says it was scored."""
+    record, ok = answer.record, answer.ok
+    ttft = record.ttft_s
+    entry = {"question": answer.question, "answer": record.content if ok else "",
+             "time": round(answer.latency_s * 1000, 3), "token": answer.tokens, SCORE: 0.0,
+             "ttft": round(ttft * 1000, 3) if ttft is not None and ok else None, "error": record.error}
+    if scorer is not None:
+        entry[SCORE] = float(scorer.score(record.content)[0]) if ok else 0.0
+        entry["scored"] = True
+    return entry

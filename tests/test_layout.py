@@ -114,12 +114,9 @@ def test_no_module_imports_one_that_imports_it_back():
     assert not any(visit(name, []) for name in sorted(graph) if name not in state), " -> ".join(cycle)
 
 
-# Where a profile's name may be written: the profiles themselves, and the modules that speak the
-# OpenAI wire (the engines, for engine-specific defaults, and the client), whose field names are not
-# ours to choose (a message's `tool_calls`).
-NAMES_ALLOWED_IN = ("llmspec.profiles", "llmspec.engines", "llmspec.run.client")
-# Constants that spell a profile's name but mean something else, by (module, the name they are bound to).
-NOT_PROFILE_NAMES = {("llmspec.run.load", "SCORE")}  # the stress-test plan's per-answer "quality" field
+# Where a profile's name may be written: the profiles themselves, and the engines, which own the OpenAI
+# wire, whose field names are not ours to choose (a message's `tool_calls`).
+NAMES_ALLOWED_IN = ("llmspec.profiles", "llmspec.engines")
 
 
 def test_no_profile_is_named_outside_the_profiles():
@@ -133,8 +130,6 @@ def test_no_profile_is_named_outside_the_profiles():
         if module.startswith(NAMES_ALLOWED_IN):
             continue
         tree = ast.parse(path.read_text())
-        exempt = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                  and any(isinstance(t, ast.Name) and (module, t.id) in NOT_PROFILE_NAMES for t in node.targets)}
         found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
-                  if isinstance(node, ast.Constant) and node.value in PROFILES and id(node) not in exempt]
+                  if isinstance(node, ast.Constant) and node.value in PROFILES]
     assert not found, "profile names outside llmspec/profiles/:\n" + "\n".join(found)

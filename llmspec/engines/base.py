@@ -33,7 +33,9 @@ ENGINE_CLOCK = "engine_clock"  # reports its own prompt and decode times per req
 CACHED_TOKENS = "cached_tokens"  # reports how many prompt tokens came from its cache
 TOOL_CALLS = "tool_calls"  # parses the model's tool calls into OpenAI `tool_calls` (llama-server: --jinja)
 JSON_SCHEMA = "json_schema"  # constrains answers to a `response_format` JSON schema (a grammar)
-REASONING_SPLIT = "reasoning_split"  # streams a reasoning model's thinking as `reasoning_content`
+REASONING_SPLIT = "reasoning_split"
+# The OpenAI wire's field for a model's tool calls (a delta's, a message's); owned here with the wire.
+TOOL_CALLS_FIELD = "tool_calls"  # streams a reasoning model's thinking as `reasoning_content`
 
 
 @dataclass(frozen=True)

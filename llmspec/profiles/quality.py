@@ -72,6 +72,11 @@ def _json_number(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_json_number)]
 
 
+# The stress-test plan's (seeds/003) per-answer score field; `llmspec loadtest` fills it with this
+# profile's scorers when the questions carry them.
+LOADTEST_SCORE = "quality"
+
+
 class NumberScorer(Strict):
     type: Literal["number"]
     answer: Number

@@ -26,6 +26,7 @@ from typing import Any
 import requests
 
 from llmspec.engines import DEFAULT, Engine, engine_named
+from llmspec.engines.base import TOOL_CALLS_FIELD
 
 
 @dataclass
@@ -86,7 +87,7 @@ class RequestRecord:
 
 # Sample keys written only when the request had them: results of models that neither reason nor call
 # tools keep the shape they always had.
-_ONLY_WHEN_SET = ("reasoning", "ttft_reasoning_s", "reasoning_chunks", "tool_calls", "first_tool_call_s")
+_ONLY_WHEN_SET = ("reasoning", "ttft_reasoning_s", "reasoning_chunks", TOOL_CALLS_FIELD, "first_tool_call_s")
 
 
 MAX_LINE_BYTES = 1 << 20  # a chat event is a few hundred bytes; a megabyte without a newline is not a stream
@@ -234,13 +235,13 @@ class ChatClient:
             delta = choice.get("delta") or {}
             thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
             answer = delta.get("content") or ""
-            if thought or answer or delta.get("tool_calls"):
+            if thought or answer or delta.get(TOOL_CALLS_FIELD):
                 record.chunk_times_s.append(now)
             if thought:
                 parts.think(record, thought, now)
             if answer:
                 parts.say(record, answer, now)
-            for call in delta.get("tool_calls") or []:
+            for call in delta.get(TOOL_CALLS_FIELD) or []:
                 parts.call(record, call, now)
             record.finish_reason = choice.get("finish_reason") or record.finish_reason
         if event.get("usage"):

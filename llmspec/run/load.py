@@ -29,7 +29,6 @@ from llmspec.run.client import ChatClient, RequestRecord
 log = logging.getLogger(__name__)
 PARAMS = {"seed": 42}  # the same sampling every run, so answer lengths (and tokens/s) compare
 STOP_GRACE_S = 2.0  # after Ctrl+C, how long finishing streams may take before they are abandoned
-SCORE = "quality"  # the stress-test plan's per-answer score field (seeds/003), not the quality profile
 
 
 @dataclass
@@ -57,19 +56,6 @@ class Answer:
             return 0
         n = self.record.completion_tokens
         return n if n is not None else len(self.record.chunk_times_s)
-
-    def as_result(self, scorer: Any = None) -> dict[str, Any]:
-        """The plan's per-question entry (times in ms), plus `ttft` and `error` so failures show.
-        `quality` is the plan's 0.0 unless the question carries a scorer (the quality profile's):
-        then 1.0 or 0.0 for this answer, and `scored` says it was scored."""
-        ttft = self.record.ttft_s
-        entry = {"question": self.question, "answer": self.record.content if self.ok else "",
-                 "time": round(self.latency_s * 1000, 3), "token": self.tokens, SCORE: 0.0,
-                 "ttft": round(ttft * 1000, 3) if ttft is not None and self.ok else None, "error": self.record.error}
-        if scorer is not None:
-            entry[SCORE] = float(scorer.score(self.record.content)[0]) if self.ok else 0.0
-            entry["scored"] = True
-        return entry
 
 
 @dataclass
