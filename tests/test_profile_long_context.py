@@ -75,11 +75,11 @@ class FlakyTokenizer:
 
 
 def test_token_counter_resends_once_after_a_closed_connection():
-    assert lc._token_counter(FlakyTokenizer([requests.ConnectionError("closed")]))("a b c") == 3
+    assert lc.token_counter(FlakyTokenizer([requests.ConnectionError("closed")]))("a b c") == 3
     with pytest.raises(CellError, match="twice"):
-        lc._token_counter(FlakyTokenizer([requests.ConnectionError()] * 2))("a b c")
+        lc.token_counter(FlakyTokenizer([requests.ConnectionError()] * 2))("a b c")
     with pytest.raises(CellError, match="/tokenize"):
-        lc._token_counter(FlakyTokenizer([requests.HTTPError("404 Not Found")]))("a b c")
+        lc.token_counter(FlakyTokenizer([requests.HTTPError("404 Not Found")]))("a b c")
 
 
 def test_bundled_prose_is_long_plain_text_and_fingerprinted():

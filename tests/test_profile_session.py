@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from llmspec.profiles import PROFILES, ProfileContext
 from llmspec.profiles import session as sp
+from llmspec.profiles.corpus import repo_path
 from llmspec.profiles.session import SessionProfile
 from llmspec.run.client import ChatClient, RequestRecord
 
@@ -50,7 +51,7 @@ def test_too_many_turns_for_the_final_size_is_refused():
 def test_session_files_read_as_the_paths_they_snapshot():
     files = PROFILES["session"].inputs(SessionProfile(), REPO)["session_files"]
     assert len(files) >= 3 and all(name.endswith(".py.txt") for name in files)
-    assert sp._repo_path(Path("01-llmspec-stats.py.txt")) == "llmspec/stats.py"
+    assert repo_path(Path("01-llmspec-stats.py.txt")) == "llmspec/stats.py"
 
 
 def turn(timings: dict | None, usage: dict | None = None) -> sp.Turn:

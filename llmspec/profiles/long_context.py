@@ -122,7 +122,7 @@ def run(ctx: ProfileContext) -> Outcome:
     planned = plan_sizes(s.sizes, trained, server_ctx, s.max_tokens)
     samples, flags, done, overhead = [], [], [], 0
     if any(reason is None for _, reason in planned):
-        count = _token_counter(ctx.client)
+        count = token_counter(ctx.client)
         corpus = read_prose(ctx.root, s.text)
         ctx.progress("calibrating the chat template's tokens (warm-up)")
         overhead, calibration = _template_overhead(ctx, corpus, count)
@@ -154,7 +154,7 @@ def run(ctx: ProfileContext) -> Outcome:
     return summarize(done, samples, flags)
 
 
-def _token_counter(client) -> Callable[[str], int]:
+def token_counter(client) -> Callable[[str], int]:
     """Token counts from the server's /tokenize, sent again once if a kept-alive connection was closed."""
     import requests  # here, not at the top: planning imports this module and never needs it
 

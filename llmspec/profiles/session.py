@@ -69,6 +69,8 @@ from llmspec.profiles.base import (
     prompt_files,
     require_cache_miss,
 )
+from llmspec.profiles.corpus import Corpus
+from llmspec.profiles.long_context import token_counter
 from llmspec.stats import Interval, median_interval
 from llmspec.strict import Strict
 
@@ -152,48 +154,6 @@ def plan_final(final_tokens: int, max_tokens: int, trained: int | None,
 def targets(first: int, final: int, turns: int) -> list[int]:
     """Prompt size after each turn: equal steps from the bare first prompt to the final size."""
     return [first + round((final - first) * k / turns) for k in range(1, turns + 1)]
-
-
-def cut_to_tokens(text: str, tokens: int, count: Callable[[str], int]) -> tuple[str, int]:
-    """The longest prefix of `text` with at most `tokens` tokens (a bisection on characters)."""
-    from llmspec.profiles.long_context import cut_to_tokens as cut
-
-    return cut(text, tokens, count)
-
-
-class Corpus:
-    """The files, read one after another (again from the first when all are read), in pieces."""
-
-    def __init__(self, files: list[Path], start: int = 0):
-        self.texts = [(_repo_path(f), f.read_text(encoding="utf-8")) for f in files]
-        self.index, self.pos = start % len(self.texts), 0
-
-    def take(self, tokens: int, count: Callable[[str], int]) -> str:
-        """The next piece of at most `tokens` tokens, as `read_file` results (more than one file if needed)."""
-        parts = []
-        while tokens > 0:
-            path, text = self.texts[self.index]
-            head = f"[read_file for '{path}'] Result:\n"
-            window = text[self.pos:self.pos + tokens * 8]  # a token is never 8 characters: enough to cut from
-            budget = tokens - count(head)
-            if budget <= 0:
-                break
-            piece, n = cut_to_tokens(window, budget, count)
-            if not piece:
-                break
-            parts.append(head + piece)
-            tokens -= count(head + piece) + 1
-            self.pos += len(piece)
-            if self.pos >= len(text):
-                self.index, self.pos = (self.index + 1) % len(self.texts), 0
-        return "\n\n".join(parts)
-
-
-def _repo_path(file: Path) -> str:
-    """`01-llmspec-stats.py.txt` -> `llmspec/stats.py`: the path the session says it read."""
-    name = file.name.removesuffix(".txt").split("-", 1)[-1]
-    stem, dot, ext = name.rpartition(".")
-    return stem.replace("-", "/") + dot + ext if dot else name.replace("-", "/")
 
 
 @dataclass
@@ -292,7 +252,7 @@ def run(ctx: ProfileContext) -> Outcome:
     final, why = plan_final(s.final_tokens, s.max_tokens, trained, slot_ctx)
     flags = [f"the session stops at {final} tokens: {why}"] if why else []
     slots = SLOTS in ctx.client.engine.supports
-    shape, calibration = _calibrate(ctx, final, _token_counter(ctx.client), slots)
+    shape, calibration = _calibrate(ctx, final, token_counter(ctx.client), slots)
     samples, singles, baselines = [calibration], [], []
     for r in range(1, s.repeats + 1):
         session = Session(shape, Corpus(files), 0 if slots else None)
@@ -345,7 +305,7 @@ def _concurrent(ctx: ProfileContext, files: list[Path], shape: Shape, slots: boo
     """`sessions` sessions at once, each on its own slot and connection, every turn sent together."""
     s = ctx.settings
     clients = [ctx.new_client(timeout_s=600.0) for _ in range(s.sessions)]
-    sessions = [Session(shape, Corpus(files, start=i), i if slots else None, _token_counter(client))
+    sessions = [Session(shape, Corpus(files, start=i), i if slots else None, token_counter(client))
                 for i, client in enumerate(clients)]
     together = threading.Barrier(len(sessions))
     errors: list[BaseException] = []
@@ -373,12 +333,6 @@ def _concurrent(ctx: ProfileContext, files: list[Path], shape: Shape, slots: boo
     if failed:
         raise failed[0] if isinstance(failed[0], CellError) else CellError(f"concurrent sessions: {failed[0]}")
     return sessions
-
-
-def _token_counter(client) -> Callable[[str], int]:
-    from llmspec.profiles.long_context import _token_counter as counter
-
-    return counter(client)
 
 
 def _calibrate(ctx: ProfileContext, final: int, count: Callable[[str], int], slots: bool) -> tuple[Shape, dict]:
