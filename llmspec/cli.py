@@ -86,7 +86,7 @@ def cmd_plan(args) -> int:
 
 def cmd_watch(args) -> int:
     """Serve the dashboard until Ctrl+C; it reads build/run/progress.json and build/reports/ only."""
-    from llmspec.plan.planner import Workspace
+    from llmspec.plan.job import Workspace
     from llmspec.watch.server import watch
 
     root, name = Path.cwd(), None

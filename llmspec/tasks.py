@@ -27,7 +27,8 @@ from typing import NamedTuple
 
 from llmspec import lock, logs
 from llmspec.errors import SkipCell, UserError
-from llmspec.plan.planner import Plan, Workspace
+from llmspec.plan.job import Workspace
+from llmspec.plan.planner import Plan
 from llmspec.spec import load_spec
 
 DOIT_CONFIG = {

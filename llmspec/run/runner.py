@@ -26,7 +26,8 @@ from llmspec.machine.activity import Background, BackgroundWatch, own_tree, wait
 from llmspec.machine.host import hardware, host_id
 from llmspec.models import binaries
 from llmspec.models import files as modelfiles
-from llmspec.plan.planner import CellJob, Plan
+from llmspec.plan.job import CellJob
+from llmspec.plan.planner import Plan
 from llmspec.plan.reference import Reference
 from llmspec.plan.targets import LocalModel
 from llmspec.profiles import ProfileContext, role_name

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llmspec.engines.base import ServerArgs
 from llmspec.errors import CellError, SkipCell
-from llmspec.plan.planner import CellJob
+from llmspec.plan.job import CellJob
 from llmspec.run.server import Server
 
 
