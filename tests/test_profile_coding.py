@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SMOL_MODEL, doit, executed_cells
+from conftest import PIPELINE_ONLY, SMOL_MODEL, doit, executed_cells
 
 from llmspec import sandbox
 from llmspec.errors import UserError
@@ -116,6 +116,7 @@ def test_an_endpoint_runs_it_through_doit(fake_server, project):
     """An [[endpoints]] server (llmspec did not start it): coding.json with pass@1 and its interval."""
     fake = fake_server(answer_tokens=8)
     project(f"""
+    {PIPELINE_ONLY}
     [profiles.coding]
     problems = 2
     max_tokens = 32

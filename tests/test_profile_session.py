@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SMOL_MODEL, doit, executed_cells
+from conftest import PIPELINE_ONLY, SMOL_MODEL, doit, executed_cells
 from pydantic import ValidationError
 
 from llmspec.profiles import PROFILES, ProfileContext
@@ -131,6 +131,7 @@ def test_an_endpoint_runs_it_through_doit(fake_server, project):
     """An [[endpoints]] server (llmspec did not start it): session.json with the contract's names."""
     fake = fake_server(slots=2)
     project(f"""
+    {PIPELINE_ONLY}
     [profiles.session]
     final_tokens = 800
     turns = 3

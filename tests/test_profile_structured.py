@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMOL_MODEL, doit, executed_cells
+from conftest import PIPELINE_ONLY, REPO, SMOL_MODEL, doit, executed_cells
 
 from llmspec.errors import UserError
 from llmspec.profiles import PROFILES, ProfileContext, structured
@@ -280,6 +280,7 @@ def test_an_endpoint_runs_it_through_doit(fake_server, project):
     """An [[endpoints]] server (llmspec did not start it): the same figures, written as structured.json."""
     fake = fake_server(answer_tokens=8)
     project(f"""
+    {PIPELINE_ONLY}
     [profiles.structured]
     max_tokens = 32
 

@@ -43,11 +43,20 @@ class Background:
     def who(self) -> str:
         """"python3 pid 11417, llama-server pid 13226 (not started by this run)"."""
         names = [f"{p['name']} pid {p['pid']}" + (f" ({p['note']})" if p.get("note") else "") for p in self.top]
-        return ", ".join(names) or "no single process stands out"
+        return ", ".join(names) or "no single process stands out: short-lived processes or the kernel"
 
     def busy_reason(self, limit_pct: float) -> str:
-        return (f"the machine was busy: other processes used {self.mean_pct:.0f}% of a core during the "
-                f"measurement (limit {limit_pct:g}%; {self.who()}); measure again on a quiet machine")
+        return (f"the machine was busy: {self.what_used()} during the measurement (limit {limit_pct:g}%; "
+                f"{self.who()}); measure again on a quiet machine")
+
+    def what_used(self) -> str:
+        """"other processes used 41% of a core", with the hypervisor's share (steal: CPU time the host
+        gave other virtual machines) said apart when it is worth naming, because no process here is
+        to blame for it and quitting programs will not help."""
+        said = f"other processes used {self.mean_pct:.0f}% of a core"
+        if self.steal_pct is not None and self.steal_pct >= NAME_ABOVE_PCT:
+            said += f", {self.steal_pct:.0f}% of it taken by the hypervisor for other virtual machines (steal)"
+        return said
 
 
 def own_tree(*extra: int) -> Callable[[], set[int]]:
@@ -197,8 +206,7 @@ def wait_until_quiet(own: Callable[[], set[int]], limit_pct: float, wait_s: floa
             return found
         if time.perf_counter() - last_said >= 10:
             left = deadline - time.perf_counter()
-            say(f"  waiting for a quiet machine: other processes use {found.mean_pct:.0f}% of a core "
-                f"({found.who()}); up to {left:.0f} s more")
+            say(f"  waiting for a quiet machine: {found.what_used()} ({found.who()}); up to {left:.0f} s more")
             last_said = time.perf_counter()
 
 

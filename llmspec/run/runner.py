@@ -204,8 +204,8 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
         before = wait_until_quiet(own, limits.max_background_cpu_pct, limits.quiet_wait_s, progress)
         if before.mean_pct > limits.max_background_cpu_pct:
             result.background = _background(before)
-            raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: other "
-                            f"processes used {before.mean_pct:.0f}% of a core ({before.who()}); not measured")
+            raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: "
+                            f"{before.what_used()} ({before.who()}); not measured")
         meter = CellMeter() if job.target.managed else None  # energy and GPU of this machine: ours only
         with BackgroundWatch(own) as watch, meter or contextlib.nullcontext():
             outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local,
