@@ -12,6 +12,7 @@ from pathlib import Path
 from llmspec.engines import engine_named
 from llmspec.errors import UserError
 from llmspec.plan import eta
+from llmspec.plan.cells import Cell
 from llmspec.plan.planner import Plan
 from llmspec.plan.termination import need_text
 from llmspec.profiles import PROFILES
@@ -63,20 +64,39 @@ def model_rows(plan: Plan) -> list[tuple[str, ...]]:
 
 
 def command_rows(plan: Plan) -> list[tuple[str, ...]]:
-    """The command line each engine of the plan is started with (per variant; MODEL and PORT are
-    filled in per cell), so a user can run the same server by hand."""
-    rows = [("variant", "engine", "command line")]
-    for name in plan.variants:
-        args = plan.server_args(name)
-        engine = engine_named(args.engine)
-        try:
-            binary = plan.engine_binary(name)
-        except UserError as exc:
-            rows.append((name or "-", engine.name, f"not available: {exc}"))
+    """The command line each cell's server is really started with: the runner's own arguments
+    (`CellJob.server_args`: the variant's, plus the context, slots and server features the profile
+    needs, such as llama-server's --jinja for tool calls). Cells with the same command share a row;
+    MODEL and PORT are filled in per cell, so a user can run the same server by hand."""
+    ev = plan.evidence()
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    for cell in plan.cells:
+        if cell.endpoint or not PROFILES[cell.profile].needs_server:
             continue
-        command = engine.command(binary, Path("MODEL.gguf"), "127.0.0.1", 0, args)
-        rows.append((name or "-", engine.name, " ".join(command).replace("--port 0", "--port PORT")))
+        job = plan.job(cell)
+        args = job.server_args((ev.meta.get((cell.model, cell.quant)) or {}).get("context_length"))
+        if job.binary is None:
+            command = f"not available: {job.binary_error}"
+        else:
+            argv = job.engine.command(job.binary, Path("MODEL.gguf"), "127.0.0.1", 0, args)
+            command = " ".join(argv).replace("--port 0", "--port PORT")
+        groups.setdefault((cell.variant or "-", job.engine.name, command), []).append(cell)
+    rows = [("variant", "engine", "cells", "command line")]
+    for (variant, engine, command), cells in groups.items():
+        rows.append((variant, engine, _which(plan, cells), command))
     return rows
+
+
+def _which(plan: Plan, cells: list[Cell]) -> str:
+    """The profiles of a command's cells; a profile whose cells of this variant do not all share the
+    command (a model trained for a shorter context caps a raised one) names its models."""
+    shown = []
+    for profile in dict.fromkeys(c.profile for c in cells):
+        own = [c for c in cells if c.profile == profile]
+        every = [c for c in plan.cells if c.profile == profile and c.variant == own[0].variant and not c.endpoint]
+        shown.append(profile if len(own) == len(every)
+                     else f"{profile} ({', '.join(f'{c.model}@{c.quant}' for c in own)})")
+    return ", ".join(shown)
 
 
 def _download(mf) -> str:
