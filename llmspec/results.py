@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmspec.fingerprint import digest, explain_change, fill_missing_model
+from llmspec.freshness import UP_TO_DATE, Freshness
 
 STATUSES = ("ok", "skipped", "error")
 BOUND = ":"  # a figure's 95 % interval travels beside it as "<metric>:low" and "<metric>:high"
@@ -226,20 +227,20 @@ def _dirs(path: str) -> list[str]:
         return []
 
 
-def judge(stored: Result | None, current_inputs: dict[str, Any]) -> tuple[bool, str]:
-    """(up to date?, why) of a stored result against the cell's inputs today.
+def judge(stored: Result | None, current_inputs: dict[str, Any]) -> Freshness:
+    """Whether a stored result against the cell's inputs today.
 
     Error results are never up to date: a failed measurement is not a finished artifact, and
     the next run should try again.
     """
     if stored is None:
-        return False, "no result yet"
+        return Freshness.stale("no result yet")
     current = fill_missing_model(current_inputs, stored.fingerprint_inputs)
     if stored.fingerprint != digest(current):
-        return False, explain_change(stored.fingerprint_inputs, current)
+        return Freshness.stale(explain_change(stored.fingerprint_inputs, current))
     if stored.status == "error":
-        return False, f"last run failed: {stored.reason or 'unknown error'}"
-    return True, "up to date"
+        return Freshness.stale(f"last run failed: {stored.reason or 'unknown error'}")
+    return UP_TO_DATE
 
 
 def _rounded(value: Any) -> Any:

@@ -64,8 +64,9 @@ class CellFreshness:
         self.plan, self.cell, self.reason = plan, cell, "not checked yet"
 
     def __call__(self) -> bool:
-        fresh, self.reason = self.plan.freshness(self.cell)
-        return fresh
+        found = self.plan.freshness(self.cell)
+        self.reason = found.reason
+        return found.fresh
 
     def __str__(self) -> str:
         return self.reason
@@ -82,8 +83,9 @@ class ModelPresent:
         self.plan, self.model, self.quant, self.reason = plan, model, quant, "not checked yet"
 
     def __call__(self) -> bool:
-        present, self.reason = self.plan.model_state(self.model, self.quant)
-        return present
+        found = self.plan.model_state(self.model, self.quant)
+        self.reason = found.reason
+        return found.fresh
 
     def __str__(self) -> str:
         return self.reason
@@ -124,8 +126,9 @@ class ReferenceFresh:
     def __call__(self) -> bool:
         ref = self.plan.reference(self.model)
         identity = self.plan.reference_part(self.model)["model"]
-        fresh, self.reason = ref.state(identity, self.plan.server_version)
-        return fresh
+        found = ref.state(identity, self.plan.server_version)
+        self.reason = found.reason
+        return found.fresh
 
     def __str__(self) -> str:
         return self.reason
@@ -210,7 +213,7 @@ class Place(NamedTuple):
 def _announce(plan: Plan, cell) -> Place:
     from llmspec.plan import eta
 
-    queue = plan.__dict__.setdefault("run_queue", [c for c in plan.cells if not plan.freshness(c)[0]])
+    queue = plan.__dict__.setdefault("run_queue", [c for c in plan.cells if not plan.freshness(c).fresh])
     if cell not in queue:
         queue.append(cell)
     k = queue.index(cell) + 1

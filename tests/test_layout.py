@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the ground: errors, strict models, formatting, statistics, progress, hashing, git history
     ("llmspec.errors", "llmspec.strict", "llmspec.text", "llmspec.stats", "llmspec.progress", "llmspec.logs",
      "llmspec.lock", "llmspec.arrivals", "llmspec.capacity", "llmspec.fingerprint", "llmspec.revisions",
-     "llmspec.sandbox"),
+     "llmspec.sandbox", "llmspec.freshness"),
     ("llmspec.results",),  # the result file, written atomically and read back
     ("llmspec.machine", "llmspec.models"),  # this host; model files' facts (all but models.files, below)
     ("llmspec.engines",),  # one module per inference engine

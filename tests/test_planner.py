@@ -9,6 +9,7 @@ from pathlib import Path
 from conftest import SMOL_MODEL
 from test_variants import CURVE
 
+from llmspec.freshness import Freshness
 from llmspec.plan.cells import Cell
 from llmspec.plan.fingerprint import digest
 from llmspec.plan.planner import Plan, Workspace
@@ -47,11 +48,11 @@ def test_plan_decides_from_results_on_disk_and_a_skip_does_not_outlive_its_evide
     write_result(plan.result_path(big), {"status": "skipped", "reason": decision.reason, "metrics": {},
                                          "skip_evidence": decision.evidence, "fingerprint": digest(inputs),
                                          "fingerprint_inputs": inputs})
-    assert plan.freshness(big) == (True, "up to date")
+    assert plan.freshness(big) == Freshness(True, "up to date")
     write(plan, "small", "Q4_K_M", tokens_per_s=50.0, ttft_s=0.5, itl_cv_pct=5.0)  # re-measured: passes now
     plan.forget_evidence()
-    fresh, why = plan.freshness(big)
-    assert not fresh and why.startswith("the skip no longer holds")
+    found = plan.freshness(big)
+    assert not found and found.reason.startswith("the skip no longer holds")
 
 
 def test_skipping_can_be_switched_off(tmp_path):

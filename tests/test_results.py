@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+from llmspec.freshness import Freshness
 from llmspec.plan.fingerprint import digest
 from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, Result, judge, read_result, write_result
 
@@ -37,35 +38,34 @@ def test_roundtrip_sorted_and_rounded(tmp_path):
 def test_fresh_when_fingerprint_matches(tmp_path):
     path = tmp_path / "r.json"
     write_result(path, result())
-    assert freshness(path, INPUTS) == (True, "up to date")
+    assert freshness(path, INPUTS) == Freshness(True, "up to date")
 
 
 def test_missing_result_is_stale(tmp_path):
-    fresh, why = freshness(tmp_path / "nope.json", INPUTS)
-    assert not fresh and "no result yet" in why
+    found = freshness(tmp_path / "nope.json", INPUTS)
+    assert not found.fresh and "no result yet" in found.reason
 
 
 def test_changed_setting_is_explained(tmp_path):
     path = tmp_path / "r.json"
     write_result(path, result())
-    fresh, why = freshness(path, {**INPUTS, "profile": {"max_tokens": 128}})
-    assert not fresh
-    assert why == "profile settings changed (max_tokens: 64 -> 128)"
+    assert freshness(path, {**INPUTS, "profile": {"max_tokens": 128}}) == \
+        Freshness.stale("profile settings changed (max_tokens: 64 -> 128)")
 
 
 def test_error_results_are_retried(tmp_path):
     path = tmp_path / "r.json"
     write_result(path, {**result("error"), "reason": "server crashed"})
-    fresh, why = freshness(path, INPUTS)
-    assert not fresh and "server crashed" in why
+    found = freshness(path, INPUTS)
+    assert not found.fresh and "server crashed" in found.reason
 
 
 def test_model_not_on_disk_trusts_committed_result_with_same_source(tmp_path):
     path = tmp_path / "r.json"
     write_result(path, result())
-    assert freshness(path, {**INPUTS, "model": None})[0]
+    assert freshness(path, {**INPUTS, "model": None}).fresh
     other_source = {**INPUTS, "model": None, "source": {"kind": "hf", "origin": "x@main", "file": "m.gguf"}}
-    assert not freshness(path, other_source)[0]
+    assert not freshness(path, other_source).fresh
 
 
 def test_killed_writer_leaves_no_half_file(tmp_path):
@@ -103,4 +103,9 @@ def test_reading_without_samples_keeps_everything_else(tmp_path):
     path.write_text(json.dumps(full, sort_keys=True, indent=1))  # results written before samples had one line
     assert read_result(path, WITHOUT_SAMPLES) == light
     path.write_text(path.read_text()[:200])  # torn by hand: unreadable, so stale, never a crash
-    assert read_result(path, WITHOUT_SAMPLES) is None and not freshness(path, INPUTS)[0]
+    assert read_result(path, WITHOUT_SAMPLES) is None and not freshness(path, INPUTS).fresh
+
+
+def test_freshness_is_truthy_only_when_fresh():
+    """A stale answer must not pass an `if`: the bare tuples it replaced were always truthy."""
+    assert Freshness(True, "up to date") and not Freshness.stale("no result yet")

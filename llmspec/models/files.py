@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmspec.errors import UserError
+from llmspec.freshness import Freshness
 from llmspec.models import binaries
 from llmspec.models.identity import identity, metadata, metadata_or_none, sha256_file
 from llmspec.models.stores import cached_hub_file
@@ -121,22 +122,22 @@ def ensure(spec: Spec, mf: ModelFile) -> Path:
     return mf.path
 
 
-def state(spec: Spec, mf: ModelFile) -> tuple[bool, str]:
-    """(present?, why): a derived file made from an older base counts as missing."""
+def state(spec: Spec, mf: ModelFile) -> Freshness:
+    """Present (fresh) or why not: a derived file made from an older base counts as missing."""
     if not mf.path.exists():
-        return False, f"{mf.path} does not exist"
+        return Freshness.stale(f"{mf.path} does not exist")
     if mf.kind == "derive":
         base = plan(spec, spec.model(mf.model), mf.origin).path
         made_from = (provenance(mf.path) or {}).get("base", {}).get("sha256")
         if base.exists() and made_from != identity(base)["sha256"]:
-            return False, f"base file {base.name} changed since {mf.path.name} was derived"
-    return True, "present"
+            return Freshness.stale(f"base file {base.name} changed since {mf.path.name} was derived")
+    return Freshness(True, "present")
 
 
 def make(spec: Spec, model: str, quant: str, threads: int | None = None) -> Path:
     """Make (model, quant)'s file exist: link, assemble or download it, or derive it (base first)."""
     mf = plan(spec, spec.model(model), quant)
-    if state(spec, mf)[0]:
+    if state(spec, mf):
         return mf.path
     if mf.kind != "derive":
         return ensure(spec, mf)

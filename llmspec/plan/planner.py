@@ -18,6 +18,7 @@ from typing import Any
 from llmspec.engines import DEFAULT, engine_named
 from llmspec.engines.base import ServerArgs
 from llmspec.errors import UserError
+from llmspec.freshness import Freshness
 from llmspec.machine.host import hardware, host_id
 from llmspec.models import binaries
 from llmspec.models import files as modelfiles
@@ -85,7 +86,7 @@ class Plan:
             return EndpointTarget(next(e for e in self.spec.endpoints if e.name == cell.model))
         return LocalModel(self.model_file(cell.model, cell.quant))
 
-    def model_state(self, model: str, quant: str) -> tuple[bool, str]:
+    def model_state(self, model: str, quant: str) -> Freshness:
         return modelfiles.state(self.spec, self.model_file(model, quant))
 
     # --- the server ------------------------------------------------------------------------
@@ -199,15 +200,15 @@ class Plan:
                             self.server_args(cell.variant))
         return {**self._own_inputs(cell), **parts}
 
-    def freshness(self, cell: Cell) -> tuple[bool, str]:
+    def freshness(self, cell: Cell) -> Freshness:
         """Fingerprint first; a skipped result must also still rest on the same evidence."""
         stored = self.stored(cell)
-        fresh, why = judge(stored, self.inputs(cell))
-        if fresh and stored.status == "skipped" and stored.skip_evidence is not None:
+        found = judge(stored, self.inputs(cell))
+        if found and stored.status == "skipped" and stored.skip_evidence is not None:
             decision = self.decide(cell)
             if decision.evidence != stored.skip_evidence:
-                return False, f"the skip no longer holds ({decision.reason or 'nothing to skip now'})"
-        return fresh, why
+                return Freshness.stale(f"the skip no longer holds ({decision.reason or 'nothing to skip now'})")
+        return found
 
     # --- one call down, one record up ------------------------------------------------------
     def job(self, cell: Cell) -> CellJob:

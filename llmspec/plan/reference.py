@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmspec.fingerprint import digest
+from llmspec.freshness import UP_TO_DATE, Freshness
 from llmspec.models.files import ModelFile
 from llmspec.profiles.divergence import scored_per_chunk
 
@@ -63,13 +64,13 @@ class Reference:
         except (OSError, ValueError):
             return None
 
-    def state(self, identity: dict[str, Any] | None, version: str | None) -> tuple[bool, str]:
-        """(up to date, why not): the logits exist, whole, and were made from these inputs."""
+    def state(self, identity: dict[str, Any] | None, version: str | None) -> Freshness:
+        """Up to date when the logits exist, whole, and were made from these inputs."""
         stored = self.stored()
         if stored is None or not self.path.exists():
-            return False, "no reference logits yet"
+            return Freshness.stale("no reference logits yet")
         if stored.get("bytes") != self.path.stat().st_size:
-            return False, "the reference logits file is incomplete"
+            return Freshness.stale("the reference logits file is incomplete")
         if stored.get("fingerprint") != digest(self.inputs(identity, version)):
-            return False, "the reference, its text or its settings changed"
-        return True, "up to date"
+            return Freshness.stale("the reference, its text or its settings changed")
+        return UP_TO_DATE

@@ -23,9 +23,9 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
     """Each cell's state, its estimated duration when it is to run (llmspec.plan.eta), and why."""
     rows = [("cell", "state", "est.", "why")]
     for cell in plan.cells:
-        fresh, why = plan.freshness(cell)
-        took = ""
-        if fresh:
+        found = plan.freshness(cell)
+        why, took = found.reason, ""
+        if found.fresh:
             state, why = "up to date", ""
         else:
             decision = plan.decide(cell)

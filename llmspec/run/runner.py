@@ -157,8 +157,8 @@ def ensure_reference(ref: Reference, model_path: Path, vocab: int | None, tool: 
                      say) -> dict:
     """The reference logits' facts (building them first when missing or stale). Too little disk
     for them is a skip with the figures, decided before anything is written."""
-    fresh, why = ref.state(identity, version)
-    if fresh:
+    found = ref.state(identity, version)
+    if found.fresh:
         return ref.stored()
     if not vocab:
         raise CellError(f"{model_path.name}: the GGUF file names no vocabulary size, so the reference logits "
@@ -173,7 +173,7 @@ def ensure_reference(ref: Reference, model_path: Path, vocab: int | None, tool: 
                        "(limits.min_free_disk_gb): free disk space or lower profiles.divergence.chunks",
                        evidence="disk space")
     say(f"reference logits: {ref.model} {ref.quant}, {ref.chunks} chunks of {ref.ctx} tokens, "
-        f"about {needed / GB:.2f} GB ({why})")
+        f"about {needed / GB:.2f} GB ({found.reason})")
     ppl, ppl_error = write_logits(model_path, text, ref.ctx, ref.chunks, tool, threads, ref.path,
                                   logs / f"{ref.spec}-{ref.model}@{ref.quant}-reference.log",
                                   f"{ref.model} {ref.quant}", say)
