@@ -32,7 +32,7 @@ from typing import Any
 from llmspec import revisions
 from llmspec.errors import UserError
 from llmspec.profiles import PROFILES, higher_is_better, role
-from llmspec.results import FOR_REPORTS, parse_without
+from llmspec.results import FOR_REPORTS, ResultPath, parse_without
 from llmspec.stats import apart, percentile_interval
 from llmspec.text import figure, format_table
 
@@ -177,11 +177,10 @@ def _tree_side(arg: str, files: list[tuple[str, dict]], description: str) -> Sid
 def result_entry(path: str, data: dict) -> Entry | None:
     """A result file's headline figures with their intervals; the cell identity from its path
     (`<host>/<spec>/<model>/<config>/<profile>.json`, the contract), else from its content."""
-    parts = re.split(r"[\\/]", path)
-    cell = data["cell"]
-    profile = parts[-1].removesuffix(".json")
-    host = (data.get("host") or {}).get("id") or (parts[-5] if len(parts) >= 5 else "?")
-    key = (parts[-5], parts[-4], parts[-3], parts[-2], profile) if len(parts) >= 5 else \
+    cell, where = data["cell"], ResultPath.parse(path)
+    profile = where.profile if where else re.split(r"[\\/]", path)[-1].removesuffix(".json")
+    host = (data.get("host") or {}).get("id") or (where.host if where else "?")
+    key = (where.host, where.spec, where.model, where.config, profile) if where else \
         (host, str(cell.get("spec")), str(cell.get("model")), str(cell.get("quant")), profile)
     kind = PROFILES.get(profile)
     metrics, intervals = data.get("metrics") or {}, data.get("intervals") or {}

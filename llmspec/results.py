@@ -27,6 +27,55 @@ def bound_names(metric: str) -> tuple[str, str]:
     return f"{metric}{BOUND}low", f"{metric}{BOUND}high"
 
 
+@dataclass(frozen=True)
+class ResultPath:
+    """Where a cell's result lives: `<host>/<spec>/<model>/<config>/<profile>.json` under a results
+    folder (the contract other tools and git history read). The one place that builds such a path
+    or reads a cell back out of one; the planner, the report, its history section and `compare`
+    all go through it, so the layout cannot drift between the writer and its readers.
+
+    `config` is the quant slot: `Q4_1`, or `Q4_1+<variant>` for a server-setting variant (an
+    endpoint's cells have "remote" there); a quant or model name never holds a `+`.
+    """
+
+    host: str
+    spec: str
+    model: str
+    config: str
+    profile: str
+
+    SUFFIX = ".json"
+
+    @property
+    def relative(self) -> str:
+        """With `/` whatever the system: how git and the report's links name the file."""
+        return f"{self.host}/{self.spec}/{self.model}/{self.config}/{self.profile}{self.SUFFIX}"
+
+    def under(self, results_root: Path) -> Path:
+        return results_root.joinpath(self.host, self.spec, self.model, self.config, self.profile + self.SUFFIX)
+
+    @property
+    def quant(self) -> str:
+        return self.config.partition("+")[0]
+
+    @property
+    def variant(self) -> str:
+        return self.config.partition("+")[2]
+
+    @classmethod
+    def parse(cls, path: str | os.PathLike) -> ResultPath | None:
+        """The cell a path names from its last five parts (either separator: git's `/`, a folder's
+        own); None when it has fewer or is no `.json` file. Strings in, no Path objects: the report
+        parses 10,000 of them."""
+        text = os.fspath(path)
+        if "\\" in text:
+            text = text.replace("\\", "/")
+        parts = text.rsplit("/", 5)[-5:]
+        if len(parts) < 5 or not parts[4].endswith(cls.SUFFIX):
+            return None
+        return cls(parts[0], parts[1], parts[2], parts[3], parts[4][: -len(cls.SUFFIX)])
+
+
 @dataclass
 class Result:
     """One cell's measurement (or why there is none), as committed under build/results/.
@@ -211,12 +260,12 @@ def parse_without(data: bytes, keys: tuple[str, ...]) -> Any:
 
 
 def result_paths(results_root: Path, spec_name: str) -> list[str]:
-    """`<host>/<spec>/<model>/<quant>/<profile>.json`, sorted; scandir is ~4x faster than glob."""
+    """Every `ResultPath` of a spec under `results_root`, as strings, sorted; scandir is ~4x faster than glob."""
     found: list[str] = []
     for host in _dirs(str(results_root)):
         for model in _dirs(os.path.join(host, spec_name)):
             for quant in _dirs(model):
-                found += [e.path for e in os.scandir(quant) if e.name.endswith(".json") and e.is_file()]
+                found += [e.path for e in os.scandir(quant) if e.name.endswith(ResultPath.SUFFIX) and e.is_file()]
     return sorted(found)
 
 

@@ -8,7 +8,7 @@ import sys
 
 from llmspec.freshness import Freshness
 from llmspec.plan.fingerprint import digest
-from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, Result, judge, read_result, write_result
+from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, Result, ResultPath, judge, read_result, write_result
 
 
 def freshness(path, inputs):
@@ -109,3 +109,16 @@ def test_reading_without_samples_keeps_everything_else(tmp_path):
 def test_freshness_is_truthy_only_when_fresh():
     """A stale answer must not pass an `if`: the bare tuples it replaced were always truthy."""
     assert Freshness(True, "up to date") and not Freshness.stale("no result yet")
+
+
+def test_a_result_path_is_built_and_read_back_by_one_type(tmp_path):
+    """The planner writes where the report, its history and `compare` read: one type both ways, with
+    the byte-identical layout of the contract and a variant in the quant slot."""
+    where = ResultPath("host-ab12", "demo", "SmolLM2-135M-Instruct", "Q4_1+t2-fa", "interactive")
+    path = where.under(tmp_path)
+    assert path == tmp_path / "host-ab12/demo/SmolLM2-135M-Instruct/Q4_1+t2-fa/interactive.json"
+    assert where.relative == "host-ab12/demo/SmolLM2-135M-Instruct/Q4_1+t2-fa/interactive.json"
+    assert (where.quant, where.variant) == ("Q4_1", "t2-fa")
+    assert ResultPath.parse(path) == where == ResultPath.parse(str(path))
+    assert ResultPath.parse("build\\results\\" + where.relative.replace("/", "\\")) == where  # a Windows tree
+    assert ResultPath.parse("Q4_1/interactive.json") is None and ResultPath.parse(where.relative + ".tmp") is None

@@ -11,6 +11,7 @@ from pathlib import Path
 from llmspec.machine.host import hardware
 from llmspec.plan import variants
 from llmspec.profiles import PROFILES
+from llmspec.results import ResultPath
 from llmspec.spec import Spec
 
 
@@ -37,8 +38,11 @@ class Cell:
     def task_name(self) -> str:
         return f"{self.spec}:{self.model}@{self.config}:{self.profile}"
 
+    def location(self, host_dir: str) -> ResultPath:
+        return ResultPath(host_dir, self.spec, self.model, self.config, self.profile)
+
     def result_path(self, results_dir: Path, host_dir: str) -> Path:
-        return results_dir.joinpath(host_dir, self.spec, self.model, self.config, f"{self.profile}.json")
+        return self.location(host_dir).under(results_dir)
 
     def as_dict(self) -> dict[str, str]:
         found = {"spec": self.spec, "model": self.model, "quant": self.quant, "profile": self.profile}
@@ -46,7 +50,7 @@ class Cell:
 
 
 def split_config(config: str) -> tuple[str, str]:
-    """`Q4_1+t2-fa` -> (`Q4_1`, `t2-fa`); a quant or model name never holds a `+`."""
+    """`Q4_1+t2-fa` -> (`Q4_1`, `t2-fa`); a quant or model name never holds a `+` (`ResultPath.config`)."""
     quant, _, variant = config.partition("+")
     return quant, variant
 

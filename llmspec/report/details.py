@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from llmspec.profiles import role_name
+from llmspec.results import ResultPath
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def read_details(frame: pl.DataFrame, results_root: Path, limit: int = CELL_LIMI
     """Excerpts of `limit` cells of a frame from `frame.for_spec` (failed ones first, then in
     report order; shown in report order), every cell's file path, and the stress series."""
     rows = frame.select("host", "spec", "model", "config", "profile", "status").rows() if frame.height else []
-    paths = {(h, m, q, p): f"{h}/{s}/{m}/{q}/{p}.json" for h, s, m, q, p, _ in rows}
+    paths = {(h, m, q, p): ResultPath(h, s, m, q, p).relative for h, s, m, q, p, _ in rows}
     chosen = sorted(range(len(rows)), key=lambda i: rows[i][5] != "error")[:limit]  # stable: errors first
     cells = tuple(_cell(Path(results_root), rows[i], f"cell-{n}") for n, i in enumerate(sorted(chosen)))
     stress_rows = [r for r in rows if r[4] == role_name("sustained") and r[5] == "ok"]
@@ -70,7 +71,7 @@ def read_details(frame: pl.DataFrame, results_root: Path, limit: int = CELL_LIMI
 
 def _cell(root: Path, row: tuple, anchor: str) -> CellDetail:
     host, spec, model, quant, profile, status = row
-    rel = f"{host}/{spec}/{model}/{quant}/{profile}.json"
+    rel = ResultPath(host, spec, model, quant, profile).relative
     base = CellDetail(anchor, host, model, quant, profile, status or "", rel)
     result, problem = _load(root / rel)
     if result is None:
@@ -107,7 +108,7 @@ def _cut(value: Any) -> Any:
 def _stress_points(root: Path, row: tuple) -> list[dict[str, Any]]:
     """Temperature from the vitals samples and decode speed from the request samples, over time."""
     host, spec, model, quant, profile, _ = row
-    result, _ = _load(root / f"{host}/{spec}/{model}/{quant}/{profile}.json")
+    result, _ = _load(ResultPath(host, spec, model, quant, profile).under(root))
     samples = [s for s in (result or {}).get("samples") or () if isinstance(s, dict)]
     series = (("temperature_c", "vitals", "temperature_c"), ("tokens_per_s", "request", "decode_tokens_per_s"),
               ("gpu_temperature_c", "vitals", "gpu_temperature_c"), ("gpu_power_w", "vitals", "gpu_power_w"))

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from llmspec.plan.cells import expand, split_config
+from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import checks_json, rate_frame, summary
-from llmspec.results import BOUND, FOR_REPORTS, Result, result_paths
+from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -61,13 +60,13 @@ def _read(path: str) -> Result | None:
 
 
 def _row(path: str, result: Result, host_info: dict[str, str]) -> dict[str, Any]:
-    host_dir, spec, model, config, name = path.rsplit(os.sep, 5)[-5:]
-    quant, variant = split_config(config)
+    where = ResultPath.parse(path)  # result_paths lists only paths it parses
+    host_dir = where.host
     if host_dir not in host_info:  # one host, one hardware; serialised once per host
         host_info[host_dir] = json.dumps(result.host, sort_keys=True)
     return {
-        "host": host_dir, "spec": spec, "model": model, "quant": quant,
-        "variant": variant, "config": config, "profile": name[: -len(".json")],
+        "host": host_dir, "spec": where.spec, "model": where.model, "quant": where.quant,
+        "variant": where.variant, "config": where.config, "profile": where.profile,
         "status": result.status, "reason": result.reason,
         "started_at": result.started_at or None, "duration_s": result.duration_s,
         "model_size_bytes": (result.model_file or {}).get("size"),

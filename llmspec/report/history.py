@@ -22,7 +22,7 @@ import polars as pl
 from llmspec import revisions
 from llmspec.profiles import PROFILES, higher_is_better
 from llmspec.report.charts import Chart
-from llmspec.results import FOR_REPORTS, bound_names, parse_without
+from llmspec.results import FOR_REPORTS, ResultPath, bound_names, parse_without
 from llmspec.stats import apart
 from llmspec.text import figure
 
@@ -89,9 +89,9 @@ def history(frame: pl.DataFrame, results_root: Path, spec_name: str) -> History 
     versions: list[tuple[Key, revisions.Commit, str]] = []
     for commit in commits:  # newest first, so the bound keeps the newest versions
         for path, sha in commit.changed:
-            parts = path.split("/")[-5:]
-            if len(parts) == 5 and parts[1] == spec_name and parts[4].endswith(".json"):
-                key = (parts[0], parts[2], parts[3], parts[4][: -len(".json")])
+            found = ResultPath.parse(path)
+            if found is not None and found.spec == spec_name:
+                key = (found.host, found.model, found.config, found.profile)
                 if key in rows:
                     versions.append((key, commit, sha))
     versions = versions[:MAX_VERSIONS]
