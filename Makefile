@@ -50,11 +50,11 @@ test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# While working: everything that needs no real engine, no browser and no model file (pytest markers
-# server, browser, model in pyproject.toml). `make test` still runs all of it.
+# While working: everything that needs no real engine, no browser, no model file and no doit run in a
+# subprocess (pytest markers server, browser, model, doit in pyproject.toml). `make test` still runs all of it.
 test-fast: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not server and not browser and not model"
+	$(BIN)/pytest -m "not server and not browser and not model and not doit"
 
 # The report's browser test opens report.html in headless Chromium (Debian package `chromium`).
 # Installed when missing and apt-get can (root); otherwise that one test says why it skipped.

@@ -116,6 +116,7 @@ globals().update(generate(Path.cwd(), selected_specs()))
 """
 
 
+@pytest.mark.doit
 def test_a_toy_engine_in_one_module_runs_end_to_end_through_doit(project):
     """tests/toy_engine.py and one `register` call (here in the project's own dodo.py) are all it takes."""
     spec = project('[server]\nengine = "toy"\nctx_size = 1024\n[limits]\nquiet_wait_s = 20\n'

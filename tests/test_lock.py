@@ -46,6 +46,7 @@ def release(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
+@pytest.mark.doit
 def test_a_second_run_gets_one_line_naming_the_holder_and_exit_2(project):
     project(SPEC)
     root = project.root
@@ -64,6 +65,7 @@ def test_a_second_run_gets_one_line_naming_the_holder_and_exit_2(project):
     assert doit(root, "report").returncode == 0  # the holder has finished: the project is free again
 
 
+@pytest.mark.doit
 def test_a_lock_left_by_a_killed_run_is_taken_over(project):
     """kill -9 gives no chance to clean up: the lock file stays, naming the dead run, but the kernel has
     let go of the lock, so the next run takes the project without anyone deleting anything."""
@@ -82,6 +84,7 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(project):
     assert taker["pid"] != killed.pid and taker["what"].startswith("doit ") and taker["what"].endswith(" report")
 
 
+@pytest.mark.doit
 def test_a_holder_whose_details_cannot_be_read_is_still_refused_in_one_line(project):
     """Whatever the lock file says (an older llmspec, a hand edit), the lock itself decides."""
     project(SPEC)

@@ -112,6 +112,7 @@ def test_answers_that_are_not_code_all_fail_and_nothing_crashes(fake_server):
         assert problem(s["id"])["prompt"] in body["messages"][-1]["content"]
 
 
+@pytest.mark.doit
 def test_an_endpoint_runs_it_through_doit(fake_server, project):
     """An [[endpoints]] server (llmspec did not start it): coding.json with pass@1 and its interval."""
     fake = fake_server(answer_tokens=8)

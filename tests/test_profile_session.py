@@ -127,6 +127,7 @@ def test_figures_sizes_and_the_flag_for_no_reuse(on_fake):
     assert all(s["prompt_tokens"] < t["prompt_tokens"] for s, t in zip(turns, turns[1:]))
 
 
+@pytest.mark.doit
 def test_an_endpoint_runs_it_through_doit(fake_server, project):
     """An [[endpoints]] server (llmspec did not start it): session.json with the contract's names."""
     fake = fake_server(slots=2)

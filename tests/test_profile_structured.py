@@ -276,6 +276,7 @@ def test_a_reasoning_model_on_the_fake(fake_server, tmp_path):
     assert all(s["answer"] == "jumps over the lazy dog and" for s in out.samples)  # the reasoning is not scored
 
 
+@pytest.mark.doit
 def test_an_endpoint_runs_it_through_doit(fake_server, project):
     """An [[endpoints]] server (llmspec did not start it): the same figures, written as structured.json."""
     fake = fake_server(answer_tokens=8)
