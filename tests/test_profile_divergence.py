@@ -185,3 +185,21 @@ def test_a_disk_that_cannot_hold_the_logits_skips_with_the_figures(measured):
                          r"which must stay free \(limits.min_free_disk_gb\)", result["reason"]), result["reason"]
     assert not list((root / "build" / "cache").rglob("*.part"))
     assert load_spec(spec).limits.min_free_disk_gb == 100000
+
+
+def test_the_profile_declares_the_logits_it_is_measured_against(project):
+    """The planner plans the reference logits from what the profile declares (`ProfileKind.reference_logits`),
+    not from the profile's settings by name: chunks of ctx tokens over a prose folder."""
+    from conftest import SMOL_MODEL
+
+    from llmspec.plan.planner import Plan
+    from llmspec.profiles import role
+
+    spec = load_spec(project('[profiles.divergence]\nctx = 256\nchunks = 20\ntext = "prompts/long_context"\n'
+                             + SMOL_MODEL))
+    kind = role("reference_logits")
+    need = kind.reference_logits(getattr(spec.profiles, kind.name))
+    ref = Plan(spec, cores=2).reference("SmolLM2-135M-Instruct")
+    assert (ref.ctx, ref.chunks, ref.text_folder) == (need.ctx, need.chunks, need.text) == (256, 20,
+                                                                                         "prompts/long_context")
+    assert ref.path.name == "SmolLM2-135M-Instruct@Q4_1.logits" and len(ref.text) >= 1

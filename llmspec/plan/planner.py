@@ -29,7 +29,7 @@ from llmspec.plan.job import CellJob, Workspace, model_parts
 from llmspec.plan.reference import Reference
 from llmspec.plan.targets import EndpointTarget, LocalModel, Target
 from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels, memory_limit
-from llmspec.profiles import PROFILES, role
+from llmspec.profiles import PROFILES, files_digest, prompt_files, role
 from llmspec.rating import rate_many
 from llmspec.results import WITHOUT_SAMPLES, Result, judge
 from llmspec.spec import ServerSettings, Spec
@@ -164,13 +164,14 @@ class Plan:
         `reference_logits` role: divergence); None without that profile."""
         kind = role("reference_logits")
         settings = getattr(self.spec.profiles, kind.name) if kind is not None else None
-        if settings is None:
+        if settings is None or kind.reference_logits is None:
             return None
+        need = kind.reference_logits(settings)  # what the profile declares it is measured against
         quant = self.spec.model(model).reference_quant()
         path = self.workspace.build / "cache" / kind.name / self.spec.name / f"{model}@{quant}.logits"
-        text = self.profile_inputs(kind.name)["text_files"]
-        return Reference(self.spec.name, model, quant, self.model_file(model, quant), settings.ctx,
-                         settings.chunk_count(), text, path)
+        text = files_digest(prompt_files(self.spec.root, need.text))
+        return Reference(self.spec.name, model, quant, self.model_file(model, quant), need.ctx, need.chunks, text,
+                         path, need.text)
 
     def reference_part(self, model: str) -> dict[str, Any]:
         """What a divergence cell's fingerprint holds of its reference: the quant and its file."""

@@ -37,6 +37,7 @@ class Reference:
     chunks: int
     text: dict[str, str]  # text file name -> content hash (what the logits were computed over)
     path: Path  # build/cache/divergence/<spec>/<model>@<quant>.logits
+    text_folder: str = ""  # where that text is (`LogitsNeed.text`); not fingerprinted, the hashes are
 
     @property
     def meta_path(self) -> Path:

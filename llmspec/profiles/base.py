@@ -80,6 +80,18 @@ class Translation:
         return self.texts[find(self.bounds, value)]
 
 
+@dataclass(frozen=True)
+class LogitsNeed:
+    """The prerequisite a profile measured against reference logits declares (`ProfileKind.reference_logits`):
+    `chunks` chunks of `ctx` tokens of the prose in the `text` folder. The planner plans the artifact from
+    it (llmspec.plan.reference) and doit's `logits:` task or the first such cell builds it, neither
+    knowing the profile's settings."""
+
+    ctx: int
+    chunks: int
+    text: str  # a folder of .txt prose, relative to the project root
+
+
 # What other parts look a profile up by (`llmspec.profiles.role`: the first profile holding it), instead
 # of naming it; "overall" may be held by several. A part whose role no profile holds has nothing to show.
 ROLES: dict[str, str] = {
@@ -135,6 +147,8 @@ class ProfileKind:
     # (report row, thresholds) -> metrics computed again from stored figures against today's thresholds
     rederive: Callable[[dict[str, Any], BaseModel], dict[str, float]] | None = None
     roles: frozenset[str] = frozenset()  # what other parts look it up by (`ROLES`)
+    # settings -> the reference logits it is measured against (with the `reference_logits` role)
+    reference_logits: Callable[[BaseModel], LogitsNeed] | None = None
     # metric -> what its value means to a person (`llmspec.rating.interpret`), beside the shared readings
     readings: dict[str, Translation] = field(default_factory=dict)
     # `llmspec init`: the --use words that switch it on, the settings it writes out (the rest keep their

@@ -23,7 +23,16 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from llmspec.errors import CellError
-from llmspec.profiles.base import Figure, Outcome, ProfileContext, ProfileKind, Rule, Translation, prompt_files
+from llmspec.profiles.base import (
+    Figure,
+    LogitsNeed,
+    Outcome,
+    ProfileContext,
+    ProfileKind,
+    Rule,
+    Translation,
+    prompt_files,
+)
 from llmspec.stats import Z95, Interval, bounded
 from llmspec.strict import Strict
 
@@ -140,6 +149,7 @@ KIND = ProfileKind(
     managed_only=True,
     needs_server=False,
     roles=frozenset({"reference_logits", "overall"}),
+    reference_logits=lambda s: LogitsNeed(s.ctx, s.chunk_count(), s.text),
     # Bands from the published llama.cpp figures for LLaMA-3-8B against F16 (mean KLD q8_0 0.0014, q6_K 0.0055,
     # q4_K_M 0.031, q3_K_M 0.10, q2_K 0.45; same top token q8_0 97.7 %, q6_K 96.0 %, q4_K_M 91.9 %, q2_K 71.1 %)
     # and what the community reports each of those quants is good for.

@@ -30,7 +30,7 @@ from llmspec.plan.job import CellJob
 from llmspec.plan.planner import Plan
 from llmspec.plan.reference import Reference
 from llmspec.plan.targets import LocalModel
-from llmspec.profiles import ProfileContext, role_name
+from llmspec.profiles import ProfileContext
 from llmspec.profiles.base import LocalRun, read_prose
 from llmspec.results import Result
 from llmspec.run.client import ChatClient
@@ -147,7 +147,7 @@ def reference_logits(spec: Spec, ref: Reference, threads: int, version: str | No
     path = modelfiles.make(spec, ref.model, ref.quant, threads)
     tool = binaries.find_tool("llama-perplexity", binaries.find_server(spec.server.binary))
     vocab = (modelfiles.metadata_or_none(path) or {}).get("vocab_size")
-    text = read_prose(spec.root, getattr(spec.profiles, role_name("reference_logits")).text)
+    text = read_prose(spec.root, ref.text_folder)
     return ensure_reference(ref, path, vocab, tool, threads, modelfiles.identity(path), version,
                             spec.limits.min_free_disk_gb, logs, text, say)
 
