@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from llmspec.errors import CellError, UserError
-from llmspec.stats import Interval
+from llmspec.stats import Interval, median_interval
 
 if TYPE_CHECKING:  # the planner imports every profile on each `doit`; requests is 0.1 s of that
     from llmspec.run.client import ChatClient
@@ -285,3 +285,41 @@ def require_cache_miss(record) -> None:
     cache_n = (record.timings or {}).get("cache_n", 0)
     if cache_n:
         raise CellError(f"prompt cache hit (cache_n={cache_n}) on a measured request; refusing the number")
+
+
+# Figures of a reasoning model's requests, written only where the model reasoned (a model that does not keeps
+# the result it always had). Every streaming profile lists them among its metrics.
+REASONING_METRICS = ("ttft_reasoning_s", "ttft_answer_s", "reasoning_tokens", "answer_tokens")
+
+
+def reasoning_figures(records: list, intervals: dict[str, Interval], ttft: str = "ttft_s") -> tuple[
+        dict[str, float | None], list[str]]:
+    """Where the model reasons: when it starts thinking, when its answer starts, and how much of each.
+
+    The headline TTFT (`ttft`, the profile's name for it) is then the first answer token, which is
+    what a user waits for, and the flag says so beside the figures; a request whose thinking used up
+    its token budget has no answer token, which is said too. `intervals` gains the figures' 95 %
+    intervals; `records` are the requests the headline TTFT was summarised from.
+    """
+    if not any(r.reasoning or r.ttft_reasoning_s is not None for r in records):
+        return {}, []
+    found = {"ttft_reasoning_s": [r.ttft_reasoning_s for r in records], "ttft_answer_s": [r.ttft_s for r in records],
+             "reasoning_tokens": [r.reasoning_chunks for r in records],
+             "answer_tokens": [r.answer_tokens for r in records]}
+    for name, values in found.items():
+        if (interval := median_interval(values)) is not None:
+            intervals[name] = interval
+    metrics = {name: median(values) for name, values in found.items()}
+    answer, thought = _seconds(metrics["ttft_answer_s"]), _seconds(metrics["ttft_reasoning_s"])
+    flags = [f"the model reasons before it answers: {ttft} is the time to the first answer token (median {answer}), "
+             f"after its reasoning started at {thought} and ran for a median {metrics['reasoning_tokens']:g} tokens "
+             "(ttft_reasoning_s, reasoning_tokens)"]
+    unanswered = sum(1 for r in records if r.ttft_s is None)
+    if unanswered:
+        flags.append(f"{unanswered} of {len(records)} requests ended while the model was still reasoning (no answer "
+                     f"token within max_tokens): their {ttft} is missing; raise max_tokens or cap the reasoning budget")
+    return metrics, flags
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} s"
