@@ -135,6 +135,12 @@ class ProfileKind:
     # (report row, thresholds) -> metrics computed again from stored figures against today's thresholds
     rederive: Callable[[dict[str, Any], BaseModel], dict[str, float]] | None = None
     roles: frozenset[str] = frozenset()  # what other parts look it up by (`ROLES`)
+    # Quality evidence (the recommendations list a quant it calls broken below the sound ones, saying why):
+    # rated metrics whose failed check means the quant is broken (a KL divergence past its maximum, malformed
+    # tool calls past theirs), and `paired`: its item-level results (`Outcome.items`) are compared with the
+    # reference quant's by the exact McNemar test, a loss beyond chance counting as evidence too.
+    evidence: tuple[str, ...] = ()
+    paired: bool = False
     # metric -> what its value means to a person (`llmspec.rating.interpret`), beside the shared readings
     readings: dict[str, Translation] = field(default_factory=dict)
     # `llmspec init`: the --use words that switch it on, the settings it writes out (the rest keep their
@@ -149,6 +155,8 @@ class ProfileKind:
     def __post_init__(self) -> None:
         unknown = self.roles - ROLES.keys()
         assert not unknown, f"profile {self.name}: unknown roles {sorted(unknown)} (known: {sorted(ROLES)})"
+        loose = set(self.evidence) - set(self.rated_metrics)
+        assert not loose, f"profile {self.name}: evidence {sorted(loose)} is not among its rated metrics"
 
     def inputs(self, settings: BaseModel, root: Path, thresholds: BaseModel | None = None) -> dict[str, Any]:
         """Resolved settings plus the content hash of every prompt file: what the fingerprint holds

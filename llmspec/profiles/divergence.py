@@ -139,6 +139,7 @@ KIND = ProfileKind(
     performance=False,
     managed_only=True,
     needs_server=False,
+    evidence=("kld_mean",),  # a quant this far from its reference is broken, however fast
     roles=frozenset({"reference_logits", "overall"}),
     # Bands from the published llama.cpp figures for LLaMA-3-8B against F16 (mean KLD q8_0 0.0014, q6_K 0.0055,
     # q4_K_M 0.031, q3_K_M 0.10, q2_K 0.45; same top token q8_0 97.7 %, q6_K 96.0 %, q4_K_M 91.9 %, q2_K 71.1 %)

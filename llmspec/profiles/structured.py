@@ -382,6 +382,7 @@ KIND = ProfileKind(
         Rule("fields_correct_pct", "min_fields_correct_pct", "min", critical=False, ceiling=100.0),
         Rule("constraint_cost_pct", "max_constraint_cost_pct", "max", critical=False),
     ),
+    paired=True,
     headlines={"json_valid_pct": "json_valid_pct", "fields_correct_pct": "fields_correct_pct",
                "constraint_cost_pct": "constraint_cost_pct"},
     case=Case("Structured output (JSON)", "structured output", ("json_valid_pct", "fields_correct_pct"),
