@@ -92,6 +92,8 @@ ROLES: dict[str, str] = {
     "user_levels": "figures per number of users in flight (the capacity chart, a loadtest file's levels)",
     "context_sizes": "prompt load time per context size (its table and chart; sizes `llmspec init` fits)",
     "sustained": "a long run sampled over time (the report's time series)",
+    "turns": "a conversation growing turn by turn, with the cache and without (the TTFT-per-turn chart)",
+    "categories": "scores per category as `<headline>_<category>` beside its headline (the per-category chart)",
 }
 
 

@@ -455,6 +455,7 @@ KIND = ProfileKind(
              "session_ttft_s_concurrent": Figure("{} s", "TTFT with all sessions at once", "TTFT concurrent")},
     server_overrides=server_overrides,
     engine_needs=frozenset({"tokenize"}),  # sizes the turns with the server's own /tokenize
+    roles=frozenset({"turns"}),
     uses=("agent", "coding"),
     init_settings=("final_tokens", "turns", "sessions"),
 )

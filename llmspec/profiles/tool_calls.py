@@ -238,6 +238,7 @@ KIND = ProfileKind(
     engine_needs=frozenset({TOOL_CALLS}),
     server_features=frozenset({TOOL_CALLS}),
     performance=False,  # whether a model calls tools right says nothing about how well this machine runs it
+    roles=frozenset({"categories"}),  # accuracy_pct_simple, _multiple, ...: drawn per quant
     uses=("agent",),  # llmspec init --use agent
     init_settings=("cases", "max_tokens"),
 )
