@@ -276,3 +276,18 @@ def test_tool_calls_code_and_structured_items_are_paired_against_the_reference_q
     assert "tool_calls: -40 pts vs F16 (exact McNemar p = 0.008 on 20 items)" in lines["Q4_1"].figures
     assert "coding: no measurable loss vs F16 on 20 items (-5 pts is within chance)" in lines["Q4_1"].figures
     assert "tool_calls: no measurable loss vs F16 on 20 items (-5 pts is within chance)" in lines["Q8_0"].figures
+
+
+def test_the_overall_best_is_not_a_quant_whose_evidence_says_it_is_broken(tmp_path):
+    spec = make_spec(profiles={"interactive": {}, "tool_calls": {}})
+    interactive(tmp_path, SMOL, "Q4_1", 120.0, rss=0.2)  # faster and smaller: the pick on speed alone
+    tool_calls(tmp_path, SMOL, "Q4_1", 80.0, malformed=12.0)
+    interactive(tmp_path, SMOL, "Q8_0", 80.0, rss=0.3)
+    tool_calls(tmp_path, SMOL, "Q8_0", 80.0, malformed=0.0)
+    (best,) = recommendations(tmp_path, spec).overall
+    assert (best.mark, best.quant, best.rating) == ("ok", "Q8_0", "Excellent")
+    tool_calls(tmp_path, SMOL, "Q8_0", 80.0, malformed=5.0)  # now both are: the better one, saying so
+    (best,) = recommendations(tmp_path, spec).overall
+    assert (best.mark, best.quant) == ("warn", "Q4_1")
+    assert best.reasons[-1] == ("its quality evidence says it is broken (malformed calls 12% above the 1% maximum), "
+                                "as it says of every other candidate that did not fail")

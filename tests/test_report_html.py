@@ -423,5 +423,6 @@ def test_session_ttft_per_turn_and_tool_call_accuracy_per_category_are_drawn(tmp
     assert session["encoding"]["strokeDash"]["field"] == "cache"
     shown = {(v["quant"], v["category"]): v for v in page.chart("categories")["data"]["values"]}
     assert set(shown) == {(q, c) for q in ("Q4_1", "Q8_0") for c in ("simple", "parallel")}
+    assert page.chart("categories")["encoding"]["x"]["sort"] == ["simple", "parallel"]  # BFCL's order
     assert (shown["Q4_1", "simple"]["accuracy_pct"], shown["Q4_1", "simple"]["low"]) == (90.0, 60.0)
     assert round(shown["Q8_0", "parallel"]["accuracy_pct"], 3) == 26.667 and shown["Q8_0", "parallel"]["low"] is None

@@ -276,7 +276,10 @@ def _categories(ok: pl.DataFrame):
             _tip("low", "95% low", ".1f"), _tip("high", "95% high", ".1f")]
     layout = _point_layout(("category", "Category"), ("accuracy_pct", "Accuracy (% of cases right)"),
                            ("configuration", "Configuration"), tips, line=True, x_type="ordinal")
-    layout["encoding"]["x"]["axis"] = {"labelAngle": 0}
+    declared = [m.removeprefix(f"{stem}_") for m in PROFILES[CATEGORIES].metrics if m.startswith(f"{stem}_")]
+    found = list(dict.fromkeys(v["category"] for v in values))
+    layout["encoding"]["x"].update(axis={"labelAngle": 0}, sort=[c for c in declared if c in found] +
+                                   [c for c in found if c not in declared])  # the set's own order
     layout["encoding"]["y"]["scale"] = {"domain": [0, 100]}
     line = {"mark": layout.pop("mark")}
     band = {"mark": {"type": "rule"}, "encoding": {"y": {"field": "low", "type": "quantitative"},

@@ -324,17 +324,23 @@ def _overall(configs: pl.DataFrame, spec: Spec) -> Line | None:
     ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
              .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in OVERALL]
     ran = pl.max_horizontal(ranks[:len(PERFORMANCE)]).is_not_null()  # an all-rounder ran a performance profile
-    best = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
+    ranked = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
         ["_worst", "quality_pct", "cost_benefit_score", "peak_memory_gb", "efficiency_score"],
-        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).head(1).to_dicts()
-    if not best:
+        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).to_dicts()
+    if not ranked:
         return None
-    row = best[0]
+    # one whose quality evidence says it is broken goes after every sound one that did not fail
+    ranked = [{**r, "_broken": _broken(r)} for r in ranked]
+    row = min(ranked, key=lambda r: (r["_worst"] is None or r["_worst"] >= RANK["Failed"], bool(r["_broken"])))
     label = next(name for name, rank in RANK.items() if rank == row["_worst"])
     figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
     reasons = _bullets(row, spec)
-    return Line(MARK_OF[label], row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons),
-                reasons=reasons, variant=row["variant"], flags=flags(spec, row["variant"]))
+    if row["_broken"]:
+        reasons += (f"its quality evidence says it is broken ({', '.join(row['_broken'])}), as it says of every "
+                    "other candidate that did not fail",)
+    mark = "warn" if row["_broken"] and MARK_OF[label] == "ok" else MARK_OF[label]
+    return Line(mark, row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons), reasons=reasons,
+                variant=row["variant"], flags=flags(spec, row["variant"]))
 
 
 def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
