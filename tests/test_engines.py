@@ -80,6 +80,20 @@ def test_what_an_engine_cannot_do_is_a_skip_with_the_reason(project):
                                                 "needs")
 
 
+def test_a_reasoning_budget_only_an_engine_that_caps_it_runs(project):
+    """llama-server caps the thinking (--reasoning-budget); Ollama and mistral.rs have no such setting,
+    so their cells are skips that say so, and a swept budget is a variant named after it."""
+    plan = plan_of(project, "[server.sweep]\nengine = [\"llama-server\", \"ollama\", \"mistralrs\"]\n"
+                            "reasoning_budget = [0]\n")
+    decisions = {c.variant: plan.decide(c) for c in plan.cells}
+    assert sorted(decisions) == ["llama-server-think0", "mistralrs-think0", "ollama-think0"]
+    assert not decisions["llama-server-think0"].skip
+    for engine in ("ollama", "mistralrs"):
+        found = decisions[f"{engine}-think0"]
+        assert found.skip and found.rule == "engine" and found.reason == f"{engine} has no setting for reasoning_budget"
+    assert plan.variants["llama-server-think0"].flags() == "--reasoning-budget 0"
+
+
 def test_each_engine_reads_its_own_clock():
     sent = {"prompt_n": 10, "prompt_ms": 5.0, "predicted_n": 4, "predicted_ms": 40.0, "cache_n": 0,
             "predicted_per_second": 100}

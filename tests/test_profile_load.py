@@ -8,6 +8,7 @@ from conftest import REPO
 
 from llmspec.errors import CellError
 from llmspec.profiles import ProfileContext, load
+from llmspec.profiles.base import REASONING_METRICS
 from llmspec.profiles.load import LoadProfile
 from llmspec.run.client import ChatClient
 from llmspec.run.load import load_questions
@@ -53,7 +54,8 @@ def test_profile_metrics_agree_with_samples_and_server_timings(server):
     print(m)
     levels = {k for k in m if "_at_" in k and k.rsplit("_at_", 1)[1] == "2"}  # the one level, flat
     assert EXPECTED <= set(m) and set(load.KIND.rated_metrics) <= set(m)
-    assert set(m) - levels == set(load.KIND.metrics) - {"mean_interarrival_s", "arrival_rate_per_s"}
+    assert set(m) - levels == set(load.KIND.metrics) - {"mean_interarrival_s", "arrival_rate_per_s",
+                                                         *REASONING_METRICS}  # SmolLM2 does not reason
     assert m["p90_ttft_s_at_2"] == m["p90_ttft_s"] and m["slots"] == 2 and m["ctx_per_slot"] == 512
     assert (m["requests_ok"], m["requests_failed"], m["error_pct"], m["concurrent"]) == (4, 0, 0.0, 2)
     assert [s["question"] for s in samples] == load_questions(REPO / "prompts/questions.json")[:4]

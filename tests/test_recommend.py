@@ -207,3 +207,87 @@ def test_a_quant_that_loses_too_much_to_its_reference_is_not_the_overall_best(tm
     (best,) = recommendations(tmp_path, spec).overall
     assert (best.quant, best.rating) == ("Q8_0", "Excellent")
     assert "keeps 97% of F16's top tokens (KLD 0.0045): indistinguishable from the reference in practice" in best.why
+
+
+# --- quality evidence: a broken quant is not first on speed alone (#26) -------------------------------------
+
+def tool_calls(root, model, quant, accuracy, malformed=0.0, **kw):
+    add(root, model, quant, "tool_calls", accuracy_pct=accuracy, malformed_call_pct=malformed, irrelevance_pct=90.0,
+        **kw)
+
+
+def test_a_fast_quant_whose_divergence_says_it_is_broken_is_listed_below_the_sound_ones(tmp_path):
+    spec = make_spec(profiles={"interactive": {}, "divergence": {}})
+    interactive(tmp_path, SMOL, "Q4_1", 120.0)  # the fastest, far from its reference
+    add(tmp_path, SMOL, "Q4_1", "divergence", kld_mean=0.35, same_top_pct=67.7, ppl_ratio=1.39)
+    interactive(tmp_path, SMOL, "Q8_0", 80.0)
+    add(tmp_path, SMOL, "Q8_0", "divergence", kld_mean=0.0045, same_top_pct=97.0, ppl_ratio=1.006)
+    interactive(tmp_path, GEMMA, "Q4_K_M", 30.0)  # no divergence measured: no evidence against it
+    lines = case(recommendations(tmp_path, spec), "interactive").lines
+    assert [(x.symbol, x.quant, x.rating) for x in lines] == [
+        ("✓", "Q8_0", "Excellent"), ("✓", "Q4_K_M", "Excellent"), ("⚠", "Q4_1", "Excellent")]
+    assert lines[2].why.startswith("listed lower, its quality evidence says it is broken: KL divergence from the "
+                                   "reference 0.35 above the 0.05 maximum; ")
+    assert "broken" not in lines[0].why + lines[1].why
+
+
+def test_a_quiz_loss_beyond_chance_or_malformed_tool_calls_list_a_quant_lower(tmp_path):
+    spec = make_spec(profiles={"interactive": {}, "quality": {}, "tool_calls": {}},
+                     quality={"min_math_pct": 10, "min_comprehension_pct": 10, "min_reasoning_pct": 10,
+                              "min_format_pct": 10})
+    interactive(tmp_path, SMOL, "Q4_1", 120.0)
+    quality(tmp_path, SMOL, "Q4_1", 35.0, items=right(7, 20))  # eight items behind F16, all one way: p = 0.008
+    interactive(tmp_path, SMOL, "Q8_0", 90.0)
+    quality(tmp_path, SMOL, "Q8_0", 70.0, items=right(14, 20))  # one behind: chance
+    tool_calls(tmp_path, SMOL, "Q8_0", 80.0, malformed=12.0)  # an agent cannot run an eighth of its calls
+    interactive(tmp_path, SMOL, "F16", 40.0)
+    quality(tmp_path, SMOL, "F16", 75.0, items=right(15, 20))
+    lines = case(recommendations(tmp_path, spec), "interactive").lines
+    assert [x.quant for x in lines] == ["F16", "Q4_1", "Q8_0"]  # the broken ones keep their speed order
+    assert lines[1].why.startswith("listed lower, its quality evidence says it is broken: quality -40 pts vs F16 "
+                                   "(exact McNemar p = 0.008 on 20 items)")
+    assert lines[2].why.startswith("listed lower, its quality evidence says it is broken: malformed calls 12% "
+                                   "above the 1% maximum")
+    assert lines[0].mark == "ok" and lines[1].mark == lines[2].mark == "warn"
+
+
+def test_tool_calls_code_and_structured_items_are_paired_against_the_reference_quant(tmp_path):
+    """The exact McNemar test the quiz has, on each item-level profile: the points lost on the shared
+    items and whether that is beyond chance, in the configs table and on the agents' lines."""
+    spec = make_spec(profiles={"tool_calls": {}, "coding": {}, "structured": {}})
+    tool_calls(tmp_path, SMOL, "F16", 90.0, items=right(18, 20))
+    tool_calls(tmp_path, SMOL, "Q8_0", 85.0, items=right(17, 20))  # one apart: chance
+    tool_calls(tmp_path, SMOL, "Q4_1", 50.0, items=right(10, 20))  # eight apart, one way: p = 0.008
+    add(tmp_path, SMOL, "F16", "coding", pass_at_1_pct=60.0, items=right(12, 20))
+    add(tmp_path, SMOL, "Q4_1", "coding", pass_at_1_pct=55.0, items=right(11, 20))
+    add(tmp_path, SMOL, "Q8_0", "structured", json_valid_pct=100.0, fields_correct_pct=90.0, items=right(9, 10))
+    add(tmp_path, SMOL, "Q4_1", "structured", json_valid_pct=100.0, fields_correct_pct=60.0, items=right(3, 10))
+    t = table(tmp_path, spec)
+    q4 = row(t, SMOL, "Q4_1")
+    assert (q4["tool_calls_reference_quant"], q4["tool_calls_degradation_pts"], q4["tool_calls_items_compared"]) == (
+        "F16", 40.0, 20)
+    assert round(q4["tool_calls_loss_p"], 3) == 0.008
+    assert (q4["coding_reference_quant"], q4["coding_degradation_pts"], q4["coding_loss_p"]) == ("F16", 5.0, 1.0)
+    assert (q4["structured_reference_quant"], q4["structured_degradation_pts"]) == ("Q8_0", 60.0)  # no F16 result
+    assert round(q4["structured_loss_p"], 3) == 0.031
+    assert row(t, SMOL, "F16")["tool_calls_degradation_pts"] == 0.0
+    assert row(t, SMOL, "F16")["structured_reference_quant"] is None  # no structured result: nothing compared
+    lines = {x.quant: x for x in case(recommend(t, spec), "tool_calls").lines}
+    assert "tool_calls: -40 pts vs F16 (exact McNemar p = 0.008 on 20 items)" in lines["Q4_1"].figures
+    assert "coding: no measurable loss vs F16 on 20 items (-5 pts is within chance)" in lines["Q4_1"].figures
+    assert "tool_calls: no measurable loss vs F16 on 20 items (-5 pts is within chance)" in lines["Q8_0"].figures
+
+
+def test_the_overall_best_is_not_a_quant_whose_evidence_says_it_is_broken(tmp_path):
+    spec = make_spec(profiles={"interactive": {}, "tool_calls": {}})
+    interactive(tmp_path, SMOL, "Q4_1", 120.0, rss=0.2)  # faster and smaller: the pick on speed alone
+    tool_calls(tmp_path, SMOL, "Q4_1", 80.0, malformed=12.0)
+    interactive(tmp_path, SMOL, "Q8_0", 80.0, rss=0.3)
+    tool_calls(tmp_path, SMOL, "Q8_0", 80.0, malformed=0.0)
+    (best,) = recommendations(tmp_path, spec).overall
+    assert (best.mark, best.quant, best.rating) == ("ok", "Q8_0", "Excellent")
+    tool_calls(tmp_path, SMOL, "Q8_0", 80.0, malformed=5.0)  # now both are: the better one, saying so
+    (best,) = recommendations(tmp_path, spec).overall
+    assert (best.mark, best.quant) == ("warn", "Q4_1")
+    assert best.reasons[-1] == ("its quality evidence says it is broken (malformed calls 12% above the 1% maximum), "
+                                "as it says of every other candidate that did not fail")

@@ -392,3 +392,37 @@ def test_a_large_table_shows_a_page_and_packs_the_rest_losslessly(tmp_path):
     write_wide(tmp_path / "small" / "results", 3)
     small = render(tmp_path / "small", wide_spec(3))
     assert f'<script type="{ROWS_TYPE}"' not in small and "more rows" not in small  # all there, as before
+
+
+def test_session_ttft_per_turn_and_tool_call_accuracy_per_category_are_drawn(tmp_path):
+    """The agent charts (#26): each session's TTFT per turn against its prompt size, with the cache and read
+    whole, as medians over its repeats; and tool-call accuracy per BFCL category per quant with intervals."""
+    spec = Spec.model_validate({**demo_spec().model_dump(exclude_none=True),
+                                "profiles": {"session": {}, "tool_calls": {}}})
+    for quant, slow in (("Q4_1", 1.0), ("Q8_0", 1.5)):
+        turns = [{"run": run, "repeat": r, "turn": k, "prompt_tokens": 1000 * k + r, "ttft_s": slow * t}
+                 for r in (1, 2) for k in (1, 2, 3)
+                 for run, t in (("single", 0.1 if k > 1 else 0.5 * k), ("nocache", 0.5 * k + r / 100))]
+        session = {**make_result(quant), "metrics": {"ttft_s": 0.1, "cache_hit_pct": 90.0},
+                   "samples": [{"calibration": True, "ttft_s": 0.2}, *turns],
+                   "cell": {"spec": "demo", "model": "SmolLM2-135M-Instruct", "quant": quant, "profile": "session"}}
+        write_result(tmp_path / "results" / HOST / "demo" / "SmolLM2-135M-Instruct" / quant / "session.json", session)
+        calls = {**make_result(quant), "metrics": {"accuracy_pct": 70.0 / slow, "accuracy_pct_simple": 90.0 / slow,
+                                                   "accuracy_pct_parallel": 40.0 / slow, "malformed_call_pct": 0.0,
+                                                   "irrelevance_pct": 80.0},
+                 "intervals": {"accuracy_pct_simple": {"n": 10, "low": 60.0, "high": 98.0, "method": "Wilson"}},
+                 "cell": {"spec": "demo", "model": "SmolLM2-135M-Instruct", "quant": quant, "profile": "tool_calls"}}
+        write_result(tmp_path / "results" / HOST / "demo" / "SmolLM2-135M-Instruct" / quant / "tool_calls.json", calls)
+    page = Page(render(tmp_path, spec))
+    session = page.chart("session")
+    points = {(v["quant"], v["cache"], v["turn"]): v for v in session["data"]["values"]}
+    assert len(points) == 12  # 2 quants x cache on/off x 3 turns
+    last = points["Q4_1", "cache off", 3]
+    assert (round(last["ttft_s"], 6), last["prompt_tokens"]) == (1.515, 3001.5)  # medians over the two repeats
+    assert points["Q8_0", "cache on", 2]["ttft_s"] == 0.15
+    assert session["encoding"]["strokeDash"]["field"] == "cache"
+    shown = {(v["quant"], v["category"]): v for v in page.chart("categories")["data"]["values"]}
+    assert set(shown) == {(q, c) for q in ("Q4_1", "Q8_0") for c in ("simple", "parallel")}
+    assert page.chart("categories")["encoding"]["x"]["sort"] == ["simple", "parallel"]  # BFCL's order
+    assert (shown["Q4_1", "simple"]["accuracy_pct"], shown["Q4_1", "simple"]["low"]) == (90.0, 60.0)
+    assert round(shown["Q8_0", "parallel"]["accuracy_pct"], 3) == 26.667 and shown["Q8_0", "parallel"]["low"] is None

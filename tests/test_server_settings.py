@@ -37,6 +37,7 @@ def test_each_key_becomes_its_flag_before_extra_args(project):
     # the user's extra argument wins, as it does for llama-server
     assert engine_named(args.engine).cache_types(args) == ("q8_0", "q4_0")
     assert list(argv(args_of(project, "no_mmap = true\n")))[-2:] == ["--load-mode", "none"]
+    assert list(argv(args_of(project, "reasoning_budget = 0\n")))[-2:] == ["--reasoning-budget", "0"]
     assert list(argv(args_of(project, "no_mmap = true\nmlock = true\n")))[-2:] == ["--load-mode", "mlock"]
 
 
@@ -45,6 +46,8 @@ def test_each_key_becomes_its_flag_before_extra_args(project):
     ('cache_type_k = "q3_k"', "server.cache_type_k: 'q3_k': Input should be 'f32', 'f16', 'bf16', 'q8_0'"),
     ("n_gpu_layers = -1", "server.n_gpu_layers: -1: n_gpu_layers must be 0 or more, 'auto' or 'all'"),
     ("batch_size = 0", "server.batch_size: 0: Input should be greater than or equal to 1"),
+    ("reasoning_budget = -2", "server.reasoning_budget: -2: Input should be greater than or equal to -1"),
+    ('reasoning_budget = "low"', "server.reasoning_budget: 'low': Input should be a valid integer"),
 ])
 def test_a_bad_value_is_one_line_naming_the_key(project, server, expected):
     with pytest.raises(UserError) as exc:
@@ -70,11 +73,12 @@ def test_llama_server_runs_with_the_flags_and_refuses_a_bad_one(make_server):
     from llmspec.run.client import ChatClient
 
     tuned = (("batch_size", 256), ("ubatch_size", 128), ("flash_attn", "on"), ("cache_type_k", "q8_0"),
-             ("cache_type_v", "q8_0"), ("no_mmap", True))
+             ("cache_type_v", "q8_0"), ("reasoning_budget", 64), ("no_mmap", True))
     server = make_server()
     server.args = ServerArgs(512, 1, 1, (), tuned)
-    assert list(argv(server.args))[-12:] == ["--batch-size", "256", "--ubatch-size", "128", "--flash-attn", "on",
-                                        "--cache-type-k", "q8_0", "--cache-type-v", "q8_0", "--load-mode", "none"]
+    assert list(argv(server.args))[-14:] == ["--batch-size", "256", "--ubatch-size", "128", "--flash-attn", "on",
+                                        "--cache-type-k", "q8_0", "--cache-type-v", "q8_0", "--reasoning-budget",
+                                        "64", "--load-mode", "none"]
     with server:
         client = ChatClient(server.url)
         try:

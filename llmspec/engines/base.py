@@ -33,9 +33,10 @@ ENGINE_CLOCK = "engine_clock"  # reports its own prompt and decode times per req
 CACHED_TOKENS = "cached_tokens"  # reports how many prompt tokens came from its cache
 TOOL_CALLS = "tool_calls"  # parses the model's tool calls into OpenAI `tool_calls` (llama-server: --jinja)
 JSON_SCHEMA = "json_schema"  # constrains answers to a `response_format` JSON schema (a grammar)
-REASONING_SPLIT = "reasoning_split"
+REASONING_SPLIT = "reasoning_split"  # streams a reasoning model's thinking as `reasoning_content`
+REASONING_BUDGET = "reasoning_budget"  # caps the tokens a reasoning model thinks before it must answer
 # The OpenAI wire's field for a model's tool calls (a delta's, a message's); owned here with the wire.
-TOOL_CALLS_FIELD = "tool_calls"  # streams a reasoning model's thinking as `reasoning_content`
+TOOL_CALLS_FIELD = "tool_calls"
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ class Engine:
     def cannot(self, args: ServerArgs) -> str | None:
         """Why this engine cannot run with `args` (a skip reason), or None."""
         unsupported = [key for key, needs in (("cache_type_k", KV_CACHE_TYPES), ("cache_type_v", KV_CACHE_TYPES),
-                                              ("n_gpu_layers", GPU_LAYERS)) if args.setting(key) is not None
+                                              ("n_gpu_layers", GPU_LAYERS), ("reasoning_budget", REASONING_BUDGET))
+                       if args.setting(key) is not None
                        and needs not in self.supports]
         if unsupported:
             return f"{self.name} has no setting for {', '.join(unsupported)}"

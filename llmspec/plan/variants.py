@@ -39,6 +39,7 @@ NAME_PARTS = {
     "mlock": lambda v: "mlock" if v else "nomlock",
     "no_mmap": lambda v: "nommap" if v else "mmap",
     "parallel": lambda v: f"p{v}",
+    "reasoning_budget": lambda v: f"think{v}",
 }
 
 

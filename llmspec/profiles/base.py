@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from llmspec.errors import CellError, UserError
-from llmspec.stats import Interval
+from llmspec.stats import Interval, median_interval
 
 if TYPE_CHECKING:  # the planner imports every profile on each `doit`; requests is 0.1 s of that
     from llmspec.run.client import ChatClient
@@ -104,6 +104,8 @@ ROLES: dict[str, str] = {
     "user_levels": "figures per number of users in flight (the capacity chart, a loadtest file's levels)",
     "context_sizes": "prompt load time per context size (its table and chart; sizes `llmspec init` fits)",
     "sustained": "a long run sampled over time (the report's time series)",
+    "turns": "a conversation growing turn by turn, with the cache and without (the TTFT-per-turn chart)",
+    "categories": "scores per category as `<headline>_<category>` beside its headline (the per-category chart)",
 }
 
 
@@ -149,6 +151,12 @@ class ProfileKind:
     roles: frozenset[str] = frozenset()  # what other parts look it up by (`ROLES`)
     # settings -> the reference logits it is measured against (with the `reference_logits` role)
     reference_logits: Callable[[BaseModel], LogitsNeed] | None = None
+    # Quality evidence (the recommendations list a quant it calls broken below the sound ones, saying why):
+    # rated metrics whose failed check means the quant is broken (a KL divergence past its maximum, malformed
+    # tool calls past theirs), and `paired`: its item-level results (`Outcome.items`) are compared with the
+    # reference quant's by the exact McNemar test, a loss beyond chance counting as evidence too.
+    evidence: tuple[str, ...] = ()
+    paired: bool = False
     # metric -> what its value means to a person (`llmspec.rating.interpret`), beside the shared readings
     readings: dict[str, Translation] = field(default_factory=dict)
     # `llmspec init`: the --use words that switch it on, the settings it writes out (the rest keep their
@@ -163,6 +171,8 @@ class ProfileKind:
     def __post_init__(self) -> None:
         unknown = self.roles - ROLES.keys()
         assert not unknown, f"profile {self.name}: unknown roles {sorted(unknown)} (known: {sorted(ROLES)})"
+        loose = set(self.evidence) - set(self.rated_metrics)
+        assert not loose, f"profile {self.name}: evidence {sorted(loose)} is not among its rated metrics"
 
     def inputs(self, settings: BaseModel, root: Path, thresholds: BaseModel | None = None) -> dict[str, Any]:
         """Resolved settings plus the content hash of every prompt file: what the fingerprint holds
@@ -299,3 +309,41 @@ def require_cache_miss(record) -> None:
     cache_n = (record.timings or {}).get("cache_n", 0)
     if cache_n:
         raise CellError(f"prompt cache hit (cache_n={cache_n}) on a measured request; refusing the number")
+
+
+# Figures of a reasoning model's requests, written only where the model reasoned (a model that does not keeps
+# the result it always had). Every streaming profile lists them among its metrics.
+REASONING_METRICS = ("ttft_reasoning_s", "ttft_answer_s", "reasoning_tokens", "answer_tokens")
+
+
+def reasoning_figures(records: list, intervals: dict[str, Interval], ttft: str = "ttft_s") -> tuple[
+        dict[str, float | None], list[str]]:
+    """Where the model reasons: when it starts thinking, when its answer starts, and how much of each.
+
+    The headline TTFT (`ttft`, the profile's name for it) is then the first answer token, which is
+    what a user waits for, and the flag says so beside the figures; a request whose thinking used up
+    its token budget has no answer token, which is said too. `intervals` gains the figures' 95 %
+    intervals; `records` are the requests the headline TTFT was summarised from.
+    """
+    if not any(r.reasoning or r.ttft_reasoning_s is not None for r in records):
+        return {}, []
+    found = {"ttft_reasoning_s": [r.ttft_reasoning_s for r in records], "ttft_answer_s": [r.ttft_s for r in records],
+             "reasoning_tokens": [r.reasoning_chunks for r in records],
+             "answer_tokens": [r.answer_tokens for r in records]}
+    for name, values in found.items():
+        if (interval := median_interval(values)) is not None:
+            intervals[name] = interval
+    metrics = {name: median(values) for name, values in found.items()}
+    answer, thought = _seconds(metrics["ttft_answer_s"]), _seconds(metrics["ttft_reasoning_s"])
+    flags = [f"the model reasons before it answers: {ttft} is the time to the first answer token (median {answer}), "
+             f"after its reasoning started at {thought} and ran for a median {metrics['reasoning_tokens']:g} tokens "
+             "(ttft_reasoning_s, reasoning_tokens)"]
+    unanswered = sum(1 for r in records if r.ttft_s is None)
+    if unanswered:
+        flags.append(f"{unanswered} of {len(records)} requests ended while the model was still reasoning (no answer "
+                     f"token within max_tokens): their {ttft} is missing; raise max_tokens or cap the reasoning budget")
+    return metrics, flags
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} s"

@@ -238,6 +238,7 @@ KIND = ProfileKind(
     metrics=("pass_at_1_pct", "problems", "passed", *FAILURES.values(), "tokens_per_s", "server_tokens_per_s",
              "mean_answer_s", "network_isolated"),
     rules=(Rule("pass_at_1_pct", "min_pass_at_1_pct", "min", critical=True, ceiling=100.0),),
+    paired=True,
     headlines={"pass_at_1_pct": "pass_at_1_pct"},
     figures={"pass_at_1_pct": Figure("{}%", "HumanEval pass@1", "pass@1")},
     performance=False,  # how well a model codes says nothing about how well this machine runs it

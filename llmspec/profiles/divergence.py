@@ -148,6 +148,7 @@ KIND = ProfileKind(
     performance=False,
     managed_only=True,
     needs_server=False,
+    evidence=("kld_mean",),  # a quant this far from its reference is broken, however fast
     roles=frozenset({"reference_logits", "overall"}),
     reference_logits=lambda s: LogitsNeed(s.ctx, s.chunk_count(), s.text),
     # Bands from the published llama.cpp figures for LLaMA-3-8B against F16 (mean KLD q8_0 0.0014, q6_K 0.0055,

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from llmspec.errors import CellError
 from llmspec.profiles.base import (
+    REASONING_METRICS,
     Case,
     Figure,
     Outcome,
@@ -20,6 +21,7 @@ from llmspec.profiles.base import (
     clock_check,
     median,
     prompt_files,
+    reasoning_figures,
     require_cache_miss,
 )
 from llmspec.stats import CONFIDENCE, median_interval
@@ -116,7 +118,9 @@ def _outcome(records, target_pct: float) -> Outcome:
         "requests": len(records),
         "precision_pct": precision,
     }
-    return Outcome(metrics, [r.as_sample() for r in records], flags, intervals)
+    thinking, reasoned = reasoning_figures(records, intervals)
+    metrics.update(thinking)
+    return Outcome(metrics, [r.as_sample() for r in records], flags + reasoned, intervals)
 
 
 KIND = ProfileKind(
@@ -128,7 +132,8 @@ KIND = ProfileKind(
     run=run,
     files=lambda s, root: ("prompt_files", prompt_files(root, s.prompts)),
     metrics=("ttft_s", "first_event_s", "tokens_per_s", "server_tokens_per_s", "itl_cv_pct", "prompt_tokens_per_s",
-             "completion_tokens", "clock_disagreement_pct", "requests", "precision_pct"),
+             "completion_tokens", "clock_disagreement_pct", "requests", "precision_pct",
+             *REASONING_METRICS),  # the last only where the model reasons
     rules=(
         Rule("tokens_per_s", "min_tokens_per_s", "min", critical=True),
         Rule("ttft_s", "max_ttft_s", "max", critical=True),

@@ -24,6 +24,7 @@ from llmspec.arrivals import Arrival
 from llmspec.capacity import ServiceLevel, flat, level_figures, levels_of, max_users, sentence
 from llmspec.errors import CellError
 from llmspec.profiles.base import (
+    REASONING_METRICS,
     Case,
     Figure,
     Outcome,
@@ -33,6 +34,7 @@ from llmspec.profiles.base import (
     clock_check,
     median,
     project_path,
+    reasoning_figures,
     require_cache_miss,
 )
 from llmspec.stats import doubling, median_interval, percentile_interval
@@ -219,7 +221,9 @@ def _outcome(ctx: ProfileContext, levels: dict[int, tuple[dict, LoadRun]], slo: 
         found = _intervals([a.latency_s for a in done], [a.record.ttft_s for a in done if a.record.ttft_s is not None],
                            done)
         intervals |= {f"{name}_at_{users}": i for name, i in found.items() if name.startswith("p")}
-    return Outcome(metrics, samples, flags, intervals)
+    thinking, reasoned = reasoning_figures([a.record for a in ok], intervals, ttft="p50/p90/p99_ttft_s")
+    metrics.update(thinking)
+    return Outcome(metrics, samples, flags + reasoned, intervals)
 
 
 def _arrival_figures(ctx: ProfileContext, answers: list[Answer]) -> dict[str, float]:
@@ -291,7 +295,7 @@ KIND = ProfileKind(
              "p99_ttft_s", "error_pct", "requests_ok", "requests_failed", "concurrent", "requests_per_s",
              "output_tokens_per_s", "tokens_per_s_per_user", "goodput_per_s", "tokens_per_s", "server_tokens_per_s",
              "clock_disagreement_pct", "wall_s", "peak_rss_gb", "levels_measured", "slots", "ctx_per_slot",
-             "mean_interarrival_s", "arrival_rate_per_s"),
+             "mean_interarrival_s", "arrival_rate_per_s", *REASONING_METRICS),  # the last only where the model reasons
     rules=(
         Rule("max_users_at_slo", "min_users_at_slo", "min", critical=True),
         Rule("p90_latency_s", "max_p90_latency_s", "max", critical=True),

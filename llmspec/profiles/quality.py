@@ -363,6 +363,7 @@ KIND = ProfileKind(
              "reasoning_pct": Figure("{}%", "reasoning score", "reasoning"),
              "format_pct": Figure("{}%", "format score", "format")},
     performance=False,  # how well a model answers says nothing about how well this machine runs it
+    paired=True,
     roles=frozenset({"quiz"}),
     uses=("accuracy",),
     init_settings=("tests", "max_tokens"),

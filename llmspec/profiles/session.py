@@ -58,6 +58,7 @@ from pydantic_core import PydanticCustomError
 from llmspec.engines.base import SLOTS
 from llmspec.errors import CellError
 from llmspec.profiles.base import (
+    REASONING_METRICS,
     Case,
     Figure,
     Outcome,
@@ -67,6 +68,7 @@ from llmspec.profiles.base import (
     clock_check,
     median,
     prompt_files,
+    reasoning_figures,
     require_cache_miss,
 )
 from llmspec.profiles.corpus import Corpus
@@ -388,7 +390,10 @@ def summarize(ctx: ProfileContext, final: int, singles: list[Session], baselines
     server_ttft = median([(t.record.timings or {}).get("prompt_ms", 0) / 1000 or None for t in cold])
     metrics["clock_disagreement_pct"], clock = clock_check(metrics["ttft_s_nocache"], server_ttft,
                                                            f"time to first token at {final} tokens, cache off")
-    return Outcome(metrics, samples, flags + clock + _flags(ctx, final, singles, concurrent, metrics), intervals)
+    thinking, reasoned = reasoning_figures([t.record for t in last], intervals, ttft=f"ttft_s_at_{final}")
+    metrics.update(thinking)
+    return Outcome(metrics, samples, flags + clock + _flags(ctx, final, singles, concurrent, metrics) + reasoned,
+                   intervals)
 
 
 def _hit_pct(turns: list[Turn]) -> float | None:
@@ -432,7 +437,8 @@ KIND = ProfileKind(
     run=run,
     files=lambda s, root: ("session_files", prompt_files(root, s.files)),
     metrics=("ttft_s", "ttft_s_nocache", "ttft_s_concurrent", "cache_hit_pct", "prefill_tokens_per_s",
-             "final_tokens", "cache_speedup_x", "turns", "repeats", "sessions", "clock_disagreement_pct"),
+             "final_tokens", "cache_speedup_x", "turns", "repeats", "sessions", "clock_disagreement_pct",
+             *REASONING_METRICS),  # the last only where the model reasons
     rules=(
         Rule("ttft_s", "max_ttft_s", "max", critical=True),
         Rule("cache_hit_pct", "min_cache_hit_pct", "min", critical=False, ceiling=100.0),
@@ -449,6 +455,7 @@ KIND = ProfileKind(
              "session_ttft_s_concurrent": Figure("{} s", "TTFT with all sessions at once", "TTFT concurrent")},
     server_overrides=server_overrides,
     engine_needs=frozenset({"tokenize"}),  # sizes the turns with the server's own /tokenize
+    roles=frozenset({"turns"}),
     uses=("agent", "coding"),
     init_settings=("final_tokens", "turns", "sessions"),
 )

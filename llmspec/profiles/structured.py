@@ -49,6 +49,7 @@ from pydantic import Field
 from llmspec.engines.base import JSON_SCHEMA
 from llmspec.errors import CellError, UserError
 from llmspec.profiles.base import (
+    REASONING_METRICS,
     Case,
     Figure,
     Outcome,
@@ -58,6 +59,7 @@ from llmspec.profiles.base import (
     clock_check,
     median,
     project_path,
+    reasoning_figures,
     require_cache_miss,
 )
 from llmspec.stats import Interval, median_interval, wilson_interval
@@ -325,8 +327,10 @@ def outcome(samples: list[dict], records: dict[str, list], max_tokens: int) -> O
     constrained = [x for x in samples if x["mode"] == "constrained"]
     metrics["items"] = len(constrained)
     metrics["fields"] = sum(len(x["fields"]) for x in constrained)
-    metrics.update(_reasoning(records["constrained"] + records["unconstrained"], intervals))
-    return Outcome(metrics, samples, _flags(samples, records, metrics, max_tokens), intervals,
+    thinking, reasoned = reasoning_figures(records["constrained"] + records["unconstrained"], intervals,
+                                           ttft="ttft_answer_s")
+    metrics.update(thinking)
+    return Outcome(metrics, samples, _flags(samples, records, metrics, max_tokens) + reasoned, intervals,
                    {x["id"]: int(x["valid"] and all(x["fields"].values())) for x in constrained})
 
 
@@ -338,18 +342,6 @@ def _paired_costs(records: dict[str, list]) -> list[float]:
         if slow and fast:
             costs.append(100 * (1 - slow / fast))
     return costs
-
-
-def _reasoning(records: list, intervals: dict[str, Interval]) -> dict[str, float | None]:
-    """Where the model reasons: how long until it starts thinking, until it answers, and how much it thinks."""
-    if not any(r.reasoning or r.ttft_reasoning_s is not None for r in records):
-        return {}
-    found = {"ttft_reasoning_s": [r.ttft_reasoning_s for r in records], "ttft_answer_s": [r.ttft_s for r in records],
-             "reasoning_tokens": [r.reasoning_chunks for r in records]}
-    for name, values in found.items():
-        if (interval := median_interval(values)) is not None:
-            intervals[name] = interval
-    return {name: median(values) for name, values in found.items()}
 
 
 def _flags(samples: list[dict], records: dict[str, list], metrics: dict, max_tokens: int) -> list[str]:
@@ -384,13 +376,13 @@ KIND = ProfileKind(
     metrics=("json_valid_pct", "fields_correct_pct", "json_valid_pct_unconstrained", "fields_correct_pct_unconstrained",
              "tokens_per_s_constrained", "tokens_per_s_unconstrained", "server_tokens_per_s_constrained",
              "server_tokens_per_s_unconstrained", "constraint_cost_pct", "items", "fields",
-             # only where the model reasons:
-             "ttft_reasoning_s", "ttft_answer_s", "reasoning_tokens"),
+             *REASONING_METRICS),  # the last only where the model reasons
     rules=(
         Rule("json_valid_pct", "min_json_valid_pct", "min", critical=True, ceiling=100.0),
         Rule("fields_correct_pct", "min_fields_correct_pct", "min", critical=False, ceiling=100.0),
         Rule("constraint_cost_pct", "max_constraint_cost_pct", "max", critical=False),
     ),
+    paired=True,
     headlines={"json_valid_pct": "json_valid_pct", "fields_correct_pct": "fields_correct_pct",
                "constraint_cost_pct": "constraint_cost_pct"},
     case=Case("Structured output (JSON)", "structured output", ("json_valid_pct", "fields_correct_pct"),

@@ -224,6 +224,8 @@ KIND = ProfileKind(
         Rule("malformed_call_pct", "max_malformed_call_pct", "max", critical=True),
         Rule("irrelevance_pct", "min_irrelevance_pct", "min", critical=False, ceiling=100.0),
     ),
+    evidence=("malformed_call_pct",),  # an agent cannot execute what it writes
+    paired=True,
     headlines={"accuracy_pct": "tool_accuracy_pct", "malformed_call_pct": "malformed_call_pct"},
     # The agent's use case: a quant is only as good as the worst of calling tools and writing code that
     # runs, so one that writes malformed calls (a critical rule) is never recommended for agents.
@@ -236,6 +238,7 @@ KIND = ProfileKind(
     engine_needs=frozenset({TOOL_CALLS}),
     server_features=frozenset({TOOL_CALLS}),
     performance=False,  # whether a model calls tools right says nothing about how well this machine runs it
+    roles=frozenset({"categories"}),  # accuracy_pct_simple, _multiple, ...: drawn per quant
     uses=("agent",),  # llmspec init --use agent
     init_settings=("cases", "max_tokens"),
 )

@@ -27,6 +27,7 @@ from llmspec.spec import Spec
 # The profiles whose figures the charts below draw, by what they hold (`llmspec.profiles.ROLES`).
 QUIZ, REFERENCE_LOGITS = role_name("quiz"), role_name("reference_logits")
 LEVELS, SIZES = role_name("user_levels"), role_name("context_sizes")
+TURNS, CATEGORIES = role_name("turns"), role_name("categories")
 WIDTH, HEIGHT = "container", 260
 LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
 
@@ -62,6 +63,11 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: S
                "No load levels yet: add [profiles.load] (concurrent = \"sweep\" or a list) and run `doit`."),
         _chart("context", "Prompt load time vs context size", _context(ok), many,
                "No long-context results yet: add [profiles.long_context] to the spec and run `doit`."),
+        _chart(TURNS, "Time to first token per turn as the session grows, with and without the prompt cache",
+               _turns(list(details.turns)), many,
+               "No session results yet: add [profiles.session] to the spec and run `doit`."),
+        _chart("categories", "Tool-call accuracy per category by quantization", _categories(ok), many,
+               "No tool-call results yet: add [profiles.tool_calls] to the spec and run `doit`."),
         _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many,
                "No stress results yet: add [profiles.stress] to the spec and run `doit`."),
         _chart("stress-temperature", "CPU temperature during the stress run", _series(stress, "temperature_c"),
@@ -235,6 +241,50 @@ def _context(ok: pl.DataFrame):
                            ("configuration", "Configuration"), tips, line=True, x_scale={"type": "log", "base": 2})
     layout["encoding"]["x"]["axis"] = {"values": [size for size, _ in sized], "format": ",d"}
     return values, layout
+
+
+def _turns(points: list[dict[str, Any]]):
+    """One line per configuration and cache setting: the median TTFT of each turn against its prompt size.
+    The gap between a configuration's two lines is what reusing the cache saves as the session grows."""
+    values = [{**p, "configuration": f"{p['model']} {p['quant']}", "series": f"{p['model']} {p['quant']}, "
+               f"{p['cache']}"} for p in points]
+    tips = [*CONFIG_TIPS, _tip("cache", "Prompt cache"), _tip("turn", "Turn"),
+            _tip("prompt_tokens", "Prompt (tokens)", ",d"), _tip("ttft_s", "TTFT (s)", ".3f")]
+    layout = _point_layout(("prompt_tokens", "Prompt size at the turn (tokens)"), ("ttft_s", "Time to first token "
+                           "(s)"), ("configuration", "Configuration"), tips, line=True)
+    layout["encoding"]["strokeDash"] = {"field": "cache", "type": "nominal", "title": "Prompt cache"}
+    layout["encoding"]["detail"] = [{"field": "series"}]
+    layout["encoding"]["order"] = {"field": "turn", "type": "quantitative"}
+    return values, layout
+
+
+def _categories(ok: pl.DataFrame):
+    """Accuracy per category (`<headline>_<category>` of the categories profile) with its 95 % interval,
+    one line per configuration: which kinds of call a quant loses first."""
+    if CATEGORIES is None or not ok.height:
+        return None
+    from llmspec.profiles import PROFILES
+
+    stem = next(iter(PROFILES[CATEGORIES].headlines))
+    bounds = {b for c in ok.columns for b in bound_names(c)}
+    columns = [c for c in ok.columns if c.startswith(f"{stem}_") and c not in bounds]
+    rows = ok.filter(pl.col("profile") == CATEGORIES).to_dicts()
+    values = [{**_config(r), "configuration": f"{r['model']} {r['config']}", "category": c.removeprefix(f"{stem}_"),
+               "accuracy_pct": r[c], "low": r.get(bound_names(c)[0]), "high": r.get(bound_names(c)[1])}
+              for r in rows for c in columns if _finite(r[c])]
+    tips = [*CONFIG_TIPS, _tip("category", "Category"), _tip("accuracy_pct", "Accuracy (%)", ".1f"),
+            _tip("low", "95% low", ".1f"), _tip("high", "95% high", ".1f")]
+    layout = _point_layout(("category", "Category"), ("accuracy_pct", "Accuracy (% of cases right)"),
+                           ("configuration", "Configuration"), tips, line=True, x_type="ordinal")
+    declared = [m.removeprefix(f"{stem}_") for m in PROFILES[CATEGORIES].metrics if m.startswith(f"{stem}_")]
+    found = list(dict.fromkeys(v["category"] for v in values))
+    layout["encoding"]["x"].update(axis={"labelAngle": 0}, sort=[c for c in declared if c in found] +
+                                   [c for c in found if c not in declared])  # the set's own order
+    layout["encoding"]["y"]["scale"] = {"domain": [0, 100]}
+    line = {"mark": layout.pop("mark")}
+    band = {"mark": {"type": "rule"}, "encoding": {"y": {"field": "low", "type": "quantitative"},
+                                                   "y2": {"field": "high"}}}
+    return values, {**layout, "layer": [band, line]}
 
 
 def _series(points: list[dict[str, Any]], series: str):

@@ -71,6 +71,15 @@ DERIVED: dict[str, pl.DataType] = {
     "model_size_bytes": pl.Int64, "context_size": pl.Int64, "capacity": pl.String,
 }
 INTEGER_FIGURES = {"max_context_tokens"}
+# Profiles whose item-level results are compared with the reference quant's (`ProfileKind.paired`), each in
+# four columns named after it (`<profile>_reference_quant`, `_degradation_pts`, `_loss_p`, `_items_compared`):
+# the quiz's are the quality_* columns above, which it always had (its points are its overall score's).
+PAIRED = tuple(k.name for k in KINDS if k.paired)
+
+
+def paired_columns(profile: str) -> dict[str, pl.DataType]:
+    return {f"{profile}_reference_quant": pl.String, f"{profile}_degradation_pts": pl.Float64,
+            f"{profile}_loss_p": pl.Float64, f"{profile}_items_compared": pl.Int64}
 
 
 def schema() -> dict[str, pl.DataType]:
@@ -83,6 +92,8 @@ def schema() -> dict[str, pl.DataType]:
     rated = [c for k in KINDS for c in k.configs_columns().values() if c not in headline]
     for name in headline + list(DERIVED) + rated:
         columns[name] = DERIVED.get(name) or (pl.Int64 if name in INTEGER_FIGURES else pl.Float64)
+    for profile in PAIRED:
+        columns |= {name: dtype for name, dtype in paired_columns(profile).items() if name not in columns}
     columns |= {bound: pl.Float64 for name in headline + rated for bound in bound_names(name)}
     columns |= {f"{profile}_reason": pl.String for profile in ORDER}  # why skipped / error
     return columns | {f"{profile}_checks": pl.String for profile in ORDER}  # what the rating rests on (JSON)
@@ -101,7 +112,10 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
         (pl.col("model_size_bytes") / 1e9).alias("model_size_gb"),
         pl.coalesce(pl.col("max_context_tokens"), pl.lit(float(spec.server.ctx_size))).alias("context_size"),
     )
-    table = _with_scores(_with_degradation(table, _quality_items(frame), spec))
+    table = _with_scores(_with_degradation(table, _items_of(frame, role_name("quiz")), spec))
+    for profile in PAIRED:
+        if profile != role_name("quiz"):
+            table = _with_pairing(table, _items_of(frame, profile), spec, profile)
     table = _with_roofline(table, bandwidth_gbps)
     table = table.join(_predictions(frame), on=KEYS, how="left", maintain_order="left")
     table = table.join(_capacity(frame, spec), on=KEYS, how="left", maintain_order="left")
@@ -148,11 +162,11 @@ def _profile_columns(frame: pl.DataFrame, profile: str) -> pl.DataFrame:
         pl.when(pl.col("reason") != "").then(pl.col("reason")).alias(f"{profile}_reason"), *values)
 
 
-def _quality_items(frame: pl.DataFrame) -> dict[tuple[str, str, str, str], dict[str, int]]:
-    """(host, model, quant, variant) -> {item id: 1 right / 0 wrong} of each finished quality result."""
+def _items_of(frame: pl.DataFrame, profile: str) -> dict[tuple[str, str, str, str], dict[str, int]]:
+    """(host, model, quant, variant) -> {item id: 1 right / 0 wrong} of each finished result of `profile`."""
     if "items" not in frame.columns:
         return {}
-    found = frame.filter((pl.col("profile") == role_name("quiz")) & (pl.col("status") == "ok")
+    found = frame.filter((pl.col("profile") == profile) & (pl.col("status") == "ok")
                          & pl.col("items").is_not_null())
     return {(h, m, q, v): json.loads(items) for h, m, q, v, items in found.select(*KEYS, "items").iter_rows()}
 
@@ -167,18 +181,37 @@ def paired_loss(items: dict[str, int] | None, reference: dict[str, int] | None) 
     return mcnemar_p(only_reference, only_this), len(shared)
 
 
+def paired_difference(items: dict[str, int] | None, reference: dict[str, int] | None) -> tuple[
+        float | None, float | None, int | None]:
+    """(points lost, exact McNemar p-value, items compared) of a quant against its reference on the items
+    both answered: the points are the reference's share right minus this one's, on those items."""
+    p, n = paired_loss(items, reference)
+    if not n:
+        return None, None, None
+    shared = items.keys() & reference.keys()
+    return 100 * sum(reference[i] - items[i] for i in shared) / n, p, n
+
+
 SIGNIFICANT_P = 0.05
 
 
-def loss_statement(row: Mapping) -> str | None:
+def significant_loss(row: Mapping, prefix: str) -> bool:
+    """Whether the row lost against `prefix`'s reference beyond chance (exact McNemar p < 0.05, points lost)."""
+    p, points = row.get(f"{prefix}_loss_p"), row.get(f"{prefix}_degradation_pts")
+    return p is not None and points is not None and p < SIGNIFICANT_P and points > 0
+
+
+def loss_statement(row: Mapping, prefix: str | None = None) -> str | None:
     """What a configs row may say about its quality against the reference quant (None: nothing
     to compare, or the row is the reference). A difference is stated as such only when the paired
-    test says chance alone rarely gives it; an untested one (no per-item scores) says so."""
-    points, reference = row.get("quality_degradation_pts"), row.get("quality_reference_quant")
-    p = row.get("quality_loss_p")
+    test says chance alone rarely gives it; an untested one (no per-item scores) says so. `prefix`:
+    whose comparison (a paired profile's name), the quiz's by default."""
+    prefix = prefix or role_name("quiz")
+    points, reference = row.get(f"{prefix}_degradation_pts"), row.get(f"{prefix}_reference_quant")
+    p = row.get(f"{prefix}_loss_p")
     if points is None or reference is None or reference == row.get("quant"):
         return None
-    n = row.get("quality_items_compared")
+    n = row.get(f"{prefix}_items_compared")
     if p is None:
         return f"{round(-points):+d} pts vs {reference} (not compared item by item)"
     if p < SIGNIFICANT_P and points != 0:
@@ -217,6 +250,31 @@ def _with_degradation(table: pl.DataFrame, items: dict[tuple[str, str, str, str]
              for h, m, q, v, r in table.select(*KEYS, "quality_reference_quant").iter_rows()]
     return table.with_columns(pl.Series("quality_loss_p", [p for p, _ in tests], dtype=pl.Float64),
                               pl.Series("quality_items_compared", [n for _, n in tests], dtype=pl.Int64))
+
+
+def _with_pairing(table: pl.DataFrame, items: dict[tuple[str, str, str, str], dict[str, int]], spec: Spec,
+                  profile: str) -> pl.DataFrame:
+    """`profile`'s items against the most precise quant of the same model, host and server settings that has
+    them (chosen as the quiz's reference is): points lost on the shared items and whether that is beyond luck."""
+    columns = list(paired_columns(profile))
+    has = [(h, m, q, v) for h, m, q, v in table.select(*KEYS).iter_rows() if (h, m, q, v) in items]
+    if not has:
+        return table.with_columns(pl.lit(None, dtype=dtype).alias(name)
+                                  for name, dtype in paired_columns(profile).items())
+    measured = pl.DataFrame(has, schema={k: pl.String for k in KEYS}, orient="row")
+    references = (
+        measured.join(_precision(spec), on=["model", "quant"], how="left").filter(pl.col("bits") > 0)
+        .sort(["bits", "original", "quant"], descending=[True, True, False])
+        .group_by(["host", "model", "variant"], maintain_order=True)
+        .agg(pl.col("quant").first().alias(columns[0]))
+    )
+    table = table.join(references, on=["host", "model", "variant"], how="left", maintain_order="left")
+    found = [paired_difference(items.get((h, m, q, v)), items.get((h, m, r, v))) if r is not None and (h, m, q, v)
+             in items else (None, None, None) for h, m, q, v, r in table.select(*KEYS, columns[0]).iter_rows()]
+    return table.with_columns(
+        pl.when(pl.Series([f[2] is not None for f in found])).then(pl.col(columns[0])).alias(columns[0]),
+        *(pl.Series(name, [f[i] for f in found], dtype=dtype)
+          for i, (name, dtype) in enumerate(list(paired_columns(profile).items())[1:])))
 
 
 def _predictions(frame: pl.DataFrame) -> pl.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class Details:
     omitted: int = 0  # cells beyond the limit, named by path only
     stress: tuple[dict[str, Any], ...] = ()  # long-form points for the stress charts
     stress_omitted: int = 0
+    turns: tuple[dict[str, Any], ...] = ()  # TTFT per turn of the growing sessions, cache on and off
 
 
 def read_details(frame: pl.DataFrame, results_root: Path, limit: int = CELL_LIMIT) -> Details:
@@ -65,8 +67,10 @@ def read_details(frame: pl.DataFrame, results_root: Path, limit: int = CELL_LIMI
     stress_rows = [r for r in rows if r[4] == role_name("sustained") and r[5] == "ok"]
     points = [p for r in stress_rows[:STRESS_LIMIT] for p in _stress_points(Path(results_root), r)]
     anchors = {(c.host, c.model, c.quant, c.profile): c.anchor for c in cells}
+    session_rows = [r for r in rows if r[4] == role_name("turns") and r[5] == "ok"]
+    turns = [p for r in session_rows[:STRESS_LIMIT] for p in _turn_points(Path(results_root), r)]
     return Details(cells, paths, anchors, len(rows) - len(cells), tuple(points),
-                   max(0, len(stress_rows) - STRESS_LIMIT))
+                   max(0, len(stress_rows) - STRESS_LIMIT), tuple(turns))
 
 
 def _cell(root: Path, row: tuple, anchor: str) -> CellDetail:
@@ -119,6 +123,21 @@ def _stress_points(root: Path, row: tuple) -> list[dict[str, Any]]:
         points += [{"host": host, "model": model, "quant": quant, "series": name, "elapsed_s": t, "value": v}
                    for t, v in _thin(found)]
     return points
+
+
+def _turn_points(root: Path, row: tuple) -> list[dict[str, Any]]:
+    """Per turn of the single sessions, the median over repeats of its prompt size and TTFT, once with the
+    prompt cache (`run` "single") and once read whole (`run` "nocache": every turn's, or only the last)."""
+    host, spec, model, quant, profile, _ = row
+    result, _ = _load(root / f"{host}/{spec}/{model}/{quant}/{profile}.json")
+    found: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for s in (result or {}).get("samples") or ():
+        if isinstance(s, dict) and s.get("run") in ("single", "nocache") and _number(s.get("turn")) \
+                and _number(s.get("ttft_s")) and _number(s.get("prompt_tokens")):
+            found.setdefault((s["run"], int(s["turn"])), []).append((s["prompt_tokens"], s["ttft_s"]))
+    return [{"host": host, "model": model, "quant": quant, "cache": "cache on" if run == "single" else "cache off",
+             "turn": turn, "prompt_tokens": statistics.median(t for t, _ in pairs),
+             "ttft_s": statistics.median(v for _, v in pairs)} for (run, turn), pairs in sorted(found.items())]
 
 
 def _thin(points: list, limit: int = POINT_LIMIT) -> list:

@@ -30,7 +30,7 @@ from llmspec.plan.cells import split_config
 from llmspec.profiles import KINDS, role_name
 from llmspec.profiles.base import Figure
 from llmspec.rating import Check, interpret
-from llmspec.report.configs import loss_statement
+from llmspec.report.configs import PAIRED, loss_statement, significant_loss
 from llmspec.report.engines import EngineFinding
 from llmspec.report.engines import findings as engine_findings
 from llmspec.report.settings import Finding, findings
@@ -58,6 +58,8 @@ SHOW: dict[str, Figure] = {
 }
 TRANSLATE_AS = {"peak_memory_gb": "peak_rss_gb"}  # configs column -> rating.interpret's metric name
 PROFILE_FIGURES = {k.name: tuple(k.figures) for k in KINDS}  # a joined profile's figures, for its meaning
+# Quality evidence (`ProfileKind.evidence`, `.paired`): what makes a quant broken, whatever its speed.
+EVIDENCE = {k.name: k.evidence for k in KINDS if k.evidence}
 
 
 # Skip and error reasons, shortened so that lines with the same cause collapse into one.
@@ -171,7 +173,13 @@ def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
     if ranked.height == 0:
         return UseCase(key, title, (), "no results yet")
     passed = pl.col("_rank") < RANK["Failed"]
-    shown = [_line(key, row, spec) for row in _untied(ranked.filter(passed).to_dicts(), key)[:MAX_LINES]]
+    rows = ranked.filter(passed).to_dicts()
+    if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
+        rows = [{**row, "_broken": _broken(row)} for row in rows]
+        rows = _untied([r for r in rows if not r["_broken"]], key) + _untied([r for r in rows if r["_broken"]], key)
+    else:
+        rows = _untied(rows, key)
+    shown = [_line(key, row, spec) for row in rows[:MAX_LINES]]
     failed = [_line(key, row, spec) for row in ranked.filter(~passed).to_dicts()]
     note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
     return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
@@ -241,11 +249,35 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     kept = _kept(row, spec) if REFERENCE_LOGITS in CASES[key].joins else ""
     if kept and kept != DIVERGENCE_REFERENCE:  # the reference line already says it is the most precise
         figures.append(kept)
+    for profile in (p for p in PAIRED if p in (key, *CASES[key].joins) and p != QUIZ):
+        if (loss := loss_statement(row, profile)) is not None:
+            figures.append(f"{profile}: {loss}")
     run_with = f"run with {setting['flags']}" if setting["flags"] else ""
     capacity = row.get("capacity") if key == LEVELS else ""
-    why = "; ".join(p for p in (lead, capacity, _judgement(key, label, row, spec), row.get("_tie", ""), run_with)
-                    if p)
+    broken = f"listed lower, its quality evidence says it is broken: {', '.join(row['_broken'])}" \
+        if row.get("_broken") else ""
+    if broken and mark == "ok":
+        mark = "warn"
+    why = "; ".join(p for p in (broken, lead, capacity, _judgement(key, label, row, spec), row.get("_tie", ""),
+                                run_with) if p)
     return Line(mark, *where, label, ", ".join(figures), why, **setting)
+
+
+def _broken(row: dict[str, Any]) -> tuple[str, ...]:
+    """Why the quality evidence calls this configuration broken: a failed check of an evidence metric
+    (KL divergence, malformed tool calls past their limits), or a loss against the reference quant
+    on the paired items beyond chance (the quiz, tool calls, code, structured output)."""
+    found = []
+    for profile, metrics in EVIDENCE.items():
+        if row.get(f"{profile}_status") == "ok":
+            checks = (Check.from_dict(c) for c in json.loads(row.get(f"{profile}_checks") or "[]"))
+            found += [f"{_phrase(c.name, c.value)} {'below' if c.direction == 'min' else 'above'} the "
+                      f"{_value(c.name, c.threshold)} {'minimum' if c.direction == 'min' else 'maximum'}"
+                      for c in checks if c.name in metrics and not c.passed]
+    for profile in (p for p in PAIRED if row.get(f"{p}_status") == "ok"):
+        if significant_loss(row, profile):
+            found.append(f"{profile} {loss_statement(row, profile)}")
+    return tuple(found)
 
 
 def _label(key: str, row: dict[str, Any]) -> str | None:
@@ -292,17 +324,23 @@ def _overall(configs: pl.DataFrame, spec: Spec) -> Line | None:
     ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
              .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in OVERALL]
     ran = pl.max_horizontal(ranks[:len(PERFORMANCE)]).is_not_null()  # an all-rounder ran a performance profile
-    best = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
+    ranked = configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
         ["_worst", "quality_pct", "cost_benefit_score", "peak_memory_gb", "efficiency_score"],
-        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).head(1).to_dicts()
-    if not best:
+        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).to_dicts()
+    if not ranked:
         return None
-    row = best[0]
+    # one whose quality evidence says it is broken goes after every sound one that did not fail
+    ranked = [{**r, "_broken": _broken(r)} for r in ranked]
+    row = min(ranked, key=lambda r: (r["_worst"] is None or r["_worst"] >= RANK["Failed"], bool(r["_broken"])))
     label = next(name for name, rank in RANK.items() if rank == row["_worst"])
     figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
     reasons = _bullets(row, spec)
-    return Line(MARK_OF[label], row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons),
-                reasons=reasons, variant=row["variant"], flags=flags(spec, row["variant"]))
+    if row["_broken"]:
+        reasons += (f"its quality evidence says it is broken ({', '.join(row['_broken'])}), as it says of every "
+                    "other candidate that did not fail",)
+    mark = "warn" if row["_broken"] and MARK_OF[label] == "ok" else MARK_OF[label]
+    return Line(mark, row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons), reasons=reasons,
+                variant=row["variant"], flags=flags(spec, row["variant"]))
 
 
 def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:

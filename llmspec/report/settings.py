@@ -23,7 +23,8 @@ from llmspec.spec import Spec
 
 # What llama-server does for a key the spec leaves unset (threads: the host's physical cores).
 SERVER_DEFAULTS = {"batch_size": 2048, "ubatch_size": 512, "flash_attn": "auto", "cache_type_k": "f16",
-                   "cache_type_v": "f16", "n_gpu_layers": "auto", "mlock": False, "no_mmap": False, "parallel": 1}
+                   "cache_type_v": "f16", "n_gpu_layers": "auto", "mlock": False, "no_mmap": False, "parallel": 1,
+                   "reasoning_budget": -1}
 CASES = [(k.name, k.case) for k in KINDS if k.case is not None and k.needs_server]
 UNITS = {metric: shown for k in KINDS for metric, shown in k.figures.items()}
 

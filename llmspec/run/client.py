@@ -76,12 +76,20 @@ class RequestRecord:
     def ttft_answer_s(self) -> float | None:
         return self.ttft_s
 
+    @property
+    def answer_tokens(self) -> int | None:
+        """Generated tokens that are not reasoning (the engine counts both as completion tokens;
+        llama-server streams one reasoning event per token)."""
+        n = self.completion_tokens
+        return None if n is None else max(n - self.reasoning_chunks, 0)
+
     def as_sample(self) -> dict[str, Any]:
         sample = {k: v for k, v in asdict(self).items() if k not in _ONLY_WHEN_SET or v}
         sample["completion_tokens"] = self.completion_tokens
         if self.reasoning or self.ttft_reasoning_s is not None:
             sample["ttft_answer_s"] = self.ttft_s
             sample["reasoning_tokens"] = self.reasoning_chunks
+            sample["answer_tokens"] = self.answer_tokens
         return sample
 
 

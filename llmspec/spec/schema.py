@@ -85,6 +85,7 @@ class ServerSweep(Strict):
     mlock: Values(bool) | None = None
     no_mmap: Values(bool) | None = None
     parallel: Values(Annotated[int, Field(ge=1)]) | None = None
+    reasoning_budget: Values(Annotated[int, Field(ge=-1)]) | None = None
 
     def swept(self) -> dict[str, list | str]:
         """The keys the sweep sets, in the fixed order of its fields (names and paths rely on it)."""
@@ -109,6 +110,9 @@ class ServerSettings(Strict):
     cache_type_v: KvType | None = Field(None, description="-ctv: KV cache type for V (llama-server: f16)")
     n_gpu_layers: Annotated[Layers, AfterValidator(_layers)] | None = Field(
         None, description="-ngl: layers in GPU memory, a number, 'auto' or 'all' (llama-server: auto)")
+    reasoning_budget: int | None = Field(
+        None, ge=-1, description="tokens a reasoning model may think before it must answer: -1 unlimited, 0 no "
+                                 "thinking (llama-server: -1); an engine that cannot cap it skips the cells")
     mlock: bool = Field(False, description="keep the model in RAM (--load-mode mmap+mlock, or mlock with no_mmap)")
     no_mmap: bool = Field(False, description="read the model instead of mapping it (--load-mode none)")
     parallel: int = Field(1, ge=1, description="slots; profiles that need more (load) raise it")
@@ -121,7 +125,8 @@ class ServerSettings(Strict):
     def tuned(self) -> tuple[tuple[str, object], ...]:
         """The tunable keys above that are set, as (key, value) in a fixed order; the engine turns
         them into its flags (`Engine.flags`)."""
-        keys = ("batch_size", "ubatch_size", "flash_attn", "cache_type_k", "cache_type_v", "n_gpu_layers")
+        keys = ("batch_size", "ubatch_size", "flash_attn", "cache_type_k", "cache_type_v", "n_gpu_layers",
+                "reasoning_budget")
         found = [(key, getattr(self, key)) for key in keys if getattr(self, key) is not None]
         return (*found, *((key, True) for key in ("mlock", "no_mmap") if getattr(self, key)))
 
