@@ -9,6 +9,13 @@
   stays inside 0-100 % and behaves at 0 and n correct, unlike the normal approximation.
 - A percentile other than the median (p90 latency) or a mean: a bootstrap with a fixed seed
   (2,000 resamples, percentile method), so the same samples always give the same interval.
+- A comparison of two groups of the same run (the first documents of a batch against the last):
+  a bootstrap that resamples each group on its own (`bootstrap_two_interval`), so each side keeps
+  its size and the statistic's spread is what another draw of such groups would give.
+- A figure measured on several server starts (`t_interval`): the mean of the per-start figures
+  with Student's t on their spread, df = starts - 1. Requests inside one start share that start's
+  luck (thread placement, memory layout), so they are not independent draws of the next run;
+  the start means are, and only an interval over them holds a rerun's figure.
 
 - A paired comparison of two configurations on the same quality items: the exact McNemar test
   (a two-sided binomial test on the items only one of them got right), so "lost N points" is
@@ -117,6 +124,54 @@ def bootstrap_interval(values: Sequence[float], statistic: Callable[[list[float]
     lo = stats[int(BOOTSTRAP_RESAMPLES * (1 - CONFIDENCE) / 2)]
     hi = stats[int(BOOTSTRAP_RESAMPLES * (1 + CONFIDENCE) / 2) - 1]
     return Interval(len(xs), lo, hi, f"bootstrap ({BOOTSTRAP_RESAMPLES} resamples) of the {what}")
+
+
+def bootstrap_two_interval(first: Sequence[float], second: Sequence[float],
+                           statistic: Callable[[list[float], list[float]], float | None], what: str,
+                           seed: int = 0) -> Interval | None:
+    """95 % percentile-bootstrap interval of `statistic(first, second)`, each group resampled on its
+    own (a stratified bootstrap, fixed seed). Needs two values in each group: with one there is no
+    spread to resample. `n` is the smaller group's size; below 5 a side, the method says so (a
+    bootstrap of so few values runs narrow)."""
+    a, b = [v for v in first if v is not None], [v for v in second if v is not None]
+    if min(len(a), len(b)) < 2:
+        return None
+    rng = random.Random(seed)
+    draws = (statistic([rng.choice(a) for _ in a], [rng.choice(b) for _ in b]) for _ in range(BOOTSTRAP_RESAMPLES))
+    stats = sorted(x for x in draws if x is not None)
+    if len(stats) < BOOTSTRAP_RESAMPLES:
+        return None
+    n = min(len(a), len(b))
+    lo = stats[int(BOOTSTRAP_RESAMPLES * (1 - CONFIDENCE) / 2)]
+    hi = stats[int(BOOTSTRAP_RESAMPLES * (1 + CONFIDENCE) / 2) - 1]
+    rough = f", only {n} a side: runs narrow" if n < 5 else ""
+    return Interval(n, lo, hi, f"bootstrap ({BOOTSTRAP_RESAMPLES} resamples, each group apart) of the {what}{rough}")
+
+
+# Student's t, two-sided 95 % (the 0.975 quantile), for 1-30 degrees of freedom.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_quantile(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t; beyond the table, the Cornish-Fisher expansion
+    around the normal's (within 0.001 of the exact value at df > 30)."""
+    if df < 1:
+        raise ValueError("t needs at least one degree of freedom")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z95
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def t_interval(means: Sequence[float], what: str = "mean") -> Interval | None:
+    """95 % Student's t interval of the mean of `means` (one figure per server start, say): the
+    between-start spread is all it reads, so it holds what a fresh start would give."""
+    xs = [v for v in means if v is not None]
+    if len(xs) < 2:
+        return None
+    center, half = statistics.fmean(xs), t_quantile(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return Interval(len(xs), center - half, center + half, f"Student's t over {len(xs)} {what}")
 
 
 def mean_interval(values: Sequence[float]) -> Interval | None:
