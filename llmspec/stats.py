@@ -44,9 +44,13 @@ class Interval:
     high: float
     method: str
     coverage: float = CONFIDENCE  # below 95 % only for a median of fewer than 6 samples (named in `method`)
+    # set when the interval is over that many server starts: it holds a rerun's figure (calibrated, issue #27);
+    # None: it is over samples of one run, which a rerun on a fresh server can leave
+    starts: int | None = None
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "low": self.low, "high": self.high, "method": self.method}
+        found = {"n": self.n, "low": self.low, "high": self.high, "method": self.method}
+        return found if self.starts is None else {**found, "starts": self.starts}
 
     def half_width_pct(self, center: float) -> float | None:
         """Half the interval's width as a percent of `center`: the figure's relative precision."""
@@ -78,7 +82,8 @@ def bounded(value: float, interval: Interval | None, low: float | None = None,
     if interval is None:
         return value, None
     lo, hi = clamp(interval.low), clamp(interval.high)
-    return value, Interval(interval.n, min(lo, value), max(hi, value), interval.method, interval.coverage)
+    return value, Interval(interval.n, min(lo, value), max(hi, value), interval.method, interval.coverage,
+                           interval.starts)
 
 
 def _binom_cdf(k: int, n: int) -> float:

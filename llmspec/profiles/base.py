@@ -221,6 +221,22 @@ class ProfileContext:
     api_key: str | None = None  # an endpoint's key, for profiles that open more connections
     local: LocalRun | None = None
     thresholds: BaseModel | None = None  # the spec's thresholds of this profile (a load sweep's service level)
+    # stops the managed server and starts it again (same file, same arguments); None for an endpoint
+    restarter: Callable[[], None] | None = None
+
+    def restart(self) -> None:
+        """A fresh start of the managed server, for figures that must hold across starts (the
+        interactive profile's `starts`); the context's client follows it to its new port."""
+        from llmspec.run.client import ChatClient
+
+        if self.restarter is None or self.server is None:
+            raise CellError("only llmspec's own server can be started again")
+        old = self.client
+        self.restarter()
+        self.client = ChatClient(self.server.url, model=self.server.model_name, timeout_s=old.timeout_s,
+                                 deadline_s=old.deadline_s, engine=old.engine)
+        self.client.on_record = old.on_record
+        old.close()
 
     def warm_up(self, prompt: str, max_tokens: int, label: str = "", system: str | None = None, **params) -> None:
         """One unmeasured request after the server started: it pays the cold start (first
