@@ -145,6 +145,9 @@ class ProfileKind:
     init_values: dict[str, Any] = field(default_factory=dict)
     reading: str = ""
     init_sizes: tuple[str, str] | None = None
+    # figures measured within server starts: their intervals hold a rerun's figure only when taken over
+    # several starts (the result's `server_starts` above 1); `holds_a_rerun` says which do (issue #27)
+    per_start: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = self.roles - ROLES.keys()
@@ -158,6 +161,14 @@ class ProfileKind:
         if thresholds is not None and self.uses_thresholds(settings):
             found["thresholds"] = thresholds.model_dump()
         return found
+
+    def holds_a_rerun(self, metric: str, metrics: dict[str, Any]) -> bool:
+        """Whether `metric`'s stored interval is calibrated: wide enough to hold an independent rerun's
+        figure, so two such intervals that do not overlap mean a change beyond the noise. A figure
+        measured within one server start is not: requests of one start share its luck (five reruns of
+        the demo cell spread 18 % where each printed +-5 %), so only intervals over starts judge it."""
+        starts = metrics.get("server_starts")
+        return metric not in self.per_start or (isinstance(starts, (int, float)) and starts > 1)
 
     @property
     def rated_metrics(self) -> tuple[str, ...]:

@@ -243,6 +243,7 @@ KIND = ProfileKind(
     figures={"tokens_per_s": Figure("{} t/s", "speed"), "ttft_s": Figure("{} s", "TTFT", "TTFT"),
              "itl_cv_pct": Figure("{}%", "token-gap variation", "token-gap variation")},
     roles=frozenset({"default", "skip_judge"}),
+    per_start=frozenset({"tokens_per_s", "server_tokens_per_s", "ttft_s"}),
     uses=("chat",),
     init_settings=("requests", "max_tokens"),
     reading="2-5 t/s: slow but readable; 10-15: comfortable reading; 20-30: fast; 40+: nearly instant",
