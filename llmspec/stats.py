@@ -179,6 +179,24 @@ def t_interval(means: Sequence[float], what: str = "mean") -> Interval | None:
     return Interval(len(xs), center - half, center + half, f"Student's t over {len(xs)} {what}")
 
 
+def variance_components(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """(within-group variance, between-group variance) of values measured in groups (requests within
+    server starts): the one-way random-effects analysis of variance, method of moments, unbalanced
+    groups allowed (n0 = (N - sum n_i^2 / N) / (k - 1)). The between part is what the group means
+    spread beyond what their own requests' noise explains, floored at 0. None with fewer than two
+    groups or no group of two values."""
+    gs = [[v for v in g if v is not None] for g in groups]
+    gs = [g for g in gs if g]
+    total = sum(len(g) for g in gs)
+    if len(gs) < 2 or total - len(gs) < 1:
+        return None
+    grand = sum(sum(g) for g in gs) / total
+    within = sum((v - statistics.fmean(g)) ** 2 for g in gs for v in g) / (total - len(gs))
+    between_ms = sum(len(g) * (statistics.fmean(g) - grand) ** 2 for g in gs) / (len(gs) - 1)
+    n0 = (total - sum(len(g) ** 2 for g in gs) / total) / (len(gs) - 1)
+    return within, max(0.0, (between_ms - within) / n0)
+
+
 def mean_interval(values: Sequence[float]) -> Interval | None:
     return bootstrap_interval(values, statistics.fmean, "mean")
 
