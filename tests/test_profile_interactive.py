@@ -30,6 +30,19 @@ def test_starts_stay_out_of_the_fingerprint_at_their_default():
     assert interactive.KIND.inputs(InteractiveProfile(starts=3), REPO)["starts"] == 3
 
 
+def test_more_starts_than_max_requests_is_one_clear_line(project):
+    """Bad input: the file, the key, what is wrong and what would be right, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    spec = project("[profiles.interactive]\nstarts = 20\n[[models]]\nname = \"m\"\nsize = \"1B\"\n"
+                   "quants = [\"Q4_K_M\"]\nrepo = \"o/r\"\n")
+    done = subprocess.run([sys.executable, "-m", "llmspec.cli", "check", str(spec)], capture_output=True, text=True,
+                          cwd=project.root)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "profiles.interactive" in done.stderr and "starts (20) is above max_requests (12)" in done.stderr
+
+
 def test_a_figure_over_starts_is_the_mean_of_start_medians_with_students_t():
     groups = [[80.0, 82.0, 90.0], [70.0, 71.0], [88.0]]
     value, found = interactive.start_figure(groups)

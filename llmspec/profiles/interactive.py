@@ -74,6 +74,10 @@ class InteractiveProfile(Strict):
         if self.max_requests < self.requests:
             raise PydanticCustomError("requests", "max_requests ({m}) is below requests ({r}): raise max_requests",
                                       {"m": self.max_requests, "r": self.requests})
+        if self.starts > self.max_requests:
+            raise PydanticCustomError("starts", "starts ({s}) is above max_requests ({m}): every server start "
+                                                "measures at least one request; raise max_requests or lower starts",
+                                      {"s": self.starts, "m": self.max_requests})
         return self
 
 
