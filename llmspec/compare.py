@@ -11,8 +11,10 @@ A *side* is one of:
 
 Every side after the first is compared with the first. The figures are each profile's headline
 figures (its KIND's `headlines`, the same the report leads with); a difference is "beyond noise"
-only where both figures carry 95 % intervals and these do not overlap, "within noise" where they
-overlap, and "no interval" where either has none. A loadtest file keeps its last level's
+only where both figures carry 95 % intervals that hold a rerun's figure (`ProfileKind.holds_a_rerun`:
+a speed from one server start's requests does not, one over several starts does) and these do not
+overlap, "within noise" where they overlap, "not judged" where they are apart but either covers
+one server start only, and "no interval" where either has none. A loadtest file keeps its last level's
 per-request times, so that level's percentiles get intervals (the load profile's method,
 llmspec.stats); its other levels were stored as figures only. Each row also says what differs
 between the two measurements where the files record it: llama-server version, host, model file.
@@ -47,6 +49,7 @@ class Figure:
     value: float
     low: float | None = None
     high: float | None = None
+    calibrated: bool = True  # False: an interval of one server start's requests, which a rerun can leave
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
@@ -190,7 +193,8 @@ def result_entry(path: str, data: dict) -> Entry | None:
         if _number(value):
             found = intervals.get(name) if isinstance(intervals.get(name), dict) else {}
             low, high = found.get("low"), found.get("high")
-            figures[name] = Figure(value, *((low, high) if _number(low) and _number(high) else (None, None)))
+            figures[name] = Figure(value, *((low, high) if _number(low) and _number(high) else (None, None)),
+                                   calibrated=kind.holds_a_rerun(name, metrics))
     return Entry(key, profile, str(data.get("status") or ""), str(data.get("reason") or ""), figures,
                  _provenance(data, host))
 
@@ -265,7 +269,17 @@ class Change:
 
     @property
     def beyond_noise(self) -> bool | None:
-        return apart(self.a.bounds, self.b.bounds) if self.a and self.b else None
+        """Whether the two intervals do not overlap; None where either has none, or where they are apart
+        but either covers one server start only: a rerun's figure can leave such an interval, so apart
+        says nothing. Overlapping ones say "within noise" either way (wider ones would overlap too)."""
+        if not (self.a and self.b):
+            return None
+        found = apart(self.a.bounds, self.b.bounds)
+        return None if found and not self.calibrated else found
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.a and self.b and self.a.calibrated and self.b.calibrated)
 
     def change_text(self) -> str:
         if self.diff is None:
@@ -279,7 +293,8 @@ class Change:
         if self.a is None or self.b is None:
             return "only in A" if self.a else "only in B" if self.b else "-"
         if self.beyond_noise is None:
-            return "no interval"
+            one_start = not self.calibrated and None not in (*self.a.bounds, *self.b.bounds)
+            return "not judged: interval of one server start (set starts > 1)" if one_start else "no interval"
         if not self.beyond_noise:
             return "within noise"
         if self.higher_is_better is None or not self.diff:

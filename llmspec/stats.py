@@ -9,6 +9,13 @@
   stays inside 0-100 % and behaves at 0 and n correct, unlike the normal approximation.
 - A percentile other than the median (p90 latency) or a mean: a bootstrap with a fixed seed
   (2,000 resamples, percentile method), so the same samples always give the same interval.
+- A comparison of two groups of the same run (the first documents of a batch against the last):
+  a bootstrap that resamples each group on its own (`bootstrap_two_interval`), so each side keeps
+  its size and the statistic's spread is what another draw of such groups would give.
+- A figure measured on several server starts (`t_interval`): the mean of the per-start figures
+  with Student's t on their spread, df = starts - 1. Requests inside one start share that start's
+  luck (thread placement, memory layout), so they are not independent draws of the next run;
+  the start means are, and only an interval over them holds a rerun's figure.
 
 - A paired comparison of two configurations on the same quality items: the exact McNemar test
   (a two-sided binomial test on the items only one of them got right), so "lost N points" is
@@ -37,9 +44,13 @@ class Interval:
     high: float
     method: str
     coverage: float = CONFIDENCE  # below 95 % only for a median of fewer than 6 samples (named in `method`)
+    # set when the interval is over that many server starts: it holds a rerun's figure (calibrated, issue #27);
+    # None: it is over samples of one run, which a rerun on a fresh server can leave
+    starts: int | None = None
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "low": self.low, "high": self.high, "method": self.method}
+        found = {"n": self.n, "low": self.low, "high": self.high, "method": self.method}
+        return found if self.starts is None else {**found, "starts": self.starts}
 
     def half_width_pct(self, center: float) -> float | None:
         """Half the interval's width as a percent of `center`: the figure's relative precision."""
@@ -71,7 +82,8 @@ def bounded(value: float, interval: Interval | None, low: float | None = None,
     if interval is None:
         return value, None
     lo, hi = clamp(interval.low), clamp(interval.high)
-    return value, Interval(interval.n, min(lo, value), max(hi, value), interval.method, interval.coverage)
+    return value, Interval(interval.n, min(lo, value), max(hi, value), interval.method, interval.coverage,
+                           interval.starts)
 
 
 def _binom_cdf(k: int, n: int) -> float:
@@ -117,6 +129,72 @@ def bootstrap_interval(values: Sequence[float], statistic: Callable[[list[float]
     lo = stats[int(BOOTSTRAP_RESAMPLES * (1 - CONFIDENCE) / 2)]
     hi = stats[int(BOOTSTRAP_RESAMPLES * (1 + CONFIDENCE) / 2) - 1]
     return Interval(len(xs), lo, hi, f"bootstrap ({BOOTSTRAP_RESAMPLES} resamples) of the {what}")
+
+
+def bootstrap_two_interval(first: Sequence[float], second: Sequence[float],
+                           statistic: Callable[[list[float], list[float]], float | None], what: str,
+                           seed: int = 0) -> Interval | None:
+    """95 % percentile-bootstrap interval of `statistic(first, second)`, each group resampled on its
+    own (a stratified bootstrap, fixed seed). Needs two values in each group: with one there is no
+    spread to resample. `n` is the smaller group's size; below 5 a side, the method says so (a
+    bootstrap of so few values runs narrow)."""
+    a, b = [v for v in first if v is not None], [v for v in second if v is not None]
+    if min(len(a), len(b)) < 2:
+        return None
+    rng = random.Random(seed)
+    draws = (statistic([rng.choice(a) for _ in a], [rng.choice(b) for _ in b]) for _ in range(BOOTSTRAP_RESAMPLES))
+    stats = sorted(x for x in draws if x is not None)
+    if len(stats) < BOOTSTRAP_RESAMPLES:
+        return None
+    n = min(len(a), len(b))
+    lo = stats[int(BOOTSTRAP_RESAMPLES * (1 - CONFIDENCE) / 2)]
+    hi = stats[int(BOOTSTRAP_RESAMPLES * (1 + CONFIDENCE) / 2) - 1]
+    rough = f", only {n} a side: runs narrow" if n < 5 else ""
+    return Interval(n, lo, hi, f"bootstrap ({BOOTSTRAP_RESAMPLES} resamples, each group apart) of the {what}{rough}")
+
+
+# Student's t, two-sided 95 % (the 0.975 quantile), for 1-30 degrees of freedom.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_quantile(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t; beyond the table, the Cornish-Fisher expansion
+    around the normal's (within 0.001 of the exact value at df > 30)."""
+    if df < 1:
+        raise ValueError("t needs at least one degree of freedom")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z95
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def t_interval(means: Sequence[float], what: str = "mean") -> Interval | None:
+    """95 % Student's t interval of the mean of `means` (one figure per server start, say): the
+    between-start spread is all it reads, so it holds what a fresh start would give."""
+    xs = [v for v in means if v is not None]
+    if len(xs) < 2:
+        return None
+    center, half = statistics.fmean(xs), t_quantile(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return Interval(len(xs), center - half, center + half, f"Student's t over {len(xs)} {what}")
+
+
+def variance_components(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """(within-group variance, between-group variance) of values measured in groups (requests within
+    server starts): the one-way random-effects analysis of variance, method of moments, unbalanced
+    groups allowed (n0 = (N - sum n_i^2 / N) / (k - 1)). The between part is what the group means
+    spread beyond what their own requests' noise explains, floored at 0. None with fewer than two
+    groups or no group of two values."""
+    gs = [[v for v in g if v is not None] for g in groups]
+    gs = [g for g in gs if g]
+    total = sum(len(g) for g in gs)
+    if len(gs) < 2 or total - len(gs) < 1:
+        return None
+    grand = sum(sum(g) for g in gs) / total
+    within = sum((v - statistics.fmean(g)) ** 2 for g in gs for v in g) / (total - len(gs))
+    between_ms = sum(len(g) * (statistics.fmean(g) - grand) ** 2 for g in gs) / (len(gs) - 1)
+    n0 = (total - sum(len(g) ** 2 for g in gs) / total) / (len(gs) - 1)
+    return within, max(0.0, (between_ms - within) / n0)
 
 
 def mean_interval(values: Sequence[float]) -> Interval | None:

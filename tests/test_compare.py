@@ -45,8 +45,9 @@ def set_figure(path: Path, metric: str, value: float, low: float | None = None, 
     result["metrics"][metric] = value
     if low is None:
         result.get("intervals", {}).pop(metric, None)
-    else:
-        result.setdefault("intervals", {})[metric] = {"n": 8, "low": low, "high": high, "method": "test"}
+    else:  # an interval over three server starts: one that holds a rerun's figure (issue #27)
+        result.setdefault("intervals", {})[metric] = {"n": 3, "low": low, "high": high, "method": "test", "starts": 3}
+        result["metrics"]["server_starts"] = 3
     result.update(changes)
     write_result(path, result)
 
@@ -269,3 +270,24 @@ def test_the_page_draws_its_charts_offline_in_a_browser(project, tmp_path):
     for key in ("tokens_per_s", "ttft_s", "docs_per_hour"):
         marks = chart_marks(seen.dom, key)
         assert "axis" in marks and "rule mark" in marks and "point" in marks, (key, sorted(set(marks)))
+
+
+def test_intervals_of_one_server_start_that_are_apart_are_not_judged(tmp_path):
+    """Issue #27: a speed's interval from one server start's requests does not hold a rerun's figure
+    (five reruns spread 18 % where each printed +-5 %), so two of them apart say nothing; overlapping
+    they still say "within noise", and intervals over several starts judge as before."""
+    from llmspec.compare import Change, result_entry
+
+    def entry(value: float, low: float, high: float, starts: int) -> object:
+        path = tmp_path / "h/demo/m/Q4_1/interactive.json"
+        data = {"cell": {}, "status": "ok", "metrics": {"tokens_per_s": value, "server_starts": starts},
+                "intervals": {"tokens_per_s": {"n": 8, "low": low, "high": high, "method": "test"}}}
+        return result_entry(str(path), data).figures["tokens_per_s"]
+
+    one_a, one_b, one_c = entry(80, 76, 84, 1), entry(60, 57, 63, 1), entry(82, 78, 86, 1)
+    assert not one_a.calibrated and entry(80, 70, 90, 3).calibrated
+    apart_one = Change("tokens_per_s", one_a, one_b, True)
+    assert apart_one.beyond_noise is None and apart_one.verdict().startswith("not judged: interval of one server")
+    assert Change("tokens_per_s", one_a, one_c, True).verdict() == "within noise"
+    assert Change("tokens_per_s", entry(80, 76, 84, 3), entry(60, 57, 63, 3), True).verdict() == \
+        "beyond noise, worse"

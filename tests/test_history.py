@@ -120,3 +120,18 @@ def test_the_history_chart_is_drawn_offline(tmp_path):
     assert seen.console == [] and seen.requests == []
     marks = chart_marks(seen.dom, "history-0")
     assert "axis" in marks and "line mark" in marks and "rule mark" in marks, sorted(set(marks))
+
+
+def test_history_marks_no_step_between_intervals_of_one_server_start(tmp_path):
+    """The same jump as above, but the working tree's interval covers one server start only: no step."""
+    root = make_project(tmp_path / "project")
+    set_figure(root / SMOL / "Q8_0/interactive.json", "tokens_per_s", 140.0, 130.0, 150.0,
+               started_at="2026-11-28T09:00:00Z")
+    path = root / SMOL / "Q8_0/interactive.json"
+    from llmspec.results import read_result, write_result
+
+    result = read_result(path)
+    result["metrics"]["server_starts"] = 1
+    write_result(path, result)
+    html = build_report(demo_spec(), root / "build/results", root / "build/reports").html.read_text(encoding="utf-8")
+    assert history_rows(html)["Q8_0", "interactive"][-1] == ("", "140 (130-150) working tree 2026-11-28")

@@ -170,3 +170,59 @@ def test_document_longer_than_the_context_fails_the_cell(server, tmp_path):
     (folder / "huge.txt").write_text("The committee met again and agreed nothing. " * 200)
     with pytest.raises(CellError, match="warm-up request failed"):
         _run(server, BatchProfile(documents=3, max_tokens=8, prompts=str(folder)), root=tmp_path)
+
+
+RECORDED = REPO / "tests/fixtures/results/amd-epyc-2c-24g-ef098a/demo/SmolLM2-135M-Instruct/Q4_1/batch.json"
+
+
+def test_degradation_interval_on_a_recorded_run_holds_the_figure_and_makes_a_near_miss_borderline():
+    """The recorded demo run (6 documents, windows of 2) read 12.3 % against a 10 % limit; two
+    documents a side cannot tell that from no slowdown, so the miss is borderline."""
+    import json
+
+    from llmspec.rating import rate
+    from llmspec.results import bound_names
+
+    stored = json.loads(RECORDED.read_text())
+    times = [s["doc_time_s"] for s in stored["samples"]]
+    value, window, _ = batch.degradation_pct(times)
+    assert (window, round(value, 2)) == (2, round(stored["metrics"]["degradation_pct"], 2))
+    found = batch.degradation_interval(times, window)
+    assert found.low < 0 < 10 < value < found.high and found.n == 2 and "runs narrow" in found.method
+    assert found == batch.degradation_interval(times, window)  # fixed seed: the same run, the same interval
+    low, high = bound_names("degradation_pct")
+    check = next(c for c in rate("batch", {"docs_per_hour": 2000.0, "degradation_pct": value, low: found.low,
+                                           high: found.high}, {"batch": {"max_degradation_pct": 10.0}}).checks
+                 if c.name == "degradation_pct")
+    assert not check.passed and check.borderline
+
+
+def test_degradation_interval_narrows_with_steady_windows_and_needs_two_documents_a_side():
+    steady = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0] * 2 + [1.2, 1.21, 1.19, 1.2, 1.22, 1.18,
+                                                                           1.2, 1.21, 1.19, 1.2]
+    value, window, _ = batch.degradation_pct(steady)
+    found = batch.degradation_interval(steady, window)
+    assert found.low <= value <= found.high and found.high - found.low < 4  # 20 % +- about 1.5
+    assert "runs narrow" not in found.method
+    assert batch.degradation_interval([2.0, 9.0, 9.0, 1.0], 1) is None
+
+
+def test_outcome_stores_the_degradation_interval_beside_the_figure():
+    records = [_Record(t) for t in (1.0, 1.1, 1.0, 1.05, 1.3, 1.25)]
+    samples = [batch._sample(r, i + 1, None) for i, r in enumerate(records)]
+    outcome = batch._outcome(records, samples, 32, None)
+    found = outcome.intervals["degradation_pct"]
+    assert found.low <= outcome.metrics["degradation_pct"] <= found.high
+
+
+class _Record:
+    """What `_outcome` reads of a finished request (llmspec.run.client.RequestRecord)."""
+
+    def __init__(self, total_s: float):
+        self.total_s, self.timings, self.completion_tokens = total_s, {"prompt_n": 300, "predicted_n": 32}, 32
+
+    def decode_tokens_per_s(self) -> float:
+        return 32 / self.total_s
+
+    def as_sample(self) -> dict:
+        return {"total_s": self.total_s}

@@ -135,3 +135,25 @@ def test_a_question_that_cannot_fit_its_slot_is_an_error_not_a_truncation(server
     with pytest.raises(CellError, match=r"more than the 512 tokens of each of the 2 slots \(\[server\] ctx_size "
                                         r"1024 / 2\); raise ctx_size or measure fewer users"):
         load.run(context(server, settings))
+
+
+def test_throughput_intervals_on_a_recorded_level_hold_its_figures():
+    """A recorded loadtest level (4 users, 16 requests): requests/s and output tokens/s get a
+    bootstrap interval carried through Little's law, the same on every call, around the figure."""
+    import json
+
+    from llmspec.run.client import RequestRecord
+    from llmspec.run.load import Answer
+
+    doc = json.loads((REPO / "tests/fixtures/loadtest/before.json").read_text())
+    answers = [Answer(i, r["question"], RequestRecord("q", 0.0, timings={"predicted_n": r["token"]}), 0.0,
+                      r["time"] / 1000) for i, r in enumerate(doc["results"])]
+    figures = doc["levels"][-1]["figures"]
+    found = load.throughput_intervals(answers, figures, closed=True)
+    for name in load.THROUGHPUT:
+        assert found[name].low < figures[name] < found[name].high and found[name].n == 16
+        assert "Little's law" in found[name].method
+    assert found == load.throughput_intervals(answers, figures, closed=True)
+    assert found["requests_per_s"].high / found["requests_per_s"].low < 1.5  # 16 requests: within about +-20 %
+    assert load.throughput_intervals(answers, figures, closed=False) == {}  # the schedule sets an open rate
+    assert load.throughput_intervals(answers[:2], figures, closed=True) == {}

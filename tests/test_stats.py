@@ -9,12 +9,16 @@ import pytest
 from llmspec.stats import (
     Interval,
     bootstrap_interval,
+    bootstrap_two_interval,
     bounded,
     mcnemar_p,
     mean_interval,
     median_interval,
     percentile,
     percentile_interval,
+    t_interval,
+    t_quantile,
+    variance_components,
     wilson_interval,
 )
 
@@ -93,3 +97,41 @@ def test_bounded_keeps_a_figure_inside_its_interval_and_both_inside_the_domain()
     assert found is None and math.copysign(1, value) == 1.0  # never printed as "-0"
     value, found = bounded(0.5, Interval(10, 0.2, 0.8, "t"), low=0.0)
     assert (value, found.low, found.high) == (0.5, 0.2, 0.8)  # inside the domain: untouched
+
+
+def test_t_interval_covers_the_mean_of_few_starts_95_percent_of_the_time():
+    """Three server starts of a normal figure: df = 2, t = 4.303; the normal's 1.96 would cover far less."""
+    found = coverage(t_interval, lambda rng: [rng.gauss(100, 8) for _ in range(3)], 100.0, 2000)
+    assert 0.935 <= found <= 0.965
+    got = t_interval([1.0, 2.0, 3.0], "server starts")
+    half = 4.303 / math.sqrt(3)  # stdev 1 over root 3, times t
+    assert (got.n, got.low, got.high) == (3, pytest.approx(2 - half), pytest.approx(2 + half))
+    assert got.method == "Student's t over 3 server starts" and t_interval([5.0]) is None
+
+
+def test_t_quantile_matches_the_table_and_the_expansion_beyond_it():
+    assert t_quantile(1) == 12.706 and t_quantile(30) == 2.042
+    assert t_quantile(40) == pytest.approx(2.0211, abs=0.001) and t_quantile(120) == pytest.approx(1.9799, abs=0.001)
+    with pytest.raises(ValueError):
+        t_quantile(0)
+
+
+def test_two_group_bootstrap_resamples_each_group_apart():
+    """The difference of two normal means (truth 1.0) with 10 values a side, each group resampled on its own."""
+    diff = lambda a, b: statistics.fmean(b) - statistics.fmean(a)  # noqa: E731
+    found = coverage(lambda ab: bootstrap_two_interval(*ab, diff, "difference"),
+                     lambda r: ([r.gauss(5, 1) for _ in range(10)], [r.gauss(6, 1) for _ in range(10)]), 1.0, 200)
+    assert 0.85 <= found <= 1.0  # the percentile bootstrap runs a little narrow at n = 10
+    assert bootstrap_two_interval([1.0], [2.0, 3.0], diff, "difference") is None
+
+
+def test_variance_components_recover_known_within_and_between_start_spreads():
+    """Starts whose means spread with sd 3 around 100, requests with sd 2 inside each: the method of
+    moments recovers 9 and 4 on average; identical starts give no between part."""
+    rng = random.Random(7)
+    found = [variance_components([[m + rng.gauss(0, 2) for _ in range(rng.choice((3, 4, 5)))]
+                                  for m in (rng.gauss(100, 3) for _ in range(8))]) for _ in range(400)]
+    assert statistics.fmean(w for w, _ in found) == pytest.approx(4.0, rel=0.05)
+    assert statistics.fmean(b for _, b in found) == pytest.approx(9.0, rel=0.15)
+    assert variance_components([[1.0, 3.0], [1.0, 3.0]]) == (2.0, 0.0)
+    assert variance_components([[1.0, 2.0]]) is None and variance_components([[1.0], [2.0]]) is None

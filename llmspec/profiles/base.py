@@ -167,6 +167,9 @@ class ProfileKind:
     init_values: dict[str, Any] = field(default_factory=dict)
     reading: str = ""
     init_sizes: tuple[str, str] | None = None
+    # figures measured within server starts: their intervals hold a rerun's figure only when taken over
+    # several starts (the result's `server_starts` above 1); `holds_a_rerun` says which do (issue #27)
+    per_start: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = self.roles - ROLES.keys()
@@ -182,6 +185,14 @@ class ProfileKind:
         if thresholds is not None and self.uses_thresholds(settings):
             found["thresholds"] = thresholds.model_dump()
         return found
+
+    def holds_a_rerun(self, metric: str, metrics: dict[str, Any]) -> bool:
+        """Whether `metric`'s stored interval is calibrated: wide enough to hold an independent rerun's
+        figure, so two such intervals that do not overlap mean a change beyond the noise. A figure
+        measured within one server start is not: requests of one start share its luck (five reruns of
+        the demo cell spread 18 % where each printed +-5 %), so only intervals over starts judge it."""
+        starts = metrics.get("server_starts")
+        return metric not in self.per_start or (isinstance(starts, (int, float)) and starts > 1)
 
     @property
     def rated_metrics(self) -> tuple[str, ...]:
@@ -245,6 +256,22 @@ class ProfileContext:
     api_key: str | None = None  # an endpoint's key, for profiles that open more connections
     local: LocalRun | None = None
     thresholds: BaseModel | None = None  # the spec's thresholds of this profile (a load sweep's service level)
+    # stops the managed server and starts it again (same file, same arguments); None for an endpoint
+    restarter: Callable[[], None] | None = None
+
+    def restart(self) -> None:
+        """A fresh start of the managed server, for figures that must hold across starts (the
+        interactive profile's `starts`); the context's client follows it to its new port."""
+        from llmspec.run.client import ChatClient
+
+        if self.restarter is None or self.server is None:
+            raise CellError("only llmspec's own server can be started again")
+        old = self.client
+        self.restarter()
+        self.client = ChatClient(self.server.url, model=self.server.model_name, timeout_s=old.timeout_s,
+                                 deadline_s=old.deadline_s, engine=old.engine)
+        self.client.on_record = old.on_record
+        old.close()
 
     def warm_up(self, prompt: str, max_tokens: int, label: str = "", system: str | None = None, **params) -> None:
         """One unmeasured request after the server started: it pays the cold start (first

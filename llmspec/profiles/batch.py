@@ -43,7 +43,7 @@ from llmspec.profiles.base import (
     prompt_files,
     require_cache_miss,
 )
-from llmspec.stats import bootstrap_interval, mean_interval, median_interval
+from llmspec.stats import bootstrap_interval, bootstrap_two_interval, mean_interval, median_interval
 from llmspec.strict import Strict
 
 if TYPE_CHECKING:
@@ -148,16 +148,18 @@ def _outcome(records, samples: list[dict], max_tokens: int, server_args: ServerA
         "rss_slope_mb_per_doc": rss_slope,
     }
     return Outcome(metrics, samples, flags + clock_flags + prompt_cache_flags(server_args, rss_slope),
-                   _intervals(times, records, server_speeds))
+                   _intervals(times, records, server_speeds, window))
 
 
-def _intervals(times: list[float], records, server_speeds: list) -> dict:
-    """95 % intervals: throughput and mean time by bootstrap over the documents, speeds by the median's.
+def _intervals(times: list[float], records, server_speeds: list, window: int) -> dict:
+    """95 % intervals: throughput and mean time by bootstrap over the documents, speeds by the median's,
+    the slowdown by `degradation_interval`.
 
     The documents differ in length, so the throughput's interval holds this document mix's spread
     as well as the machine's: it says how far another draw of such documents could move it.
     """
     found = {
+        "degradation_pct": degradation_interval(times, window),
         "docs_per_hour": bootstrap_interval(times, lambda xs: 3600 / statistics.fmean(xs), "documents per hour"),
         "doc_time_s": mean_interval(times),
         "tokens_per_s": median_interval([r.decode_tokens_per_s() for r in records]),
@@ -181,6 +183,26 @@ def degradation_pct(times: list[float]) -> tuple[float | None, int, list[str]]:
         f"only {n} documents (fewer than {2 * WINDOW}): degradation_pct compares the first and last "
         f"third ({window} document{'s' if window > 1 else ''} each) instead of the first and last {WINDOW}"]
     return ((last - first) / first * 100 if first > 0 else None), window, flags
+
+
+def degradation_interval(times: list[float], window: int):
+    """95 % interval of `degradation_pct`: a bootstrap over the documents, the first and the last
+    window each resampled on its own (fixed seed), the statistic recomputed on every draw.
+
+    Why a bootstrap over documents and not the least-squares slope's own interval: the figure is
+    a comparison of two windows, and its noise is the document-to-document spread inside them
+    (lengths, the machine's hiccups), which a resample of each window carries as it is; the slope
+    answers another question (a steady trend over all documents) and would interval another
+    figure. A window of one document has no spread to resample: no interval then.
+    """
+    if window < 2:
+        return None
+
+    def pct(first: list[float], last: list[float]) -> float | None:
+        before = statistics.fmean(first)
+        return (statistics.fmean(last) - before) / before * 100 if before > 0 else None
+
+    return bootstrap_two_interval(times[:window], times[-window:], pct, "last window's slowdown against the first")
 
 
 def _length_flags(samples: list[dict], window: int, max_tokens: int) -> list[str]:

@@ -37,7 +37,7 @@ from llmspec.profiles.base import (
     reasoning_figures,
     require_cache_miss,
 )
-from llmspec.stats import doubling, median_interval, percentile_interval
+from llmspec.stats import bootstrap_interval, doubling, median_interval, percentile_interval
 from llmspec.strict import Strict
 
 if TYPE_CHECKING:
@@ -215,12 +215,15 @@ def _outcome(ctx: ProfileContext, levels: dict[int, tuple[dict, LoadRun]], slo: 
     }
     samples = [{**_sample(a), "users": users} for users, (_, r) in levels.items() for a in r.answers]
     flags += _flags(ctx, answers, failed) + [f"capacity: {sentence(capacity, slo, figures)}"]
+    closed = ctx.settings.arrival == "closed"
     intervals = _intervals([a.latency_s for a in ok], [a.record.ttft_s for a in ok if a.record.ttft_s is not None], ok)
-    for users, (_, level_run) in levels.items():  # every level's percentiles with theirs
+    intervals |= throughput_intervals(ok, figures_shown, closed)
+    for users, (level_figs, level_run) in levels.items():  # every level's percentiles and throughput with theirs
         done = [a for a in level_run.answers if a.ok]
         found = _intervals([a.latency_s for a in done], [a.record.ttft_s for a in done if a.record.ttft_s is not None],
-                           done)
-        intervals |= {f"{name}_at_{users}": i for name, i in found.items() if name.startswith("p")}
+                           done) | throughput_intervals(done, level_figs, closed)
+        intervals |= {f"{name}_at_{users}": i for name, i in found.items()
+                      if name.startswith("p") or name in THROUGHPUT}
     thinking, reasoned = reasoning_figures([a.record for a in ok], intervals, ttft="p50/p90/p99_ttft_s")
     metrics.update(thinking)
     return Outcome(metrics, samples, flags + reasoned, intervals)
@@ -253,6 +256,43 @@ def _intervals(latencies: list[float], ttfts: list[float], ok: list[Answer]) -> 
         "tokens_per_s": median_interval([a.record.decode_tokens_per_s() for a in ok]),
         "server_tokens_per_s": median_interval([(a.record.timings or {}).get("predicted_per_second") for a in ok]),
     }
+    return {name: interval for name, interval in found.items() if interval is not None}
+
+
+THROUGHPUT = ("requests_per_s", "output_tokens_per_s")
+
+
+def throughput_intervals(ok: list[Answer], figures: dict, closed: bool) -> dict:
+    """95 % intervals of a level's whole-run throughput: a bootstrap over its requests (fixed seed)
+    carried through Little's law.
+
+    The figures are counts over the level's wall time, one number per run, so nothing inside the
+    run repeats them. But in a closed loop every user asks again as soon as answered, so the wall
+    time is the users' summed latencies over the users, and the throughput moves inversely with
+    the mean latency (output tokens/s also with the mean answer length). Resampling the requests
+    (latency and tokens together) and scaling the measured figure by mean latency / resampled mean
+    latency (and resampled / measured mean tokens) gives how far another draw of such requests
+    would move it. Open arrivals (constant, poisson) set the throughput by their schedule, not by
+    the server's latency, so the latency says nothing of it there: no interval.
+    """
+    if not closed or len(ok) < 3:
+        return {}
+    pairs = [(a.latency_s, a.tokens) for a in ok]
+    lat, tok = sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs)
+    if lat <= 0:
+        return {}
+
+    def scaled(figure: float | None, with_tokens: bool):
+        if figure is None or (with_tokens and tok <= 0):
+            return None
+        def statistic(draw: list[tuple[float, int]]) -> float:
+            ratio = lat / (sum(p[0] for p in draw) / len(draw))
+            return figure * ratio * ((sum(p[1] for p in draw) / len(draw) / tok) if with_tokens else 1.0)
+        return bootstrap_interval(pairs, statistic, f"{'output tokens' if with_tokens else 'requests'} per second "
+                                                    "(requests resampled, scaled by Little's law)")
+
+    found = {"requests_per_s": scaled(figures.get("requests_per_s"), False),
+             "output_tokens_per_s": scaled(figures.get("output_tokens_per_s"), True)}
     return {name: interval for name, interval in found.items() if interval is not None}
 
 

@@ -3,7 +3,8 @@
 Results are committed, so git already holds every earlier measurement; laid side by side with the
 commit date and the llama-server version, a regression (an upgrade that cost 20 % tokens/s) stands
 out. A step is marked only when it is beyond the noise: the two versions' 95 % intervals do not
-overlap (llmspec.stats.apart), the same rule as `llmspec compare`.
+overlap (llmspec.stats.apart) and both hold a rerun's figure (`ProfileKind.holds_a_rerun`: a speed
+measured within one server start does not), the same rule as `llmspec compare`.
 
 Bounded so that a long history costs little: one `git log --raw` over the last `COMMITS` commits
 that touched the spec's results names the blob of every version, and one `git cat-file --batch`
@@ -42,6 +43,7 @@ class Point:
     high: float | None
     server: str  # llama-server version
     step: str = ""  # "up" / "down": beyond the noise from the version before
+    calibrated: bool = True  # False: its interval covers one server start only (`ProfileKind.holds_a_rerun`)
     better: bool | None = None  # whether that step is for the better, where the profile says
     new_server: bool = False  # the first version, or llama-server changed since the one before
 
@@ -99,7 +101,7 @@ def history(frame: pl.DataFrame, results_root: Path, spec_name: str) -> History 
     lines: dict[Key, Line] = {}
     for key, commit, sha in reversed(versions):  # oldest first
         metric = _headline(key[3])
-        point = _point(blobs.get(sha), metric, commit) if metric else None
+        point = _point(blobs.get(sha), metric, commit, key[3]) if metric else None
         if point is not None:
             lines.setdefault(key, Line(key, metric)).points.append(point)
     for key, line in lines.items():
@@ -117,7 +119,7 @@ def _headline(profile: str) -> str:
     return next(iter(kind.headlines), "") if kind else ""
 
 
-def _point(data: bytes | None, metric: str, commit: revisions.Commit) -> Point | None:
+def _point(data: bytes | None, metric: str, commit: revisions.Commit, profile: str) -> Point | None:
     try:
         result = parse_without(data, FOR_REPORTS) if data else None
     except ValueError:
@@ -129,7 +131,13 @@ def _point(data: bytes | None, metric: str, commit: revisions.Commit) -> Point |
         return None
     found = (result.get("intervals") or {}).get(metric) or {}
     return Point(commit.short, commit.date, value, found.get("low"), found.get("high"),
-                 str((result.get("server") or {}).get("version") or ""))
+                 str((result.get("server") or {}).get("version") or ""),
+                 calibrated=_calibrated(profile, metric, result.get("metrics") or {}))
+
+
+def _calibrated(profile: str, metric: str, metrics: dict[str, Any]) -> bool:
+    kind = PROFILES.get(profile)
+    return kind is None or kind.holds_a_rerun(metric, metrics)
 
 
 def _add_working_tree(line: Line, row: dict[str, Any]) -> None:
@@ -141,7 +149,8 @@ def _add_working_tree(line: Line, row: dict[str, Any]) -> None:
     low, high = (row.get(b) for b in bound_names(line.metric))
     if (value, low, high) != (last.value, last.low, last.high):
         line.points.append(Point("working tree", row.get("started_at") or "", value, low, high,
-                                 row.get("server_version") or ""))
+                                 row.get("server_version") or "",
+                                 calibrated=_calibrated(line.key[3], line.metric, row)))
 
 
 def _mark_steps(line: Line) -> None:
@@ -149,7 +158,8 @@ def _mark_steps(line: Line) -> None:
     line.points[0].new_server = True
     for before, after in zip(line.points, line.points[1:]):
         after.new_server = after.server != before.server
-        if apart((before.low, before.high), (after.low, after.high)):
+        # beyond the noise only between intervals that hold a rerun (issue #27), as in `llmspec compare`
+        if before.calibrated and after.calibrated and apart((before.low, before.high), (after.low, after.high)):
             after.step = "up" if after.value > before.value else "down"
             after.better = None if better_up is None else (after.step == "up") == better_up
 

@@ -200,6 +200,7 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
     say = lambda text: progress(f"  {cell.model}@{cell.config} {cell.profile}: {text} "
                                 f"({time.perf_counter() - t0:.1f} s)")
     own = own_tree(*job.target.measured_pids())
+    ctx = None
     try:
         before = wait_until_quiet(own, limits.max_background_cpu_pct, limits.quiet_wait_s, progress)
         if before.mean_pct > limits.max_background_cpu_pct:
@@ -207,12 +208,16 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
             raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: "
                             f"{before.what_used()} ({before.who()}); not measured")
         meter = CellMeter() if job.target.managed else None  # energy and GPU of this machine: ours only
+        ctx = ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local,
+                             getattr(job.spec.thresholds, job.cell.profile),
+                             restarter=_restarter(server) if server is not None else None)
         with BackgroundWatch(own) as watch, meter or contextlib.nullcontext():
-            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local,
-                                                  getattr(job.spec.thresholds, job.cell.profile)))
+            outcome = job.kind.run(ctx)
     finally:
         if client is not None:
             client.close()
+            if ctx is not None and ctx.client is not client:  # the profile started the server again
+                ctx.client.close()
     background = watch.result
     result.metrics = {**(_server_metrics(server) if server else {}), **outcome.metrics,  # the profile's own win
                       **background.metrics(), **(meter.metrics(outcome.samples) if meter else {})}
@@ -227,6 +232,15 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
     if meta and meta.get("has_chat_template") is False and job.kind.needs_server:
         result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
                             "which this model may not understand: answers and quality scores suffer, timings do not")
+
+
+def _restarter(server: Server):
+    """Stop and start the cell's server again (the same object, so the session keeps it): the new
+    process is our child, so the background watch counts it as ours."""
+    def restart() -> None:
+        server.stop()
+        server.start()
+    return restart
 
 
 def _background(found: Background) -> dict:
