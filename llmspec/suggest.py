@@ -34,6 +34,7 @@ from llmspec.starter import CTX_SIZE, LONG_SIZES, USES, Host, _profile, line, si
 SPEED_TARGET = 10.0  # decode tokens/s a person reads along with comfortably; below it a row says "slow"
 DEFAULT_EFFICIENCY = 0.65  # share of the bandwidth bound decoding reaches uncalibrated (DESIGN: 60-80 %)
 SHORTLIST = 5
+MARGIN = 0.1  # room a suggestion keeps beyond the estimate (which is within 5 % of the demo's peaks)
 # Mean KL divergence against FP16, LLaMA 3 8B on wikitext-2, no importance matrix (llama.cpp's
 # scoreboard). Other models lose more or less at the same quant; the order and the bands hold.
 KLD = {"F16": 0.0, "BF16": 0.0, "Q8_0": 0.001391, "Q6_K": 0.005669, "Q5_K_M": 0.011093, "Q5_K_S": 0.017177,
@@ -178,6 +179,9 @@ def evaluate(entries: list[Entry], host: Host, uses: tuple[str, ...], speed: Spe
                                f"free disk")
                 continue
             c, reason = _fit(entry, quant, f.size, host, uses, speed)
+            if c and c.room_gb < MARGIN * c.need_gb:
+                c, reason = None, (f"needs about {c.need_gb:.1f} GB on the {c.where}, leaving under "
+                                   f"{MARGIN:.0%} of that to spare")
             (fitting.append(c) if c else reasons.append(f"{quant}: {reason}"))
         if not fitting:
             unfit.append((entry, reasons[-1] if reasons else "no file"))
