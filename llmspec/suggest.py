@@ -18,9 +18,7 @@ files: no network, and well under a second.
 
 from __future__ import annotations
 
-import json
 import shutil
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +26,11 @@ from llmspec.catalogue.entry import Entry
 from llmspec.errors import UserError
 from llmspec.models.memory import GB
 from llmspec.models.quants import BITS_PER_WEIGHT
+from llmspec.plan.prediction import Speed, calibrate, host_results  # noqa: F401 (re-exported)
 from llmspec.plan.termination import estimate_memory, memory_check
 from llmspec.starter import CTX_SIZE, LONG_SIZES, USES, Host, _profile, line, size_class
 
 SPEED_TARGET = 10.0  # decode tokens/s a person reads along with comfortably; below it a row says "slow"
-DEFAULT_EFFICIENCY = 0.65  # share of the bandwidth bound decoding reaches uncalibrated (DESIGN: 60-80 %)
 SHORTLIST = 5
 MARGIN = 0.1  # room a suggestion keeps beyond the estimate (which is within 5 % of the demo's peaks)
 # Mean KL divergence against FP16, LLaMA 3 8B on wikitext-2, no importance matrix (llama.cpp's
@@ -50,72 +48,6 @@ def quality_cost(quant: str) -> tuple[float | None, str]:
     if kld is None:
         return None, "unknown"
     return kld, next(word for bound, word in KLD_WORDS if kld < bound)
-
-
-@dataclass(frozen=True)
-class Speed:
-    """How this host turns bandwidth into tokens: the figures and where each came from."""
-
-    gbps: float | None  # measured copy bandwidth, GB/s
-    basis: str  # where the bandwidth and the fixed cost come from
-    overhead_s: float = 0.0  # per token beside reading the weights, from this host's results
-    flops: float | None = None  # effective FLOP/s of prompt processing, from measured results
-    prompt_basis: str = "no measured prompt speed on this host"
-    efficiency: float = DEFAULT_EFFICIENCY
-
-    def decode(self, size_bytes: int) -> float | None:
-        if not self.gbps:
-            return None
-        return 1 / (self.overhead_s + size_bytes / (self.gbps * 1e9 * self.efficiency))
-
-    def prompt(self, parameters: int) -> float | None:
-        return self.flops / (2 * parameters) if self.flops else None
-
-
-def calibrate(results: list[dict], gbps: float | None, bandwidth_basis: str) -> Speed:
-    """Speed from this host's result files (`ok` ones with tokens_per_s and a model file size)."""
-    extra, flops = [], []
-    for r in results:
-        m, mf = r.get("metrics") or {}, r.get("model_file") or {}
-        tps, size = m.get("server_tokens_per_s") or m.get("tokens_per_s"), mf.get("size")
-        params = (mf.get("metadata") or {}).get("parameters")
-        if not _single_user_cpu(r):
-            continue
-        if gbps and tps and size:
-            extra.append(1 / tps - size / (gbps * 1e9 * DEFAULT_EFFICIENCY))
-        if m.get("prompt_tokens_per_s") and params:
-            flops.append(m["prompt_tokens_per_s"] * 2 * params)
-    bound = f"{bandwidth_basis}, {DEFAULT_EFFICIENCY:.0%} of the bound"
-    overhead = max(0.0, statistics.median(extra)) if extra else 0.0
-    basis = (f"{bound} + {overhead * 1e3:.1f} ms per token calibrated by {len(extra)} measured result(s) on this "
-             f"host" if extra else f"{bound}, uncalibrated (no measured result on this host)")
-    prompt_basis = (f"from {len(flops)} measured prompt speed(s) on this host" if flops
-                    else "no measured prompt speed on this host")
-    return Speed(gbps, basis, overhead, statistics.median(flops) if flops else None, prompt_basis)
-
-
-def _single_user_cpu(result: dict) -> bool:
-    """An `ok` result of the default engine, one request at a time on one default server, no GPU:
-    what a suggestion predicts (a load test's per-user speed or a GPU run would mislead it)."""
-    from llmspec.engines import DEFAULT
-    from llmspec.profiles import PROFILES
-
-    kind = PROFILES.get((result.get("cell") or {}).get("profile"))
-    server = result.get("server") or {}
-    return (result.get("status") == "ok" and kind is not None and kind.server_overrides is None and not kind.last
-            and server.get("engine", DEFAULT) == DEFAULT
-            and not (result.get("metrics") or {}).get("gpu_memory_used_gb"))
-
-
-def host_results(results_root: Path, host_dir: str) -> list[dict]:
-    """Every result file of this host (all specs), read without validation; unreadable ones skipped."""
-    found = []
-    for file in sorted((results_root / host_dir).glob("*/*/*/*.json")):
-        try:
-            found.append(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 @dataclass
