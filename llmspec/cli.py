@@ -1,6 +1,8 @@
 """`llmspec` command line: look at a spec without measuring anything.
 
     llmspec init [NAME]     a first spec from the GGUF files on this machine, sized to it
+    llmspec suggest         which catalogue models and quants to download for this machine and use
+    llmspec catalogue       the catalogue of well-known GGUF models; `refresh` rebuilds it from the hub
     llmspec check SPEC...   validate specs (exit 2 with one line per problem)
     llmspec models SPEC     which model files are present, to download, to derive, and which are not in it
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
@@ -36,6 +38,21 @@ def main(argv: list[str] | None = None) -> int:
                                                     "chat, long-context, batch, accuracy, serving (default: chat)")
     init.add_argument("--memory-gb", type=float, metavar="GB",
                       help="memory a model may take (default: the RAM available); written as limits.max_memory_gb")
+    suggest = sub.add_parser("suggest", help="the catalogue's models and quants worth downloading for this machine")
+    suggest.add_argument("--use", metavar="USES", help="what for, comma-separated: chat, agent, long-context, "
+                                                       "batch, serving, ... (default: chat)")
+    suggest.add_argument("--memory-gb", type=float, metavar="GB", help="memory a model may take (default: the "
+                                                                       "RAM available)")
+    suggest.add_argument("--disk-gb", type=float, metavar="GB", help="disk the download may take (default: free "
+                                                                     "disk at build/models)")
+    suggest.add_argument("--write", metavar="NAME", help="write specs/NAME.toml with the shortlist")
+    catalogue = sub.add_parser("catalogue", help="the catalogue of well-known GGUF models")
+    catalogue.add_argument("action", nargs="?", choices=["list", "refresh"], default="list",
+                           help="list (default) or refresh: rebuild the snapshot from the hub (headers by range "
+                                "requests, no model downloads)")
+    catalogue.add_argument("--output", type=Path, metavar="FILE", help="refresh: write here instead of the "
+                                                                       "bundled snapshot")
+    catalogue.add_argument("--endpoint", metavar="URL", help="refresh: the hub (default: HF_ENDPOINT or the hub)")
     check = sub.add_parser("check", help="validate specs without running anything")
     check.add_argument("specs", nargs="+", type=Path)
     models = sub.add_parser("models", help="model files of a spec: present, to download, to derive")
@@ -52,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
     args = parser.parse_args(argv)
     try:
-        return {"init": cmd_init, "check": cmd_check, "models": cmd_models, "plan": cmd_plan,
+        return {"init": cmd_init, "suggest": cmd_suggest, "catalogue": cmd_catalogue, "check": cmd_check,
+                "models": cmd_models, "plan": cmd_plan,
                 "loadtest": loadtest.command, "compare": compare.command, "schema": cmd_schema,
                 "watch": cmd_watch}[args.command](args)
     except UserError as exc:
@@ -156,6 +174,62 @@ def cmd_init(args) -> int:
               f"{', '.join(uses)}" + (f"; {left} file(s) left out, with the reason in a comment" if left else ""))
     print(f"Next: llmspec plan {shown}, then doit spec={written.spec.name}")
     return 0
+
+
+def cmd_suggest(args) -> int:
+    from llmspec import starter, suggest
+    from llmspec.catalogue.load import load_catalogue
+    from llmspec.machine import bandwidth
+    from llmspec.machine.host import host_id
+
+    for flag, value in (("--memory-gb", args.memory_gb), ("--disk-gb", args.disk_gb)):
+        if value is not None and not value > 0:
+            raise UserError(f"{flag}: {value:g} is not a size; give GB, e.g. 16")
+    uses = starter.parse_uses(args.use)
+    host = starter.read_host(args.memory_gb)
+    results, me = Path("build/results"), host_id()
+    cached = bandwidth.cached(results, me)
+    if cached:
+        gbps, basis = cached["copy_gbps"], f"{cached['copy_gbps']:.0f} GB/s measured {cached['measured_at'][:10]}"
+    else:
+        gbps = bandwidth.measure(size_mb=64, repeats=3)["copy_gbps"]
+        basis = f"{gbps:.0f} GB/s measured now (64 MB copy; `doit` measures it properly)"
+    speed = suggest.calibrate(suggest.host_results(results, me), gbps, basis)
+    disk = args.disk_gb if args.disk_gb is not None else suggest.disk_free_gb(Path("build/models"))
+    found = suggest.evaluate(load_catalogue().models, host, uses, speed, disk)
+    print(f"For {', '.join(uses)} on this host ({host.cpu}, {host.limit_gb:.1f} GB for a model, GPU: "
+          f"{host.gpu_note}, {disk:.0f} GB disk):")
+    print(format_table(suggest.table(found)))
+    for note in suggest.notes(found):
+        print(note)
+    if args.write:
+        path = suggest.write_spec(args.write, Path.cwd(), found, host)
+        print(f"Wrote {_shown(path)}; next: llmspec plan {_shown(path)}, then doit spec={args.write}")
+    elif found.shortlist:
+        print(f"Measure them: llmspec suggest --use {','.join(uses)} --write mine && doit spec=mine")
+    return 0
+
+
+def cmd_catalogue(args) -> int:
+    from llmspec.catalogue.load import load_catalogue
+
+    if args.action == "refresh":
+        from llmspec.catalogue.refresh import refresh
+
+        fresh = refresh(args.endpoint, None, args.output)
+        print(f"Refreshed {len(fresh.models)} catalogue entries" + (f" into {args.output}" if args.output else ""))
+        return 0
+    rows = [("model", "parameters", "license", "quants", "repo")]
+    for e in load_catalogue().models:
+        rows.append((e.name, starter_size(e.parameters), e.license, " ".join(e.files), e.repo))
+    print(format_table(rows))
+    return 0
+
+
+def starter_size(parameters: int) -> str:
+    from llmspec.starter import size_class
+
+    return size_class(parameters)
 
 
 def cmd_models(args) -> int:

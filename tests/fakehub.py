@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 that answers the routes huggingface_hub downloads through.
 
-`HEAD|GET /{repo}/resolve/{revision}/{filename}` with the hub's headers (X-Repo-Commit,
+`HEAD|GET /{repo}/resolve/{revision}/{filename}` (whole, or a byte range) with the hub's headers (X-Repo-Commit,
 ETag / X-Linked-Etag = sha256 for LFS files, X-Linked-Size) and its 404s (X-Error-Code
-RepoNotFound / RevisionNotFound / EntryNotFound), so the real client code runs end to end and
+RepoNotFound / RevisionNotFound / EntryNotFound), and `GET /api/models/{repo}/tree/{revision}` (the
+file list with sizes that HfApi.list_repo_tree reads), so the real client code runs end to end and
 raises its real exceptions. A file can be served with bytes other than the ones advertised,
 to test that a corrupted or truncated transfer is caught.
 """
@@ -10,6 +11,7 @@ to test that a corrupted or truncated transfer is caught.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,8 @@ class FakeHub:
     def __init__(self, files: dict[tuple[str, str], bytes | FakeFile]):
         self.files = {k: v if isinstance(v, FakeFile) else FakeFile(v) for k, v in files.items()}
         self.requests: list[tuple[str, str]] = []  # (method, path), to assert what the client did
+        self.ranges: list[str] = []  # the Range header of each file GET ("" when it asked for all of it)
+        self.sent_bytes = 0  # body bytes of files sent, ranges included
 
     def __enter__(self) -> FakeHub:
         hub = self
@@ -69,6 +73,8 @@ class FakeHub:
     def _answer(self, h: BaseHTTPRequestHandler, body: bool) -> None:
         self.requests.append((h.command, h.path))
         path = unquote(h.path.split("?")[0])
+        if path.startswith("/api/models/") and "/tree/" in path:
+            return self._tree(h, path.removeprefix("/api/models/").partition("/tree/")[0], body)
         head, sep, tail = path.lstrip("/").partition("/resolve/")
         revision, _, filename = tail.partition("/")
         if not sep:
@@ -86,11 +92,23 @@ class FakeHub:
         if f.lfs:
             headers |= {"X-Linked-Etag": f'"{f.etag}"', "X-Linked-Size": str(f.size or len(f.data))}
         rng = h.headers.get("Range", "")
-        if rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit():  # resume: "bytes=N-"
-            start = int(rng[6:].split("-")[0])
-            status, headers["Content-Range"] = 206, f"bytes {start}-{len(data) - 1}/{len(data)}"
-            data = data[start:]
+        if body:
+            self.ranges.append(rng)
+        if rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit():  # "bytes=N-" (resume) or "bytes=N-M"
+            first, _, last = rng[6:].partition("-")
+            start, end = int(first), min(int(last) if last.isdigit() else len(data) - 1, len(data) - 1)
+            status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{len(data)}"
+            data = data[start:end + 1]
+        self.sent_bytes += len(data) if body else 0
         self._send(h, status, headers, data, body)
+
+    def _tree(self, h: BaseHTTPRequestHandler, repo: str, body: bool) -> None:
+        if not any(r == repo for r, _ in self.files):
+            return self._error(h, "RepoNotFound", "Repository not found", body)
+        entries = [{"type": "file", "path": name, "size": f.size or len(f.data), "oid": f.etag,
+                    **({"lfs": {"oid": f.etag, "size": f.size or len(f.data), "pointerSize": 134}} if f.lfs else {})}
+                   for (r, name), f in sorted(self.files.items()) if r == repo]
+        self._send(h, 200, {"Content-Type": "application/json"}, json.dumps(entries).encode(), body)
 
     def _error(self, h: BaseHTTPRequestHandler, code: str, message: str, body: bool) -> None:
         headers = {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"}

@@ -192,7 +192,8 @@ def test_no_results_give_an_empty_table_with_every_column(tmp_path):
              "quality_degradation_pts", "quality_loss_p", "quality_items_compared", "efficiency_raw",
              "efficiency_score", "cost_benefit_raw", "cost_benefit_score", "bandwidth_gbps", "roofline_pct",
              "roofline_flag", "peak_server_gb", "estimated_memory_gb", "estimate_error_pct", "predicted_peak_rss_gb",
-             "prediction_error_pct", "model_size_bytes", "context_size", "capacity"]
+             "prediction_error_pct", "decode_measured_tps", "predicted_tokens_per_s", "speed_error_pct",
+             "model_size_bytes", "context_size", "capacity"]
     assert t.columns[: len(named)] == named
 
 
@@ -221,6 +222,18 @@ def test_memory_predictions_are_graded_against_the_cell_that_used_the_most(tmp_p
     assert smol["prediction_error_pct"] == pytest.approx(-25.0)  # the trend under-predicted
     gemma = row(t, GEMMA, "Q8_0")
     assert gemma["peak_server_gb"] == 0.50 and gemma["estimate_error_pct"] is None
+
+
+def test_speed_predictions_are_graded_against_the_measured_decode_speed(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 60.0, server_tokens_per_s=80.0, predicted_tokens_per_s=100.0)
+    interactive(tmp_path, SMOL, "Q4_1", 60.0, predicted_tokens_per_s=45.0)  # no server clock: the client's
+    interactive(tmp_path, GEMMA, "Q8_0", 30.0)  # measured before the runner stored predictions
+    t = table(tmp_path, make_spec())
+    q8, q4, gemma = row(t, SMOL, "Q8_0"), row(t, SMOL, "Q4_1"), row(t, GEMMA, "Q8_0")
+    assert (q8["decode_measured_tps"], q8["predicted_tokens_per_s"]) == (80.0, 100.0)
+    assert q8["speed_error_pct"] == pytest.approx(25.0)  # optimistic by a quarter
+    assert q4["speed_error_pct"] == pytest.approx(-25.0)
+    assert gemma["speed_error_pct"] is None
 
 
 def sweep_spec():

@@ -31,8 +31,22 @@ def measured(tmp_path_factory, llama_server):
     (root / "specs").mkdir()
     (root / "prompts").symlink_to(REPO / "prompts")
     (root / "specs" / "t.toml").write_text(SPEC)
+    write_bandwidth(root)
     first = doit(root)
     return root, first
+
+
+def write_bandwidth(root: Path, gbps: float = 25.0) -> None:
+    """This host's bandwidth figure as `doit` caches it (measuring it takes seconds; the figure is
+    this machine's order of magnitude), so the runner predicts each cell's speed before measuring."""
+    from llmspec.machine import bandwidth
+    from llmspec.machine.host import host_id
+
+    path = bandwidth.path(root / "build" / "results", host_id())
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"copy_gbps": gbps, "median_gbps": gbps, "runs_gbps": [gbps], "threads": 2,
+                                "block_mb": 128.0, "copied_mb": 256.0, "method": bandwidth.METHOD,
+                                "measured_at": "2026-12-01T00:00:00+00:00", "version": bandwidth.VERSION}))
 
 
 def results(root: Path) -> dict[str, Path]:
@@ -59,6 +73,9 @@ def test_first_run_measures_the_cell_and_reports(measured):
     assert (m["precision_pct"] <= 5) != any("short of the ±5% target" in f for f in result["flags"])
     assert 0 <= m["background_cpu_pct"] <= 25 and isinstance(result["background"]["top"], list)
     assert result["model_file"]["metadata"]["architecture"] == "llama"
+    # the speed predicted before measuring, stored beside the measured one (uncalibrated: no earlier results)
+    assert m["predicted_tokens_per_s"] == pytest.approx(25e9 * 0.65 / result["model_file"]["size"], rel=1e-5)
+    assert "predicted_prompt_tokens_per_s" not in m  # no measured prompt speed to calibrate it with
     assert str(root) not in path.read_text()  # no absolute paths of this machine in committed results
     assert (root / "build" / "reports" / "t" / "results.csv").exists()
     assert "SmolLM2-135M-Instruct" in first.stdout and "Report:" in first.stdout

@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("llmspec.results",),  # the result file, written atomically and read back
     ("llmspec.machine", "llmspec.models"),  # this host; model files' facts (all but models.files, below)
     ("llmspec.engines",),  # one module per inference engine
+    ("llmspec.catalogue",),  # well-known GGUF models to download, with their facts and sources
     # what a profile measures with: the wire to a server, the server process, meters, llama.cpp's tools,
     # the sandbox a model's code runs in
     ("llmspec.run.client", "llmspec.run.server", "llmspec.run.meter", "llmspec.run.load", "llmspec.run.perplexity",
@@ -71,7 +72,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("llmspec.plan",),  # spec -> cells -> what is stale, what to skip, each cell's job
     ("llmspec.run",),  # a planned cell measured: runner, session
     ("llmspec.watch", "llmspec.report"),  # the live dashboard; reports from the results
-    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.tasks"),  # commands and doit's tasks
+    # commands and doit's tasks
+    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.suggest", "llmspec.tasks"),
     ("llmspec.cli",),
 )
 

@@ -59,8 +59,8 @@ def test_a_quantized_kv_cache_shrinks_the_memory_estimate():
     f16 = estimate_memory(100_000_000, META, 65536)
     q8 = estimate_memory(100_000_000, META, 65536, ("q8_0", "q8_0"))
     kv_f16 = 30 * 65536 * 3 * (64 + 64) * 2
-    assert f16.total_gb * 2**30 == pytest.approx(100e6 + kv_f16 + 150e6)
-    assert q8.total_gb * 2**30 == pytest.approx(100e6 + kv_f16 * 34 / 64 + 150e6)
+    assert f16.total_gb * 2**30 == pytest.approx(100e6 + kv_f16 + f16.compute_bytes)
+    assert q8.total_gb * 2**30 == pytest.approx(100e6 + kv_f16 * 34 / 64 + q8.compute_bytes)
     assert "(q8_0/q8_0)" in q8.detail and "(" not in f16.detail.split("GB")[1]
 
 

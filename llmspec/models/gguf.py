@@ -89,3 +89,19 @@ def _parse(cur: _Cursor) -> tuple[dict[str, Any], int]:
         cur.pos += 4 + 8  # tensor type, data offset
         params += count
     return fields, params
+
+
+class Truncated(ValueError):
+    """The bytes end before the header does: read more of the file."""
+
+
+def parse_header(buf: bytes) -> tuple[dict[str, Any], int]:
+    """`read_header` for the first bytes of a file (a range request): Truncated when they end too soon."""
+    cur = _Cursor(buf)
+    try:
+        found = _parse(cur)
+    except (struct.error, IndexError) as exc:
+        raise Truncated(f"header longer than {len(buf)} bytes") from exc
+    if cur.pos > len(buf):
+        raise Truncated(f"header longer than {len(buf)} bytes")
+    return found

@@ -26,7 +26,7 @@ def identity(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
 
 
-METADATA_KEY = "metadata.v3"  # bump when _read_metadata reads more, so cached facts refresh
+METADATA_KEY = "metadata.v4"  # bump when _read_metadata reads more, so cached facts refresh
 
 
 def metadata(path: Path) -> dict[str, Any]:
@@ -86,11 +86,21 @@ def metadata_of(fields: dict[str, Any], parameters: int) -> dict[str, Any]:
         "embedding_length": fields.get(f"{arch}.embedding_length"),
         "key_length": fields.get(f"{arch}.attention.key_length"),
         "value_length": fields.get(f"{arch}.attention.value_length"),
+        # The memory estimate's compute buffers and sliding-window layers (llmspec.models.memory).
+        "feed_forward_length": _scalar(fields.get(f"{arch}.feed_forward_length")),
+        "sliding_window": fields.get(f"{arch}.attention.sliding_window"),
         "file_type": quant_of_file_type(fields.get("general.file_type")),
         "has_chat_template": "tokenizer.chat_template" in fields,
         # Tokens in the vocabulary: reference logits for KL divergence take 2 bytes per token per position.
         "vocab_size": _vocab_size(fields, arch),
     }
+
+
+def _scalar(value: Any) -> Any:
+    """A per-layer array (some architectures vary the FFN size by layer) stands in as None."""
+    from llmspec.models.gguf import ArrayLength
+
+    return None if isinstance(value, ArrayLength) else value
 
 
 def _vocab_size(fields: dict[str, Any], arch: str | None) -> int | None:

@@ -3,7 +3,7 @@
 Pure functions of the spec, the host's memory and the results on disk (`Evidence`), so every
 rule is unit-tested with result sets made in the test. The rules (docs/smart-termination.md):
 
-1. memory pre-flight   estimated need (weights + KV cache + overhead, never below size x 1.2)
+1. memory pre-flight   estimated need (weights + KV cache + compute buffers, never below size x 1.2)
                        above what the host has or the spec allows
 3. threshold failure   a smaller model already failed the interactive thresholds at this quant
 4. quantization path   Q4, Q5 and Q6 all failed for this model, so Q8 will too

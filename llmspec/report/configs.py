@@ -37,6 +37,11 @@ Derived metrics (shown in the report, so written for people):
   and the planner's memory-trend prediction from the configurations measured before it
   (`predicted_peak_rss_gb`), each minus the measured peak, in percent of it. Positive: the
   prediction was cautious; negative: it under-predicted, and a skip resting on it may be wrong.
+- **Speed predictions graded** (`speed_error_pct`): the decode speed the runner predicted before
+  measuring (`predicted_tokens_per_s`: bandwidth roofline calibrated by this host's earlier results,
+  `plan.prediction`, as `llmspec suggest` predicts) minus the measured one (`decode_measured_tps`:
+  the server's own tokens/s, else the client's, of the first single-user cell that has both), in
+  percent of the measured. Positive: the prediction was optimistic.
 - **Roofline** (`roofline_pct`): tokens/s x model file bytes / memory bandwidth, in percent.
   Each generated token reads every weight once, so 100 % is the hardware's bound; a figure far
   below it (`roofline_flag`) suggests a misconfiguration (threads, other load).
@@ -68,6 +73,7 @@ DERIVED: dict[str, pl.DataType] = {
     "bandwidth_gbps": pl.Float64, "roofline_pct": pl.Float64, "roofline_flag": pl.Boolean,
     "peak_server_gb": pl.Float64, "estimated_memory_gb": pl.Float64, "estimate_error_pct": pl.Float64,
     "predicted_peak_rss_gb": pl.Float64, "prediction_error_pct": pl.Float64,
+    "decode_measured_tps": pl.Float64, "predicted_tokens_per_s": pl.Float64, "speed_error_pct": pl.Float64,
     "model_size_bytes": pl.Int64, "context_size": pl.Int64, "capacity": pl.String,
 }
 INTEGER_FIGURES = {"max_context_tokens"}
@@ -118,6 +124,7 @@ def configs(frame: pl.DataFrame, spec: Spec, bandwidth_gbps: Mapping[str, float]
             table = _with_pairing(table, _items_of(frame, profile), spec, profile)
     table = _with_roofline(table, bandwidth_gbps)
     table = table.join(_predictions(frame), on=KEYS, how="left", maintain_order="left")
+    table = table.join(_speed_predictions(frame), on=KEYS, how="left", maintain_order="left")
     table = table.join(_capacity(frame, spec), on=KEYS, how="left", maintain_order="left")
     return table.select(pl.col(name).cast(dtype) for name, dtype in schema().items())
 
@@ -290,6 +297,21 @@ def _predictions(frame: pl.DataFrame) -> pl.DataFrame:
     return rows.select(*KEYS, peak.alias("peak_server_gb"),
                        pl.col("estimated_memory_gb"), error["estimated_memory_gb"].alias("estimate_error_pct"),
                        pl.col("predicted_peak_rss_gb"), error["predicted_peak_rss_gb"].alias("prediction_error_pct"))
+
+
+def _speed_predictions(frame: pl.DataFrame) -> pl.DataFrame:
+    """The decode speed predicted before measuring against the measured one, per configuration."""
+    columns = ("predicted_tokens_per_s", "server_tokens_per_s", "tokens_per_s")
+    missing = [c for c in columns if c not in frame.columns]
+    rows = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
+    measured = pl.coalesce(pl.col("server_tokens_per_s"), pl.col("tokens_per_s"))
+    rows = rows.filter((pl.col("status") == "ok") & pl.col("predicted_tokens_per_s").is_not_null()
+                       & measured.is_not_null())
+    rows = rows.group_by(KEYS, maintain_order=True).first()
+    measured = pl.coalesce(pl.col("server_tokens_per_s"), pl.col("tokens_per_s"))
+    return rows.select(*KEYS, measured.alias("decode_measured_tps"), pl.col("predicted_tokens_per_s"),
+                       pl.when(measured > 0).then((pl.col("predicted_tokens_per_s") - measured) / measured * 100)
+                       .alias("speed_error_pct"))
 
 
 def _capacity(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:

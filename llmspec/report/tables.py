@@ -259,12 +259,15 @@ def configs_table(configs: pl.DataFrame) -> dict[str, Any]:
 
 
 MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"), ("estimate_error_pct", "{:+.0f}%"),
-                  ("predicted_peak_rss_gb", "{:.2f}"), ("prediction_error_pct", "{:+.0f}%"))
+                  ("predicted_peak_rss_gb", "{:.2f}"), ("prediction_error_pct", "{:+.0f}%"),
+                  ("decode_measured_tps", "{:.1f}"), ("predicted_tokens_per_s", "{:.1f}"),
+                  ("speed_error_pct", "{:+.0f}%"))
 
 
 def memory_table(configs: pl.DataFrame) -> dict[str, Any] | None:
     """Predicted vs measured memory per configuration that ran: how far the planner's skips can be trusted."""
-    graded = configs.filter(pl.col("estimated_memory_gb").is_not_null() | pl.col("predicted_peak_rss_gb").is_not_null())
+    graded = configs.filter(pl.col("estimated_memory_gb").is_not_null() | pl.col("predicted_peak_rss_gb").is_not_null()
+                            | pl.col("predicted_tokens_per_s").is_not_null())
     if not graded.height:
         return None
     many = graded["host"].n_unique() > 1
@@ -272,5 +275,6 @@ def memory_table(configs: pl.DataFrame) -> dict[str, Any] | None:
     body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
                      *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS), "</tr>"))
             for r in graded.iter_rows(named=True)]
+    speed = [abs(v) for v in graded["speed_error_pct"].drop_nulls()]
     return {"many_hosts": many, "body": paged(body), "count": graded.height,
-            "worst": max(errors) if errors else None}
+            "worst": max(errors) if errors else None, "worst_speed": max(speed) if speed else None}

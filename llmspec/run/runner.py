@@ -76,6 +76,7 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
     started, t0 = datetime.now(UTC), time.perf_counter()
     result = Result(cell=job.cell.as_dict(), status="ok")
     server, args, identity, meta, estimate = None, job.base_args, None, None, None
+    speeds: dict[str, float] = {}
     try:
         if job.skip:
             raise SkipCell(job.skip, job.skip_evidence)
@@ -91,6 +92,7 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
                 # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
                 # the measured peak so the report can grade it (report.configs, "predicted vs measured").
                 estimate = job.engine.estimate(path.stat().st_size, meta, args).total_gb
+                speeds = _predicted_speeds(job, args, path.stat().st_size, meta)
                 _measure(job, result, server, meta, progress, live)
         else:
             _measure(job, result, None, None, progress, live)
@@ -113,6 +115,7 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
             result.metrics["predicted_peak_rss_gb"] = job.predicted_peak_gb
         if estimate is not None:
             result.metrics["estimated_memory_gb"] = estimate
+        result.metrics.update({k: v for k, v in speeds.items() if k.removeprefix("predicted_") in result.metrics})
     if identity is None:  # not made this run (skipped, failed): the file as it is, if it is there
         identity = job.target.identity_now()
         meta = job.target.metadata_now() if identity is not None else None
@@ -124,6 +127,24 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
         result.server = {**result.server, "binary": "llama-perplexity", "args": []}
     result.model_file = job.target.provenance(identity, meta)
     return result
+
+
+def _predicted_speeds(job: CellJob, args, size: int, meta: dict | None) -> dict[str, float]:
+    """Decode and prompt speed as predicted before this cell measured them (`plan.prediction`),
+    stored beside the measured ones so the report grades them. Only where the prediction holds:
+    the default engine on the CPU, one request at a time, and a bandwidth figure for this host."""
+    from llmspec.engines import DEFAULT
+    from llmspec.plan.prediction import for_host
+
+    if (job.engine.name != DEFAULT or args.setting("n_gpu_layers") not in (None, 0) or args.parallel != 1
+            or job.kind.server_overrides is not None):
+        return {}
+    speed = for_host(job.workspace.results, host_id())
+    if speed is None:
+        return {}
+    found = {"predicted_tokens_per_s": speed.decode(size),
+             "predicted_prompt_tokens_per_s": speed.prompt((meta or {}).get("parameters") or 0)}
+    return {k: v for k, v in found.items() if v}
 
 
 def _local(job: CellJob, path: Path) -> LocalRun:
