@@ -1,8 +1,8 @@
 """One catalogue entry, validated strictly: a wrong fact here becomes a confident wrong suggestion.
 
 Every entry says where each group of facts came from (`sources`): a GGUF header that was read
-("gguf header: ..."), a page (an https:// address, "from model card"), or a computation
-("computed: ..."); a file size that was computed rather than read carries `size_computed = true`.
+("gguf header: ..."), a page (an https:// address; "from the model card as ... recalled" marks a
+fact written from memory of that page and not yet read from the file), or a computation ("computed: ..."); a file size that was computed rather than read carries `size_computed = true`.
 """
 
 from __future__ import annotations
