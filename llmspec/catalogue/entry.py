@@ -2,7 +2,8 @@
 
 Every entry says where each group of facts came from (`sources`): a GGUF header that was read
 ("gguf header: ..."), a page (an https:// address; "from the model card as ... recalled" marks a
-fact written from memory of that page and not yet read from the file), or a computation ("computed: ..."); a file size that was computed rather than read carries `size_computed = true`.
+fact written from memory of that page and not yet read from the file), or a computation ("computed: ...");
+a file size that was computed rather than read carries `size_computed = true`.
 """
 
 from __future__ import annotations
