@@ -103,6 +103,8 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
     except (CellError, UserError) as exc:
         result.status, result.reason = "error", str(exc)
         if server is not None:
+            if death := server.death():
+                result.reason = f"{death}; {exc}"
             root = str(job.root.resolve())
             result.server_log_tail = [line.replace(root, ".") for line in server.log_tail(20)]
             SESSION.close()  # crashed, hung or confused: the next cell gets a fresh server
