@@ -14,7 +14,9 @@ import contextlib
 import json
 import logging
 import shutil
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,9 +211,21 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
             raise CellError(f"the machine stayed busy for {limits.quiet_wait_s:g} s before measuring: "
                             f"{before.what_used()} ({before.who()}); not measured")
         meter = CellMeter() if job.target.managed else None  # energy and GPU of this machine: ours only
-        with BackgroundWatch(own) as watch, meter or contextlib.nullcontext():
-            outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local,
-                                                  getattr(job.spec.thresholds, job.cell.profile)))
+        with _stoppable() as stop_now:
+            watch = BackgroundWatch(own, limit_pct=limits.max_background_cpu_pct, sustained_s=limits.quiet_wait_s,
+                                    on_busy=stop_now)
+            try:
+                with watch, meter or contextlib.nullcontext():
+                    outcome = job.kind.run(ProfileContext(client, job.settings, job.root, say, server, meta, api_key,
+                                                          local, getattr(job.spec.thresholds, job.cell.profile)))
+            except (Exception, _TurnedBusy):
+                if watch.busy_for_s is None:
+                    raise
+                found = getattr(watch, "result", None) or Background()  # None: the signal hit the watch's exit
+                result.background = _background(found)
+                raise CellError(f"the machine turned busy mid-cell and stayed busy for {watch.busy_for_s:.0f} s "
+                                f"(limits.quiet_wait_s = {limits.quiet_wait_s:g}): {found.what_used()} "
+                                f"({found.who()}); stopped measuring, measure again on a quiet machine") from None
     finally:
         if client is not None:
             client.close()
@@ -229,6 +243,35 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
     if meta and meta.get("has_chat_template") is False and job.kind.needs_server:
         result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
                             "which this model may not understand: answers and quality scores suffer, timings do not")
+
+
+class _TurnedBusy(BaseException):
+    """Raised in the measuring thread when the background watch gives up on the cell: a BaseException, so
+    no profile's or client's `except Exception` takes it for a failed request."""
+
+
+@contextlib.contextmanager
+def _stoppable():
+    """A function the background watch calls (from its thread) to stop the measurement now: SIGUSR1 to
+    the main thread breaks a blocking read (a stream, a tool's output) and raises `_TurnedBusy` there.
+    Off the main thread, where no handler can be set, the cell is judged at its end as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    stopped = threading.Event()
+
+    def handler(_signum, _frame):
+        if not stopped.is_set():
+            stopped.set()
+            raise _TurnedBusy
+
+    main = threading.main_thread().ident
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        yield lambda: signal.pthread_kill(main, signal.SIGUSR1)
+    finally:
+        stopped.set()  # the watch has stopped by now (its `with` is inside); a late signal is ignored
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def _background(found: Background) -> dict:
