@@ -62,8 +62,10 @@ def run_cell(plan: Plan, cell, progress=print, live=None) -> bool:
     result = measure(job, progress, live)
     try:
         plan.record(job, result)
-    except OSError as exc:  # full disk, read-only folder: earlier results stay intact
-        print(f"llmspec: cannot write {job.result_path}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # full disk, read-only folder: earlier results stay intact, no half file is left
+        print(f"llmspec: {job.cell.task_name}: ERROR: cannot write its result {job.result_path}: "
+              f"{exc.strerror or exc} ({disk_of(job.result_path)}); nothing of it was recorded, so the next "
+              "`doit` measures it again", file=sys.stderr, flush=True)
         if live is not None:
             live.end_cell("error")
         return False
@@ -71,6 +73,20 @@ def run_cell(plan: Plan, cell, progress=print, live=None) -> bool:
         live.end_cell(result.status)
     progress(summary_line(job, result))
     return result.status != "error"
+
+
+def disk_of(path: Path) -> str:
+    """"the disk mounted at /data, 0.0 MB free": where a write failed, for a user to free space on."""
+    at = Path(path).absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    try:
+        free = shutil.disk_usage(at).free / 1e6
+    except OSError:
+        free = None
+    while not at.is_mount() and at != at.parent:
+        at = at.parent
+    return f"the disk mounted at {at}" + (f", {free:.1f} MB free" if free is not None else "")
 
 
 def measure(job: CellJob, progress=print, live=None) -> Result:
