@@ -105,5 +105,5 @@ def record(fault: str, lost: int, orphans: int, recover_s: float) -> None:
     table = os.environ.get("LLMSPEC_FAULTS_TABLE")
     if table:
         with open(table, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "fault": fault,
+            fh.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0], "fault": fault,
                                  "lost": lost, "orphans": orphans, "recover_s": round(recover_s, 1)}) + "\n")
