@@ -105,11 +105,13 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
                 _measure(job, result, None, meta, progress, live, _local(job, path))
             else:
                 args = job.server_args((meta or {}).get("context_length"))
-                server = SESSION.server_for(job, path, args)
+                server = SESSION.server_for(job, path, args, identity)
+                _same_file(path, SESSION.loaded, "was replaced on disk after the server loaded it")
                 # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
                 # the measured peak so the report can grade it (report.configs, "predicted vs measured").
                 estimate = job.engine.estimate(path.stat().st_size, meta, args).total_gb
                 _measure(job, result, server, meta, progress, live)
+                _same_file(path, identity, "changed on disk while the cell measured it")
         else:
             _measure(job, result, None, None, progress, live)
     except KeyboardInterrupt:
@@ -144,6 +146,17 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
         result.server = {**result.server, "binary": "llama-perplexity", "args": []}
     result.model_file = job.target.provenance(identity, meta)
     return result
+
+
+def _same_file(path: Path, measured: dict | None, what: str) -> None:
+    """A model file replaced while a run is going (a download finishing, a re-quantization): the server
+    still serves the file it loaded, so a figure taken now would be stored under the new file's
+    fingerprint. The cell is an error naming the file instead; the next run measures the new one."""
+    now = modelfiles.identity(path) if path.exists() else None
+    if measured is not None and now != measured:
+        found = f"now {now['size']:,} bytes, sha256 {now['sha256'][:12]}" if now else "now gone"
+        raise CellError(f"the model file {path.name} {what} ({found}; measured: {measured['size']:,} bytes, "
+                        f"sha256 {measured['sha256'][:12]}); not recorded, `doit` measures the file as it is now")
 
 
 def _local(job: CellJob, path: Path) -> LocalRun:
