@@ -3,15 +3,18 @@
 Two runs on one project measure side by side on the same cores (every figure of both is wrong)
 and fight over doit's database (the second died with "database is locked"). The lock is an
 fcntl lock on `build/run/llmspec.lock`, so the kernel lets go of it when the holder dies, even
-by kill -9: a stale lock cannot outlive its run. The file says who holds it, for the message.
+by kill -9: a stale lock cannot outlive its run. The file says who holds it, for the message, and is
+emptied when its run ends, so one that still names a run is the mark of a kill: the next run says so.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,10 +37,24 @@ def hold(run_dir: Path, what: str) -> None:
         raise UserError(f"another run holds this project ({_holder(fh.read())}); wait for it to finish or stop it "
                         f"first: two runs on one machine measure each other") from None
     fh.seek(0)
+    left = fh.read().strip()
+    if left:  # a run that ends lets go and empties the file (`_let_go`); one killed with -9 cannot
+        print(f"llmspec: taking over this project from {_holder(left)}, which ended without letting go "
+              "(killed?)", file=sys.stderr, flush=True)
+    fh.seek(0)
     fh.truncate()
     fh.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "what": what}))
     fh.flush()
     _held.append(fh)
+    atexit.register(_let_go, fh)
+
+
+def _let_go(fh) -> None:
+    """At a normal end, Ctrl+C or SIGTERM: empty the file, so the next run knows this one ended."""
+    with contextlib.suppress(OSError, ValueError):
+        fh.seek(0)
+        fh.truncate()
+        fh.flush()
 
 
 def _holder(text: str) -> str:

@@ -222,7 +222,53 @@ def read_result(path: Path | str, skip: tuple[str, ...] = ()) -> dict[str, Any] 
         result = parse_without(data, skip) if skip else json.loads(data)
     except (OSError, ValueError):  # missing or unreadable; JSON and UTF-8 errors are ValueErrors
         return None
-    return result if isinstance(result, dict) else None
+    return None if defect(result) else result
+
+
+# What a result must hold to be believed, with the type each must have: a file that lacks one (a hand edit, a
+# botched merge) is not up to date, so `doit` measures its cell again, and the report names it (`unreadable`).
+# (The cell's identity comes from the path, so `cell` is not among them.)
+REQUIRED = (("status", str, "a string"), ("fingerprint", str, "a string"), ("metrics", dict, "an object"))
+STATUSES = ("ok", "skipped", "error")
+
+
+def defect(result: Any) -> str | None:
+    """What is wrong with a parsed result file, in words, or None when it can be used."""
+    if not isinstance(result, dict):
+        return "it is not a JSON object"
+    for key, kind, what in REQUIRED:
+        if key not in result:
+            return f"the key '{key}' is missing"
+        if not isinstance(result[key], kind):
+            return f"'{key}' is {json.dumps(result[key])[:40]}, not {what}"
+    if result["status"] not in STATUSES:
+        return f"'status' is {json.dumps(result['status'])[:40]}, not one of {', '.join(STATUSES)}"
+    for name, value in result["metrics"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"'metrics.{name}' is {json.dumps(value)[:40]}, not a number"
+    return None
+
+
+def unreadable(path: Path | str) -> str | None:
+    """Why the result file at `path` cannot be used (None: it can, or there is none): the line a user
+    needs to find and fix it."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"it cannot be opened ({exc.strerror or exc})"
+    if data.startswith(b"<<<<<<< ") or b"\n<<<<<<< " in data:
+        line = 1 + data[:data.find(b"<<<<<<< ")].count(b"\n")
+        return f"it holds merge-conflict markers (line {line}: <<<<<<<)"
+    try:
+        result = json.loads(data)
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return f"it is not valid JSON (line {exc.lineno}: {exc.msg}; cut short?)"
+    return defect(result)
 
 
 WITHOUT_SAMPLES = ("samples",)

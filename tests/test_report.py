@@ -165,8 +165,10 @@ def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     compact = root / HOST / "demo" / MODEL / "Q8_0" / "interactive.json"
     compact.parent.mkdir(parents=True)
     odd = make_result("Q8_0", tokens_per_s=7.0)
-    odd["metrics"]["itl_cv_pct"] = "n/a"  # edited by hand: not a number
     compact.write_text(json.dumps(odd))  # not write_result's layout
+    edited = root / HOST / "demo" / MODEL / "Q2_K" / "interactive.json"
+    edited.parent.mkdir(parents=True)
+    edited.write_text(json.dumps({**odd, "metrics": {**odd["metrics"], "itl_cv_pct": "n/a"}}))  # by hand
     (root / HOST / "other-spec" / MODEL / "Q4_1").mkdir(parents=True)
     (root / HOST / "other-spec" / MODEL / "Q4_1" / "interactive.json").write_text("{}")
     frame = load_frame(root, "demo")
@@ -174,7 +176,8 @@ def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     assert sorted(frame["tokens_per_s"].to_list()) == [7.0, 118.2]
     assert frame["model_size_bytes"].to_list() == [98_000_000, 98_000_000]
     assert frame["peak_rss_gb"].null_count() == 1  # missing in one file: null, not an error
-    assert sorted(frame["itl_cv_pct"].to_list(), key=str) == [12.3, None]  # not a number: null, the rest kept
+    assert sorted(frame["itl_cv_pct"].to_list(), key=str) == [12.3, None]  # missing: null
+    assert "Q2_K" not in frame["quant"].to_list()  # a figure that is no number: the file is named and left out
 
 
 def test_json_follows_the_design_shape_with_derived_scores_and_recommendations(tmp_path):

@@ -130,10 +130,18 @@ class Sampler:
 
 
 class BackgroundWatch:
-    """Samples the background every `interval_s` on its own thread from `start()` to `stop()`."""
+    """Samples the background every `interval_s` on its own thread from `start()` to `stop()`.
 
-    def __init__(self, own: Callable[[], set[int]], interval_s: float = 1.0):
+    With `on_busy`, a background above `limit_pct` in every window for `sustained_s` calls it once, from
+    the watch's thread: a long cell need not measure to its end (458 s once) on a machine that has
+    already spoilt it. `busy_for_s` then says how long the load had lasted."""
+
+    def __init__(self, own: Callable[[], set[int]], interval_s: float = 1.0, limit_pct: float | None = None,
+                 sustained_s: float = 0.0, on_busy: Callable[[], None] | None = None):
         self.own, self.interval_s = own, interval_s
+        self.limit_pct, self.sustained_s, self.on_busy = limit_pct, sustained_s, on_busy
+        self.busy_for_s: float | None = None  # set when on_busy was called
+        self._run_s = 0.0  # how long every window has been above the limit, up to now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._windows: list[tuple[float, float, float | None]] = []
@@ -151,6 +159,12 @@ class BackgroundWatch:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._take()
+            if self.on_busy is not None and self.limit_pct is not None and self.busy_for_s is None:
+                wall, other, _ = self._windows[-1]
+                self._run_s = self._run_s + wall if wall > 0 and other / wall * 100 > self.limit_pct else 0.0
+                if self._run_s >= max(self.sustained_s, self.interval_s):
+                    self.busy_for_s = self._run_s
+                    self.on_busy()
 
     def _take(self) -> None:
         self._windows.append(self._sampler.step())

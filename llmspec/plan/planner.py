@@ -31,7 +31,7 @@ from llmspec.plan.targets import EndpointTarget, LocalModel, Target
 from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels, memory_limit
 from llmspec.profiles import PROFILES, files_digest, prompt_files, role
 from llmspec.rating import rate_many
-from llmspec.results import WITHOUT_SAMPLES, Result, judge
+from llmspec.results import WITHOUT_SAMPLES, Result, judge, unreadable
 from llmspec.spec import ServerSettings, Spec
 
 PASSING = ("Excellent", "Good", "Acceptable")
@@ -205,6 +205,8 @@ class Plan:
         """Fingerprint first; a skipped result must also still rest on the same evidence."""
         stored = self.stored(cell)
         found = judge(stored, self.inputs(cell))
+        if stored is None and (broken := unreadable(self.result_path(cell))):
+            found = Freshness.stale(f"its result file cannot be read: {broken}")
         if found and stored.status == "skipped" and stored.skip_evidence is not None:
             decision = self.decide(cell)
             if decision.evidence != stored.skip_evidence:

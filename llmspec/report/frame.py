@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import polars as pl
 from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import checks_json, rate_frame, summary
-from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths
+from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths, unreadable
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ def load_frame(results_root: Path, spec_name: str) -> pl.DataFrame:
 
 def _read(path: str) -> Result | None:
     result = Result.load(path, FOR_REPORTS)
-    if result is None:
-        log.warning("skipping unreadable result %s", path)
+    if result is None and (why := unreadable(path)):
+        log.warning("cannot read the result %s: %s; it is left out of the report, and `doit` measures that cell "
+                    "again", os.path.relpath(path), why)
     return result
 
 

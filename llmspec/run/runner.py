@@ -14,7 +14,9 @@ import contextlib
 import json
 import logging
 import shutil
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +62,10 @@ def run_cell(plan: Plan, cell, progress=print, live=None) -> bool:
     result = measure(job, progress, live)
     try:
         plan.record(job, result)
-    except OSError as exc:  # full disk, read-only folder: earlier results stay intact
-        print(f"llmspec: cannot write {job.result_path}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # full disk, read-only folder: earlier results stay intact, no half file is left
+        print(f"llmspec: {job.cell.task_name}: ERROR: cannot write its result {job.result_path}: "
+              f"{exc.strerror or exc} ({disk_of(job.result_path)}); nothing of it was recorded, so the next "
+              "`doit` measures it again", file=sys.stderr, flush=True)
         if live is not None:
             live.end_cell("error")
         return False
@@ -69,6 +73,20 @@ def run_cell(plan: Plan, cell, progress=print, live=None) -> bool:
         live.end_cell(result.status)
     progress(summary_line(job, result))
     return result.status != "error"
+
+
+def disk_of(path: Path) -> str:
+    """"the disk mounted at /data, 0.0 MB free": where a write failed, for a user to free space on."""
+    at = Path(path).absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    try:
+        free = shutil.disk_usage(at).free / 1e6
+    except OSError:
+        free = None
+    while not at.is_mount() and at != at.parent:
+        at = at.parent
+    return f"the disk mounted at {at}" + (f", {free:.1f} MB free" if free is not None else "")
 
 
 def measure(job: CellJob, progress=print, live=None) -> Result:
@@ -88,12 +106,14 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
                 _measure(job, result, None, meta, progress, live, _local(job, path))
             else:
                 args = job.server_args((meta or {}).get("context_length"))
-                server = SESSION.server_for(job, path, args)
+                server = SESSION.server_for(job, path, args, identity)
+                _same_file(path, SESSION.loaded, "was replaced on disk after the server loaded it")
                 # The pre-flight estimate for this cell's own server (its context, all slots), stored next to
                 # the measured peak so the report can grade it (report.configs, "predicted vs measured").
                 estimate = job.engine.estimate(path.stat().st_size, meta, args).total_gb
                 speeds = _predicted_speeds(job, args, path.stat().st_size, meta)
                 _measure(job, result, server, meta, progress, live)
+                _same_file(path, identity, "changed on disk while the cell measured it")
         else:
             _measure(job, result, None, None, progress, live)
     except KeyboardInterrupt:
@@ -105,6 +125,8 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
     except (CellError, UserError) as exc:
         result.status, result.reason = "error", str(exc)
         if server is not None:
+            if death := server.death():
+                result.reason = f"{death}; {exc}"
             root = str(job.root.resolve())
             result.server_log_tail = [line.replace(root, ".") for line in server.log_tail(20)]
             SESSION.close()  # crashed, hung or confused: the next cell gets a fresh server
@@ -145,6 +167,17 @@ def _predicted_speeds(job: CellJob, args, size: int, meta: dict | None) -> dict[
     found = {"predicted_tokens_per_s": speed.decode(size),
              "predicted_prompt_tokens_per_s": speed.prompt((meta or {}).get("parameters") or 0)}
     return {k: v for k, v in found.items() if v}
+
+
+def _same_file(path: Path, measured: dict | None, what: str) -> None:
+    """A model file replaced while a run is going (a download finishing, a re-quantization): the server
+    still serves the file it loaded, so a figure taken now would be stored under the new file's
+    fingerprint. The cell is an error naming the file instead; the next run measures the new one."""
+    now = modelfiles.identity(path) if path.exists() else None
+    if measured is not None and now != measured:
+        found = f"now {now['size']:,} bytes, sha256 {now['sha256'][:12]}" if now else "now gone"
+        raise CellError(f"the model file {path.name} {what} ({found}; measured: {measured['size']:,} bytes, "
+                        f"sha256 {measured['sha256'][:12]}); not recorded, `doit` measures the file as it is now")
 
 
 def _local(job: CellJob, path: Path) -> LocalRun:
@@ -232,8 +265,20 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
         ctx = ProfileContext(client, job.settings, job.root, say, server, meta, api_key, local,
                              getattr(job.spec.thresholds, job.cell.profile),
                              restarter=_restarter(server) if server is not None else None)
-        with BackgroundWatch(own) as watch, meter or contextlib.nullcontext():
-            outcome = job.kind.run(ctx)
+        with _stoppable() as stop_now:
+            watch = BackgroundWatch(own, limit_pct=limits.max_background_cpu_pct, sustained_s=limits.quiet_wait_s,
+                                    on_busy=stop_now)
+            try:
+                with watch, meter or contextlib.nullcontext():
+                    outcome = job.kind.run(ctx)
+            except (Exception, _TurnedBusy):
+                if watch.busy_for_s is None:
+                    raise
+                found = getattr(watch, "result", None) or Background()  # None: the signal hit the watch's exit
+                result.background = _background(found)
+                raise CellError(f"the machine turned busy mid-cell and stayed busy for {watch.busy_for_s:.0f} s "
+                                f"(limits.quiet_wait_s = {limits.quiet_wait_s:g}): {found.what_used()} "
+                                f"({found.who()}); stopped measuring, measure again on a quiet machine") from None
     finally:
         if client is not None:
             client.close()
@@ -262,6 +307,35 @@ def _restarter(server: Server):
         server.stop()
         server.start()
     return restart
+
+
+class _TurnedBusy(BaseException):
+    """Raised in the measuring thread when the background watch gives up on the cell: a BaseException, so
+    no profile's or client's `except Exception` takes it for a failed request."""
+
+
+@contextlib.contextmanager
+def _stoppable():
+    """A function the background watch calls (from its thread) to stop the measurement now: SIGUSR1 to
+    the main thread breaks a blocking read (a stream, a tool's output) and raises `_TurnedBusy` there.
+    Off the main thread, where no handler can be set, the cell is judged at its end as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    stopped = threading.Event()
+
+    def handler(_signum, _frame):
+        if not stopped.is_set():
+            stopped.set()
+            raise _TurnedBusy
+
+    main = threading.main_thread().ident
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        yield lambda: signal.pthread_kill(main, signal.SIGUSR1)
+    finally:
+        stopped.set()  # the watch has stopped by now (its `with` is inside); a late signal is ignored
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def _background(found: Background) -> dict:

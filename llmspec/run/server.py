@@ -156,6 +156,23 @@ class Server:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def death(self) -> str | None:
+        """Why the server is gone, when a signal ended it that was not ours (`stop()` keeps no process):
+        SIGKILL from outside is almost always the kernel's OOM killer, so the reason says so with the
+        peak memory seen. A server that is still running (hung, or the request failed) gives None."""
+        proc = self.proc
+        if proc is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)  # a killed server may not be reaped yet when its connection drops
+        if proc.returncode is None or proc.returncode >= 0:
+            return None
+        peak = f"peak memory seen {self.memory.peak_rss_bytes / 2**30:.2f} GB"
+        if proc.returncode == -signal.SIGKILL:
+            return f"the server was killed (out of memory?): SIGKILL, {peak}"
+        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else "a signal"
+        return f"the server died of {name}, {peak}"
+
     def log_tail(self, lines: int = 20) -> list[str]:
         try:
             with open(self.log_path, "rb") as fh:

@@ -24,10 +24,13 @@ class Session:
     def __init__(self) -> None:
         self.server: Server | None = None
         self.key: tuple | None = None
+        self.loaded: dict | None = None  # the model file's identity when the server loaded it
         self.load_failures: dict[tuple, str] = {}
         atexit.register(self.close)
 
-    def server_for(self, job: CellJob, model_path: Path, args: ServerArgs) -> Server:
+    def server_for(self, job: CellJob, model_path: Path, args: ServerArgs, identity: dict | None = None) -> Server:
+        """The server for this cell, started when needed; `identity` is the model file's as the caller read
+        it just before, kept as `loaded` when the server is started (what it serves until it stops)."""
         key = (str(model_path), args, job.server.load_timeout_s)
         if key in self.load_failures:
             raise SkipCell(f"model did not load in this run: {self.load_failures[key]}", evidence="load failure")
@@ -45,14 +48,14 @@ class Session:
             except CellError as exc:
                 self.load_failures[key] = str(exc)
                 raise
-            self.server, self.key = server, key
+            self.server, self.key, self.loaded = server, key, identity
         return self.server
 
     def close(self, grace_s: float | None = None) -> None:
         """Stop the server: gracefully between models, within `grace_s` when the run is being killed."""
         if self.server is not None:
             self.server.stop() if grace_s is None else self.server.stop(grace_s)
-        self.server, self.key = None, None
+        self.server, self.key, self.loaded = None, None, None
 
 
 SESSION = Session()
