@@ -5,7 +5,8 @@
     llmspec models SPEC     which model files are present, to download, to derive, and which are not in it
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
     llmspec compare A B     what changed between loadtest files, results trees or git revisions
-    llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json)
+    llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json);
+                            --results: the result file's and the loadtest output's (the published contract)
     llmspec watch [SPEC]    a live dashboard of the running matrix on http://127.0.0.1:8765/
 
 Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_parser(sub)
     schema = sub.add_parser("schema", help="the spec's JSON Schema, for editor completion and typo marks")
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
+    schema.add_argument("--results", action="store_true",
+                        help="the result file's and loadtest output's JSON Schemas instead (the published contract)")
     watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 only)")
     watch.add_argument("spec", nargs="?", help="the spec whose report to offer first (a name or a path); "
                        "default: whatever runs in this project (the current folder)")
@@ -102,7 +105,12 @@ def cmd_watch(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    text = json.dumps(spec_json_schema(), indent=2) + "\n"
+    if args.results:
+        from llmspec.contract import schemas
+
+        text = json.dumps(schemas(), indent=2) + "\n"
+    else:
+        text = json.dumps(spec_json_schema(), indent=2) + "\n"
     if args.output is None:
         sys.stdout.write(text)
         return 0

@@ -13,17 +13,37 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from typing_extensions import TypedDict  # pydantic reads its schema on Python 3.11 (llmspec.contract)
 
 from llmspec.fingerprint import digest, explain_change, fill_missing_model
 
 STATUSES = ("ok", "skipped", "error")
+Status = Literal["ok", "skipped", "error"]
+# The result file's format version (llmspec/contract.py publishes its JSON Schema). Files written
+# before the key existed read as version 1, which they are: the key was added, nothing else changed.
+SCHEMA_VERSION = 1
 BOUND = ":"  # a figure's 95 % interval travels beside it as "<metric>:low" and "<metric>:high"
 
 
 def bound_names(metric: str) -> tuple[str, str]:
     """The two names under which `metric`'s 95 % interval is read (rating) and shown (report)."""
     return f"{metric}{BOUND}low", f"{metric}{BOUND}high"
+
+
+class Cell(TypedDict):
+    spec: str
+    model: str
+    quant: str  # the quant, plus "+<variant>" for a server-setting or engine variant
+    profile: str
+
+
+class Interval(TypedDict):
+    n: int  # repeated samples the interval rests on
+    low: float | None
+    high: float | None
+    method: str  # e.g. "distribution-free median (order statistics)", "bootstrap", "Wilson"
 
 
 @dataclass
@@ -45,10 +65,11 @@ class Result:
       `items`: per scored item, 1 right or 0 wrong (`{item_id: 0|1}`), so two quants can be
       compared item by item (exact McNemar test) without reading the samples.
       Each written only when set.
+    - `schema_version`: the file format's version (absent in files written before it existed: 1)
     """
 
-    cell: dict[str, str]
-    status: str
+    cell: Cell
+    status: Status
     reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     samples: list[Any] = field(default_factory=list)
@@ -63,8 +84,9 @@ class Result:
     skip_evidence: str | None = None
     server_log_tail: list[str] | None = None
     background: dict[str, Any] | None = None
-    intervals: dict[str, dict[str, Any]] | None = None
+    intervals: dict[str, Interval] | None = None
     items: dict[str, int] | None = None
+    schema_version: int = SCHEMA_VERSION
 
     OPTIONAL = ("skip_evidence", "server_log_tail", "background", "intervals", "items")
 
@@ -106,7 +128,7 @@ class Result:
             host=part("host", dict, {}), server=part("server", dict, {}), model_file=part("model_file", dict, None),
             skip_evidence=data.get("skip_evidence"), server_log_tail=data.get("server_log_tail"),
             background=part("background", dict, None), intervals=part("intervals", dict, None),
-            items=part("items", dict, None),
+            items=part("items", dict, None), schema_version=part("schema_version", int, 1),
         )
 
     @classmethod

@@ -58,7 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("llmspec.errors", "llmspec.strict", "llmspec.text", "llmspec.stats", "llmspec.progress", "llmspec.logs",
      "llmspec.lock", "llmspec.arrivals", "llmspec.capacity", "llmspec.fingerprint", "llmspec.revisions",
      "llmspec.sandbox"),
-    ("llmspec.results",),  # the result file, written atomically and read back
+    ("llmspec.results", "llmspec.contract"),  # the result file, written atomically and read back; its schema
     ("llmspec.machine", "llmspec.models"),  # this host; model files' facts (all but models.files, below)
     ("llmspec.engines",),  # one module per inference engine
     # what a profile measures with: the wire to a server, the server process, meters, llama.cpp's tools,
