@@ -8,6 +8,8 @@
     llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json);
                             --results: the result file's and the loadtest output's (the published contract)
     llmspec watch [SPEC]    a live dashboard of the running matrix on http://127.0.0.1:8765/
+    llmspec publish SPEC --to hf://datasets/ORG/NAME   this host's results, anonymised, to a shared dataset
+    llmspec pull hf://datasets/ORG/NAME                other hosts' results into build/results/, read-only
 
 Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
 """
@@ -53,11 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("spec", nargs="?", help="the spec whose report to offer first (a name or a path); "
                        "default: whatever runs in this project (the current folder)")
     watch.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
+    publish = sub.add_parser("publish", help="this host's results of SPEC, anonymised, to a Hugging Face dataset")
+    publish.add_argument("spec", help="the spec (a name or a path)")
+    publish.add_argument("--to", required=True, metavar="hf://datasets/ORG/NAME", help="the dataset")
+    publish.add_argument("--dry-run", action="store_true", help="list what would be sent, and send nothing")
+    publish.add_argument("--keep-hostname", action="store_true",
+                         help="publish under this host's folder name instead of an anonymous id (paths and "
+                              "process names are dropped all the same)")
+    pull = sub.add_parser("pull", help="other hosts' results from a Hugging Face dataset into build/results/")
+    pull.add_argument("source", metavar="hf://datasets/ORG/NAME")
+    pull.add_argument("--spec", help="only this spec's results (default: all)")
     args = parser.parse_args(argv)
     try:
         return {"init": cmd_init, "check": cmd_check, "models": cmd_models, "plan": cmd_plan,
                 "loadtest": loadtest.command, "compare": compare.command, "schema": cmd_schema,
-                "watch": cmd_watch}[args.command](args)
+                "watch": cmd_watch, "publish": cmd_publish, "pull": cmd_pull}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -102,6 +114,24 @@ def cmd_watch(args) -> int:
     ws = Workspace(root)
     watch(ws.run, ws.reports, name, args.port)
     return 0
+
+
+def _spec(text: str) -> Spec:
+    """A spec named on the command line: a path to a .toml, or a name under specs/."""
+    return load_spec(Path(text) if text.endswith(".toml") else Path.cwd() / "specs" / f"{text}.toml")
+
+
+def cmd_publish(args) -> int:
+    from llmspec.publish import publish
+
+    return publish(_spec(args.spec), args.to, args.dry_run, args.keep_hostname)
+
+
+def cmd_pull(args) -> int:
+    from llmspec.plan.job import Workspace
+    from llmspec.pull import pull
+
+    return pull(args.source, args.spec, Workspace(Path.cwd()).results)
 
 
 def cmd_schema(args) -> int:

@@ -151,6 +151,11 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     run) are one line, so that planning and reports, which never need them, skip them by
     finding one newline (see `parse_without`).
     """
+    write_text_atomic(path, result_text(result))
+
+
+def result_text(result: dict[str, Any]) -> str:
+    """The file's text as `write_result` writes it (also what `llmspec publish` sends)."""
     assert result.get("status") in STATUSES, result.get("status")
     result = _rounded(result)
     samples = result.pop("samples", None)
@@ -159,7 +164,7 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     if samples is not None:
         slot = SAMPLES_KEY.decode() + json.dumps(SAMPLES_SLOT)  # the top-level key's line, nothing nested
         text = text.replace(slot, SAMPLES_KEY.decode() + json.dumps(samples, sort_keys=True, ensure_ascii=False), 1)
-    write_text_atomic(path, text + "\n")
+    return text + "\n"
 
 
 def write_text_atomic(path: Path, text: str, sync: bool = True) -> None:

@@ -71,7 +71,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("llmspec.plan",),  # spec -> cells -> what is stale, what to skip, each cell's job
     ("llmspec.run",),  # a planned cell measured: runner, session
     ("llmspec.watch", "llmspec.report"),  # the live dashboard; reports from the results
-    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.tasks"),  # commands and doit's tasks
+    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.tasks", "llmspec.dataset",
+     "llmspec.publish", "llmspec.pull"),  # commands and doit's tasks
     ("llmspec.cli",),
 )
 
