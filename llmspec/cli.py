@@ -10,6 +10,7 @@
     llmspec watch [SPEC]    a live dashboard of the running matrix on http://127.0.0.1:8765/
     llmspec publish SPEC --to hf://datasets/ORG/NAME   this host's results, anonymised, to a shared dataset
     llmspec pull hf://datasets/ORG/NAME                other hosts' results into build/results/, read-only
+    llmspec fleet SPEC      with several hosts' results: which host should serve which model
 
 Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
 """
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--keep-hostname", action="store_true",
                          help="publish under this host's folder name instead of an anonymous id (paths and "
                               "process names are dropped all the same)")
+    fleet = sub.add_parser("fleet", help="with results of several hosts: which host should serve which model")
+    fleet.add_argument("spec", help="the spec (a name or a path)")
     pull = sub.add_parser("pull", help="other hosts' results from a Hugging Face dataset into build/results/")
     pull.add_argument("source", metavar="hf://datasets/ORG/NAME")
     pull.add_argument("--spec", help="only this spec's results (default: all)")
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"init": cmd_init, "check": cmd_check, "models": cmd_models, "plan": cmd_plan,
                 "loadtest": loadtest.command, "compare": compare.command, "schema": cmd_schema,
-                "watch": cmd_watch, "publish": cmd_publish, "pull": cmd_pull}[args.command](args)
+                "watch": cmd_watch, "publish": cmd_publish, "pull": cmd_pull,
+                "fleet": cmd_fleet}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -125,6 +129,20 @@ def cmd_publish(args) -> int:
     from llmspec.publish import publish
 
     return publish(_spec(args.spec), args.to, args.dry_run, args.keep_hostname)
+
+
+def cmd_fleet(args) -> int:
+    from llmspec.plan.job import Workspace
+    from llmspec.report import fleet_summary
+
+    spec = _spec(args.spec)
+    found = fleet_summary(spec, Workspace(spec.root).results)
+    if found is None:
+        print(f"Results of fewer than two hosts for spec {spec.name}: a fleet needs more "
+              "(llmspec pull hf://datasets/ORG/NAME fetches other hosts' results)")
+        return 0
+    print(found.text())
+    return 0
 
 
 def cmd_pull(args) -> int:
