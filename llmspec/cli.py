@@ -52,10 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
     schema.add_argument("--results", action="store_true",
                         help="the result file's and loadtest output's JSON Schemas instead (the published contract)")
-    watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 only)")
+    watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 by default)")
     watch.add_argument("spec", nargs="?", help="the spec whose report to offer first (a name or a path); "
                        "default: whatever runs in this project (the current folder)")
-    watch.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
+    watch.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    watch.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                       help="address to serve on (default 127.0.0.1); any other serves read-only under a token "
+                            "printed once, e.g. --bind 0.0.0.0 for other machines")
     publish = sub.add_parser("publish", help="this host's results of SPEC, anonymised, to a Hugging Face dataset")
     publish.add_argument("spec", help="the spec (a name or a path)")
     publish.add_argument("--to", required=True, metavar="hf://datasets/ORG/NAME", help="the dataset")
@@ -116,7 +119,7 @@ def cmd_watch(args) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: a port is 0 (any free one) to 65535")
     ws = Workspace(root)
-    watch(ws.run, ws.reports, name, args.port)
+    watch(ws.run, ws.reports, name, args.port, bind=args.bind)
     return 0
 
 
