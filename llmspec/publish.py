@@ -29,7 +29,10 @@ from llmspec.errors import UserError
 from llmspec.machine.host import host_id, slug
 from llmspec.results import SCHEMA_VERSION, read_result, result_paths, result_text
 
-PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\'\"`,;:()\[\]{}<>=]+){2,}[/\\]?")
+# An absolute path of two parts or more: POSIX (not inside a word or URL), or Windows with its drive
+# letter. A lone backslash is no path: answers and regular expressions are full of them.
+_PART = r"[^\s/\\'\"`,;:()\[\]{}<>=]+"
+PATH = re.compile(rf"(?<![\w.:/\\~-])~?(?:/{_PART}){{2,}}/?|\b[A-Za-z]:\\(?:{_PART}\\)+{_PART}")
 URL_HOST = re.compile(r"(https?://)(?!(?:127\.0\.0\.1|localhost|\[::1\])[:/\s]|(?:127\.0\.0\.1|localhost)$)"
                       r"[^/\s\"']+")
 PROCESS = re.compile(r"[^\s,;()]+ pid \d+")

@@ -60,6 +60,7 @@ def make_project(root: Path) -> Path:
     data["flags"].append("busy: secret-backup-tool pid 4242 used 31 % of a core")
     data["server"]["args"] += ["--model", SECRET_PATH, "--alias", socket.gethostname()]
     data["host"]["id"] = data["fingerprint_inputs"]["host"] = host_id()
+    data["samples"][0]["expected"] = {"pattern": r"^\s*YES\.?\s*$"}  # backslashes, and no path
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return root
 
@@ -130,6 +131,8 @@ def test_nothing_sent_names_this_machine(tmp_path, monkeypatch):
     data = json.loads(published)
     assert data["background"] == {"seconds": 14.7, "top": [{"cpu_pct": 31.0}]}  # shares stay, names go
     assert "…/SmolLM2-135M-Instruct.Q4_1.gguf" in data["server"]["args"]
+    local = root / "build" / "results" / host_id() / "demo/SmolLM2-135M-Instruct/Q4_1/interactive.json"
+    assert data["samples"] == json.loads(local.read_text())["samples"]  # the measurements travel as measured
     assert data["metrics"] == json.loads((FIXTURES / "demo/SmolLM2-135M-Instruct/Q4_1/interactive.json")
                                          .read_text())["metrics"]
 
