@@ -231,3 +231,16 @@ def test_pulled_results_are_not_the_planners_cells(tmp_path, monkeypatch, capsys
     assert plan.returncode == 0, plan.stderr
     assert "0 up to date" in plan.stdout, plan.stdout
     assert not (other / "build" / "results" / host_id()).exists()
+
+
+def test_pull_refuses_a_newer_format_and_places_nothing(tmp_path, monkeypatch, capsys):
+    data = json.loads((FIXTURES / "demo/SmolLM2-135M-Instruct/Q4_1/interactive.json").read_text())
+    newer = json.dumps({**data, "schema_version": 99}).encode()
+    with FakeHub({(DATASET, "some-host-1c-1g-abc123/demo/m/Q4_1/interactive.json"): newer}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        (tmp_path / "b").mkdir()
+        assert llmspec(tmp_path / "b", monkeypatch, "pull", TARGET) == 2
+    err = capsys.readouterr().err
+    assert "schema_version 99 is newer than this llmspec reads" in err and "upgrade llmspec" in err
+    placed = (tmp_path / "b" / "build" / "results").rglob("*.json")
+    assert [p.name for p in placed] == [".pulled.json"]  # the folder's mark (a rerun resumes into it), no result
