@@ -7,8 +7,12 @@
     llmspec models SPEC     which model files are present, to download, to derive, and which are not in it
     llmspec loadtest NAME   the stress-test plan against any server: results/NAME.json
     llmspec compare A B     what changed between loadtest files, results trees or git revisions
-    llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json)
+    llmspec schema          the spec's JSON Schema, for editor completion (specs/llmspec.schema.json);
+                            --results: the result file's and the loadtest output's (the published contract)
     llmspec watch [SPEC]    a live dashboard of the running matrix on http://127.0.0.1:8765/
+    llmspec publish SPEC --to hf://datasets/ORG/NAME   this host's results, anonymised, to a shared dataset
+    llmspec pull hf://datasets/ORG/NAME                other hosts' results into build/results/, read-only
+    llmspec fleet SPEC      with several hosts' results: which host should serve which model
 
 Measuring cells is doit's job (`doit`, `doit report`); this command never starts a server.
 """
@@ -63,16 +67,34 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_parser(sub)
     schema = sub.add_parser("schema", help="the spec's JSON Schema, for editor completion and typo marks")
     schema.add_argument("--output", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
-    watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 only)")
+    schema.add_argument("--results", action="store_true",
+                        help="the result file's and loadtest output's JSON Schemas instead (the published contract)")
+    watch = sub.add_parser("watch", help="a live dashboard of the running matrix, in a browser (127.0.0.1 by default)")
     watch.add_argument("spec", nargs="?", help="the spec whose report to offer first (a name or a path); "
                        "default: whatever runs in this project (the current folder)")
-    watch.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
+    watch.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    watch.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                       help="address to serve on (default 127.0.0.1); any other serves read-only under a token "
+                            "printed once, e.g. --bind 0.0.0.0 for other machines")
+    publish = sub.add_parser("publish", help="this host's results of SPEC, anonymised, to a Hugging Face dataset")
+    publish.add_argument("spec", help="the spec (a name or a path)")
+    publish.add_argument("--to", required=True, metavar="hf://datasets/ORG/NAME", help="the dataset")
+    publish.add_argument("--dry-run", action="store_true", help="list what would be sent, and send nothing")
+    publish.add_argument("--keep-hostname", action="store_true",
+                         help="publish under this host's folder name instead of an anonymous id (paths and "
+                              "process names are dropped all the same)")
+    fleet = sub.add_parser("fleet", help="with results of several hosts: which host should serve which model")
+    fleet.add_argument("spec", help="the spec (a name or a path)")
+    pull = sub.add_parser("pull", help="other hosts' results from a Hugging Face dataset into build/results/")
+    pull.add_argument("source", metavar="hf://datasets/ORG/NAME")
+    pull.add_argument("--spec", help="only this spec's results (default: all)")
     args = parser.parse_args(argv)
     try:
         return {"init": cmd_init, "suggest": cmd_suggest, "catalogue": cmd_catalogue, "check": cmd_check,
                 "models": cmd_models, "plan": cmd_plan,
                 "loadtest": loadtest.command, "compare": compare.command, "schema": cmd_schema,
-                "watch": cmd_watch}[args.command](args)
+                "watch": cmd_watch, "publish": cmd_publish, "pull": cmd_pull,
+                "fleet": cmd_fleet}[args.command](args)
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -115,12 +137,49 @@ def cmd_watch(args) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: a port is 0 (any free one) to 65535")
     ws = Workspace(root)
-    watch(ws.run, ws.reports, name, args.port)
+    watch(ws.run, ws.reports, name, args.port, bind=args.bind)
     return 0
 
 
+def _spec(text: str) -> Spec:
+    """A spec named on the command line: a path to a .toml, or a name under specs/."""
+    return load_spec(Path(text) if text.endswith(".toml") else Path.cwd() / "specs" / f"{text}.toml")
+
+
+def cmd_publish(args) -> int:
+    from llmspec.publish import publish
+
+    return publish(_spec(args.spec), args.to, args.dry_run, args.keep_hostname)
+
+
+def cmd_fleet(args) -> int:
+    from llmspec.plan.job import Workspace
+    from llmspec.report import fleet_summary
+
+    spec = _spec(args.spec)
+    found = fleet_summary(spec, Workspace(spec.root).results)
+    if found is None:
+        print(f"Results of fewer than two hosts for spec {spec.name}: a fleet needs more "
+              "(llmspec pull hf://datasets/ORG/NAME fetches other hosts' results)")
+        return 0
+    print(found.text())
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from llmspec.plan.job import Workspace
+    from llmspec.pull import pull
+
+    return pull(args.source, args.spec, Workspace(Path.cwd()).results)
+
+
 def cmd_schema(args) -> int:
-    text = json.dumps(spec_json_schema(), indent=2) + "\n"
+    if args.results:
+        from llmspec.contract import schemas
+
+        text = json.dumps(schemas(), indent=2) + "\n"
+    else:
+        text = json.dumps(spec_json_schema(), indent=2) + "\n"
     if args.output is None:
         sys.stdout.write(text)
         return 0

@@ -35,7 +35,7 @@ from llmspec.errors import UserError
 from llmspec.profiles.load import LoadProfile, LoadThresholds
 from llmspec.profiles.quality import LOADTEST_SCORE as SCORE
 from llmspec.profiles.quality import Scorer
-from llmspec.results import write_text_atomic
+from llmspec.results import SCHEMA_VERSION, write_text_atomic
 from llmspec.run.client import ChatClient
 from llmspec.run.load import (
     Answer,
@@ -164,7 +164,8 @@ def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None,
             "server": cfg.server, "model": cfg.model,
             "concurrent": concurrent if concurrent is not None else cfg.concurrent, "questions": cfg.questions,
             "timeout": cfg.timeout, "total_duration_ms": round(run.wall_s * 1000, 3)}
-    return {"meta": meta, "results": results, "aggregate": calculate_aggregates(results, run.wall_s)}
+    return {"meta": meta, "results": results, "aggregate": calculate_aggregates(results, run.wall_s),
+            "schema_version": SCHEMA_VERSION}  # after the plan's three keys, which keep their order
 
 
 def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arrival: dict | None = None,

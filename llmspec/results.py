@@ -13,12 +13,18 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from typing_extensions import TypedDict  # pydantic reads its schema on Python 3.11 (llmspec.contract)
 
 from llmspec.fingerprint import digest, explain_change, fill_missing_model
 from llmspec.freshness import UP_TO_DATE, Freshness
 
 STATUSES = ("ok", "skipped", "error")
+Status = Literal["ok", "skipped", "error"]
+# The result file's format version (llmspec/contract.py publishes its JSON Schema). Files written
+# before the key existed read as version 1, which they are: the key was added, nothing else changed.
+SCHEMA_VERSION = 1
 BOUND = ":"  # a figure's 95 % interval travels beside it as "<metric>:low" and "<metric>:high"
 
 
@@ -76,6 +82,20 @@ class ResultPath:
         return cls(parts[0], parts[1], parts[2], parts[3], parts[4][: -len(cls.SUFFIX)])
 
 
+class Cell(TypedDict):
+    spec: str
+    model: str
+    quant: str  # the quant, plus "+<variant>" for a server-setting or engine variant
+    profile: str
+
+
+class Interval(TypedDict):
+    n: int  # repeated samples the interval rests on
+    low: float | None
+    high: float | None
+    method: str  # e.g. "distribution-free median (order statistics)", "bootstrap", "Wilson"
+
+
 @dataclass
 class Result:
     """One cell's measurement (or why there is none), as committed under build/results/.
@@ -95,10 +115,11 @@ class Result:
       `items`: per scored item, 1 right or 0 wrong (`{item_id: 0|1}`), so two quants can be
       compared item by item (exact McNemar test) without reading the samples.
       Each written only when set.
+    - `schema_version`: the file format's version (absent in files written before it existed: 1)
     """
 
-    cell: dict[str, str]
-    status: str
+    cell: Cell
+    status: Status
     reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     samples: list[Any] = field(default_factory=list)
@@ -113,8 +134,9 @@ class Result:
     skip_evidence: str | None = None
     server_log_tail: list[str] | None = None
     background: dict[str, Any] | None = None
-    intervals: dict[str, dict[str, Any]] | None = None
+    intervals: dict[str, Interval] | None = None
     items: dict[str, int] | None = None
+    schema_version: int = SCHEMA_VERSION
 
     OPTIONAL = ("skip_evidence", "server_log_tail", "background", "intervals", "items")
 
@@ -156,7 +178,7 @@ class Result:
             host=part("host", dict, {}), server=part("server", dict, {}), model_file=part("model_file", dict, None),
             skip_evidence=data.get("skip_evidence"), server_log_tail=data.get("server_log_tail"),
             background=part("background", dict, None), intervals=part("intervals", dict, None),
-            items=part("items", dict, None),
+            items=part("items", dict, None), schema_version=part("schema_version", int, 1),
         )
 
     @classmethod
@@ -179,6 +201,11 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     run) are one line, so that planning and reports, which never need them, skip them by
     finding one newline (see `parse_without`).
     """
+    write_text_atomic(path, result_text(result))
+
+
+def result_text(result: dict[str, Any]) -> str:
+    """The file's text as `write_result` writes it (also what `llmspec publish` sends)."""
     assert result.get("status") in STATUSES, result.get("status")
     result = _rounded(result)
     samples = result.pop("samples", None)
@@ -187,7 +214,7 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     if samples is not None:
         slot = SAMPLES_KEY.decode() + json.dumps(SAMPLES_SLOT)  # the top-level key's line, nothing nested
         text = text.replace(slot, SAMPLES_KEY.decode() + json.dumps(samples, sort_keys=True, ensure_ascii=False), 1)
-    write_text_atomic(path, text + "\n")
+    return text + "\n"
 
 
 def write_text_atomic(path: Path, text: str, sync: bool = True) -> None:

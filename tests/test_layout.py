@@ -58,7 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("llmspec.errors", "llmspec.strict", "llmspec.text", "llmspec.stats", "llmspec.progress", "llmspec.logs",
      "llmspec.lock", "llmspec.arrivals", "llmspec.capacity", "llmspec.fingerprint", "llmspec.revisions",
      "llmspec.sandbox", "llmspec.freshness"),
-    ("llmspec.results",),  # the result file, written atomically and read back
+    ("llmspec.results", "llmspec.contract"),  # the result file, written atomically and read back; its schema
     ("llmspec.machine", "llmspec.models"),  # this host; model files' facts (all but models.files, below)
     ("llmspec.engines",),  # one module per inference engine
     ("llmspec.catalogue",),  # well-known GGUF models to download, with their facts and sources
@@ -73,7 +73,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("llmspec.run",),  # a planned cell measured: runner, session
     ("llmspec.watch", "llmspec.report"),  # the live dashboard; reports from the results
     # commands and doit's tasks
-    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.suggest", "llmspec.tasks"),
+    ("llmspec.compare", "llmspec.loadtest", "llmspec.starter", "llmspec.suggest", "llmspec.tasks", "llmspec.dataset",
+     "llmspec.publish", "llmspec.pull"),
     ("llmspec.cli",),
 )
 

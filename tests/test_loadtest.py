@@ -205,7 +205,7 @@ def test_results_file_has_the_plans_shape(four_slots, tmp_path):
     assert proc.stderr.splitlines()[-1].startswith("loadtest: 8/8 done, 0 failed, ")
     text = (tmp_path / "results" / "run_PC_smol.json").read_text()
     document = json.loads(text)
-    assert list(document) == ["meta", "results", "aggregate"]
+    assert list(document) == ["meta", "results", "aggregate", "schema_version"]  # the plan's keys, then the version
     meta, results, agg = document["meta"], document["results"], document["aggregate"]
     assert list(meta) == META_KEYS
     assert (meta["server"], meta["model"], meta["concurrent"], meta["questions"], meta["timeout"]) == \
@@ -330,7 +330,7 @@ def test_levels_against_a_llama_server_started_by_hand(make_server, tmp_path):
                         cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     document = json.loads((tmp_path / "results" / "levels.json").read_text())
-    assert list(document) == ["meta", "results", "aggregate", "levels", "capacity"]
+    assert list(document) == ["meta", "results", "aggregate", "schema_version", "levels", "capacity"]
     assert list(document["meta"]) == META_KEYS and document["meta"]["concurrent"] == 4
     assert list(document["aggregate"]) == AGGREGATE_KEYS and len(document["results"]) == 4
     assert [lv["concurrent"] for lv in document["levels"]] == [1, 2, 4]

@@ -191,3 +191,55 @@ def test_an_unknown_spec_is_one_line(tmp_path):
     proc = start_watch(tmp_path, "nope")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and err.count("\n") == 1 and "nope.toml" in err
+
+
+# --- beyond this machine: --bind ---------------------------------------------------------------
+
+def request(port: int, path: str, method: str = "GET") -> tuple[int, bytes, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path)
+    resp = conn.getresponse()
+    return resp.status, resp.read(), dict(resp.getheaders())
+
+
+def test_the_default_stays_on_loopback_without_a_token(dashboard):
+    assert dashboard.server_address[0] == "127.0.0.1" and dashboard.token is None
+    assert dashboard.url == f"http://127.0.0.1:{dashboard.server_address[1]}/"
+
+
+def test_bound_beyond_loopback_every_route_needs_the_token_and_stays_read_only(tmp_path):
+    (tmp_path / "reports" / "t").mkdir(parents=True)
+    (tmp_path / "reports" / "t" / "report.html").write_text("<p>report</p>")
+    server = Dashboard(tmp_path / "run", tmp_path / "reports", "t", port=0, bind="0.0.0.0")
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        port, token = server.server_address[1], server.token
+        assert token and len(token) >= 32 and server.url.endswith(f":{port}/{token}/")
+        for path in ("/", "/status", "/events", "/reports/t/report.html", f"/{token[:-1]}/status", "/x/" + token):
+            status, body, _ = request(port, path)
+            assert status == 403 and b"token" in body, path
+        status, page, _ = request(port, f"/{token}/")
+        assert status == 200 and b"<title>llmspec watch</title>" in page
+        status, body, _ = request(port, f"/{token}/status")
+        assert status == 200 and json.loads(body)["reports"][0]["href"] == f"/{token}/reports/t/report.html"
+        assert request(port, f"/{token}/reports/t/report.html")[:2] == (200, b"<p>report</p>")
+        status, _, headers = request(port, f"/{token}")
+        assert status == 301 and headers["Location"] == f"/{token}/"
+        assert request(port, f"/{token}/status", "POST")[0] == 501  # read-only: GET is all it answers
+        assert request(port, f"/{token}/reports/t/report.html", "PUT")[0] == 501
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+
+
+def test_watch_bind_prints_the_token_url_once_and_says_read_only(tmp_path):
+    proc = start_watch(tmp_path, "--port", "0", "--bind", "0.0.0.0")
+    line = proc.stdout.readline()
+    url = line.split("open ", 1)[1].split(" ", 1)[0]
+    port, token = url.split(":")[2].split("/")[:2]
+    assert "read-only" in line and "shown only now" in line and len(token) >= 32
+    assert request(int(port), "/status")[0] == 403 and request(int(port), f"/{token}/status")[0] == 200
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and err == "" and token not in out  # printed once, in the first line only

@@ -36,11 +36,12 @@ def host_id() -> str:
     hw = hardware()
     identity = {k: hw[k] for k in ("cpu", "cores_logical", "ram_gb", "arch")}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
-    slug = os.environ.get("LLMSPEC_HOST") or _slug(hw)
-    return f"{slug}-{digest}"
+    name = os.environ.get("LLMSPEC_HOST") or slug(hw)
+    return f"{name}-{digest}"
 
 
-def _slug(hw: dict) -> str:
+def slug(hw: dict) -> str:
+    """"amd-epyc-2c-24g": the hardware in words (also what an anonymised host id keeps)."""
     words = re.findall(r"[a-z0-9]+", hw["cpu"].lower())
     skip = {"r", "tm", "cpu", "processor", "core", "with", "radeon", "graphics", "ghz", "n", "th", "gen"}
     brand = "-".join([w for w in words if w not in skip][:3]) or hw["arch"]

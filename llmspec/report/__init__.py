@@ -87,6 +87,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.report.configs import broadcast_serverless, configs
     from llmspec.report.csv import generate_csv
     from llmspec.report.details import read_details
+    from llmspec.report.fleet import fleet as generate_fleet
     from llmspec.report.frame import for_spec, load_frame
     from llmspec.report.history import history
     from llmspec.report.html import generate_html, index_entry
@@ -100,6 +101,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
     table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
     recs = recommend(table, spec, host_info(frame))
+    fleet = generate_fleet(frame, table, recs)  # None for one host
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(reports_root) / spec.name
     shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
@@ -119,8 +121,22 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     details = read_details(frame, Path(results_root))
     past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
     write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir),
-                                                  past))
+                                                  past, fleet))
     return summary
+
+
+def fleet_summary(spec: Spec, results_root: Path):
+    """`llmspec fleet`: the report's fleet section for `spec` (None with results of one host or none)."""
+    from llmspec.machine import bandwidth
+    from llmspec.report.configs import configs
+    from llmspec.report.fleet import fleet
+    from llmspec.report.frame import for_spec, load_frame
+    from llmspec.report.recommend import recommend
+    from llmspec.report.settings import host_info
+
+    frame, _ = for_spec(load_frame(Path(results_root), spec.name), spec)
+    table = configs(frame, spec, bandwidth.load_all(Path(results_root)))
+    return fleet(frame, table, recommend(table, spec, host_info(frame)))
 
 
 def render(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
@@ -186,4 +202,4 @@ def _from_state(spec: str, out: Path, fields: dict) -> ReportSummary:
                          **fields)
 
 
-__all__ = ["ReportSummary", "build_index", "build_report", "render"]
+__all__ = ["ReportSummary", "build_index", "build_report", "fleet_summary", "render"]

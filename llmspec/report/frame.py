@@ -31,6 +31,7 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
     "profile": pl.String, "status": pl.String, "reason": pl.String, "started_at": pl.String,
     "duration_s": pl.Float64, "model_size_bytes": pl.Int64, "server_version": pl.String,
     "flags": pl.List(pl.String), "host_info": pl.String, "items": pl.String,
+    "model_sha256": pl.String,  # the model file's identity: the same file across hosts (report/fleet.py)
 }
 DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for_spec, not read from files
 KEYS = ["host", "model", "quant", "variant"]  # one configuration: what a user chooses between
@@ -72,6 +73,7 @@ def _row(path: str, result: Result, host_info: dict[str, str]) -> dict[str, Any]
         "status": result.status, "reason": result.reason,
         "started_at": result.started_at or None, "duration_s": result.duration_s,
         "model_size_bytes": (result.model_file or {}).get("size"),
+        "model_sha256": (result.model_file or {}).get("sha256"),
         "server_version": result.server.get("version"),
         "flags": [str(f) for f in result.flags],
         # JSON text, so every hardware field a result records reaches the report as is.

@@ -87,7 +87,7 @@ def chart_script(spec: Any, ident: str) -> Markup:
 
 
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
-                  details: Details, vega_js: str, history: Any = None) -> str:
+                  details: Details, vega_js: str, history: Any = None, fleet: Any = None) -> str:
     """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`
     (and `history.history`'s section, when git holds earlier results)."""
     drawn = charts(frame, configs, details, spec)
@@ -101,7 +101,7 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
         tables=tables, sizes=size_table(frame),
         configs=configs_table(configs), memory=memory_table(configs),
         scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
-        details=details, sample_limit=SAMPLE_LIMIT, labels=LABELS,
+        details=details, sample_limit=SAMPLE_LIMIT, labels=LABELS, fleet=fleet,
     )
 
 

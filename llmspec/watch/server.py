@@ -1,4 +1,4 @@
-"""`llmspec watch`: a live dashboard of the running matrix, on 127.0.0.1 only.
+"""`llmspec watch`: a live dashboard of the running matrix, on 127.0.0.1 unless told otherwise.
 
 It reads what the run writes (build/run/progress.json, see `state`; the reports under
 build/reports/) and nothing else, so it can be started and stopped at any time and any number
@@ -13,12 +13,21 @@ world. What it lacks is added here: heartbeats (a comment line every `HEARTBEAT_
 vanished client is noticed at the next write), quiet handling of clients that go away
 (BrokenPipe / ConnectionReset end that client's thread, no traceback), and a clean Ctrl+C: the
 event streams watch a stop flag, the handler threads are daemons, the socket is closed.
+
+Remote watching (`--bind ADDR`, the design document's "remote progress tracking"): the page shows
+this machine's paths and figures, so on any address but loopback every route lives under a
+token generated at start (`http://ADDR:PORT/<token>/`, printed once) and a request without it
+gets 403. It stays read-only either way: GET only, and only the progress file and the reports.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import mimetypes
+import secrets
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -44,20 +53,28 @@ class Dashboard(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, run_dir: Path, reports: Path, spec: str | None = None, port: int = DEFAULT_PORT,
-                 heartbeat_s: float = HEARTBEAT_S):
+                 heartbeat_s: float = HEARTBEAT_S, bind: str = HOST):
         self.run_dir, self.reports, self.spec = Path(run_dir), Path(reports), spec
         self.heartbeat_s = heartbeat_s
         self.stopping = threading.Event()
         self.page = resources.files("llmspec.watch").joinpath("page.html").read_bytes()
+        self.bind = bind
+        self.token = None if loopback(bind) else secrets.token_urlsafe(24)  # beyond this machine: a secret URL
+        self.prefix = f"/{self.token}" if self.token else ""
+        if ":" in bind:
+            self.address_family = socket.AF_INET6
         try:
-            super().__init__((HOST, port), Handler)
-        except OSError as exc:
-            raise UserError(f"cannot listen on {HOST}:{port} ({exc.strerror or exc}): "
-                            "another `llmspec watch` may hold it; choose another with --port") from None
+            super().__init__((bind, port), Handler)
+        except (OSError, OverflowError) as exc:
+            raise UserError(f"cannot listen on {bind}:{port} ({getattr(exc, 'strerror', None) or exc}): "
+                            "another `llmspec watch` may hold it; choose another with --port"
+                            + ("" if loopback(bind) else ", or check --bind names an address of this machine")) \
+                from None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}/"
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"http://{host}:{self.server_address[1]}{self.prefix}/"
 
     def snapshot(self) -> tuple[tuple, dict]:
         """(signature, what /status answers): the progress file, its liveness and the reports."""
@@ -71,7 +88,7 @@ class Dashboard(ThreadingHTTPServer):
         found = []
         for page in sorted(self.reports.glob("*/report.html")):
             try:
-                found.append({"spec": page.parent.name, "href": f"/reports/{page.parent.name}/report.html",
+                found.append({"spec": page.parent.name, "href": f"{self.prefix}/reports/{page.parent.name}/report.html",
                               "mtime": page.stat().st_mtime})
             except OSError:
                 continue
@@ -105,6 +122,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         route = unquote(urlsplit(self.path).path)
+        if self.server.token is not None:
+            given, slash, rest = route.removeprefix("/").partition("/")
+            if not hmac.compare_digest(given.encode(), self.server.token.encode()):
+                self.send_error(HTTPStatus.FORBIDDEN, "this dashboard needs the token from the URL it printed")
+                return
+            if not slash:  # /<token> without its slash: relative links would lose the token
+                self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+                self.send_header("Location", f"{self.server.prefix}/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            route = "/" + rest
         try:
             if route in ("/", "/index.html"):
                 self._send(self.server.page, "text/html; charset=utf-8")
@@ -163,8 +192,22 @@ class Handler(BaseHTTPRequestHandler):
         """Quiet: one line per request would bury the URL the user needs."""
 
 
-def watch(run_dir: Path, reports: Path, spec: str | None, port: int, say=print) -> None:
+def loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond this machine
+
+
+def watch(run_dir: Path, reports: Path, spec: str | None, port: int, say=print, bind: str = HOST) -> None:
     """Serve until Ctrl+C."""
-    dashboard = Dashboard(run_dir, reports, spec, port)
-    say(f"watching {state.path(run_dir)}: open {dashboard.url} (Ctrl+C to stop)")
+    dashboard = Dashboard(run_dir, reports, spec, port, bind=bind)
+    if dashboard.token:
+        where = " (every interface: use this machine's address in place of it)" if bind in ("0.0.0.0", "::") else ""
+        say(f"watching {state.path(run_dir)}, read-only, beyond this machine on {bind}{where}: open {dashboard.url} "
+            "(the token in this URL is shown only now; a request without it is refused; Ctrl+C to stop)")
+    else:
+        say(f"watching {state.path(run_dir)}: open {dashboard.url} (Ctrl+C to stop)")
     dashboard.serve()

@@ -1,0 +1,139 @@
+"""`llmspec pull hf://datasets/ORG/NAME [--spec S]`: other machines' results, beside this one's.
+
+Pulled results land in build/results/<host>/... where the report and `llmspec fleet` read every
+host, and nowhere the planner looks: it reads and writes only this machine's own folder
+(`host_id()`), so `doit` never counts a pulled result as one of its cells nor measures it again.
+A pulled host folder carries `.pulled.json` (where from, when) and its files are read-only. A
+folder that holds this machine's own results, or results that did not come from a pull
+(measured here, merged through git), is never written: a line says so and the rest goes on.
+Files already here with the same content are not fetched again, so a broken pull resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from llmspec import dataset
+from llmspec.contract import version_of
+from llmspec.errors import UserError
+from llmspec.machine.host import host_id
+from llmspec.progress import Progress
+
+PART = re.compile(r"[A-Za-z0-9][\w.+@-]*")  # a folder or file name of the layout; no "..", no hidden files
+STAGING = ".pull-staging"
+
+
+def wanted(paths: dict[str, str], spec: str | None) -> dict[str, dict[str, str]]:
+    """{host: {path: blob id}} of the layout's files (results of `spec`, or all; card; bandwidth)."""
+    hosts: dict[str, dict[str, str]] = {}
+    for path, oid in paths.items():
+        parts = path.split("/")
+        if not all(PART.fullmatch(p) for p in parts):
+            continue
+        is_result = len(parts) == 5 and parts[4].endswith(".json") and spec in (None, parts[1])
+        if is_result or (len(parts) == 2 and parts[1] in (dataset.CARD, dataset.BANDWIDTH)):
+            hosts.setdefault(parts[0], {})[path] = oid
+    return {h: files for h, files in hosts.items() if any(p.count("/") == 4 for p in files)}
+
+
+def pull(address: str, spec: str | None, results_root: Path, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    ds = dataset.parse(address)
+    remote = dataset.remote_files(ds)
+    if remote is None:
+        raise UserError(f"{ds.address}: no such dataset on the hub (or it is private and no token is set: "
+                        "`huggingface-cli login` or HF_TOKEN)")
+    hosts = wanted(remote, spec)
+    if not hosts:
+        raise UserError(f"{ds.address}: no results" + (f" of spec {spec}" if spec else "") + " in it")
+    todo: dict[str, str] = {}
+    taken = []
+    for host, files in sorted(hosts.items()):
+        if (why := _refused(results_root / host, host)) is not None:
+            err.write(f"llmspec: {ds.address}: host {host} not pulled: {results_root / host} {why}; "
+                      "a pull never overwrites them\n")
+            continue
+        _mark(results_root / host, ds, len(files))  # first: an interrupted pull resumes into a marked folder
+        taken.append(host)
+        todo |= {p: oid for p, oid in files.items() if _blob(results_root / p) != oid}
+    if not taken:
+        return 1
+    got = _fetch(ds, todo, results_root, out)
+    out.write(f"Pulled {len(todo)} file(s), {got} bytes, of {len(taken)} host(s) from {ds.address} into "
+              f"{results_root} ({sum(len(hosts[h]) for h in taken) - len(todo)} already here)\n")
+    return 0
+
+
+def _refused(folder: Path, host: str) -> str | None:
+    if host == host_id():
+        return "holds this machine's own results"
+    if folder.is_dir() and not (folder / dataset.PULLED).is_file():
+        return "holds results that did not come from a pull (measured here or merged through git)"
+    return None
+
+
+def _blob(path: Path) -> str | None:
+    try:
+        return dataset.blob_id(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _fetch(ds: dataset.Dataset, todo: dict[str, str], results_root: Path, out) -> int:
+    from huggingface_hub import hf_hub_download
+
+    from llmspec.models.hub import hub_endpoint
+
+    staging = results_root / STAGING
+    got = 0
+    try:
+        with Progress(f"pull {ds.address}", total=len(todo), unit=" files", say=lambda line: print(line, file=out),
+                      stream=out) as bar:
+            for i, (path, oid) in enumerate(sorted(todo.items())):
+                with dataset.hub_errors(ds, f"download {path}", "; run the same command again to resume"):
+                    staged = Path(hf_hub_download(ds.repo, path, repo_type="dataset", local_dir=staging,
+                                                  endpoint=hub_endpoint()))
+                data = staged.read_bytes()
+                if dataset.blob_id(data) != oid:
+                    raise UserError(f"{ds.address}: {path} arrived with other content than the hub lists; "
+                                    "run the same command again")
+                if path.count("/") == 4:
+                    _check(data, f"{ds.address}/{path}")
+                _place(data, results_root / path)
+                got += len(data)
+                bar.update(i + 1, note=path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return got
+
+
+def _check(data: bytes, where: str) -> None:
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        raise UserError(f"{where}: not a result file (not JSON)") from None
+    if not isinstance(parsed, dict):
+        raise UserError(f"{where}: not a result file")
+    version_of(parsed, where)
+
+
+def _place(data: bytes, path: Path) -> None:
+    """Written atomically and read-only: a pulled result is a record of another machine, not ours to edit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.pull")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, path)
+
+
+def _mark(folder: Path, ds: dataset.Dataset, files: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = {"source": ds.address, "pulled_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "files": files,
+              "note": "pulled by llmspec pull: another machine's results, never measured or rewritten here"}
+    (folder / dataset.PULLED).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")

