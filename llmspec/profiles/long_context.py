@@ -80,6 +80,17 @@ def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
     return max(base_ctx_size, max(settings.sizes) + settings.max_tokens + 256), 1
 
 
+def unmeetable(settings, thresholds) -> str | None:
+    """`target_context_tokens` beyond every size: `max_context_tokens` can never reach it and the
+    load time at the target is never measured."""
+    largest, target = max(settings.sizes), thresholds.target_context_tokens
+    if target <= largest:
+        return None
+    return (f"thresholds.long_context.target_context_tokens = {target} is larger than every size in "
+            f"profiles.long_context.sizes (largest {largest}), so no run can meet it: add {target} to sizes "
+            f"or lower target_context_tokens")
+
+
 def plan_sizes(sizes: list[int], trained: int | None, server_ctx: int | None,
                max_tokens: int) -> list[tuple[int, str | None]]:
     """Each distinct size, smallest first, with the reason it is not attempted (None: attempt it)."""
@@ -272,6 +283,7 @@ KIND = ProfileKind(
     figures={"target_load_s": Figure("{} s", "context load", "load"),
              "max_context_tokens": Figure("{} tokens", "context")},
     server_overrides=server_overrides,
+    unmeetable=unmeetable,
     managed_only=True,  # cuts prompts with the server's own /tokenize
     engine_needs=frozenset({"tokenize"}),
     roles=frozenset({"context_sizes"}),
