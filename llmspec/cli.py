@@ -28,6 +28,7 @@ from llmspec import compare, loadtest
 from llmspec.errors import UserError
 from llmspec.plan.planner import Plan
 from llmspec.spec import Spec, load_spec
+from llmspec.spec.inputs import check_inputs
 from llmspec.text import format_table
 
 
@@ -108,6 +109,7 @@ def cmd_check(args) -> int:
     for path in args.specs:
         try:
             spec = load_spec(path)
+            check_inputs(spec)
         except UserError as exc:
             print(f"llmspec: {exc}", file=sys.stderr)
             failed += 1

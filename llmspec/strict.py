@@ -16,7 +16,7 @@ class Strict(BaseModel):
     """`allow_inf_nan=False`: TOML can spell `nan` and `inf`, and a threshold of inf passes every
     check (a confident "Excellent" from a figure nobody judged)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 def format_loc(loc: list[Any]) -> str:

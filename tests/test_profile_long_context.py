@@ -10,7 +10,7 @@ from llmspec.models.files import metadata
 from llmspec.profiles import ProfileContext
 from llmspec.profiles import long_context as lc
 from llmspec.profiles.base import read_prose
-from llmspec.profiles.long_context import LongContextProfile
+from llmspec.profiles.long_context import LongContextProfile, LongContextThresholds
 from llmspec.run.client import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +60,32 @@ def test_nothing_attempted_reports_zero_context_and_says_so():
     assert outcome.metrics["max_context_tokens"] == 0
     assert outcome.metrics["target_load_s"] is None and outcome.metrics["prompt_tokens_per_s"] is None
     assert any("no context size was attempted" in flag for flag in outcome.flags)
+
+
+def completed(size: int, load_s: float) -> list[dict]:
+    """Three repeats of one completed size, each taking `load_s` to read the prompt."""
+    return [{"size": size, "ttft_s": load_s, "timings": {"prompt_ms": load_s * 1000, "prompt_per_second": size / load_s,
+                                                          "predicted_per_second": 50.0}} for _ in range(3)]
+
+
+def test_the_load_time_is_the_one_at_the_target_size():
+    done = [completed(1024, 1.0), completed(4096, 5.0), completed(8192, 12.0)]
+    assert lc.summarize(done, [], [], target=4096).metrics["target_load_s"] == 5.0
+    assert lc.summarize(done, [], [], target=3000).metrics["target_load_s"] == 5.0  # the next size up, not 1024's
+
+
+def test_a_target_not_reached_has_no_load_time_and_says_why():
+    outcome = lc.summarize([completed(1024, 1.0), completed(4096, 5.0)], [], [], target=8192)
+    assert outcome.metrics["target_load_s"] is None and "target_load_s" not in outcome.intervals
+    assert outcome.metrics["max_context_tokens"] == 4096
+    assert "target_load_s is missing: the target of 8192 tokens was not reached (the largest size completed was " \
+           "4096)" in outcome.flags
+
+
+def test_the_report_reads_the_load_time_again_at_todays_target():
+    row = {"load_s_1024": 1.0, "load_s_4096": 5.0, "load_s_8192": None, "target_load_s": 5.0}
+    assert lc.rederive(row, LongContextThresholds(target_context_tokens=1024)) == {"target_load_s": 1.0}
+    assert lc.rederive(row, LongContextThresholds(target_context_tokens=8192)) == {"target_load_s": None}
 
 
 class FlakyTokenizer:

@@ -9,6 +9,7 @@ process that llmspec's `Server` starts and watches, so server memory is real the
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,8 @@ def test_sustained_run_on_this_machine(which, request, tmp_path):
     assert isinstance(m["drift_pct"], float) and m["drift_pct"] == pytest.approx(drop_pct(decode))
     assert m["rss_peak_gb"] > 0
     assert m["rss_peak_gb"] == pytest.approx(max(v["rss_bytes"] for v in vitals) / GIB)
-    assert m["swap_peak_gb"] == pytest.approx(max(v["swap_used_bytes"] for v in vitals) / GIB)
+    swap = [v["swap_used_bytes"] for v in vitals]
+    assert m["swap_peak_gb"] == pytest.approx((max(swap) - swap[0]) / GIB)
     assert vitals[-1]["tokens_per_s"] in decode  # the chart's series is the latest finished request
     temps = [v["temperature_c"] for v in vitals if v["temperature_c"] is not None]
     if temps:  # a machine with a sensor
@@ -111,6 +113,26 @@ def test_fixture_sensors_report_temperature_and_frequency(fake):
     assert NO_SENSOR_FLAG not in outcome.flags
     assert m["cpu_freq_start_mhz"] == m["cpu_freq_end_mhz"] == 2300.0
     assert m["throttled"] == 0.0 and m["aborted"] == 0.0
+
+
+class SwappingHost(SensorSource):
+    """Swap cannot exist here (no swap device): 2 GiB in use when the cell starts sampling, 0.5 GiB
+    more from half a second on (the samples come at 0 s, 1 s, 2 s, ...)."""
+
+    def __init__(self):
+        super().__init__(SYSFS / "cool")
+        self.first = None
+
+    def swap_used_bytes(self) -> int:
+        self.first = self.first or time.monotonic()
+        return 2 * GIB + (GIB // 2 if time.monotonic() - self.first > 0.5 else 0)
+
+
+def test_swap_peak_is_the_swap_the_run_caused_not_the_systems(fake):
+    outcome = measure(fake, SwappingHost(), duration_s=3)
+    vitals, _ = split(outcome)
+    assert [v["swap_used_bytes"] for v in vitals][:2] == [2 * GIB, 2 * GIB + GIB // 2], vitals
+    assert outcome.metrics["swap_peak_gb"] == pytest.approx(0.5)
 
 
 def test_abort_at_the_first_sample_is_an_outcome_not_an_error(fake):

@@ -159,6 +159,9 @@ class ProfileKind:
     paired: bool = False
     # metric -> what its value means to a person (`llmspec.rating.interpret`), beside the shared readings
     readings: dict[str, Translation] = field(default_factory=dict)
+    # (settings, thresholds) -> why a threshold can never be met with these settings ("thresholds.<p>.<key> =
+    # ...: ..."), or None; `llmspec check` refuses such a spec instead of rating every cell a failure
+    unmeetable: Callable[[BaseModel, BaseModel], str | None] | None = None
     # `llmspec init`: the --use words that switch it on, the settings it writes out (the rest keep their
     # defaults), values it writes instead of the defaults, the design document's reading of the figures
     # above the thresholds, and (settings field, threshold field) of context sizes fitted to this host

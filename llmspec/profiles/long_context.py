@@ -15,9 +15,11 @@ Each size is measured `repeats` times (at least 3), every time a proven prompt-c
 clock), `gen_tokens_per_s_<n>` (server decode speed at that context), each with its 95 % interval;
 `rss_gb_<n>` and `swap_gb_<n>` are the largest over the repeats (server process right after the
 request; None without a managed server). Summary: `max_context_tokens` is the largest size that
-completed (0 when none was attempted). The profile never sees thresholds, so `target_load_s` and
-`prompt_tokens_per_s` (and their intervals) are taken at that largest completed size: the rating
-judges the biggest context this model managed.
+completed (0 when none was attempted). `target_load_s` is the load time at the thresholds'
+`target_context_tokens` (else at the smallest completed size above it; missing, with a flag saying
+why, when no size that large completed, never the figure of a smaller one); the report reads it
+again from the per-size figures when the target changes. `prompt_tokens_per_s` (and its interval)
+is taken at the largest completed size.
 
 Each measured sample keeps the server's timings plus `text_chars` (the prompt is that many
 characters of the prose files joined by blank lines, repeated the same way), `text_tokens` and
@@ -26,6 +28,7 @@ characters of the prose files joined by blank lines, repeated the same way), `te
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from pydantic import Field
@@ -78,6 +81,18 @@ def server_overrides(settings, base_ctx_size: int) -> tuple[int, int]:
     the reason a size the model supports is skipped.
     """
     return max(base_ctx_size, max(settings.sizes) + settings.max_tokens + 256), 1
+
+
+def unmeetable(settings, thresholds) -> str | None:
+    """`target_context_tokens` set beyond every size: `max_context_tokens` can never reach it and the
+    load time at the target is never measured. The default target is left to the rating (specs that
+    measure small sizes only and never name a target keep loading)."""
+    largest, target = max(settings.sizes), thresholds.target_context_tokens
+    if target <= largest or "target_context_tokens" not in thresholds.model_fields_set:
+        return None
+    return (f"thresholds.long_context.target_context_tokens = {target} is larger than every size in "
+            f"profiles.long_context.sizes (largest {largest}), so no run can meet it: add {target} to sizes "
+            f"or lower target_context_tokens")
 
 
 def plan_sizes(sizes: list[int], trained: int | None, server_ctx: int | None,
@@ -151,7 +166,8 @@ def run(ctx: ProfileContext) -> Outcome:
             flags.append(f"{size} tokens failed ({error}); larger sizes not attempted")
             break
         done.append(repeats)
-    return summarize(done, samples, flags)
+    target = getattr(ctx.thresholds, "target_context_tokens", None)
+    return summarize(done, samples, flags, target)
 
 
 def token_counter(client) -> Callable[[str], int]:
@@ -209,10 +225,34 @@ def _measure(ctx: ProfileContext, text: str, size: int, overhead: int, count) ->
     return sample, flags
 
 
-def summarize(done: list[list[dict]], samples: list[dict], flags: list[str]) -> Outcome:
+def target_size(completed: list[int], target: int | None) -> tuple[int | None, str | None]:
+    """The completed size `target_load_s` is read at, or None and why: the target itself, else the
+    smallest completed size above it (loading more tokens takes no less time, so the figure errs
+    on the slow side); without a target (no thresholds), the largest completed size."""
+    if target is None:
+        return (completed[-1], None) if completed else (None, None)
+    at = next((size for size in completed if size >= target), None)
+    if at is None:
+        reached = f"the largest size completed was {completed[-1]}" if completed else "no size completed"
+        return None, f"target_load_s is missing: the target of {target} tokens was not reached ({reached})"
+    return at, None
+
+
+def rederive(row: dict, thresholds) -> dict[str, float | None]:
+    """`target_load_s` again at today's `target_context_tokens`, from the stored per-size load times."""
+    completed = sorted(int(key.removeprefix("load_s_")) for key, value in row.items()
+                       if re.fullmatch(r"load_s_\d+", key) and value is not None)
+    if not completed:  # no per-size figures to read it from: the stored one stands
+        return {}
+    at, _ = target_size(completed, thresholds.target_context_tokens)
+    return {"target_load_s": row.get(f"load_s_{at}") if at is not None else None}
+
+
+def summarize(done: list[list[dict]], samples: list[dict], flags: list[str], target: int | None = None) -> Outcome:
     """Per-size medians (with intervals) and the summary the rating reads, from the completed sizes.
 
-    `done` holds, per completed size (smallest first), the samples of its repeats.
+    `done` holds, per completed size (smallest first), the samples of its repeats; `target` is
+    the thresholds' `target_context_tokens` (see `target_size`).
     """
     metrics: dict[str, float | None] = {}
     intervals: dict[str, Interval] = {}
@@ -231,17 +271,21 @@ def summarize(done: list[list[dict]], samples: list[dict], flags: list[str]) -> 
         metrics[f"rss_gb_{size}"] = _peak_gb(x.get("rss_bytes") for x in repeats)
         metrics[f"swap_gb_{size}"] = _peak_gb(x.get("swap_bytes") for x in repeats)
     last = done[-1][0]["size"] if done else None
+    at, missing = target_size([repeats[0]["size"] for repeats in done], target)
+    if missing:
+        flags.append(missing)
     disagreements = [x["clock_disagreement_pct"] for repeats in done for x in repeats
                      if x.get("clock_disagreement_pct") is not None]
     metrics.update({
         "max_context_tokens": last or 0,
-        "target_load_s": metrics[f"load_s_{last}"] if last else None,
+        "target_load_s": metrics[f"load_s_{at}"] if at else None,
         "prompt_tokens_per_s": metrics[f"prompt_tokens_per_s_{last}"] if last else None,
         "clock_disagreement_pct": max(disagreements) if disagreements else None,
     })
-    for summary, per_size in (("target_load_s", "load_s"), ("prompt_tokens_per_s", "prompt_tokens_per_s")):
-        if last and f"{per_size}_{last}" in intervals:
-            intervals[summary] = intervals[f"{per_size}_{last}"]
+    for summary, per_size, size in (("target_load_s", "load_s", at),
+                                    ("prompt_tokens_per_s", "prompt_tokens_per_s", last)):
+        if size and f"{per_size}_{size}" in intervals:
+            intervals[summary] = intervals[f"{per_size}_{size}"]
     if not done:
         flags.append("no context size was attempted, so max_context_tokens is 0")
     return Outcome(metrics, samples, flags, intervals)
@@ -272,6 +316,8 @@ KIND = ProfileKind(
     figures={"target_load_s": Figure("{} s", "context load", "load"),
              "max_context_tokens": Figure("{} tokens", "context")},
     server_overrides=server_overrides,
+    unmeetable=unmeetable,
+    rederive=rederive,
     managed_only=True,  # cuts prompts with the server's own /tokenize
     engine_needs=frozenset({"tokenize"}),
     roles=frozenset({"context_sizes"}),

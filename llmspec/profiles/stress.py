@@ -201,7 +201,7 @@ def _outcome(records: list[tuple[float, RequestRecord]], sampler: Sampler, s) ->
         "duration_s": max([vitals[-1]["elapsed_s"]] + [elapsed for elapsed, _ in records[-1:]]),
         "samples_taken": float(len(vitals)),
         "requests": float(len(records)),
-        "swap_peak_gb": _peak_gb(v["swap_used_bytes"] for v in vitals),
+        "swap_peak_gb": _swap_caused_gb([v["swap_used_bytes"] for v in vitals]),
         "rss_peak_gb": _peak_gb(v["rss_bytes"] for v in vitals),
         "cpu_freq_start_mhz": median(thirds(freqs)[0]) if freqs else None,
         "cpu_freq_end_mhz": median(thirds(freqs)[1]) if freqs else None,
@@ -233,6 +233,13 @@ def _flags(temps, freqs, decode, sampler: Sampler, s) -> list[str]:
     if timed < 3:
         flags.append(f"drift: only {timed} timed request{'s' if timed != 1 else ''}; too few to show a trend")
     return flags
+
+
+def _swap_caused_gb(values: list[int | None]) -> float | None:
+    """Swap the run added over what was in use when it started: a machine that swapped 2 GB before
+    the cell (another program, long ago) is not this configuration's failure."""
+    present = [v for v in values if v is not None]
+    return max(0, max(present) - present[0]) / GIB if present else None
 
 
 def _peak_gb(values) -> float | None:

@@ -18,6 +18,7 @@ from llmspec.strict import format_loc
 
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a TOML key that needs no quotes
 MAX_SHOWN_VALUE = 80  # characters of a wrong value quoted in the message
+KEYED_MESSAGES = ("fit", "unmeetable")  # spec-wide rules whose message starts with the keys it is about
 
 
 def project_root_of(spec_path: Path) -> Path:
@@ -114,6 +115,8 @@ def describe_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
             message += f" ({value} needs a llama-server llmspec starts itself: measure it with [[models]])"
     where = format_loc([p if isinstance(p, int) or BARE_KEY.fullmatch(p) else json.dumps(p) for p in loc])
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    if not loc and kind in KEYED_MESSAGES:
+        return f"{message}{more}"
     return f"{where or '(top level)'}: {message}{more}"
 
 

@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 from llmspec.engines import DEFAULT as DEFAULT_ENGINE
 from llmspec.engines import ENGINES
 from llmspec.models.quants import BITS_PER_WEIGHT, check_quant
-from llmspec.profiles import KINDS, ORDER
+from llmspec.profiles import KINDS, ORDER, PROFILES
 from llmspec.profiles.base import project_path
 from llmspec.strict import Strict
 
@@ -343,7 +343,17 @@ class Spec(Strict):
         if dup:
             raise PydanticCustomError("dup", "model name {n} is used twice", {"n": dup})
         self._answers_fit()
+        self._thresholds_meetable()
         return self
+
+    def _thresholds_meetable(self) -> None:
+        """A threshold the profile's own settings rule out would rate every cell a failure after hours of
+        measuring (a long-context target larger than every size measured)."""
+        for name, settings in self.profiles.enabled().items():
+            kind = PROFILES[name]
+            why = kind.unmeetable(settings, getattr(self.thresholds, name)) if kind.unmeetable else None
+            if why:
+                raise PydanticCustomError("unmeetable", "{why}", {"why": why})
 
     def _answers_fit(self) -> None:
         """An answer of max_tokens must fit the server's context with room for a prompt, or every request
