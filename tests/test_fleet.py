@@ -77,6 +77,7 @@ def write_fleet(results: Path) -> None:
                 hw = json.loads((FIXTURES / SMOL / "Q4_1" / "interactive.json").read_text())["host"]
                 data = {"cell": {"spec": "demo", "model": BIG, "quant": "Q4_1", "profile": profile},
                         "status": "skipped", "reason": NO_FIT, "host": {**hw, **card, "id": host},
+                        "fingerprint": "f" * 64, "metrics": {},  # as llmspec writes a skip
                         "model_file": {"name": "big.Q4_1.gguf", "sha256": BIG_SHA, "size": 4_210_000_000}}
             out.write_text(json.dumps(data))
 

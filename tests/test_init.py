@@ -160,7 +160,7 @@ def test_init_writes_a_spec_of_every_tools_files_that_check_and_plan_accept(mach
     # What cannot run here is a comment with the reason, not an entry.
     assert "big-model" not in models and "split-model" not in models
     big = next(line for line in text.splitlines() if "Q4_K_M:" in line and "GB" in line and "#   " in line)
-    assert "needs about 10.1 GB" in big and "more than limits.max_memory_gb = 4" in big
+    assert "needs about 10.3 GB" in big and "more than limits.max_memory_gb = 4" in big
     assert "split into 2 files" in text and "llama-gguf-split --merge" in text
     assert "max_memory_gb = 4.0" in text
     # The console says where it looked and what it skipped.
