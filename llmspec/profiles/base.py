@@ -10,6 +10,7 @@ the registry in `llmspec.profiles`.
 from __future__ import annotations
 
 import hashlib
+import json
 import statistics
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
@@ -377,3 +378,17 @@ def reasoning_figures(records: list, intervals: dict[str, Interval], ttft: str =
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g} s"
+
+
+def item_list(path: Path) -> list:
+    """The `items` of a bundled or user-written items file (`{"items": [...], "description": ...}`),
+    each problem with the file's shape one line naming it; the profile checks each item itself."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or set(raw) - {"items", "description"}:
+        raise UserError(f'{path}: expected an object with "items" (and optionally "description")')
+    if not isinstance(raw.get("items"), list) or not raw["items"]:
+        raise UserError(f'{path}: "items" must be a non-empty list')
+    return raw["items"]

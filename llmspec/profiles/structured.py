@@ -57,6 +57,7 @@ from llmspec.profiles.base import (
     ProfileKind,
     Rule,
     clock_check,
+    item_list,
     median,
     project_path,
     reasoning_figures,
@@ -205,16 +206,8 @@ def items_path(settings, root: Path) -> Path:
 
 def load_items(path: Path) -> list[Item]:
     """Read and check the items file; any problem is one line naming the file, the item and the key."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(raw, dict) or set(raw) - {"items", "description"}:
-        raise UserError(f'{path}: expected an object with "items" (and optionally "description")')
-    if not isinstance(raw.get("items"), list) or not raw["items"]:
-        raise UserError(f'{path}: "items" must be a non-empty list')
     items: list[Item] = []
-    for n, entry in enumerate(raw["items"], 1):
+    for n, entry in enumerate(item_list(path), 1):
         name = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{n}"
         fault = _item_fault(entry, {i.id for i in items})
         if fault:
