@@ -33,6 +33,8 @@ def suggested(spec: Spec, results_root: Path | None = None) -> dict[tuple[str, s
     from llmspec.catalogue.load import load_catalogue
     from llmspec.errors import UserError
 
+    if not any(m.repo for m in spec.models):  # only a hub repo can be a catalogue entry's
+        return {}
     try:
         entries = {e.repo: e for e in load_catalogue().models}
     except UserError:  # a broken snapshot costs the links, not the report
