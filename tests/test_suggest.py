@@ -153,13 +153,18 @@ def test_the_report_links_each_suggestion_to_its_measured_result_or_says_how_to_
     measured["metrics"] = {"tokens_per_s": 8.0, "server_tokens_per_s": 8.0, "ttft_s": 0.4, "peak_rss_gb": 1.0,
                            "estimated_memory_gb": 1.1, "predicted_tokens_per_s": 10.0}
     write_result(results / here / "mine" / model / quant / "interactive.json", measured)
+    (skipped_model, skipped_quant), *rest = rest
+    skipped = {**make_result(skipped_quant, status="skipped", reason="needs about 9 GB", host=here),
+               "cell": {"spec": "mine", "model": skipped_model, "quant": skipped_quant, "profile": "interactive"}}
+    write_result(results / here / "mine" / skipped_model / skipped_quant / "interactive.json", skipped)
     summary = build_report(spec, results, root / "build" / "reports")
     html = summary.html.read_text(encoding="utf-8")
     table = html[html.index('<table class="sortable memory">'):]
     table = table[:table.index("</table>")]
     assert "<th>Suggestion</th>" in table
     rows = {(m, q): rest for m, q, rest in re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>(.*?)</tr>", table, re.S)}
-    assert set(rows) == {first, *rest}  # the measured one and every candidate not measured yet
+    assert set(rows) == {first, (skipped_model, skipped_quant), *rest}  # with a result or not: every candidate
+    assert re.search(r'<a href="#[^"]+">skipped \(interactive result\)</a>', rows[skipped_model, skipped_quant])
     figures = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', rows[first])
     assert figures == ["1.00", "1.10", "+10%", "", "", "8.0", "10.0", "+25%"]  # predicted beside measured, with error
     link = re.search(r'<a href="#([^"]+)">measured \(interactive result\)</a>', rows[first]).group(1)

@@ -303,9 +303,11 @@ def _suggestion_cell(row: dict[str, Any], suggested: Mapping, anchors: Mapping) 
     found = suggested.get((row["model"], row["quant"]))
     if found is None:
         return _td("-")
-    profile = next((p for p in ORDER if row.get(f"{p}_status") is not None), None)
+    ran = [p for p in ORDER if row.get(f"{p}_status") is not None]
+    profile = next((p for p in ran if row[f"{p}_status"] == "ok"), ran[0] if ran else None)
     if profile is None:
         return _td(f"{found.entry} (catalogue)")
     anchor = anchors.get((row["host"], row["model"], row["config"], profile)) or f"profile-{profile}"
+    state = "measured" if row[f"{profile}_status"] == "ok" else row[f"{profile}_status"]
     return _td(f"{found.entry} (catalogue): ", "suggestion",
-               inner=f'<a href="#{esc(anchor)}">measured ({esc(profile)} result)</a>')
+               inner=f'<a href="#{esc(anchor)}">{esc(state)} ({esc(profile)} result)</a>')
