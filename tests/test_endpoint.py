@@ -8,9 +8,12 @@ appear in any file llmspec writes.
 import json
 
 import pytest
-from conftest import REPO, doit, executed_cells
+from conftest import PIPELINE_ONLY, REPO, doit, executed_cells
 
+from llmspec.plan import view
+from llmspec.plan.planner import Plan
 from llmspec.run.client import ChatClient
+from llmspec.spec import load_spec
 
 SECRET = "sk-test-do-not-write-me-7f3a"
 
@@ -68,3 +71,45 @@ def test_client_honours_proxy_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "inside.example")
     assert ChatClient("http://gpu-box.example:8080").session.proxies.get("http") == "http://proxy.example:3128"
     assert not ChatClient("http://inside.example:8080").session.proxies.get("http")
+
+
+NOT_APPLIED = "reasoning_budget 0 not applied: the endpoint's server was not started by llmspec; set it on that server"
+
+
+@pytest.mark.doit
+def test_a_reasoning_budget_an_endpoint_cannot_get_is_said_in_the_plan_and_the_result(fake_server, project):
+    """[server] reasoning_budget starts llmspec's own server with a cap; a server it did not start
+    never hears of it, so the plan and the endpoint cell's result say so instead of implying a cap."""
+    fake = fake_server(answer_tokens=4, reasoning_tokens=3)
+    spec = project(f"""
+    {PIPELINE_ONLY}
+    [server]
+    reasoning_budget = 0
+    [profiles.interactive]
+    requests = 3
+    max_requests = 3
+    max_tokens = 8
+
+    [[endpoints]]
+    name = "box"
+    url = "{fake.url}"
+    profiles = ["interactive"]
+    """)
+    assert f"box: {NOT_APPLIED}" in view.render(Plan(load_spec(spec), cores=2)).splitlines()
+    out = doit(project.root)
+    assert executed_cells(out.stdout) == ["cell:t:box@remote:interactive"]
+    (path,) = (project.root / "build" / "results").glob("*/*/*/*/*.json")
+    result = json.loads(path.read_text())
+    assert result["status"] == "ok", result.get("reason")
+    assert NOT_APPLIED in result["flags"]
+    assert all("reasoning_budget" not in body for body in fake.requests)  # not sent per request either
+
+
+def test_without_a_budget_the_plan_says_nothing_of_it(project):
+    spec = project("""
+    [[endpoints]]
+    name = "box"
+    url = "http://127.0.0.1:9"
+    profiles = ["interactive"]
+    """)
+    assert "not applied" not in view.render(Plan(load_spec(spec), cores=2))

@@ -416,12 +416,17 @@ def test_session_ttft_per_turn_and_tool_call_accuracy_per_category_are_drawn(tmp
         write_result(tmp_path / "results" / HOST / "demo" / "SmolLM2-135M-Instruct" / quant / "tool_calls.json", calls)
     page = Page(render(tmp_path, spec))
     session = page.chart("session")
+    on = "cache on (turn 1 read cold: nothing cached yet)"  # turn 1 has nothing to reuse: never called a hit
     points = {(v["quant"], v["cache"], v["turn"]): v for v in session["data"]["values"]}
-    assert len(points) == 12  # 2 quants x cache on/off x 3 turns
+    assert len(points) == 12 and {c for _, c, _ in points} == {on, "cache off"}  # 2 quants x on/off x 3 turns
     last = points["Q4_1", "cache off", 3]
     assert (round(last["ttft_s"], 6), last["prompt_tokens"]) == (1.515, 3001.5)  # medians over the two repeats
-    assert points["Q8_0", "cache on", 2]["ttft_s"] == 0.15
+    assert points["Q8_0", on, 2]["ttft_s"] == 0.15
+    assert [points["Q4_1", on, turn]["read"] for turn in (1, 2, 3)] == [
+        "cold: nothing cached yet", *["cached prefix reused, the new part read"] * 2]
+    assert {points["Q4_1", "cache off", turn]["read"] for turn in (1, 2, 3)} == {"whole (cache off)"}
     assert session["encoding"]["strokeDash"]["field"] == "cache"
+    assert {"field": "read", "title": "Prompt read"} in session["encoding"]["tooltip"]
     shown = {(v["quant"], v["category"]): v for v in page.chart("categories")["data"]["values"]}
     assert set(shown) == {(q, c) for q in ("Q4_1", "Q8_0") for c in ("simple", "parallel")}
     assert page.chart("categories")["encoding"]["x"]["sort"] == ["simple", "parallel"]  # BFCL's order

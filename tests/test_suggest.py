@@ -119,3 +119,59 @@ def test_suggest_writes_a_spec_that_check_and_plan_accept(project):
 def test_bad_arguments_are_one_line(project, args, expected):
     out = llmspec(project.root, "suggest", *args)
     assert out.returncode == 2 and expected in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_the_report_links_each_suggestion_to_its_measured_result_or_says_how_to_measure_it(project):
+    """#30: the predicted-vs-measured table of a spec `suggest --write` wrote: a measured candidate links
+    to its result's excerpt with the predicted figures beside the measured ones and the error; one not
+    measured yet shows the memory the suggestion printed and the `doit` command that measures it."""
+    import json
+    import re
+
+    from llmspec.machine import bandwidth
+    from llmspec.machine.host import host_id
+    from llmspec.plan.prediction import for_host
+    from llmspec.report import build_report
+    from llmspec.results import write_result
+    from llmspec.spec import load_spec
+    from tests.test_report import make_result
+
+    root = project.root
+    out = llmspec(root, "suggest", "--use", "chat", "--memory-gb", "8", "--disk-gb", "50", "--write", "mine")
+    assert out.returncode == 0, out.stderr
+    text = (root / "specs" / "mine.toml").read_text()
+    printed = {name: gb for gb, name in re.findall(r'# predicted: ([\d.]+) GB.*\nname = "([^"]+)"', text)}
+    spec = load_spec(root / "specs" / "mine.toml")
+    first, *rest = [(m.name, m.quants[0]) for m in spec.models]
+    results, here = root / "build" / "results", host_id()
+    bandwidth.path(results, here).parent.mkdir(parents=True)
+    bandwidth.path(results, here).write_text(json.dumps({"version": bandwidth.VERSION, "copy_gbps": 20.0,
+                                                         "measured_at": "2026-12-05T03:00:00Z"}))
+    model, quant = first
+    measured = {**make_result(quant, host=here), "cell": {"spec": "mine", "model": model, "quant": quant,
+                                                          "profile": "interactive"}}
+    measured["metrics"] = {"tokens_per_s": 8.0, "server_tokens_per_s": 8.0, "ttft_s": 0.4, "peak_rss_gb": 1.0,
+                           "estimated_memory_gb": 1.1, "predicted_tokens_per_s": 10.0}
+    write_result(results / here / "mine" / model / quant / "interactive.json", measured)
+    (skipped_model, skipped_quant), *rest = rest
+    skipped = {**make_result(skipped_quant, status="skipped", reason="needs about 9 GB", host=here),
+               "cell": {"spec": "mine", "model": skipped_model, "quant": skipped_quant, "profile": "interactive"}}
+    write_result(results / here / "mine" / skipped_model / skipped_quant / "interactive.json", skipped)
+    summary = build_report(spec, results, root / "build" / "reports")
+    html = summary.html.read_text(encoding="utf-8")
+    table = html[html.index('<table class="sortable memory">'):]
+    table = table[:table.index("</table>")]
+    assert "<th>Suggestion</th>" in table
+    rows = {(m, q): rest for m, q, rest in re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>(.*?)</tr>", table, re.S)}
+    assert set(rows) == {first, (skipped_model, skipped_quant), *rest}  # with a result or not: every candidate
+    assert re.search(r'<a href="#[^"]+">skipped \(interactive result\)</a>', rows[skipped_model, skipped_quant])
+    figures = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', rows[first])
+    assert figures == ["1.00", "1.10", "+10%", "", "", "8.0", "10.0", "+25%"]  # predicted beside measured, with error
+    link = re.search(r'<a href="#([^"]+)">measured \(interactive result\)</a>', rows[first]).group(1)
+    assert f'id="{link}"' in html and "not measured yet" not in rows[first]
+    speed = for_host(results, here)  # this host's roofline, calibrated by the one result now here
+    for name, quant in rest:
+        entry = next(e for e in CATALOGUE if e.name == name)
+        figures = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', rows[name, quant])
+        assert figures == ["", printed[name], "", "", "", "", f"{speed.decode(entry.files[quant].size):.1f}", ""]
+        assert "not measured yet: <code>doit spec=mine</code>" in rows[name, quant]

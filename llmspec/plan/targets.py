@@ -14,7 +14,7 @@ from llmspec.engines import DEFAULT, argv, engine_named
 from llmspec.engines.base import ServerArgs
 from llmspec.errors import UserError
 from llmspec.models.files import ModelFile, identity, metadata_or_none
-from llmspec.spec import Endpoint
+from llmspec.spec import Endpoint, ServerSettings
 
 if TYPE_CHECKING:
     from llmspec.run.client import ChatClient
@@ -56,6 +56,10 @@ class LocalModel:
             return None
         return {**model_identity, "quant": self.file.quant, "source": self.file.kind, "metadata": metadata}
 
+    def unapplied(self, server: ServerSettings) -> list[str]:
+        """Every [server] setting reaches the server llmspec starts."""
+        return []
+
 
 @dataclass(frozen=True)
 class EndpointTarget:
@@ -92,6 +96,19 @@ class EndpointTarget:
 
     def provenance(self, model_identity: dict | None, metadata: dict | None) -> None:
         return None
+
+    def unapplied(self, server: ServerSettings) -> list[str]:
+        """[server] settings that change what a model answers but cannot reach a server llmspec did not
+        start, said in the plan and in each result rather than silently dropped. The budget is not sent
+        per request: llama-server would read one from a request's body, but an endpoint may be any
+        server, and one that refuses unknown fields would fail every cell."""
+        budgets = [server.reasoning_budget] if server.reasoning_budget is not None else []
+        if server.sweep is not None and server.sweep.reasoning_budget is not None:
+            budgets += [b for b in server.sweep.reasoning_budget if b not in budgets]
+        if not budgets:
+            return []
+        return [f"reasoning_budget {', '.join(map(str, budgets))} not applied: the endpoint's server was not started "
+                f"by llmspec; set it on that server"]
 
     def api_key(self) -> str | None:
         """Read from the environment at run time; never written to any file."""

@@ -99,6 +99,16 @@ def _which(plan: Plan, cells: list[Cell]) -> str:
     return ", ".join(shown)
 
 
+def unapplied_lines(plan: Plan) -> list[str]:
+    """Per endpoint, the [server] settings its cells run without (`EndpointTarget.unapplied`)."""
+    lines, seen = [], set()
+    for cell in plan.cells:
+        if cell.endpoint and cell.model not in seen:
+            seen.add(cell.model)
+            lines += [f"{cell.model}: {text}" for text in plan.target(cell).unapplied(plan.spec.server)]
+    return lines
+
+
 def _download(mf) -> str:
     if mf.path.exists():
         return "-"
@@ -124,6 +134,7 @@ def render(plan: Plan) -> str:
         format_table(cells),
         format_table(model_rows(plan)),
         format_table(command_rows(plan)),
+        *(["\n".join(found)] if (found := unapplied_lines(plan)) else []),
         f"{counts['up to date']} up to date, {counts['run']} to run, {counts['skip']} to skip{took} "
         f"(memory limit: {ev.limit_text}; `doit` runs the plan)",
     ])

@@ -94,6 +94,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.report.json import generate_json
     from llmspec.report.recommend import recommend
     from llmspec.report.settings import host_info
+    from llmspec.report.suggested import suggested
     from llmspec.report.vega import bundle
     from llmspec.report.xlsx import sheets, write_xlsx
 
@@ -121,7 +122,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     details = read_details(frame, Path(results_root))
     past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
     write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir),
-                                                  past, fleet))
+                                                  past, fleet, suggested(spec, Path(results_root))))
     return summary
 
 

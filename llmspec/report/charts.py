@@ -243,12 +243,24 @@ def _context(ok: pl.DataFrame):
     return values, layout
 
 
+# The session chart's line names: the cache-on line's first point is a cold read like the other's.
+CACHE_LABELS = {"cache on": "cache on (turn 1 read cold: nothing cached yet)"}
+
+
+def _read(point: dict[str, Any]) -> str:
+    if point["cache"] == "cache off":
+        return "whole (cache off)"
+    return "cold: nothing cached yet" if point["turn"] == 1 else "cached prefix reused, the new part read"
+
+
 def _turns(points: list[dict[str, Any]]):
     """One line per configuration and cache setting: the median TTFT of each turn against its prompt size.
-    The gap between a configuration's two lines is what reusing the cache saves as the session grows."""
+    The gap between a configuration's two lines is what reusing the cache saves as the session grows.
+    Turn 1 has nothing to reuse (the session profile reads it cold in every repeat), so the cache-on
+    line is named for the turns that reuse, and each point says how its prompt was read."""
     values = [{**p, "configuration": f"{p['model']} {p['quant']}", "series": f"{p['model']} {p['quant']}, "
-               f"{p['cache']}"} for p in points]
-    tips = [*CONFIG_TIPS, _tip("cache", "Prompt cache"), _tip("turn", "Turn"),
+               f"{p['cache']}", "cache": CACHE_LABELS.get(p["cache"], p["cache"]), "read": _read(p)} for p in points]
+    tips = [*CONFIG_TIPS, _tip("cache", "Prompt cache"), _tip("turn", "Turn"), _tip("read", "Prompt read"),
             _tip("prompt_tokens", "Prompt (tokens)", ",d"), _tip("ttft_s", "TTFT (s)", ".3f")]
     layout = _point_layout(("prompt_tokens", "Prompt size at the turn (tokens)"), ("ttft_s", "Time to first token "
                            "(s)"), ("configuration", "Configuration"), tips, line=True)

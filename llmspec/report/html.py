@@ -87,9 +87,11 @@ def chart_script(spec: Any, ident: str) -> Markup:
 
 
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
-                  details: Details, vega_js: str, history: Any = None, fleet: Any = None) -> str:
+                  details: Details, vega_js: str, history: Any = None, fleet: Any = None,
+                  suggested: Any = None) -> str:
     """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`
-    (and `history.history`'s section, when git holds earlier results)."""
+    (and `history.history`'s section, when git holds earlier results; `report.suggested`'s catalogue
+    configurations, linked from the predicted-vs-measured table)."""
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
     tables, heat, compare = profile_tables(frame, spec, details)
@@ -99,7 +101,7 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
         heatmap=heatmap(frame, heat), comparison=host_comparison(frame, compare) if many else None,
         charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) or history else "", history=history,
         tables=tables, sizes=size_table(frame),
-        configs=configs_table(configs), memory=memory_table(configs),
+        configs=configs_table(configs), memory=memory_table(configs, suggested, details.anchors, spec.name),
         scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
         details=details, sample_limit=SAMPLE_LIMIT, labels=LABELS, fleet=fleet,
     )

@@ -241,7 +241,7 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     label = _label(key, row)
     mark = MARK_OF.get(label, "warn")
     figures = [_figure(m, row[m]) for m in CASES[key].figures if row[m] is not None]
-    retention, lead = _retention(row) if key == QUIZ else "", ""
+    retention, lead = _retention(row, key) if key in PAIRED else "", ""  # its own items against the reference
     if retention == REFERENCE:
         lead = REFERENCE if mark != "fail" else ""  # ✗ lines collapse by cause: no extra words
     elif retention:
@@ -249,7 +249,7 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     kept = _kept(row, spec) if REFERENCE_LOGITS in CASES[key].joins else ""
     if kept and kept != DIVERGENCE_REFERENCE:  # the reference line already says it is the most precise
         figures.append(kept)
-    for profile in (p for p in PAIRED if p in (key, *CASES[key].joins) and p != QUIZ):
+    for profile in (p for p in PAIRED if p in CASES[key].joins and p != QUIZ):  # the joined ones', named
         if (loss := loss_statement(row, profile)) is not None:
             figures.append(f"{profile}: {loss}")
     run_with = f"run with {setting['flags']}" if setting["flags"] else ""
@@ -375,12 +375,14 @@ def _felt(metric: str, value: float, context: str = "") -> str:
     return f"{_figure(metric, value)}{context}: {meaning[:1].lower()}{meaning[1:]}"  # keeps "UX"
 
 
-def _retention(row: dict[str, Any]) -> str:
+def _retention(row: dict[str, Any], profile: str = QUIZ) -> str:
     """REFERENCE, the loss against it where the paired test finds one ("no measurable loss vs
-    Q8_0 on 20 items" where it does not), or "" without a quality comparison."""
-    if row["quality_degradation_pts"] is None or row["quality_reference_quant"] is None:
+    Q8_0 on 20 items" where it does not), or "" without a comparison: of the quiz's items, or of
+    another paired profile's (tool calls, code, structured output), each on its own use-case line."""
+    points, reference = row.get(f"{profile}_degradation_pts"), row.get(f"{profile}_reference_quant")
+    if points is None or reference is None:
         return ""
-    return REFERENCE if row["quality_reference_quant"] == row["quant"] else loss_statement(row) or ""
+    return REFERENCE if reference == row["quant"] else loss_statement(row, profile) or ""
 
 
 def _collapsed(lines: list[Line]) -> list[Line]:

@@ -14,6 +14,7 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -264,17 +265,49 @@ MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"
                   ("speed_error_pct", "{:+.0f}%"))
 
 
-def memory_table(configs: pl.DataFrame) -> dict[str, Any] | None:
-    """Predicted vs measured memory per configuration that ran: how far the planner's skips can be trusted."""
+def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any] | None = None,
+                 anchors: Mapping[tuple[str, str, str, str], str] | None = None, spec_name: str = "") -> dict | None:
+    """Predicted vs measured memory per configuration that ran: how far the planner's skips can be trusted.
+    `suggested` (report.suggested): the spec's catalogue models; each row of one links to its measured
+    result (`anchors`: `Details.anchors`, else the profile's table), and one not measured yet gets a row
+    with the suggestion's figures and the command that measures it."""
+    suggested, anchors = suggested or {}, anchors or {}
+    from_catalogue = pl.Series([key in suggested for key in zip(configs["model"], configs["quant"])], dtype=pl.Boolean)
     graded = configs.filter(pl.col("estimated_memory_gb").is_not_null() | pl.col("predicted_peak_rss_gb").is_not_null()
-                            | pl.col("predicted_tokens_per_s").is_not_null())
-    if not graded.height:
+                            | pl.col("predicted_tokens_per_s").is_not_null() | from_catalogue)
+    measured = set(zip(configs["model"], configs["quant"]))
+    waiting = [s for key, s in suggested.items() if key not in measured]
+    if not graded.height and not waiting:
         return None
     many = graded["host"].n_unique() > 1
     errors = [abs(v) for c in ("estimate_error_pct", "prediction_error_pct") for v in graded[c].drop_nulls()]
     body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
-                     *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS), "</tr>"))
+                     *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS),
+                     _suggestion_cell(r, suggested, anchors) if suggested else "", "</tr>"))
             for r in graded.iter_rows(named=True)]
+    for s in waiting:  # a suggested candidate without a result: what was promised, and how to measure it
+        promised = {"estimated_memory_gb": s.memory_gb, "predicted_tokens_per_s": s.decode_tps}
+        body.append("".join((f"<tr>{_td('') if many else ''}{_td(s.model)}{_td(s.quant)}",
+                             *(_td(_fmt(promised.get(c), fmt), "num", sort=_sort(promised.get(c)))
+                               for c, fmt in MEMORY_COLUMNS),
+                             _td(f"{s.entry} (catalogue): not measured yet: ", "suggestion",
+                                 inner=f"<code>doit spec={esc(spec_name)}</code>"), "</tr>")))
     speed = [abs(v) for v in graded["speed_error_pct"].drop_nulls()]
-    return {"many_hosts": many, "body": paged(body), "count": graded.height,
+    return {"many_hosts": many, "body": paged(body), "count": len(body), "suggested": bool(suggested),
             "worst": max(errors) if errors else None, "worst_speed": max(speed) if speed else None}
+
+
+def _suggestion_cell(row: dict[str, Any], suggested: Mapping, anchors: Mapping) -> str:
+    """A catalogue configuration's link to its measured result: the excerpt of its first profile's
+    cell where the report shows one, else that profile's table."""
+    found = suggested.get((row["model"], row["quant"]))
+    if found is None:
+        return _td("-")
+    ran = [p for p in ORDER if row.get(f"{p}_status") is not None]
+    profile = next((p for p in ran if row[f"{p}_status"] == "ok"), ran[0] if ran else None)
+    if profile is None:
+        return _td(f"{found.entry} (catalogue)")
+    anchor = anchors.get((row["host"], row["model"], row["config"], profile)) or f"profile-{profile}"
+    state = "measured" if row[f"{profile}_status"] == "ok" else row[f"{profile}_status"]
+    return _td(f"{found.entry} (catalogue): ", "suggestion",
+               inner=f'<a href="#{esc(anchor)}">{esc(state)} ({esc(profile)} result)</a>')

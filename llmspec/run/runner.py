@@ -295,6 +295,7 @@ def _measure(job: CellJob, result: Result, server: Server | None, meta: dict | N
         raise CellError(background.busy_reason(limits.max_background_cpu_pct))
     if server is not None:
         result.flags += [f for f in server.engine.missing() if f not in result.flags]
+    result.flags += job.target.unapplied(job.server)
     if meta and meta.get("has_chat_template") is False and job.kind.needs_server:
         result.flags.append("the model file has no chat template, so llama-server formats prompts as ChatML, "
                             "which this model may not understand: answers and quality scores suffer, timings do not")
