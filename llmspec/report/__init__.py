@@ -92,18 +92,19 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.report.history import history
     from llmspec.report.html import generate_html, index_entry
     from llmspec.report.json import generate_json
+    from llmspec.report.parsed import index_path
     from llmspec.report.recommend import recommend
     from llmspec.report.settings import host_info
     from llmspec.report.vega import bundle
     from llmspec.report.xlsx import sheets, write_xlsx
 
-    frame, left_out = for_spec(load_frame(Path(results_root), spec.name), spec)
+    out = Path(reports_root) / spec.name
+    frame, left_out = for_spec(load_frame(Path(results_root), spec.name, index_path(out)), spec)
     wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
     table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
     recs = recommend(table, spec, host_info(frame))
     fleet = generate_fleet(frame, table, recs)  # None for one host
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = Path(reports_root) / spec.name
     shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
     shown.append("host")
     summary = ReportSummary(
