@@ -86,11 +86,11 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.machine import bandwidth
     from llmspec.report.configs import broadcast_serverless, configs
     from llmspec.report.csv import generate_csv
-    from llmspec.report.details import read_details
+    from llmspec.report.details import CELL_LIMIT, FLEET_CELL_LIMIT, read_details
     from llmspec.report.fleet import fleet as generate_fleet
     from llmspec.report.frame import for_spec, load_frame
     from llmspec.report.history import history
-    from llmspec.report.html import generate_html, index_entry
+    from llmspec.report.html import FLEET_WIDE, generate_html, index_entry
     from llmspec.report.json import generate_json
     from llmspec.report.parsed import index_path
     from llmspec.report.recommend import recommend
@@ -119,7 +119,8 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     else:  # an old one would disagree with the other files
         summary.csv.with_suffix(".xlsx").unlink(missing_ok=True)
     write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at))
-    details = read_details(frame, Path(results_root))
+    details = read_details(frame, Path(results_root),
+                           CELL_LIMIT if summary.host_count <= FLEET_WIDE else FLEET_CELL_LIMIT)
     past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
     write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir),
                                                   past, fleet))

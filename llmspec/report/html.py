@@ -34,8 +34,10 @@ from llmspec.report.frame import hosts
 from llmspec.report.tables import (
     configs_table,
     esc,
+    fleet_heatmap,
     heatmap,
     host_comparison,
+    host_spread,
     memory_table,
     pack,
     profile_tables,
@@ -46,6 +48,11 @@ from llmspec.spec import Spec
 TEMPLATES = Path(__file__).parent / "templates"
 PACKED_TYPE = "application/x-llmspec-packed"  # a packed chart spec's script type
 PACK_ABOVE = 64_000  # characters of chart JSON kept as plain text (the demo's are under 20,000)
+# Above this many hosts the page is at fleet scale: hosts side by side (a heat-map column group and a
+# comparison column pair per host, a card each) would make a 12 MB page at 420 hosts, so hosts become
+# rows, the comparison a spread over hosts, and each host's card and overall pick are packed and
+# unpacked when chosen.
+FLEET_WIDE = 8
 SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 
@@ -92,17 +99,31 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
     (and `history.history`'s section, when git holds earlier results)."""
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
+    wide = frame["host"].n_unique() > FLEET_WIDE
     tables, heat, compare = profile_tables(frame, spec, details)
+    hosts = _hosts(frame)
+    comparison = (host_spread(frame) if wide else host_comparison(frame, compare)) if many else None
     return _env().get_template("report.html").render(
         spec=spec, generated_at=generated_at, count=frame.height, many_hosts=many,
-        hosts=_hosts(frame), evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
-        heatmap=heatmap(frame, heat), comparison=host_comparison(frame, compare) if many else None,
+        hosts=hosts, evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
+        heatmap=fleet_heatmap(frame, heat) if wide else heatmap(frame, heat), comparison=comparison,
         charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) or history else "", history=history,
         tables=tables, sizes=size_table(frame),
         configs=configs_table(configs), memory=memory_table(configs),
         scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
         details=details, sample_limit=SAMPLE_LIMIT, labels=LABELS, fleet=fleet,
+        host_details=_host_details(hosts, recs) if wide else "",
     )
+
+
+def _host_details(hosts: list[dict[str, Any]], recs: Any) -> str:
+    """Each host's card and overall pick as HTML, packed (see `pack`): {host id: html}."""
+    template = _env().get_template("host.html")
+    lines: dict[str, list] = {}
+    for line in (recs.overall if recs else ()):
+        lines.setdefault(line.host, []).append(line)
+    return pack(json.dumps({h["id"]: template.render(h=h, lines=lines.get(h["id"], [])) for h in hosts},
+                           ensure_ascii=False))
 
 
 def generate_index(entries: Sequence[IndexEntry]) -> str:
