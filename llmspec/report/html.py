@@ -201,18 +201,27 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
 
 
 def _energy(frame: pl.DataFrame) -> list[str]:
-    """Energy per token where a counter measured it (the idle draw beside it), else why not, per host."""
-    found = []
+    """Energy per token where a counter measured it (the idle draw beside it), else why not, per host;
+    hosts without a counter for the same reason share one sentence (420 of them would be 420)."""
+    best_of: dict[str, dict[str, Any]] = {}
+    if "joules_per_token" in frame.columns:
+        measured = frame.filter((pl.col("status") == "ok") & pl.col("joules_per_token").is_not_null())
+        for row in measured.sort("joules_per_token").unique("host", keep="first", maintain_order=True).iter_rows(
+                named=True):
+            best_of[row["host"]] = row
+    found, unavailable = [], {}
     for host in hosts(frame):
-        rows = frame.filter((pl.col("host") == host["id"]) & (pl.col("status") == "ok"))
-        if "joules_per_token" in rows.columns and rows["joules_per_token"].drop_nulls().len():
-            best = rows.filter(pl.col("joules_per_token").is_not_null()).sort("joules_per_token").row(0, named=True)
+        best = best_of.get(host["id"])
+        if best is not None:
             idle = f", idle draw {best['idle_power_w']:.0f} W beside it" if best.get("idle_power_w") else ""
             found.append(f"Lowest energy per token on {host['id']}: {best['model']} {best['config']} "
                          f"({best['profile']}) at {best['joules_per_token']:.3g} J/token ({best['power_w']:.0f} W"
                          f"{idle}).")
         elif str(host.get("energy", "")).startswith("not available"):
-            found.append(f"Energy per token on {host['id']}: {host['energy']}.")
+            unavailable.setdefault(host["energy"], []).append(host["id"])
+    for why, ids in unavailable.items():
+        named = ids[0] if len(ids) == 1 else f"{len(ids)} hosts ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})"
+        found.append(f"Energy per token on {named}: {why}.")
     return found
 
 
