@@ -86,25 +86,26 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.machine import bandwidth
     from llmspec.report.configs import broadcast_serverless, configs
     from llmspec.report.csv import generate_csv
-    from llmspec.report.details import read_details
+    from llmspec.report.details import CELL_LIMIT, FLEET_CELL_LIMIT, read_details
     from llmspec.report.fleet import fleet as generate_fleet
     from llmspec.report.frame import for_spec, load_frame
     from llmspec.report.history import history
-    from llmspec.report.html import generate_html, index_entry
+    from llmspec.report.html import FLEET_WIDE, generate_html, index_entry
     from llmspec.report.json import generate_json
+    from llmspec.report.parsed import index_path
     from llmspec.report.recommend import recommend
     from llmspec.report.settings import host_info
     from llmspec.report.suggested import suggested
     from llmspec.report.vega import bundle
     from llmspec.report.xlsx import sheets, write_xlsx
 
-    frame, left_out = for_spec(load_frame(Path(results_root), spec.name), spec)
+    out = Path(reports_root) / spec.name
+    frame, left_out = for_spec(load_frame(Path(results_root), spec.name, index_path(out)), spec)
     wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
     table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
     recs = recommend(table, spec, host_info(frame))
     fleet = generate_fleet(frame, table, recs)  # None for one host
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = Path(reports_root) / spec.name
     shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
     shown.append("host")
     summary = ReportSummary(
@@ -119,7 +120,8 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     else:  # an old one would disagree with the other files
         summary.csv.with_suffix(".xlsx").unlink(missing_ok=True)
     write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at))
-    details = read_details(frame, Path(results_root))
+    details = read_details(frame, Path(results_root),
+                           CELL_LIMIT if summary.host_count <= FLEET_WIDE else FLEET_CELL_LIMIT)
     past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
     write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details, bundle(cache_dir),
                                                   past, fleet, suggested(spec, Path(results_root))))

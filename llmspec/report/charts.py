@@ -21,6 +21,7 @@ from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.profiles import role_name
 from llmspec.rating import interpret
 from llmspec.report.details import Details
+from llmspec.report.frame import filled_dicts
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 
@@ -207,7 +208,7 @@ def _variants(configs: pl.DataFrame):
 def _capacity(ok: pl.DataFrame, spec: Spec | None):
     """One line per configuration through its load levels: total output tokens/s against p90 TTFT,
     each point labelled with its number of users, and the service level's TTFT drawn across."""
-    rows = ok.filter(pl.col("profile") == LEVELS).to_dicts() if ok.height else []
+    rows = filled_dicts(ok.filter(pl.col("profile") == LEVELS)) if ok.height else []
     values = [{**_config(r), "configuration": f"{r['model']} {r['config']}", "users": users,
                "output_tokens_per_s": f.get("output_tokens_per_s"), "p90_ttft_s": f.get("p90_ttft_s"),
                "tokens_per_s_per_user": f.get("tokens_per_s_per_user")}

@@ -56,7 +56,7 @@ import polars as pl
 
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
 from llmspec.profiles import KINDS, ORDER, PROFILES, role_name
-from llmspec.report.frame import KEYS
+from llmspec.report.frame import KEYS, filled_dicts
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 from llmspec.stats import mcnemar_p
@@ -321,7 +321,7 @@ def _capacity(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
 
     levels_profile = role_name("user_levels")
     slo = ServiceLevel.of(getattr(spec.thresholds, levels_profile))
-    rows = frame.filter((pl.col("profile") == levels_profile) & (pl.col("status") == "ok")).to_dicts()
+    rows = filled_dicts(frame.filter((pl.col("profile") == levels_profile) & (pl.col("status") == "ok")))
     found = [(*(row[k] for k in KEYS), sentence(max_users(levels, slo), slo, levels))
              for row in rows if (levels := levels_of(row))]
     return pl.DataFrame(found, schema={**{k: pl.String for k in KEYS}, "capacity": pl.String}, orient="row")

@@ -24,6 +24,7 @@ from llmspec.results import ResultPath
 log = logging.getLogger(__name__)
 
 CELL_LIMIT = 300  # cells whose samples are shown
+FLEET_CELL_LIMIT = 60  # ... at fleet scale (html.FLEET_WIDE hosts), where 300 cells' excerpts were 2 MB of the page
 SAMPLE_LIMIT = 5  # samples shown per cell
 TEXT_LIMIT = 500  # characters of one text value (a model's answer) before it is cut
 LIST_LIMIT = 20  # items of one list inside a sample (per-chunk times) before it is cut

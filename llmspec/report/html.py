@@ -34,8 +34,10 @@ from llmspec.report.frame import hosts
 from llmspec.report.tables import (
     configs_table,
     esc,
+    fleet_heatmap,
     heatmap,
     host_comparison,
+    host_spread,
     memory_table,
     pack,
     profile_tables,
@@ -46,6 +48,11 @@ from llmspec.spec import Spec
 TEMPLATES = Path(__file__).parent / "templates"
 PACKED_TYPE = "application/x-llmspec-packed"  # a packed chart spec's script type
 PACK_ABOVE = 64_000  # characters of chart JSON kept as plain text (the demo's are under 20,000)
+# Above this many hosts the page is at fleet scale: hosts side by side (a heat-map column group and a
+# comparison column pair per host, a card each) would make a 12 MB page at 420 hosts, so hosts become
+# rows, the comparison a spread over hosts, and each host's card and overall pick are packed and
+# unpacked when chosen.
+FLEET_WIDE = 8
 SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 
@@ -94,17 +101,31 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
     configurations, linked from the predicted-vs-measured table)."""
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
+    wide = frame["host"].n_unique() > FLEET_WIDE
     tables, heat, compare = profile_tables(frame, spec, details)
+    hosts = _hosts(frame)
+    comparison = (host_spread(frame) if wide else host_comparison(frame, compare)) if many else None
     return _env().get_template("report.html").render(
         spec=spec, generated_at=generated_at, count=frame.height, many_hosts=many,
-        hosts=_hosts(frame), evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
-        heatmap=heatmap(frame, heat), comparison=host_comparison(frame, compare) if many else None,
+        hosts=hosts, evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
+        heatmap=fleet_heatmap(frame, heat) if wide else heatmap(frame, heat), comparison=comparison,
         charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) or history else "", history=history,
         tables=tables, sizes=size_table(frame),
         configs=configs_table(configs), memory=memory_table(configs, suggested, details.anchors, spec.name),
         scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),
         details=details, sample_limit=SAMPLE_LIMIT, labels=LABELS, fleet=fleet,
+        host_details=_host_details(hosts, recs) if wide else "",
     )
+
+
+def _host_details(hosts: list[dict[str, Any]], recs: Any) -> str:
+    """Each host's card and overall pick as HTML, packed (see `pack`): {host id: html}."""
+    template = _env().get_template("host.html")
+    lines: dict[str, list] = {}
+    for line in (recs.overall if recs else ()):
+        lines.setdefault(line.host, []).append(line)
+    return pack(json.dumps({h["id"]: template.render(h=h, lines=lines.get(h["id"], [])) for h in hosts},
+                           ensure_ascii=False))
 
 
 def generate_index(entries: Sequence[IndexEntry]) -> str:
@@ -182,18 +203,27 @@ def _findings(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
 
 
 def _energy(frame: pl.DataFrame) -> list[str]:
-    """Energy per token where a counter measured it (the idle draw beside it), else why not, per host."""
-    found = []
+    """Energy per token where a counter measured it (the idle draw beside it), else why not, per host;
+    hosts without a counter for the same reason share one sentence (420 of them would be 420)."""
+    best_of: dict[str, dict[str, Any]] = {}
+    if "joules_per_token" in frame.columns:
+        measured = frame.filter((pl.col("status") == "ok") & pl.col("joules_per_token").is_not_null())
+        for row in measured.sort("joules_per_token").unique("host", keep="first", maintain_order=True).iter_rows(
+                named=True):
+            best_of[row["host"]] = row
+    found, unavailable = [], {}
     for host in hosts(frame):
-        rows = frame.filter((pl.col("host") == host["id"]) & (pl.col("status") == "ok"))
-        if "joules_per_token" in rows.columns and rows["joules_per_token"].drop_nulls().len():
-            best = rows.filter(pl.col("joules_per_token").is_not_null()).sort("joules_per_token").row(0, named=True)
+        best = best_of.get(host["id"])
+        if best is not None:
             idle = f", idle draw {best['idle_power_w']:.0f} W beside it" if best.get("idle_power_w") else ""
             found.append(f"Lowest energy per token on {host['id']}: {best['model']} {best['config']} "
                          f"({best['profile']}) at {best['joules_per_token']:.3g} J/token ({best['power_w']:.0f} W"
                          f"{idle}).")
         elif str(host.get("energy", "")).startswith("not available"):
-            found.append(f"Energy per token on {host['id']}: {host['energy']}.")
+            unavailable.setdefault(host["energy"], []).append(host["id"])
+    for why, ids in unavailable.items():
+        named = ids[0] if len(ids) == 1 else f"{len(ids)} hosts ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})"
+        found.append(f"Energy per token on {named}: {why}.")
     return found
 
 

@@ -210,7 +210,42 @@ def heatmap(frame: pl.DataFrame, heat: dict) -> dict[str, Any]:
     configs = dict.fromkeys(zip(frame["model"], frame["config"])) if frame.height else {}
     rows = ["".join((f"<tr>{_td(m)}{_td(q)}", *(heat.get((h, m, q, p), NOT_RUN) for h in host_ids for p in profiles),
                      "</tr>")) for m, q in configs]
-    return {"hosts": host_ids, "profiles": profiles, "body": paged(rows)}
+    return {"hosts": host_ids, "profiles": profiles, "body": paged(rows), "long": False}
+
+
+def fleet_heatmap(frame: pl.DataFrame, heat: dict) -> dict[str, Any]:
+    """The heat map at fleet scale: a row per (host, model, quant), a column per profile. Hosts side
+    by side would make a row of hosts x profiles cells (2,940 at 420 hosts); as rows they page,
+    pack, sort and filter like the other large tables."""
+    profiles = _profiles(frame)
+    keys = dict.fromkeys(zip(frame["host"], frame["model"], frame["config"])) if frame.height else {}
+    rows = ["".join((f"<tr>{_td(h)}{_td(m)}{_td(q)}", *(heat.get((h, m, q, p), NOT_RUN) for p in profiles), "</tr>"))
+            for h, m, q in keys]
+    return {"hosts": [], "profiles": profiles, "body": paged(rows), "long": True}
+
+
+def host_spread(frame: pl.DataFrame) -> dict[str, Any]:
+    """Host comparison at fleet scale: per model file and profile, how its headline figure spreads
+    over the hosts that measured it (slowest, median, fastest, with the hosts' names), instead of a
+    column pair per host. Each host's own figure, with its 95 % interval, is in the detailed results."""
+    rows = []
+    ok = frame.filter(pl.col("status") == "ok") if frame.height else frame
+    for profile in _profiles(frame):
+        metric = _headline(profile)
+        if not metric or metric not in ok.columns:
+            continue
+        got = ok.filter((pl.col("profile") == profile) & pl.col(metric).is_not_null() & pl.col(metric).is_not_nan())
+        spread = got.sort(metric).group_by("model", "config", maintain_order=True).agg(
+            pl.len().alias("n"), pl.col(metric).first().alias("low"), pl.col("host").first().alias("low_host"),
+            pl.col(metric).median().alias("mid"), pl.col(metric).last().alias("high"),
+            pl.col("host").last().alias("high_host"))
+        for r in spread.sort("model", "config").iter_rows(named=True):
+            rows.append("".join((
+                f"<tr>{_td(r['model'])}{_td(r['config'])}{_td(profile)}{_td(metric)}",
+                _td(r["n"], "num"), _metric_td(metric, r["low"], False), _td(r["low_host"]),
+                _metric_td(metric, r["mid"], False), _metric_td(metric, r["high"], False), _td(r["high_host"]),
+                "</tr>")))
+    return {"hosts": [], "body": paged(rows), "spread": True}
 
 
 def host_comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
@@ -221,7 +256,7 @@ def host_comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
         metric = _headline(profile)
         cells = ("".join(by_host[h]) if h in by_host else f"<td></td>{NOT_RUN}" for h in host_ids)
         rows.append("".join((f"<tr>{_td(model)}{_td(quant)}{_td(profile)}{_td(metric)}", *cells, "</tr>")))
-    return {"hosts": host_ids, "body": paged(rows)}
+    return {"hosts": host_ids, "body": paged(rows), "spread": False}
 
 
 def size_table(frame: pl.DataFrame) -> dict[str, Any] | None:

@@ -168,6 +168,25 @@
   }
   window.llmspecTables = models;  // for tests and the curious: each table's model
 
+  // At fleet scale each host's card and overall pick are packed (html.py `_host_details`) and
+  // unpacked the first time a host is chosen. window.llmspecShowHost(id) settles once it shows.
+  var pick = document.getElementById("host-pick"), hostDetails = null;
+  function showHost(id) {
+    var el = document.getElementById("host-detail");
+    if (!id) { el.innerHTML = ""; return Promise.resolve(); }
+    hostDetails = hostDetails || unpack(document.getElementById("host-details").textContent);
+    return hostDetails.then(function (byHost) {
+      el.innerHTML = byHost[id] || "";
+    }).catch(function (error) {
+      el.textContent = "This host's detail could not be unpacked: " + error;
+      console.error(error);
+    });
+  }
+  if (pick) {
+    pick.addEventListener("change", function () { showHost(pick.value); });
+    window.llmspecShowHost = function (id) { pick.value = id; return showHost(id); };
+  }
+
   function openTarget() {
     var id = decodeURIComponent(location.hash.slice(1));
     var target = id && document.getElementById(id);
