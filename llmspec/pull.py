@@ -45,7 +45,7 @@ def wanted(paths: dict[str, str], spec: str | None) -> dict[str, dict[str, str]]
 def pull(address: str, spec: str | None, results_root: Path, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     ds = dataset.parse(address)
-    remote = dataset.remote_files(ds)
+    remote = dataset.remote_files(ds, dataset.AGAIN.format(done="pulled"))
     if remote is None:
         raise UserError(f"{ds.address}: no such dataset on the hub (or it is private and no token is set: "
                         "`huggingface-cli login` or HF_TOKEN)")

@@ -9,6 +9,7 @@ one of them given what a real machine leaves in a file: paths, the hostname, oth
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -165,6 +166,32 @@ def test_a_bad_address_is_one_line(tmp_path, monkeypatch, capsys):
     root = make_project(tmp_path / "a")
     assert llmspec(root, monkeypatch, "publish", "demo", "--to", "hf://models/me/x", "--dry-run") == 2
     assert "give a dataset as hf://datasets/ORG/NAME" in capsys.readouterr().err
+
+
+def closed_port() -> str:
+    """An endpoint nothing listens on: a port bound, then let go."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("command", [("publish", "demo", "--to", TARGET, "--dry-run"),
+                                     ("publish", "demo", "--to", TARGET), ("pull", TARGET)])
+def test_an_unreachable_hub_is_asked_once_and_said_in_one_line(tmp_path, command):
+    """Offline, huggingface_hub would retry 5 times (about 23 s of warnings); llmspec asks once."""
+    root = make_project(tmp_path / "a")
+    env = {**os.environ, "HF_ENDPOINT": closed_port(), "HF_HOME": str(tmp_path / "hf_home"), "HF_TOKEN": TOKEN}
+    proc = subprocess.run([sys.executable, "-m", "llmspec.cli", *command], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+    said = proc.stdout + proc.stderr
+    assert "Traceback" not in said and "Retry" not in said and said.count("Connection refused") == 1, said
+    assert f"cannot reach the hub at {env['HF_ENDPOINT']}" in said
+    if "--dry-run" in command:  # goes on: lists every file as new
+        assert proc.returncode == 0 and "every file counted as new" in said and "Host card" in said
+    else:  # stops, in one line, with what to do
+        assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1
+        assert f"nothing was {'sent' if command[0] == 'publish' else 'pulled'}" in said
+        assert "run the same command again" in said
 
 
 # --- pull ---------------------------------------------------------------------------------------
