@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SMOL_MODEL
 
+from llmspec.machine.host import host_id
 from llmspec.report import build_report
 from llmspec.spec import load_spec
 
@@ -137,3 +138,45 @@ def test_report_has_the_fleet_section_and_chromium_opens_it_quietly(fleet_projec
     seen = visit(summary.html, tmp_path)
     assert seen.console == [] and seen.requests == []
     assert 'id="fleet"' in seen.dom
+
+
+def fleet_text(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmspec.cli", "fleet", "demo", *args], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_this_host_vs_the_fleet_is_a_ratio_per_file_with_its_interval(fleet_project):
+    """The GPU box's figures are 4x, the N100's 0.5x: ratios 0.250 and 2.00 per file and profile, each with the
+    interval the stored intervals give (delta method on the log scale), none for the 7B this host skipped."""
+    q8 = fleet_project / "build" / "results" / "intel-n100-4c-8g-d4e5f6" / "demo" / SMOL / "Q8_0" / "interactive.json"
+    data = json.loads(q8.read_text())
+    data["model_file"]["sha256"] = "c" * 64  # same name, another file: not the same measurement
+    q8.write_text(json.dumps(data))
+    proc = fleet_text(fleet_project, "--host", "amd-epyc-2c-24g-ef098a")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout[proc.stdout.index("This host (amd-epyc-2c-24g-ef098a) vs the fleet"):]
+    print(out)
+    rows = [line for line in out.splitlines() if line.startswith(SMOL)]
+    assert len(rows) == 5 and not any(line.startswith(BIG) for line in out.splitlines())
+    gpu = next(r for r in rows if " Q4_1 " in r and "interactive" in r and "gpu-box" in r)
+    assert "83.8 (95 % 69-96.1) t/s" in gpu and "335 (95 % 276-384) t/s" in gpu
+    assert gpu.endswith("0.250x (95 % 0.197-0.317)")  # ln(96.1/83.8) and ln(83.8/69) in quadrature on each side
+    n100 = [r for r in rows if "intel-n100" in r]
+    assert len(n100) == 2 and all("2.00x (95 %" in r for r in n100) and not any(" Q8_0 " in r for r in n100)
+
+
+def test_fleet_host_must_have_results(fleet_project):
+    proc = fleet_text(fleet_project, "--host", "nope-1c-1g-000000")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "--host nope-1c-1g-000000" in proc.stderr and "gpu-box-16c-64g-a1b2c3" in proc.stderr
+
+
+def test_the_reports_fleet_section_sets_this_machine_against_the_others(fleet_project):
+    results = fleet_project / "build" / "results"
+    (results / "amd-epyc-2c-24g-ef098a").rename(results / host_id())  # as if measured on this machine
+    spec = load_spec(fleet_project / "specs" / "demo.toml")
+    html = build_report(spec, results, fleet_project / "build" / "reports").html.read_text(encoding="utf-8")
+    section = html[html.index('<table class="fleet-versus">'):]
+    section = section[:section.index("</table>")]
+    assert section.count("<tr><td>") == 6 and section.count("0.250x (95 %") == 3 and section.count("2.00x (95 %") == 3
+    assert f"Decode tokens/s of {host_id()}" in html and "delta method on the log scale" in html
