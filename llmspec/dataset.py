@@ -3,8 +3,9 @@
 A dataset repository is versioned, access-controlled and already where teams keep data, so
 llmspec keeps no server of its own. Its layout mirrors build/results/:
 `<host>/<spec>/<model>/<quant>/<profile>.json`, plus `<host>/host.json` (the host card) and
-`<host>/bandwidth.json`. Files are compared by git blob id (what the hub's tree listing gives
-for each file), so a publish sends and a pull fetches only what differs.
+`<host>/bandwidth.json`, and `<host>/loadtest/<NAME>.json` (`llmspec loadtest` outputs). Files are
+compared by git blob id (what the hub's tree listing gives for each file), so a publish sends and a
+pull fetches only what differs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ADDRESS = re.compile(r"hf://datasets/([A-Za-z0-9][\w.-]*)/([A-Za-z0-9][\w.-]*)/?
 HOST_DIR = re.compile(r"[A-Za-z0-9][\w.-]*")  # a host folder name that is safe to create here
 CARD = "host.json"
 BANDWIDTH = "bandwidth.json"
+LOADTEST = "loadtest"  # <host>/loadtest/<NAME>.json: that host's `llmspec loadtest` outputs
 PROBE_TIMEOUT_S = 10  # the one question whether the hub is there at all
 AGAIN = "; nothing was {done}: check the network (or HF_ENDPOINT), then run the same command again"
 PULLED = ".pulled.json"  # in a host folder: its results came from a pull (read-only, never measured here)
@@ -39,6 +41,12 @@ def parse(address: str) -> Dataset:
     if found is None:
         raise UserError(f"{address!r}: give a dataset as hf://datasets/ORG/NAME (e.g. hf://datasets/me/bench)")
     return Dataset(f"{found[1]}/{found[2]}")
+
+
+def is_loadtest(doc: object) -> bool:
+    """The stress-test plan's document: meta, results and aggregate (llmspec.loadtest.build_document)."""
+    return isinstance(doc, dict) and isinstance(doc.get("meta"), dict) and isinstance(doc.get("results"), list) \
+        and isinstance(doc.get("aggregate"), dict)
 
 
 def blob_id(data: bytes) -> str:

@@ -7,6 +7,8 @@ A pulled host folder carries `.pulled.json` (where from, when) and its files are
 folder that holds this machine's own results, or results that did not come from a pull
 (measured here, merged through git), is never written: a line says so and the rest goes on.
 Files already here with the same content are not fetched again, so a broken pull resumes.
+A host's `llmspec loadtest` outputs come along (without --spec) into build/results/<host>/loadtest/,
+where `llmspec compare` reads them as it reads any loadtest file.
 """
 
 from __future__ import annotations
@@ -30,16 +32,23 @@ STAGING = ".pull-staging"
 
 
 def wanted(paths: dict[str, str], spec: str | None) -> dict[str, dict[str, str]]:
-    """{host: {path: blob id}} of the layout's files (results of `spec`, or all; card; bandwidth)."""
+    """{host: {path: blob id}} of the layout's files (results of `spec`, or all; card; bandwidth; and,
+    without `spec`, the loadtest outputs, which belong to no spec)."""
     hosts: dict[str, dict[str, str]] = {}
     for path, oid in paths.items():
         parts = path.split("/")
         if not all(PART.fullmatch(p) for p in parts):
             continue
         is_result = len(parts) == 5 and parts[4].endswith(".json") and spec in (None, parts[1])
-        if is_result or (len(parts) == 2 and parts[1] in (dataset.CARD, dataset.BANDWIDTH)):
+        if is_result or _is_loadtest(path) and spec is None or \
+                (len(parts) == 2 and parts[1] in (dataset.CARD, dataset.BANDWIDTH)):
             hosts.setdefault(parts[0], {})[path] = oid
-    return {h: files for h, files in hosts.items() if any(p.count("/") == 4 for p in files)}
+    return {h: files for h, files in hosts.items() if any(p.count("/") == 4 or _is_loadtest(p) for p in files)}
+
+
+def _is_loadtest(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 3 and parts[1] == dataset.LOADTEST and parts[2].endswith(".json")
 
 
 def pull(address: str, spec: str | None, results_root: Path, out=None, err=None) -> int:
@@ -103,8 +112,8 @@ def _fetch(ds: dataset.Dataset, todo: dict[str, str], results_root: Path, out) -
                 if dataset.blob_id(data) != oid:
                     raise UserError(f"{ds.address}: {path} arrived with other content than the hub lists; "
                                     "run the same command again")
-                if path.count("/") == 4:
-                    _check(data, f"{ds.address}/{path}")
+                if path.count("/") == 4 or _is_loadtest(path):
+                    _check(data, f"{ds.address}/{path}", loadtest=_is_loadtest(path))
                 _place(data, results_root / path)
                 got += len(data)
                 bar.update(i + 1, note=path)
@@ -113,13 +122,14 @@ def _fetch(ds: dataset.Dataset, todo: dict[str, str], results_root: Path, out) -
     return got
 
 
-def _check(data: bytes, where: str) -> None:
+def _check(data: bytes, where: str, loadtest: bool = False) -> None:
+    what = "a loadtest output (meta, results, aggregate)" if loadtest else "a result file"
     try:
         parsed = json.loads(data)
     except ValueError:
-        raise UserError(f"{where}: not a result file (not JSON)") from None
-    if not isinstance(parsed, dict):
-        raise UserError(f"{where}: not a result file")
+        raise UserError(f"{where}: not {what} (not JSON)") from None
+    if not isinstance(parsed, dict) or loadtest and not dataset.is_loadtest(parsed):
+        raise UserError(f"{where}: not {what}")
     version_of(parsed, where)
 
 

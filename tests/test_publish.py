@@ -230,6 +230,44 @@ def test_pull_round_trips_the_published_bytes_read_only(tmp_path, monkeypatch, c
         hub.__exit__(None, None, None)
 
 
+def test_loadtest_outputs_travel_anonymised_and_come_back_as_loadtest_files(tmp_path, monkeypatch, capsys):
+    """`llmspec loadtest` files in the project's results/ go along with a publish, scrubbed like results
+    (endpoint host, hostname, paths), and a pull places them where `llmspec compare` reads them."""
+    root = make_project(tmp_path / "a")
+    doc = json.loads((REPO / "tests" / "fixtures" / "loadtest" / "after.json").read_text())
+    doc["meta"]["server"] = "http://gpu-rack-07.corp.example:8080"
+    doc["results"][0]["error"] = f"connection reset by {socket.gethostname()} reading {SECRET_PATH}"
+    (root / "results").mkdir()
+    (root / "results" / "run1.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (root / "results" / "notes.json").write_text('{"not": "a loadtest"}')  # other JSON there stays home
+    with FakeHub({}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        assert llmspec(root, monkeypatch, "publish", "demo", "--to", TARGET) == 0
+        committed = hub.commits[0]["files"]
+        path = next(p for p in committed if p.endswith("/loadtest/run1.json"))
+        assert len(committed) == 6 and not any("notes" in p for p in committed)
+        text = committed[path].decode()
+        for private in ("gpu-rack-07", "corp.example", "alice-private", "/home/", host_id()):
+            assert private not in text, private
+        assert not re.search(rf"(?<![\w.-]){re.escape(socket.gethostname())}(?![\w-])", text)
+        published = json.loads(text)
+        assert published["meta"]["server"] == "http://endpoint"
+        assert published["results"][1:] == doc["results"][1:] and published["aggregate"] == doc["aggregate"]
+        other = tmp_path / "b"
+        (other / "specs").mkdir(parents=True)
+        assert llmspec(other, monkeypatch, "pull", TARGET) == 0
+        pulled = other / "build" / "results" / path
+        assert pulled.read_bytes() == committed[path]  # byte for byte
+        assert not pulled.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+        assert llmspec(other, monkeypatch, "compare", str(pulled), str(root / "results" / "run1.json"),
+                       "--output", str(tmp_path / "c.html")) == 0
+        assert "4 users" in capsys.readouterr().out
+        gets = len(hub.requests)
+        assert llmspec(other, monkeypatch, "pull", TARGET, "--spec", "demo") == 0  # a spec's pull: results only
+        assert not [p for m, p in hub.requests[gets:] if "/resolve/" in p]
+
+
 def test_pull_never_clobbers_this_machines_own_results(tmp_path, monkeypatch, capsys):
     hub, root = published_hub(tmp_path, monkeypatch, "--keep-hostname")
     mine = root / "build" / "results" / host_id()
