@@ -51,16 +51,46 @@ def _is_loadtest(path: str) -> bool:
     return len(parts) == 3 and parts[1] == dataset.LOADTEST and parts[2].endswith(".json")
 
 
-def pull(address: str, spec: str | None, results_root: Path, out=None, err=None) -> int:
-    out, err = out or sys.stdout, err or sys.stderr
-    ds = dataset.parse(address)
-    remote = dataset.remote_files(ds, dataset.AGAIN.format(done="pulled"))
+def _listed(ds: dataset.Dataset, spec: str | None, done: str) -> dict[str, dict[str, str]]:
+    remote = dataset.remote_files(ds, dataset.AGAIN.format(done=done))
     if remote is None:
         raise UserError(f"{ds.address}: no such dataset on the hub (or it is private and no token is set: "
                         "`huggingface-cli login` or HF_TOKEN)")
     hosts = wanted(remote, spec)
     if not hosts:
         raise UserError(f"{ds.address}: no results" + (f" of spec {spec}" if spec else "") + " in it")
+    return hosts
+
+
+def cached(address: str, cache_root: Path, out=None) -> Path:
+    """A dataset given as a source (`llmspec compare hf://...`, `llmspec fleet --with hf://...`): its
+    results in `cache_root/ORG/NAME/`, a results folder of its own, brought up to date with the pull's
+    code (only what changed is fetched; checked, read-only) and holding nothing the dataset no longer
+    has. Nothing of it lands in build/results: reading a dataset is not taking its hosts in."""
+    out = out or sys.stderr
+    ds = dataset.parse(address)
+    hosts = _listed(ds, None, "read")
+    root = cache_root / ds.repo
+    listed = {p for files in hosts.values() for p in files}
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:  # a folder before what is in it
+        if path.is_dir() and path.parent == root and path.name not in hosts:
+            shutil.rmtree(path)
+        elif path.is_file() and path.name != dataset.PULLED and path.relative_to(root).as_posix() not in listed:
+            path.unlink()
+    todo: dict[str, str] = {}
+    for host, files in sorted(hosts.items()):
+        _mark(root / host, ds, len(files))
+        todo |= {p: oid for p, oid in files.items() if _blob(root / p) != oid}
+    got = _fetch(ds, todo, root, out)
+    out.write(f"{ds.address}: {len(hosts)} host(s), {len(todo)} file(s) fetched ({got} bytes), "
+              f"{len(listed) - len(todo)} already in {root}\n")
+    return root
+
+
+def pull(address: str, spec: str | None, results_root: Path, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    ds = dataset.parse(address)
+    hosts = _listed(ds, spec, "pulled")
     todo: dict[str, str] = {}
     taken = []
     for host, files in sorted(hosts.items()):

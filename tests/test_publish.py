@@ -268,6 +268,34 @@ def test_loadtest_outputs_travel_anonymised_and_come_back_as_loadtest_files(tmp_
         assert not [p for m, p in hub.requests[gets:] if "/resolve/" in p]
 
 
+def test_compare_reads_a_dataset_directly_into_a_cache_not_into_build_results(tmp_path, monkeypatch, capsys):
+    hub, root = published_hub(tmp_path, monkeypatch)
+    changed = root / "build" / "results" / host_id() / "demo/SmolLM2-135M-Instruct/Q8_0/interactive.json"
+    data = json.loads(changed.read_text())
+    data["metrics"]["tokens_per_s"] *= 0.5
+    changed.write_text(json.dumps(data))
+    capsys.readouterr()
+    try:
+        assert llmspec(root, monkeypatch, "compare", TARGET, "build/results", "--spec", "demo") == 0
+        first = capsys.readouterr()
+        assert llmspec(root, monkeypatch, "compare", TARGET, "build/results", "--spec", "demo") == 0
+        second = capsys.readouterr()
+    finally:
+        hub.__exit__(None, None, None)
+    print(first.err + first.out)
+    cache = root / "build" / "cache" / "datasets" / "me" / "bench"
+    published = hub.commits[0]["files"]
+    for path, body in published.items():  # the pull's code: byte for byte, read-only
+        assert (cache / path).read_bytes() == body
+        assert not (cache / path).stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert sorted(p.name for p in (root / "build" / "results").iterdir()) == [host_id()]  # nothing pulled there
+    assert f"{TARGET}: 1 host(s), 5 file(s) fetched" in first.err and "0 file(s) fetched" in second.err
+    assert f"A: {TARGET}  (dataset on the hub, read into" in first.out
+    row = next(line for line in first.out.splitlines() if "Q8_0 interactive" in line)
+    assert "tokens_per_s" in row and "(-50.0%)" in row and "host" in row
+    assert first.out == second.out
+
+
 def test_pull_never_clobbers_this_machines_own_results(tmp_path, monkeypatch, capsys):
     hub, root = published_hub(tmp_path, monkeypatch, "--keep-hostname")
     mine = root / "build" / "results" / host_id()
