@@ -87,6 +87,38 @@ def cached(address: str, cache_root: Path, out=None) -> Path:
     return root
 
 
+def with_datasets(results_root: Path, addresses: list[str], build: Path, out=None) -> Path:
+    """A results folder for a report over this project's results and the datasets' (`doit report
+    with=hf://...`, `llmspec fleet --with hf://...`): build/cache/with/ holding a link to each host
+    folder, this project's and each dataset's cache (`cached`), so the report reads them all as one
+    tree and nothing is copied into build/results. A host folder here wins over a dataset's of the
+    same name, and this machine's own published results (its anonymous id) are left out: they are
+    the ones in build/results already. Without addresses, `results_root` itself."""
+    if not addresses:
+        return results_root
+    from llmspec.machine.host import hardware
+    from llmspec.publish import anonymous_id
+
+    out = out or sys.stderr
+    view = build / "cache" / "with"
+    shutil.rmtree(view, ignore_errors=True)
+    view.mkdir(parents=True)
+    mine = {host_id(), anonymous_id(host_id(), hardware())}
+    hosts = {h.name: h for h in results_root.iterdir() if h.is_dir()} if results_root.is_dir() else {}
+    for address in addresses:
+        for host in sorted(h for h in cached(address, build / "cache" / "datasets", out).iterdir() if h.is_dir()):
+            if host.name in mine:
+                out.write(f"{address}: host {host.name} left out: this machine's own results, read from "
+                          f"{results_root}\n")
+            elif host.name in hosts:
+                out.write(f"{address}: host {host.name} left out: {hosts[host.name]} holds results of that name\n")
+            else:
+                hosts[host.name] = host
+    for name, folder in hosts.items():
+        (view / name).symlink_to(folder.resolve(), target_is_directory=True)
+    return view
+
+
 def pull(address: str, spec: str | None, results_root: Path, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     ds = dataset.parse(address)

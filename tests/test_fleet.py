@@ -9,13 +9,15 @@ reason. Matching across hosts is by the model file's sha256.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMOL_MODEL
+from conftest import DOIT, REPO, SMOL_MODEL
+from fakehub import FakeFile, FakeHub
 
 from llmspec.machine.host import host_id
 from llmspec.report import build_report
@@ -180,3 +182,44 @@ def test_the_reports_fleet_section_sets_this_machine_against_the_others(fleet_pr
     section = section[:section.index("</table>")]
     assert section.count("<tr><td>") == 6 and section.count("0.250x (95 %") == 3 and section.count("2.00x (95 %") == 3
     assert f"Decode tokens/s of {host_id()}" in html and "delta method on the log scale" in html
+
+
+@pytest.fixture
+def fleet_on_the_hub(fleet_project, tmp_path):
+    """The GPU box and the N100 published to a dataset (as `llmspec publish` lays it out); only the first
+    host's results are in the project."""
+    results = fleet_project / "build" / "results"
+    files = {}
+    for host in list(HOSTS)[1:]:
+        for path in sorted((results / host).rglob("*.json")):
+            key = ("datasets/team/bench", path.relative_to(results).as_posix())
+            files[key] = FakeFile(path.read_bytes(), lfs=False)  # small files live in git, as results do
+        shutil.rmtree(results / host)
+    with FakeHub(files) as hub:
+        yield hub, {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf_home")}
+
+
+def test_fleet_with_a_dataset_reads_its_hosts_without_pulling_them(fleet_project, fleet_on_the_hub):
+    hub, env = fleet_on_the_hub
+    proc = subprocess.run([sys.executable, "-m", "llmspec.cli", "fleet", "demo", "--with", "hf://datasets/team/bench",
+                           "--host", "amd-epyc-2c-24g-ef098a"], cwd=fleet_project, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("FLEET: 3 hosts") and "hf://datasets/team/bench: 2 host(s)" in proc.stderr
+    versus = proc.stdout[proc.stdout.index("This host (amd-epyc-2c-24g-ef098a) vs the fleet"):]
+    assert versus.count("0.250x (95 %") == 3 and versus.count("2.00x (95 %") == 3
+    assert sorted(p.name for p in (fleet_project / "build" / "results").iterdir()) == ["amd-epyc-2c-24g-ef098a"]
+
+
+def test_doit_report_with_a_dataset_shows_its_hosts_in_the_fleet_section(fleet_project, fleet_on_the_hub):
+    hub, env = fleet_on_the_hub
+    proc = subprocess.run(DOIT + ["-d", str(fleet_project), "report", "spec=demo", "with=hf://datasets/team/bench"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    html = (fleet_project / "build" / "reports" / "demo" / "report.html").read_text(encoding="utf-8")
+    section = html[html.index('<section id="fleet">'):]
+    assert "3 hosts" in section and "NVIDIA GeForce RTX 4090" in section and "Intel N100" in section
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the hub gone: one line, exit 2, the reports as they were
+    again = subprocess.run(DOIT + ["-d", str(fleet_project), "report", "spec=demo", "with=hf://datasets/team/bench"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "Traceback" not in again.stderr and "cannot reach the hub" in again.stderr
