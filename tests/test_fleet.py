@@ -167,6 +167,23 @@ def test_this_host_vs_the_fleet_is_a_ratio_per_file_with_its_interval(fleet_proj
     assert len(n100) == 2 and all("2.00x (95 %" in r for r in n100) and not any(" Q8_0 " in r for r in n100)
 
 
+def test_a_large_fleet_is_set_against_its_median_host(fleet_project):
+    """Beyond six other hosts, one line per file against their median host (not one per host)."""
+    for i, factor in enumerate((0.8, 0.9, 1.1, 1.2, 1.5, 2.0)):  # with the GPU box (4x) and the N100 (0.5x)
+        host = f"more-{i}-2c-24g-00000{i}"
+        for path in FIXTURES.rglob("*.json"):
+            out = fleet_project / "build" / "results" / host / "demo" / path.relative_to(FIXTURES)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(scaled(json.loads(path.read_text()), host, {}, factor)))
+    proc = fleet_text(fleet_project, "--host", "amd-epyc-2c-24g-ef098a")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout[proc.stdout.index("vs the fleet"):]
+    print(out)
+    rows = [line for line in out.splitlines() if line.startswith(SMOL)]
+    assert len(rows) == 3 and all("fleet median (8 hosts)" in r for r in rows)
+    assert all("0.870x (95 %" in r for r in rows)  # the median host is 1.15x: (1.1 + 1.2) / 2
+
+
 def test_fleet_host_must_have_results(fleet_project):
     proc = fleet_text(fleet_project, "--host", "nope-1c-1g-000000")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

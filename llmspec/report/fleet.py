@@ -15,7 +15,10 @@ same configs table and recommendations the rest of the report uses (so they agre
   the same server settings and profile, this host's decode speed (`tokens_per_s`) over the
   other's, with a 95 % interval from the two stored intervals (the delta method on the log
   scale, llmspec.stats.ratio_interval: the hosts measured independently; the samples are not
-  read). "This host" is the machine the report is made on, or `llmspec fleet --host`.
+  read). "This host" is the machine the report is made on, or `llmspec fleet --host`. With more
+  than PER_HOST other hosts on a file, one ratio against their median host instead, whose
+  interval is the distribution-free median interval over those hosts' figures: how typical a
+  host is, which at fleet scale says more than hundreds of pairs.
 
 Files are matched across hosts by the model file's sha256, not its name: a host whose file of the
 same name differs is said to, since its figures are then not of the same file.
@@ -24,6 +27,7 @@ same name differs is said to, since its figures are then not of the same file.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +36,13 @@ import polars as pl
 from llmspec.report.frame import hosts as frame_hosts
 from llmspec.report.recommend import CASES, PERFORMANCE, RANK, SHOW
 from llmspec.results import bound_names
-from llmspec.stats import RATIO_METHOD, ratio_interval
+from llmspec.stats import RATIO_METHOD, median_interval, ratio_interval
 from llmspec.text import format_table
 
 WITHIN = RANK["Acceptable"]  # the worst rating that is still within the thresholds
 NO_GPU = "no GPU"
 SPEED = "tokens_per_s"  # the headline figure compared across hosts: decode speed, in every profile that has it
+PER_HOST = 6  # up to this many other hosts on a file, one ratio each; beyond, one against their median
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class Fleet:
         if self.me is None:
             return ["This host has no results of this spec: no comparison with the fleet (--host HOST picks one)."]
         head = f"This host ({self.me}) vs the fleet: decode tokens/s on the same model file (sha256), " \
-               f"this host / the other (95 % interval: {self.method}):"
+               f"this host / the other (beyond {PER_HOST} others: their median host; 95 % interval: {self.method}):"
         if not self.versus:
             return [head, "  no model file measured both here and on another host"]
         rows = [("model", "config", "profile", "other host", "this host", "other", "ratio")]
@@ -141,9 +146,14 @@ def _versus(frame: pl.DataFrame, me: str) -> list[Versus]:
         mine = hosts.get(me)
         if mine is None:
             continue
-        for other, theirs in sorted(hosts.items()):
-            if other == me:
-                continue
+        others = sorted((h, r) for h, r in hosts.items() if h != me)
+        if len(others) > PER_HOST:  # a fleet: one line against its median host, not hundreds
+            figures = [r[SPEED] for _, r in others]
+            spread = median_interval(figures)
+            others = [(f"fleet median ({len(others)} hosts)", {SPEED: statistics.median(figures),
+                                                                low: spread.low if spread else None,
+                                                                high: spread.high if spread else None})]
+        for other, theirs in others:
             found = ratio_interval(mine[SPEED], (mine.get(low), mine.get(high)),
                                    theirs[SPEED], (theirs.get(low), theirs.get(high)))
             out.append(Versus(mine["model"], mine["config"], mine["profile"], other, _figure(mine, SPEED),
