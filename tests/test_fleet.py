@@ -190,15 +190,22 @@ def test_fleet_host_must_have_results(fleet_project):
     assert "--host nope-1c-1g-000000" in proc.stderr and "gpu-box-16c-64g-a1b2c3" in proc.stderr
 
 
-def test_the_reports_fleet_section_sets_this_machine_against_the_others(fleet_project):
+def test_the_reports_fleet_section_sets_this_machine_against_the_others(fleet_project, tmp_path):
     results = fleet_project / "build" / "results"
     (results / "amd-epyc-2c-24g-ef098a").rename(results / host_id())  # as if measured on this machine
     spec = load_spec(fleet_project / "specs" / "demo.toml")
-    html = build_report(spec, results, fleet_project / "build" / "reports").html.read_text(encoding="utf-8")
+    page = build_report(spec, results, fleet_project / "build" / "reports").html
+    html = page.read_text(encoding="utf-8")
     section = html[html.index('<table class="fleet-versus">'):]
     section = section[:section.index("</table>")]
     assert section.count("<tr><td>") == 6 and section.count("0.250x (95 %") == 3 and section.count("2.00x (95 %") == 3
     assert f"Decode tokens/s of {host_id()}" in html and "delta method on the log scale" in html
+    from test_report_browser import CHROMIUM, visit
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs headless Chromium")
+    seen = visit(page, tmp_path)
+    assert seen.console == [] and seen.requests == [] and "fleet-versus" in seen.dom
 
 
 @pytest.fixture
