@@ -247,3 +247,29 @@ def test_doit_report_with_a_dataset_shows_its_hosts_in_the_fleet_section(fleet_p
     again = subprocess.run(DOIT + ["-d", str(fleet_project), "report", "spec=demo", "with=hf://datasets/team/bench"],
                            env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "Traceback" not in again.stderr and "cannot reach the hub" in again.stderr
+
+
+def test_a_dataset_never_doubles_this_machine_or_a_local_host(fleet_project, tmp_path):
+    """This machine's own published results (its anonymous id) and a host folder the project has are read
+    from the project, each said in one line; the dataset's other hosts join."""
+    from llmspec.machine.host import hardware
+    from llmspec.publish import anonymous_id
+
+    results = fleet_project / "build" / "results"
+    (results / "amd-epyc-2c-24g-ef098a").rename(results / host_id())
+    published = anonymous_id(host_id(), hardware())
+    files = {}
+    for source, name in ((host_id(), published), ("intel-n100-4c-8g-d4e5f6", "intel-n100-4c-8g-d4e5f6")):
+        for path in sorted((results / source).rglob("*.json")):
+            key = ("datasets/team/bench", f"{name}/{path.relative_to(results / source).as_posix()}")
+            files[key] = FakeFile(path.read_bytes(), lfs=False)
+    shutil.rmtree(results / "gpu-box-16c-64g-a1b2c3")
+    with FakeHub(files) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf_home")}
+        proc = subprocess.run([sys.executable, "-m", "llmspec.cli", "fleet", "demo", "--with",
+                               "hf://datasets/team/bench"], cwd=fleet_project, env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("FLEET: 2 hosts") and published not in proc.stdout
+    assert f"host {published} left out: this machine's own results" in proc.stderr
+    assert "host intel-n100-4c-8g-d4e5f6 left out:" in proc.stderr and "holds results of that name" in proc.stderr
