@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                               "process names are dropped all the same)")
     fleet = sub.add_parser("fleet", help="with results of several hosts: which host should serve which model")
     fleet.add_argument("spec", help="the spec (a name or a path)")
+    fleet.add_argument("--host", help="the host set against the others (a folder under build/results; "
+                                      "default this machine)")
+    fleet.add_argument("--with", dest="datasets", action="append", default=[], metavar="hf://datasets/ORG/NAME",
+                       help="also the hosts of this dataset, read into build/cache/ (not pulled into build/results)")
     pull = sub.add_parser("pull", help="other hosts' results from a Hugging Face dataset into build/results/")
     pull.add_argument("source", metavar="hf://datasets/ORG/NAME")
     pull.add_argument("--spec", help="only this spec's results (default: all)")
@@ -159,7 +163,10 @@ def cmd_fleet(args) -> int:
     from llmspec.report import fleet_summary
 
     spec = _spec(args.spec)
-    found = fleet_summary(spec, Workspace(spec.root).results)
+    from llmspec.pull import with_datasets
+
+    ws = Workspace(spec.root)
+    found = fleet_summary(spec, with_datasets(ws.results, args.datasets, ws.build), args.host)
     if found is None:
         print(f"Results of fewer than two hosts for spec {spec.name}: a fleet needs more "
               "(llmspec pull hf://datasets/ORG/NAME fetches other hosts' results)")

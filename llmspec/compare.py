@@ -7,7 +7,9 @@ A *side* is one of:
   `build/results/<host>/<spec>`): one row per (spec, model, quant+variant, profile), and per host
   when a side holds several hosts;
 - `REV:PATH`, a results tree as committed at a git revision (`HEAD~1:build/results`), read from
-  git itself (llmspec.revisions), PATH relative to the current folder.
+  git itself (llmspec.revisions), PATH relative to the current folder;
+- `hf://datasets/ORG/NAME`, results published to a Hugging Face dataset (`llmspec publish`), read
+  into build/cache/datasets/ORG/NAME/ by the pull's code (llmspec.pull.cached), not into build/results.
 
 Every side after the first is compared with the first. The figures are each profile's headline
 figures (its KIND's `headlines`, the same the report leads with); a difference is "beyond noise"
@@ -38,6 +40,7 @@ from llmspec.results import FOR_REPORTS, ResultPath, parse_without
 from llmspec.stats import apart, percentile_interval
 from llmspec.text import figure, format_table
 
+DATASETS = Path("build/cache/datasets")  # where an hf://datasets/ORG/NAME side is read into (llmspec.pull.cached)
 LOAD = role("user_levels").name  # the profile whose headline figures a loadtest file's levels carry
 
 
@@ -87,7 +90,12 @@ class Side:
 def read_side(arg: str, spec: str | None = None) -> Side:
     """A side from what the user typed; a UserError in one line when it is none of the three."""
     path = Path(arg)
-    if path.is_dir():
+    if arg.startswith("hf://"):
+        from llmspec.pull import cached
+
+        root = cached(arg, DATASETS)
+        side = _tree_side(arg, _dir_results(root), f"dataset on the hub, read into {root}")
+    elif path.is_dir():
         side = _tree_side(arg, _dir_results(path), "results tree in the working folder")
     elif path.is_file():
         side = _file_side(arg, path)
@@ -427,7 +435,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare runs: loadtest files, results trees or git revisions of them")
     p.add_argument("sides", nargs="+", metavar="A B [C ...]",
                    help="loadtest files (results/NAME.json), results folders (build/results, "
-                        "build/results/<host>/<spec>) or REV:PATH (HEAD~1:build/results)")
+                        "build/results/<host>/<spec>), REV:PATH (HEAD~1:build/results) or hf://datasets/ORG/NAME")
     p.add_argument("--spec", help="only the results of this spec")
     p.add_argument("--all", action="store_true", help="also the rows identical on both sides")
     p.add_argument("--output", type=Path, metavar="FILE",

@@ -36,6 +36,7 @@ PATH = re.compile(rf"(?<![\w.:/\\~-])~?(?:/{_PART}){{2,}}/?|\b[A-Za-z]:\\(?:{_PA
 URL_HOST = re.compile(r"(https?://)(?!(?:127\.0\.0\.1|localhost|\[::1\])[:/\s]|(?:127\.0\.0\.1|localhost)$)"
                       r"[^/\s\"']+")
 PROCESS = re.compile(r"[^\s,;()]+ pid \d+")
+LOADTESTS = "results"  # where `llmspec loadtest` writes its files, under the project's root
 CARD_KEYS = ("arch", "cores_logical", "cores_physical", "cpu", "gpu", "os", "ram_gb")
 
 
@@ -89,8 +90,10 @@ class Scrubber:
         return data
 
 
-def payload(results_root: Path, spec_name: str, keep_hostname: bool = False) -> tuple[str, dict[str, bytes]]:
-    """(published host id, {path in the dataset: bytes}) for this host's results of `spec_name`."""
+def payload(results_root: Path, spec_name: str, keep_hostname: bool = False,
+            loadtests: Path | None = None) -> tuple[str, dict[str, bytes]]:
+    """(published host id, {path in the dataset: bytes}) for this host's results of `spec_name`, and the
+    `llmspec loadtest` outputs in `loadtests` (the project's results/ folder), scrubbed alike."""
     local = host_id()
     paths = [p for p in result_paths(results_root, spec_name) if Path(p).relative_to(results_root).parts[0] == local]
     results = [(p, read_result(p)) for p in paths]
@@ -119,7 +122,27 @@ def payload(results_root: Path, spec_name: str, keep_hostname: bool = False) -> 
                                                                     sort_keys=True, indent=1) + "\n").encode()
         except ValueError:
             pass  # a torn bandwidth file is not worth a failed publish; the report measures without it
+    for name, doc in _loadtests(loadtests):
+        files[f"{published}/{dataset.LOADTEST}/{name}"] = loadtest_text(scrub.walk(doc)).encode()
     return published, files
+
+
+def loadtest_text(document: dict[str, Any]) -> str:
+    """As `llmspec loadtest` writes its file (the plan's key order, indented), so a pull gives it back alike."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _loadtests(folder: Path | None) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, document) of each loadtest output in `folder`; other JSON there is not ours to send."""
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder is not None and folder.is_dir() else []:
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if dataset.is_loadtest(doc) and dataset.HOST_DIR.fullmatch(path.name):
+            found.append((path.name, doc))
+    return found
 
 
 def publish(spec, target: str, dry_run: bool, keep_hostname: bool, out=None) -> int:
@@ -127,7 +150,7 @@ def publish(spec, target: str, dry_run: bool, keep_hostname: bool, out=None) -> 
 
     out = out or sys.stdout
     ds = dataset.parse(target)
-    published, files = payload(Workspace(spec.root).results, spec.name, keep_hostname)
+    published, files = payload(Workspace(spec.root).results, spec.name, keep_hostname, spec.root / LOADTESTS)
     remote, note = _remote(ds, dry_run)
     changed = {p: b for p, b in files.items() if remote is None or remote.get(p) != dataset.blob_id(b)}
     sent = sum(len(b) for b in changed.values())
@@ -149,11 +172,12 @@ def publish(spec, target: str, dry_run: bool, keep_hostname: bool, out=None) -> 
 
 
 def _remote(ds: dataset.Dataset, dry_run: bool) -> tuple[dict[str, str] | None, str]:
+    """The dataset's files; offline, a dry run goes on counting every file as new, a publish stops."""
+    if not dry_run:
+        return dataset.remote_files(ds, dataset.AGAIN.format(done="sent")), ""
     try:
         return dataset.remote_files(ds), ""
     except UserError as e:
-        if not dry_run:
-            raise
         return None, f" (every file counted as new: {e})"
 
 

@@ -17,6 +17,13 @@
   luck (thread placement, memory layout), so they are not independent draws of the next run;
   the start means are, and only an interval over them holds a rerun's figure.
 
+- A ratio of two independent figures that each carry a stored 95 % interval (one host's speed
+  over another's, `ratio_interval`): the delta method on the log scale. Each side's half-width
+  in logs (ln value - ln low, ln high - ln value) is taken as 1.96 standard errors on that side,
+  and the two figures' half-widths add in quadrature: the ratio's low end takes the numerator's
+  low side and the denominator's high side. Only the stored intervals are needed, not the samples
+  (a report does not read them), and an asymmetric interval (a median's) stays asymmetric.
+
 - A paired comparison of two configurations on the same quality items: the exact McNemar test
   (a two-sided binomial test on the items only one of them got right), so "lost N points" is
   said only when chance alone would rarely produce that many one-sided disagreements.
@@ -244,6 +251,23 @@ def doubling(cap: int) -> list[int]:
         steps.append(n)
         n *= 2
     return [*steps, max(1, cap)]
+
+
+RATIO_METHOD = "delta method on the log scale, from the two stored 95 % intervals"
+
+
+def ratio_interval(a: float, a_bounds: tuple[float | None, float | None], b: float,
+                   b_bounds: tuple[float | None, float | None]) -> Interval | None:
+    """The 95 % interval of a / b from each figure's own interval (see the module's docstring);
+    None when either has none, or a figure or bound is not above zero (no logarithm)."""
+    values = (a, *a_bounds, b, *b_bounds)
+    if any(v is None or v <= 0 for v in values):
+        return None
+    (a_low, a_high), (b_low, b_high) = a_bounds, b_bounds
+    down = math.hypot(max(0.0, math.log(a / a_low)), max(0.0, math.log(b_high / b)))
+    up = math.hypot(max(0.0, math.log(a_high / a)), max(0.0, math.log(b / b_low)))
+    ratio = a / b
+    return Interval(2, ratio * math.exp(-down), ratio * math.exp(up), RATIO_METHOD)
 
 
 def apart(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool | None:

@@ -270,11 +270,20 @@ def measure_bandwidth(results: Path, limits) -> None:
 
 
 def report_action(plans: list[Plan]) -> None:
+    from llmspec.pull import with_datasets
     from llmspec.report import build_index, render
 
+    datasets = report_datasets()
+    results = {}
     for plan in plans:
         ws = plan.workspace
-        print(render(plan.spec, ws.results, ws.reports, ws.build / "cache").console())
+        if ws.results not in results:  # every plan of a project shares one: each dataset is read once
+            try:
+                results[ws.results] = with_datasets(ws.results, datasets, ws.build)
+            except UserError as exc:
+                print(f"llmspec: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+        print(render(plan.spec, results[ws.results], ws.reports, ws.build / "cache").console())
     if plans:
         build_index(plans[0].workspace.reports)
 
@@ -349,6 +358,15 @@ def generate(root: Path, selected: str | None):
             "task_bandwidth": task_bandwidth,
             "task_report": task_report,
             "DOIT_CONFIG": DOIT_CONFIG}
+
+
+def report_datasets() -> list[str]:
+    """`doit report with=hf://datasets/ORG/NAME[,...]` (or LLMSPEC_WITH): datasets whose hosts the
+    reports show beside this project's, read into build/cache/ (llmspec.pull.with_datasets)."""
+    from doit import get_var
+
+    found = get_var("with", None) or os.environ.get("LLMSPEC_WITH") or ""
+    return [a.strip() for a in found.split(",") if a.strip()]
 
 
 def selected_specs() -> str | None:

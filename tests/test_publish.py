@@ -9,6 +9,7 @@ one of them given what a real machine leaves in a file: paths, the hostname, oth
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -167,6 +168,32 @@ def test_a_bad_address_is_one_line(tmp_path, monkeypatch, capsys):
     assert "give a dataset as hf://datasets/ORG/NAME" in capsys.readouterr().err
 
 
+def closed_port() -> str:
+    """An endpoint nothing listens on: a port bound, then let go."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("command", [("publish", "demo", "--to", TARGET, "--dry-run"),
+                                     ("publish", "demo", "--to", TARGET), ("pull", TARGET)])
+def test_an_unreachable_hub_is_asked_once_and_said_in_one_line(tmp_path, command):
+    """Offline, huggingface_hub would retry 5 times (about 23 s of warnings); llmspec asks once."""
+    root = make_project(tmp_path / "a")
+    env = {**os.environ, "HF_ENDPOINT": closed_port(), "HF_HOME": str(tmp_path / "hf_home"), "HF_TOKEN": TOKEN}
+    proc = subprocess.run([sys.executable, "-m", "llmspec.cli", *command], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+    said = proc.stdout + proc.stderr
+    assert "Traceback" not in said and "Retry" not in said and said.count("Connection refused") == 1, said
+    assert f"cannot reach the hub at {env['HF_ENDPOINT']}" in said
+    if "--dry-run" in command:  # goes on: lists every file as new
+        assert proc.returncode == 0 and "every file counted as new" in said and "Host card" in said
+    else:  # stops, in one line, with what to do
+        assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1
+        assert f"nothing was {'sent' if command[0] == 'publish' else 'pulled'}" in said
+        assert "run the same command again" in said
+
+
 # --- pull ---------------------------------------------------------------------------------------
 
 def published_hub(tmp_path, monkeypatch, *flags: str) -> tuple[FakeHub, Path]:
@@ -201,6 +228,72 @@ def test_pull_round_trips_the_published_bytes_read_only(tmp_path, monkeypatch, c
         assert not [p for m, p in hub.requests[gets:] if "/resolve/" in p]
     finally:
         hub.__exit__(None, None, None)
+
+
+def test_loadtest_outputs_travel_anonymised_and_come_back_as_loadtest_files(tmp_path, monkeypatch, capsys):
+    """`llmspec loadtest` files in the project's results/ go along with a publish, scrubbed like results
+    (endpoint host, hostname, paths), and a pull places them where `llmspec compare` reads them."""
+    root = make_project(tmp_path / "a")
+    doc = json.loads((REPO / "tests" / "fixtures" / "loadtest" / "after.json").read_text())
+    doc["meta"]["server"] = "http://gpu-rack-07.corp.example:8080"
+    doc["results"][0]["error"] = f"connection reset by {socket.gethostname()} reading {SECRET_PATH}"
+    (root / "results").mkdir()
+    (root / "results" / "run1.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (root / "results" / "notes.json").write_text('{"not": "a loadtest"}')  # other JSON there stays home
+    with FakeHub({}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        assert llmspec(root, monkeypatch, "publish", "demo", "--to", TARGET) == 0
+        committed = hub.commits[0]["files"]
+        path = next(p for p in committed if p.endswith("/loadtest/run1.json"))
+        assert len(committed) == 6 and not any("notes" in p for p in committed)
+        text = committed[path].decode()
+        for private in ("gpu-rack-07", "corp.example", "alice-private", "/home/", host_id()):
+            assert private not in text, private
+        assert not re.search(rf"(?<![\w.-]){re.escape(socket.gethostname())}(?![\w-])", text)
+        published = json.loads(text)
+        assert published["meta"]["server"] == "http://endpoint"
+        assert published["results"][1:] == doc["results"][1:] and published["aggregate"] == doc["aggregate"]
+        other = tmp_path / "b"
+        (other / "specs").mkdir(parents=True)
+        assert llmspec(other, monkeypatch, "pull", TARGET) == 0
+        pulled = other / "build" / "results" / path
+        assert pulled.read_bytes() == committed[path]  # byte for byte
+        assert not pulled.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+        assert llmspec(other, monkeypatch, "compare", str(pulled), str(root / "results" / "run1.json"),
+                       "--output", str(tmp_path / "c.html")) == 0
+        assert "4 users" in capsys.readouterr().out
+        gets = len(hub.requests)
+        assert llmspec(other, monkeypatch, "pull", TARGET, "--spec", "demo") == 0  # a spec's pull: results only
+        assert not [p for m, p in hub.requests[gets:] if "/resolve/" in p]
+
+
+def test_compare_reads_a_dataset_directly_into_a_cache_not_into_build_results(tmp_path, monkeypatch, capsys):
+    hub, root = published_hub(tmp_path, monkeypatch)
+    changed = root / "build" / "results" / host_id() / "demo/SmolLM2-135M-Instruct/Q8_0/interactive.json"
+    data = json.loads(changed.read_text())
+    data["metrics"]["tokens_per_s"] *= 0.5
+    changed.write_text(json.dumps(data))
+    capsys.readouterr()
+    try:
+        assert llmspec(root, monkeypatch, "compare", TARGET, "build/results", "--spec", "demo") == 0
+        first = capsys.readouterr()
+        assert llmspec(root, monkeypatch, "compare", TARGET, "build/results", "--spec", "demo") == 0
+        second = capsys.readouterr()
+    finally:
+        hub.__exit__(None, None, None)
+    print(first.err + first.out)
+    cache = root / "build" / "cache" / "datasets" / "me" / "bench"
+    published = hub.commits[0]["files"]
+    for path, body in published.items():  # the pull's code: byte for byte, read-only
+        assert (cache / path).read_bytes() == body
+        assert not (cache / path).stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert sorted(p.name for p in (root / "build" / "results").iterdir()) == [host_id()]  # nothing pulled there
+    assert f"{TARGET}: 1 host(s), 5 file(s) fetched" in first.err and "0 file(s) fetched" in second.err
+    assert f"A: {TARGET}  (dataset on the hub, read into" in first.out
+    row = next(line for line in first.out.splitlines() if "Q8_0 interactive" in line)
+    assert "tokens_per_s" in row and "(-50.0%)" in row and "host" in row
+    assert first.out == second.out
 
 
 def test_pull_never_clobbers_this_machines_own_results(tmp_path, monkeypatch, capsys):

@@ -16,6 +16,7 @@ from llmspec.stats import (
     median_interval,
     percentile,
     percentile_interval,
+    ratio_interval,
     t_interval,
     t_quantile,
     variance_components,
@@ -135,3 +136,24 @@ def test_variance_components_recover_known_within_and_between_start_spreads():
     assert statistics.fmean(b for _, b in found) == pytest.approx(9.0, rel=0.15)
     assert variance_components([[1.0, 3.0], [1.0, 3.0]]) == (2.0, 0.0)
     assert variance_components([[1.0, 2.0]]) is None and variance_components([[1.0], [2.0]]) is None
+
+
+def test_ratio_interval_covers_the_true_ratio_of_two_hosts_medians():
+    """Two hosts' decode speeds (medians 100 and 50 t/s, different spreads), each with its own median
+    interval: the ratio's interval from the two covers 2.0 about 95 % of the time."""
+    def one(rng):
+        a = [100 * math.exp(rng.gauss(0, 0.1)) for _ in range(30)]
+        b = [50 * math.exp(rng.gauss(0, 0.2)) for _ in range(30)]
+        ia, ib = median_interval(a), median_interval(b)
+        return ratio_interval(statistics.median(a), (ia.low, ia.high), statistics.median(b), (ib.low, ib.high))
+
+    assert 0.93 <= coverage(lambda r: r, one, 2.0, trials=1000, seed=7) <= 0.975
+
+
+def test_ratio_interval_keeps_each_sides_width_and_needs_both_intervals():
+    found = ratio_interval(100.0, (90.0, 120.0), 50.0, (50.0, 50.0))  # the denominator known exactly
+    assert (found.low, found.high) == pytest.approx((1.8, 2.4)) and "delta method" in found.method
+    swapped = ratio_interval(50.0, (50.0, 50.0), 100.0, (90.0, 120.0))
+    assert (swapped.low, swapped.high) == pytest.approx((50 / 120, 50 / 90))  # the low end takes the high side
+    assert ratio_interval(100.0, (None, None), 50.0, (45.0, 55.0)) is None
+    assert ratio_interval(100.0, (0.0, 120.0), 50.0, (45.0, 55.0)) is None  # no logarithm of zero

@@ -128,8 +128,9 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     return summary
 
 
-def fleet_summary(spec: Spec, results_root: Path):
-    """`llmspec fleet`: the report's fleet section for `spec` (None with results of one host or none)."""
+def fleet_summary(spec: Spec, results_root: Path, me: str | None = None):
+    """`llmspec fleet`: the report's fleet section for `spec` (None with results of one host or none);
+    `me`: the host set against the others (default this machine)."""
     from llmspec.machine import bandwidth
     from llmspec.report.configs import configs
     from llmspec.report.fleet import fleet
@@ -139,7 +140,12 @@ def fleet_summary(spec: Spec, results_root: Path):
 
     frame, _ = for_spec(load_frame(Path(results_root), spec.name), spec)
     table = configs(frame, spec, bandwidth.load_all(Path(results_root)))
-    return fleet(frame, table, recommend(table, spec, host_info(frame)))
+    if me is not None and frame.height and me not in set(frame["host"].to_list()):
+        from llmspec.errors import UserError
+
+        raise UserError(f"--host {me}: no results of spec {spec.name} from that host under {results_root} "
+                        f"(hosts there: {', '.join(sorted(set(frame['host'].to_list())))})")
+    return fleet(frame, table, recommend(table, spec, host_info(frame)), me)
 
 
 def render(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:

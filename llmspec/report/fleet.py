@@ -11,6 +11,15 @@ same configs table and recommendations the rest of the report uses (so they agre
   performance use case's headline figure, then by smaller memory), and the hosts that cannot
   run it, with the reason their results give (a memory pre-flight skip, a load failure).
 
+- this host vs the fleet: for each model file (sha256) that this host and another measured with
+  the same server settings and profile, this host's decode speed (`tokens_per_s`) over the
+  other's, with a 95 % interval from the two stored intervals (the delta method on the log
+  scale, llmspec.stats.ratio_interval: the hosts measured independently; the samples are not
+  read). "This host" is the machine the report is made on, or `llmspec fleet --host`. With more
+  than PER_HOST other hosts on a file, one ratio against their median host instead, whose
+  interval is the distribution-free median interval over those hosts' figures: how typical a
+  host is, which at fleet scale says more than hundreds of pairs.
+
 Files are matched across hosts by the model file's sha256, not its name: a host whose file of the
 same name differs is said to, since its figures are then not of the same file.
 """
@@ -18,6 +27,7 @@ same name differs is said to, since its figures are then not of the same file.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +36,13 @@ import polars as pl
 from llmspec.report.frame import hosts as frame_hosts
 from llmspec.report.recommend import CASES, PERFORMANCE, RANK, SHOW
 from llmspec.results import bound_names
+from llmspec.stats import RATIO_METHOD, median_interval, ratio_interval
 from llmspec.text import format_table
 
 WITHIN = RANK["Acceptable"]  # the worst rating that is still within the thresholds
 NO_GPU = "no GPU"
+SPEED = "tokens_per_s"  # the headline figure compared across hosts: decode speed, in every profile that has it
+PER_HOST = 6  # up to this many other hosts on a file, one ratio each; beyond, one against their median
 
 
 @dataclass(frozen=True)
@@ -45,10 +58,34 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Versus:
+    """This host's decode speed on one model file over another host's, on the same settings and profile."""
+
+    model: str  # as this host's result names it
+    config: str
+    profile: str
+    other: str  # the other host
+    mine: str  # each host's figure with its 95 % interval
+    theirs: str
+    ratio: float
+    low: float | None = None  # the ratio's 95 % interval; None when either host stored none
+    high: float | None = None
+
+    @property
+    def shown(self) -> str:
+        interval = f" (95 % {_times(self.low)}-{_times(self.high)})" if self.low is not None else \
+            " (no interval: a host stored none)"
+        return f"{_times(self.ratio)}x{interval}"
+
+
+@dataclass(frozen=True)
 class Fleet:
     hosts: list[dict[str, Any]]
     best: list[dict[str, str]]  # per use case: title, host, model, config, rating, figures, or note
     assignment: list[Assignment] = field(default_factory=list)
+    me: str | None = None  # "this host": the host the versus table compares with the others
+    versus: list[Versus] = field(default_factory=list)
+    method: str = RATIO_METHOD
 
     def text(self) -> str:
         out = ["FLEET: " + f"{len(self.hosts)} hosts", "",
@@ -64,14 +101,65 @@ class Fleet:
             rows.append((a.model, a.host or "none within the thresholds", a.config or "-", a.rating or "-",
                          a.figure or "-", others, cannot))
         return "\n".join([*out, "", "Assignment (each model on the host that serves it best within the thresholds):",
-                          format_table(rows)])
+                          format_table(rows), "", *self.versus_text()])
+
+    def versus_text(self) -> list[str]:
+        if self.me is None:
+            return ["This host has no results of this spec: no comparison with the fleet (--host HOST picks one)."]
+        head = f"This host ({self.me}) vs the fleet: decode tokens/s on the same model file (sha256), " \
+               f"this host / the other (beyond {PER_HOST} others: their median host; 95 % interval: {self.method}):"
+        if not self.versus:
+            return [head, "  no model file measured both here and on another host"]
+        rows = [("model", "config", "profile", "other host", "this host", "other", "ratio")]
+        rows += [(v.model, v.config, v.profile, v.other, v.mine, v.theirs, v.shown) for v in self.versus]
+        return [head, format_table(rows)]
 
 
-def fleet(frame: pl.DataFrame, table: pl.DataFrame, recs: Any) -> Fleet | None:
-    """The fleet section of a report over `frame` (a `for_spec` frame), or None for one host."""
+def fleet(frame: pl.DataFrame, table: pl.DataFrame, recs: Any, me: str | None = None) -> Fleet | None:
+    """The fleet section of a report over `frame` (a `for_spec` frame), or None for one host.
+    `me`: the host to set against the others (default: this machine, when it has results here)."""
     if frame.height == 0 or frame["host"].n_unique() < 2:
         return None
-    return Fleet(_hosts(frame), _best(recs, table), _assignment(frame, table))
+    if me is None:
+        from llmspec.machine.host import host_id
+
+        me = host_id()
+    me = me if me in set(frame["host"].to_list()) else None
+    return Fleet(_hosts(frame), _best(recs, table), _assignment(frame, table), me,
+                 _versus(frame, me) if me else [])
+
+
+def _versus(frame: pl.DataFrame, me: str) -> list[Versus]:
+    """`me`'s decode speed over each other host's, per model file (sha256), settings variant and profile."""
+    low, high = bound_names(SPEED)
+    if SPEED not in frame.columns or "model_sha256" not in frame.columns:
+        return []
+    cols = [c for c in ("host", "model", "config", "variant", "profile", "model_sha256", SPEED, low, high)
+            if c in frame.columns]
+    rows = frame.filter((pl.col("status") == "ok") & (pl.col(SPEED) > 0) & pl.col("model_sha256").is_not_null()
+                        ).select(cols).to_dicts()
+    measured: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        measured.setdefault((r["model_sha256"], r["variant"], r["profile"]), {}).setdefault(r["host"], r)
+    out = []
+    for hosts in measured.values():
+        mine = hosts.get(me)
+        if mine is None:
+            continue
+        others = sorted((h, r) for h, r in hosts.items() if h != me)
+        if len(others) > PER_HOST:  # a fleet: one line against its median host, not hundreds
+            figures = [r[SPEED] for _, r in others]
+            spread = median_interval(figures)
+            others = [(f"fleet median ({len(others)} hosts)", {SPEED: statistics.median(figures),
+                                                                low: spread.low if spread else None,
+                                                                high: spread.high if spread else None})]
+        for other, theirs in others:
+            found = ratio_interval(mine[SPEED], (mine.get(low), mine.get(high)),
+                                   theirs[SPEED], (theirs.get(low), theirs.get(high)))
+            out.append(Versus(mine["model"], mine["config"], mine["profile"], other, _figure(mine, SPEED),
+                              _figure(theirs, SPEED), mine[SPEED] / theirs[SPEED],
+                              found.low if found else None, found.high if found else None))
+    return sorted(out, key=lambda v: (v.model, v.config, v.profile, v.other))
 
 
 def _hosts(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -183,3 +271,8 @@ def _figure(row: dict[str, Any], column: str) -> str:
 def _num(value: float) -> str:
     """Three significant digits, without an exponent: 8,554 / 293 / 55.2 / 0.457."""
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _times(value: float | None) -> str:
+    """A ratio to three significant digits, trailing zeros kept (2.00, 0.250): it reads as a factor."""
+    return "-" if value is None else f"{value:.0f}" if value >= 100 else f"{value:#.3g}"
