@@ -154,18 +154,19 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
 def _predicted_speeds(job: CellJob, args, size: int, meta: dict | None) -> dict[str, float]:
     """Decode and prompt speed as predicted before this cell measured them (`plan.prediction`),
     stored beside the measured ones so the report grades them. Only where the prediction holds:
-    the default engine on the CPU, one request at a time, and a bandwidth figure for this host."""
+    the default engine on the CPU, one request at a time, and a bandwidth figure for this host.
+    This host's results are read through the session's cache: parsed once per run, a file again
+    only when it changed (the cell just measured is new), so each cell sees them all as they are."""
     from llmspec.engines import DEFAULT
     from llmspec.plan.prediction import for_host
 
     if (job.engine.name != DEFAULT or args.setting("n_gpu_layers") not in (None, 0) or args.parallel != 1
             or job.kind.server_overrides is not None):
         return {}
-    speed = for_host(job.workspace.results, host_id())
+    speed = for_host(job.workspace.results, host_id(), SESSION.results)
     if speed is None:
         return {}
-    found = {"predicted_tokens_per_s": speed.decode(size),
-             "predicted_prompt_tokens_per_s": speed.prompt((meta or {}).get("parameters") or 0)}
+    found = {"predicted_tokens_per_s": speed.decode(size), "predicted_prompt_tokens_per_s": speed.prompt(meta)}
     return {k: v for k, v in found.items() if v}
 
 
