@@ -164,3 +164,48 @@ def test_one_run_grades_each_cell_by_the_results_measured_before_it(tmp_path, ll
     m = second["metrics"]
     assert m["predicted_tokens_per_s"] == pytest.approx(first["metrics"]["server_tokens_per_s"], rel=1e-6)
     assert m["predicted_prompt_tokens_per_s"] == pytest.approx(first["metrics"]["prompt_tokens_per_s"], rel=1e-6)
+
+
+def gpu_result(tps: float, size: int = 9_000_000_000, share: float = 1.0, name: str = "m.gguf") -> dict:
+    """A single-user result with `share` of the layers offloaded, as the runner writes it."""
+    return {"status": "ok", "cell": {"profile": "interactive"}, "server": {},
+            "metrics": {"server_tokens_per_s": tps, "gpu_memory_used_gb": 8.0, "gpu_layers_share": share},
+            "model_file": {"name": name, "size": size, "metadata": {"file_type": "Q4_K_M"}}}
+
+
+def test_gpu_results_calibrate_the_gpu_prediction_and_never_the_cpus(monkeypatch):
+    monkeypatch.setenv("PATH", os.pathsep.join([str(FIXTURES / "nvidia-smi" / "bin"), os.environ.get("PATH", "")]))
+    monkeypatch.setenv("FAKE_NVIDIA_SMI", "rtx3060-12gb.csv")
+    gpus = GpuSource().read()
+    measured = [gpu_result(20.0), gpu_result(40.0, share=0.5, name="half.gguf")]  # the partial one calibrates nothing
+    speed = calibrate(measured, 80.0, "80 GB/s", gpus)
+    assert speed.basis.endswith("uncalibrated (no measured result on this host)")  # GPU results: not the CPU's
+    assert "calibrated by 1 measured GPU result(s) on this host" in speed.gpu.basis
+    assert "uncalibrated" not in speed.gpu.basis and "one configuration" in speed.gpu.basis
+    assert speed.decode(9_000_000_000, gpu_bytes=9_000_000_000) == pytest.approx(20.0)  # its own speed back
+    two = calibrate([gpu_result(20.0), gpu_result(30.0, size=6_000_000_000, name="b.gguf")], 80.0, "x", gpus)
+    assert "leave-one-out error" in two.gpu.basis and "over 2 configurations" in two.gpu.basis
+
+
+@pytest.mark.server
+def test_a_gpu_cell_stores_its_gpu_prediction(tmp_path, llama_server, monkeypatch):
+    """A cell with every layer offloaded, on a host whose nvidia-smi (the fake) names an RTX 3060:
+    the decode predicted from its 360 GB/s and the share offloaded are stored, the CPU's prompt
+    prediction is not. (This llama-server is a CPU build: it runs the cell on the CPU regardless.)"""
+    from test_doit import write_bandwidth
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(FIXTURES / "nvidia-smi" / "bin"), os.environ["PATH"]]))
+    monkeypatch.setenv("FAKE_NVIDIA_SMI", "rtx3060-12gb.csv")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    (tmp_path / "specs" / "g.toml").write_text(TWO_SPECS.replace("ctx_size = 1024", 'ctx_size = 1024\n'
+                                                                 'n_gpu_layers = "all"'))
+    write_bandwidth(tmp_path)
+    doit(tmp_path)
+    (path,) = (tmp_path / "build" / "results").glob("*/*/*/*/interactive.json")
+    result = json.loads(path.read_text())
+    assert result["status"] == "ok", result["reason"]
+    m = result["metrics"]
+    assert m["gpu_layers_share"] == 1.0
+    assert m["predicted_tokens_per_s"] == pytest.approx(360e9 * 0.65 / result["model_file"]["size"], abs=0.01)
+    assert "predicted_prompt_tokens_per_s" not in m

@@ -15,6 +15,12 @@ errors before, see `calibrate`). The rate comes from this host's measured prompt
 same quant type where it has one (llama.cpp's matrix kernels differ by type: SmolLM2 Q4_1 204 t/s,
 Q8_0 355 on the demo host), else the median of all; none without a measured one.
 
+On a GPU the same roofline holds with the GPU's memory bandwidth, looked up by its name
+(`machine.gpu_bandwidth`, sourced): uncalibrated, and said so, until this host has results with
+every layer offloaded (`gpu_layers_share` 1), whose per-token cost then calibrates it as the CPU's
+results do. A partial offload reads its GPU layers, then its CPU layers, for every token: the two
+times add up.
+
 Each basis says what calibrated it and, with two or more configurations measured, the
 leave-one-out error: every configuration predicted from the others' results against what it
 measured, which is the error to expect for a model this host has not run yet.
@@ -35,14 +41,32 @@ DEFAULT_EFFICIENCY = 0.65  # share of the bandwidth bound decoding reaches (DESI
 
 @dataclass(frozen=True)
 class GpuSpeed:
-    """The GPUs' memory bandwidth, looked up by name (`machine.gpu_bandwidth`): uncalibrated."""
+    """The GPUs' memory bandwidth, looked up by name (`machine.gpu_bandwidth`), and the per-token cost
+    beside it once this host has fully offloaded results (`calibrated`)."""
 
     shares: tuple[tuple[float, float], ...]  # per GPU: (share of the offloaded layers, GB/s)
     basis: str
+    overhead_s: float = 0.0  # per token beside reading the weights, from this host's GPU results
 
     def seconds(self, nbytes: float, efficiency: float) -> float:
         """Reading `nbytes` spread over the GPUs by layer, one GPU after the other (llama.cpp's layer split)."""
         return sum(share * nbytes / (gbps * 1e9 * efficiency) for share, gbps in self.shares)
+
+    def calibrated(self, results: list[dict]) -> GpuSpeed:
+        """The same, plus the per-token cost this host's fully offloaded results show, as for the CPU."""
+        extra = []
+        for r in results:
+            m, mf = r.get("metrics") or {}, r.get("model_file") or {}
+            tps, size = m.get("server_tokens_per_s") or m.get("tokens_per_s"), mf.get("size")
+            if _single_user(r) and m.get("gpu_layers_share") == 1 and tps and size:
+                extra.append(((mf.get("name"), size, None), 1 / tps - self.seconds(size, DEFAULT_EFFICIENCY)))
+        if not extra:
+            return self
+        overhead = max(0.0, statistics.median(v for _, v in extra))
+        basis = self.basis.replace("uncalibrated (no GPU result on this host)",
+                                   f"+ {overhead * 1e3:.1f} ms per token calibrated by {len(extra)} measured GPU "
+                                   f"result(s) on this host{_loo_text(_decode_loo(extra, self.seconds))}")
+        return GpuSpeed(self.shares, basis, overhead)
 
 
 def gpu_speed(gpus: list | None) -> tuple[GpuSpeed | None, str]:
@@ -87,7 +111,7 @@ class Speed:
         cpu_bytes = size_bytes - gpu_bytes
         if gpu_bytes and self.gpu is None or cpu_bytes > 0 and not self.gbps:
             return None
-        seconds = self.gpu.seconds(gpu_bytes, self.efficiency) if gpu_bytes else 0.0
+        seconds = self.gpu.overhead_s + self.gpu.seconds(gpu_bytes, self.efficiency) if gpu_bytes else 0.0
         if cpu_bytes > 0:
             seconds += self.overhead_s + cpu_bytes / (self.gbps * 1e9 * self.efficiency)
         return 1 / seconds if seconds > 0 else None
@@ -131,26 +155,27 @@ def calibrate(results: list[dict], gbps: float | None, bandwidth_basis: str, gpu
     bound = f"{bandwidth_basis}, {DEFAULT_EFFICIENCY:.0%} of the bound"
     overhead = max(0.0, statistics.median(v for _, v in extra)) if extra else 0.0
     basis = (f"{bound} + {overhead * 1e3:.1f} ms per token calibrated by {len(extra)} measured result(s) on this "
-             f"host{_loo_text(_decode_loo(extra, gbps))}" if extra
+             f"host{_loo_text(_decode_loo(extra, lambda size, eff: size / (gbps * 1e9 * eff)))}" if extra
              else f"{bound}, uncalibrated (no measured result on this host)")
     by_type = {t: statistics.median(v for (_, _, q), v in flops if q == t) for (_, _, t) in {c for c, _ in flops} if t}
     prompt_basis = (f"FLOP rate over the weights a prompt token goes through (not the embedding table), from "
                     f"{len(flops)} measured prompt speed(s) on this host, of the same quant type where measured"
                     f"{_loo_text(_prompt_loo(flops))}" if flops else "no measured prompt speed on this host")
     gpu, gpu_note = gpu_speed(gpus)
+    gpu = gpu.calibrated(results) if gpu else None
     return Speed(gbps, basis, overhead, statistics.median(v for _, v in flops) if flops else None, prompt_basis,
                  flops_by_type=by_type, gpu=gpu, gpu_note=gpu_note)
 
 
-def _decode_loo(extra: list[tuple[tuple, float]], gbps: float | None) -> list[float]:
-    """Each configuration's decode speed predicted from the other configurations' results, error in %."""
+def _decode_loo(extra: list[tuple[tuple, float]], read_s) -> list[float]:
+    """Each configuration's decode speed predicted from the other configurations' results, error in %.
+    `read_s(size, efficiency)`: the seconds reading the weights takes (the roofline)."""
     errors = []
     for config in {c for c, _ in extra}:
         rest = [v for c, v in extra if c != config]
         if not rest:
             continue
-        size = config[1]
-        roofline = size / (gbps * 1e9 * DEFAULT_EFFICIENCY)
+        roofline = read_s(config[1], DEFAULT_EFFICIENCY)
         measured = 1 / (statistics.median(v for c, v in extra if c == config) + roofline)
         predicted = 1 / (max(0.0, statistics.median(rest)) + roofline)
         errors.append((predicted - measured) / measured * 100)
@@ -179,16 +204,21 @@ def _loo_text(errors: list[float]) -> str:
 
 
 def _single_user_cpu(result: dict) -> bool:
-    """An `ok` result of the default engine, one request at a time on one default server, no GPU:
-    what a suggestion predicts (a load test's per-user speed or a GPU run would mislead it)."""
+    """An `ok` single-user result (`_single_user`) with no GPU: what a CPU prediction is calibrated by."""
+    metrics = result.get("metrics") or {}
+    return _single_user(result) and not metrics.get("gpu_memory_used_gb") and not metrics.get("gpu_layers_share")
+
+
+def _single_user(result: dict) -> bool:
+    """An `ok` result of the default engine, one request at a time on one default server: what a
+    suggestion predicts (a load test's per-user speed would mislead it)."""
     from llmspec.engines import DEFAULT
     from llmspec.profiles import PROFILES
 
     kind = PROFILES.get((result.get("cell") or {}).get("profile"))
     server = result.get("server") or {}
     return (result.get("status") == "ok" and kind is not None and kind.server_overrides is None and not kind.last
-            and server.get("engine", DEFAULT) == DEFAULT
-            and not (result.get("metrics") or {}).get("gpu_memory_used_gb"))
+            and server.get("engine", DEFAULT) == DEFAULT)
 
 
 class HostResults:
@@ -233,7 +263,8 @@ def host_results(results_root: Path, host_dir: str, cache: HostResults | None = 
     return (cache or HostResults()).read(results_root, host_dir)
 
 
-def for_host(results_root: Path, host_dir: str, cache: HostResults | None = None) -> Speed | None:
+def for_host(results_root: Path, host_dir: str, cache: HostResults | None = None,
+             gpus: list | None = None) -> Speed | None:
     """This host's prediction from its cached bandwidth figure and results; None without a figure."""
     from llmspec.machine import bandwidth
 
@@ -241,4 +272,4 @@ def for_host(results_root: Path, host_dir: str, cache: HostResults | None = None
     if cached is None:
         return None
     basis = f"{cached['copy_gbps']:.0f} GB/s measured {cached['measured_at'][:10]}"
-    return calibrate(host_results(results_root, host_dir, cache), cached["copy_gbps"], basis)
+    return calibrate(host_results(results_root, host_dir, cache), cached["copy_gbps"], basis, gpus)
