@@ -209,3 +209,31 @@ def test_a_gpu_cell_stores_its_gpu_prediction(tmp_path, llama_server, monkeypatc
     assert m["gpu_layers_share"] == 1.0
     assert m["predicted_tokens_per_s"] == pytest.approx(360e9 * 0.65 / result["model_file"]["size"], abs=0.01)
     assert "predicted_prompt_tokens_per_s" not in m
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_an_untied_output_matrix_is_read_from_the_header_and_not_counted_as_prompt_work(tmp_path, tied):
+    """A real GGUF (llama.cpp's gguf writer): 8 x 4 embedding table, 4 x 4 layer weight, and an 8 x 4
+    output matrix unless the model reuses the table for it."""
+    import gguf
+    import numpy as np
+
+    from llmspec.models.gguf import read_header
+    from llmspec.models.identity import metadata_of
+
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_embedding_length(4)
+    writer.add_vocab_size(8)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), dtype=np.float32))
+    if not tied:
+        writer.add_tensor("output.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    meta = metadata_of(*read_header(path))
+    assert meta["parameters"] == (48 if tied else 80) and meta["vocab_size"] == 8
+    assert meta["output_parameters"] == (0 if tied else 32)
+    assert prompt_parameters(meta) == 16  # the layer's weights alone, tied or not

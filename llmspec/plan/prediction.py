@@ -128,13 +128,16 @@ def prompt_parameters(meta: dict | None) -> float | None:
     """The weights each prompt token is multiplied through: all parameters but the token embedding
     table (vocabulary x embedding; a prompt looks up its rows) and the output matrix, which
     llama-server applies to the last prompt token only. A model with a separate output tensor
-    (untied embeddings) has a second table of the same shape that this still counts: its prompt
-    speed comes out low by that share (7 % for an 8B model with a 128k vocabulary)."""
+    (untied embeddings) counts it in its parameters: the GGUF header says how big it is
+    (`output_parameters`, 0 when tied). Where that is not known (the catalogue's facts, metadata
+    read before llmspec kept it) an untied output still counts as work, and the prompt speed comes
+    out low by its share (7 % for an 8B model with a 128k vocabulary)."""
     meta = meta or {}
     params = meta.get("parameters")
     if not params:
         return None
-    rest = params - (meta.get("vocab_size") or 0) * (meta.get("embedding_length") or 0)
+    rest = (params - (meta.get("vocab_size") or 0) * (meta.get("embedding_length") or 0)
+            - (meta.get("output_parameters") or 0))
     return rest if rest > 0 else params
 
 
