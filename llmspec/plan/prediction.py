@@ -254,15 +254,21 @@ class HostResults:
         return found
 
 
+KEPT = ("status", "cell", "server", "metrics", "model_file")  # what a prediction reads of a result
+
+
 def _parse(file: Path) -> dict | None:
+    """The parts of a result file a prediction reads: the samples (most of a file) are not kept."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        found = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return {k: found[k] for k in KEPT if k in found} if isinstance(found, dict) else None
 
 
 def host_results(results_root: Path, host_dir: str, cache: HostResults | None = None) -> list[dict]:
-    """Every result file of this host (all specs), read without validation; unreadable ones skipped."""
+    """Every result file of this host (all specs), read without validation, as far as a prediction
+    reads it (`KEPT`); unreadable ones skipped."""
     return (cache or HostResults()).read(results_root, host_dir)
 
 
