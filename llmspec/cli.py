@@ -262,7 +262,7 @@ def cmd_suggest(args) -> int:
     else:
         gbps = bandwidth.measure(size_mb=64, repeats=3)["copy_gbps"]
         basis = f"{gbps:.0f} GB/s measured now (64 MB copy; `doit` measures it properly)"
-    speed = suggest.calibrate(suggest.host_results(results, me), gbps, basis)
+    speed = suggest.calibrate(suggest.host_results(results, me), gbps, basis, host.gpus)
     disk = args.disk_gb if args.disk_gb is not None else suggest.disk_free_gb(Path("build/models"))
     found = suggest.evaluate(load_catalogue().models, host, uses, speed, disk)
     print(f"For {', '.join(uses)} on this host ({host.cpu}, {host.limit_gb:.1f} GB for a model, GPU: "

@@ -6,8 +6,9 @@ a predicted decode speed from the memory-bandwidth roofline: a token takes file 
 65 %) (60-80 % of the bound is normal on a CPU) plus a fixed cost per token, which this host's own
 measured results calibrate where it has any (the median of measured seconds per token minus the
 roofline's; tiny models spend most of their time there, so calibrating the efficiency on them would
-make every large model look 3x slower than it is); a predicted prompt speed where this host
-measured one (its effective FLOP rate over 2 x parameters per token); and the quality cost of the
+make every large model look 3x slower than it is); on a GPU the same bound from the GPU's published
+bandwidth, uncalibrated; a predicted prompt speed where this host measured one (its effective FLOP
+rate over the weights a prompt token is multiplied through, `plan.prediction`); and the quality cost of the
 quant from llama.cpp's published KL-divergence scale. Each model gets the most precise quant that
 still reaches `SPEED_TARGET`, models are ranked largest first, and the few best make the
 shortlist; the rest say why not.
@@ -148,12 +149,13 @@ def _fit(entry: Entry, quant: str, size: int, host: Host, uses, speed: Speed) ->
     if host.gpus:
         if memory_check(size, meta, ctx, host.limit_gb, host.limit_text, n_gpu_layers="all", gpus=host.gpus) is None:
             free = sum(g.memory_free_mb or 0 for g in host.gpus) * 2**20 / GB
-            return Candidate(entry, quant, size, ctx, need, free - need, "GPU", None, None, kld, cost), ""
+            return Candidate(entry, quant, size, ctx, need, free - need, "GPU", speed.decode(size, gpu_bytes=size),
+                             None, kld, cost), ""
     problem = memory_check(size, meta, ctx, host.limit_gb, host.limit_text)
     if problem:
         return None, problem[1]
     return Candidate(entry, quant, size, ctx, need, host.limit_gb - need, "CPU", speed.decode(size),
-                     speed.prompt(entry.parameters), kld, cost), ""
+                     speed.prompt(meta), kld, cost), ""
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -175,7 +177,9 @@ def notes(s: Suggestion) -> list[str]:
     out = [f"decode: bandwidth roofline, {s.speed.basis}; prompt: {s.speed.prompt_basis}",
            f"quality cost: mean KL divergence of the quant on LLaMA 3 8B ({KLD_SOURCE})"]
     if any(c.where == "GPU" for c in s.shortlist):
-        out.append("GPU rows: speed not predicted (no measured GPU bandwidth on this host); measure them")
+        out.append(f"GPU rows: decode from the {s.speed.gpu.basis}; prompt not predicted (no GPU result on this "
+                   f"host); measure them" if s.speed.gpu else
+                   f"GPU rows: speed not predicted ({s.speed.gpu_note}); measure them")
     for entry, why in s.unfit:
         out.append(f"not suggested: {entry.name}: {why}")
     return out

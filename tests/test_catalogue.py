@@ -105,6 +105,7 @@ def test_refresh_reads_sizes_and_headers_with_range_requests_only(tmp_path, hf_h
     assert got.files["Q8_0"].size == len(data) + 1000
     assert "Q6_K" in got.files and got.files["Q6_K"].size_computed  # not on the hub: kept, still marked computed
     assert got.architecture.layers == 36 and got.architecture.vocab_size == 150_000
+    assert got.architecture.output_parameters == 0  # the header has no output.weight: tied to the table
     assert got.sources["architecture"].startswith("gguf header: Qwen/Qwen3-4B-GGUF/Qwen3-4B-Q4_K_M.gguf")
     # every file GET asked for a range from the start, and far less than one model file came back
     assert ranges and all(r.startswith("bytes=0-") for r in ranges) and len(ranges) == 2

@@ -15,7 +15,7 @@ from llmspec.catalogue.load import load_catalogue
 from llmspec.machine.gpu import GpuSource
 from llmspec.plan.termination import memory_limit
 from llmspec.starter import Host
-from llmspec.suggest import Speed, calibrate, evaluate, host_results, quality_cost
+from llmspec.suggest import Speed, calibrate, evaluate, host_results, notes, quality_cost
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CATALOGUE = load_catalogue().models
@@ -56,21 +56,28 @@ def test_a_desktop_with_a_12gb_gpu_puts_what_fits_the_gpu_first(monkeypatch):
     gpus = GpuSource().read()
     assert [g.memory_free_mb for g in gpus] == [11978.0]
     desktop = host(24, 22.0, 8, gpus)
-    chat = evaluate(CATALOGUE, desktop, ("chat",), Speed(80.0, "fixture"), disk_free_gb=200)
+    chat = evaluate(CATALOGUE, desktop, ("chat",), calibrate([], 80.0, "fixture", gpus), disk_free_gb=200)
     assert picks(chat) == ["Qwen2.5-14B-Instruct@Q4_K_M", "gemma-3-12b-it@Q4_K_M", "Qwen3-8B@Q8_0",
                            "Meta-Llama-3.1-8B-Instruct@Q8_0", "Qwen3-4B@Q8_0"]
     assert {c.where for c in chat.shortlist} == {"GPU"} and all(c.room_gb > 0.1 * c.need_gb for c in chat.shortlist)
-    assert all(c.decode_tps is None for c in chat.shortlist)  # no GPU bandwidth measured: not predicted
+    # decode from the RTX 3060's published 360 GB/s (uncalibrated: no GPU result here); prompt not predicted
+    assert [round(c.decode_tps) for c in chat.shortlist] == [26, 33, 27, 27, 55]
+    assert all(c.decode_tps == pytest.approx(360e9 * 0.65 / c.size) and c.prompt_tps is None for c in chat.shortlist)
+    gpu_note = next(n for n in notes(chat) if n.startswith("GPU rows"))
+    assert "NVIDIA GeForce RTX 3060 360 GB/s" in gpu_note and "uncalibrated" in gpu_note
     # 14B at Q5_K_M would leave under 10 % of the GPU free; its Q8_0 fits only the 24 GB of RAM, slowly
     others = {f"{c.entry.name}@{c.quant}": c for c in chat.others}
     assert "Qwen2.5-14B-Instruct@Q5_K_M" not in others and others["Qwen2.5-14B-Instruct@Q8_0"].where == "CPU"
     assert others["Qwen2.5-14B-Instruct@Q8_0"].slow
+    assert others["Qwen2.5-14B-Instruct@Q8_0"].decode_tps == pytest.approx(80e9 * 0.65 / others[
+        "Qwen2.5-14B-Instruct@Q8_0"].size)  # in RAM: the CPU's bandwidth
 
 
 def test_the_2_core_vm_is_calibrated_by_its_own_results():
     speed = calibrate(host_results(FIXTURES / "results", "amd-epyc-2c-24g-ef098a"), 26.5, "26 GB/s measured")
     assert "calibrated by 2 measured result(s) on this host" in speed.basis  # Q4_1 and Q8_0 interactive
     assert speed.overhead_s > 0 and speed.flops
+    assert "leave-one-out error" in speed.basis and "leave-one-out error" in speed.prompt_basis
     vm = host(24, 22.9, 2)
     chat = evaluate(CATALOGUE, vm, ("chat",), speed, disk_free_gb=40)
     assert picks(chat) == ["Llama-3.2-1B-Instruct@Q8_0", "Qwen2.5-Coder-0.5B-Instruct@Q4_K_M",

@@ -45,6 +45,9 @@ class Architecture(Strict):
     sliding_window: int | None = Field(None, gt=0)
     context_length: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
+    # the output matrix's elements (0: tied to the embedding table), read from a header by `refresh`;
+    # unknown in entries written by hand, where an untied output counts as prompt work (`plan.prediction`)
+    output_parameters: int | None = Field(None, ge=0)
 
 
 class Capabilities(Strict):

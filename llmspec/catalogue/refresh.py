@@ -27,7 +27,7 @@ from llmspec.models.identity import metadata_of
 FIRST_RANGE = 2 << 20
 MAX_HEADER = 64 << 20  # no GGUF header is this long; past it the file is not what it claims
 ARCH_KEYS = ("architecture", "layers", "heads", "kv_heads", "embedding_length", "key_length", "value_length",
-             "feed_forward_length", "sliding_window", "context_length", "vocab_size")
+             "feed_forward_length", "sliding_window", "context_length", "vocab_size", "output_parameters")
 
 
 def read_remote_header(url: str) -> tuple[dict[str, Any], int]:

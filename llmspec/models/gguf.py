@@ -29,6 +29,20 @@ class ArrayLength(int):
     """An array's element count, standing in for the array (e.g. the vocabulary's size)."""
 
 
+class ParameterCount(int):
+    """The sum of every tensor's elements, and in `output` those of the output matrix (`output.weight`;
+    0 when the model reuses its embedding table for it, "tied" embeddings). A prompt token is not
+    multiplied through either table (`plan.prediction.prompt_parameters`)."""
+
+    output: int = 0
+
+
+def _parameters(total: int, output: int) -> ParameterCount:
+    found = ParameterCount(total)
+    found.output = output
+    return found
+
+
 class _Cursor:
     def __init__(self, buf):
         self.buf, self.pos = buf, 0
@@ -58,7 +72,7 @@ class _Cursor:
         return self.unpack(SCALARS[GGUFValueType(vtype)])
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], int]:
+def read_header(path: Path) -> tuple[dict[str, Any], ParameterCount]:
     """(scalar and string key/values, total parameter count) of a GGUF file."""
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         view = memoryview(buf)
@@ -71,7 +85,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     raise ValueError(error)
 
 
-def _parse(cur: _Cursor) -> tuple[dict[str, Any], int]:
+def _parse(cur: _Cursor) -> tuple[dict[str, Any], ParameterCount]:
     if cur.unpack("<I") != GGUF_MAGIC:
         raise ValueError("no GGUF magic number")
     cur.unpack("<I")  # version
@@ -80,22 +94,23 @@ def _parse(cur: _Cursor) -> tuple[dict[str, Any], int]:
     for _ in range(n_kv):
         key = cur.string()
         fields[key] = cur.value(cur.unpack("<I"))
-    params = 0
+    params = output = 0
     for _ in range(n_tensors):
-        cur.string()
+        name = cur.string()
         count = 1
         for _ in range(cur.unpack("<I")):
             count *= cur.unpack("<Q")
         cur.pos += 4 + 8  # tensor type, data offset
         params += count
-    return fields, params
+        output += count if name == "output.weight" else 0
+    return fields, _parameters(params, output)
 
 
 class Truncated(ValueError):
     """The bytes end before the header does: read more of the file."""
 
 
-def parse_header(buf: bytes) -> tuple[dict[str, Any], int]:
+def parse_header(buf: bytes) -> tuple[dict[str, Any], ParameterCount]:
     """`read_header` for the first bytes of a file (a range request): Truncated when they end too soon."""
     cur = _Cursor(buf)
     try:

@@ -26,7 +26,7 @@ def identity(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": facts["size"], "sha256": facts["sha256"]}
 
 
-METADATA_KEY = "metadata.v4"  # bump when _read_metadata reads more, so cached facts refresh
+METADATA_KEY = "metadata.v5"  # bump when _read_metadata reads more, so cached facts refresh
 
 
 def metadata(path: Path) -> dict[str, Any]:
@@ -93,6 +93,8 @@ def metadata_of(fields: dict[str, Any], parameters: int) -> dict[str, Any]:
         "has_chat_template": "tokenizer.chat_template" in fields,
         # Tokens in the vocabulary: reference logits for KL divergence take 2 bytes per token per position.
         "vocab_size": _vocab_size(fields, arch),
+        # The output matrix's elements, 0 when tied to the embedding table: neither runs per prompt token.
+        "output_parameters": getattr(parameters, "output", None),
     }
 
 

@@ -137,7 +137,8 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
             result.metrics["predicted_peak_rss_gb"] = job.predicted_peak_gb
         if estimate is not None:
             result.metrics["estimated_memory_gb"] = estimate
-        result.metrics.update({k: v for k, v in speeds.items() if k.removeprefix("predicted_") in result.metrics})
+        result.metrics.update({k: v for k, v in speeds.items()
+                               if not k.startswith("predicted_") or k.removeprefix("predicted_") in result.metrics})
     if identity is None:  # not made this run (skipped, failed): the file as it is, if it is there
         identity = job.target.identity_now()
         meta = job.target.metadata_now() if identity is not None else None
@@ -154,19 +155,29 @@ def measure(job: CellJob, progress=print, live=None) -> Result:
 def _predicted_speeds(job: CellJob, args, size: int, meta: dict | None) -> dict[str, float]:
     """Decode and prompt speed as predicted before this cell measured them (`plan.prediction`),
     stored beside the measured ones so the report grades them. Only where the prediction holds:
-    the default engine on the CPU, one request at a time, and a bandwidth figure for this host."""
+    the default engine, one request at a time, and a bandwidth figure for this host; with layers
+    offloaded, a GPU whose bandwidth is known (then `gpu_layers_share` is stored too, and the
+    prompt speed, a CPU figure, is not predicted).
+    This host's results are read through the session's cache: parsed once per run, a file again
+    only when it changed (the cell just measured is new), so each cell sees them all as they are."""
     from llmspec.engines import DEFAULT
+    from llmspec.machine.gpu import GpuSource, offloaded_layers
     from llmspec.plan.prediction import for_host
 
-    if (job.engine.name != DEFAULT or args.setting("n_gpu_layers") not in (None, 0) or args.parallel != 1
-            or job.kind.server_overrides is not None):
+    if job.engine.name != DEFAULT or args.parallel != 1 or job.kind.server_overrides is not None:
         return {}
-    speed = for_host(job.workspace.results, host_id())
+    layers, share, gpus = (meta or {}).get("layers"), 0.0, None
+    if args.setting("n_gpu_layers") not in (None, 0):
+        gpus = GpuSource().read()
+        if not gpus or not layers:
+            return {}
+        share = offloaded_layers(layers, args.setting("n_gpu_layers")) / layers
+    speed = for_host(job.workspace.results, host_id(), SESSION.results, gpus)
     if speed is None:
         return {}
-    found = {"predicted_tokens_per_s": speed.decode(size),
-             "predicted_prompt_tokens_per_s": speed.prompt((meta or {}).get("parameters") or 0)}
-    return {k: v for k, v in found.items() if v}
+    found = {"predicted_tokens_per_s": speed.decode(size, gpu_bytes=share * size),
+             "predicted_prompt_tokens_per_s": None if share else speed.prompt(meta)}
+    return {k: v for k, v in found.items() if v} | ({"gpu_layers_share": share} if gpus else {})
 
 
 def _same_file(path: Path, measured: dict | None, what: str) -> None:

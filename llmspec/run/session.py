@@ -15,6 +15,7 @@ from pathlib import Path
 from llmspec.engines.base import ServerArgs
 from llmspec.errors import CellError, SkipCell
 from llmspec.plan.job import CellJob
+from llmspec.plan.prediction import HostResults
 from llmspec.run.server import Server
 
 
@@ -26,6 +27,8 @@ class Session:
         self.key: tuple | None = None
         self.loaded: dict | None = None  # the model file's identity when the server loaded it
         self.load_failures: dict[tuple, str] = {}
+        # this host's result files as read for the cells' speed predictions: each parsed once per run
+        self.results = HostResults()
         atexit.register(self.close)
 
     def server_for(self, job: CellJob, model_path: Path, args: ServerArgs, identity: dict | None = None) -> Server:
