@@ -59,7 +59,7 @@ class Plan:
         """`cores`: how far `threads = "sweep"` goes (default: this machine's logical cores)."""
         self.spec = spec
         self.workspace = workspace or Workspace(spec.root)
-        cores = cores or hardware()["cores_logical"]
+        cores = self.cores = cores or hardware()["cores_logical"]
         self.variants = {v.name: v for v in variants.expand(spec.server, cores)}
         self.cells = expand(spec, cores)
         self._identities: dict[tuple[str, str], dict[str, Any] | None] = {}
