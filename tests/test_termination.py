@@ -55,6 +55,28 @@ def test_memory_preflight_skips_with_figures():
     assert not decide_for(spec, "big", "Q8_0", Evidence(64.0, "64 GB", sizes={("big", "Q8_0"): int(13 * GB)})).skip
 
 
+def test_an_oom_kill_raises_the_memory_preflight_to_the_peak_it_was_seen_at():
+    """A server the kernel killed holding 20 GB needs at least that at that context (or a larger one), whatever
+    the estimate (15.6 GB) says; a smaller context and other files keep their estimate."""
+    spec = spec_of([model("big", "13B", ["Q8_0", "Q4_K_M"])])
+    sizes = {("big", "Q8_0"): int(13 * GB), ("big", "Q4_K_M"): int(7 * GB)}
+    ev = Evidence(18.0, "the 18.0 GB of RAM available", sizes=sizes, killed={("big", "Q8_0", 4096): 20.0})
+    d = decide_for(spec, "big", "Q8_0", ev)
+    assert d.skip and d.rule == "memory"
+    assert d.reason == ("needs about 20.0 GB (its server was killed (out of memory?) holding 20.0 GB before), "
+                        "more than the 18.0 GB of RAM available"), d.reason
+    assert ev.killed_at("big", "Q8_0", 8192) == 20.0 and ev.killed_at("big", "Q8_0", 2048) == 0.0
+    assert not decide(spec.models[0], "Q8_0", ev, 2048, lambda other: True).skip  # a smaller context: not known
+    assert not decide_for(spec, "big", "Q4_K_M", ev).skip  # another file of the model
+
+
+def test_a_killed_result_is_what_the_planner_learns_the_peak_from():
+    from llmspec.results import killed_peak_gb
+
+    assert killed_peak_gb("the server was killed (out of memory?): SIGKILL, peak memory seen 3.25 GB") == 3.25
+    assert killed_peak_gb("the server died of SIGSEGV, peak memory seen 3.25 GB") is None  # a crash, not memory
+
+
 def test_smaller_model_failing_skips_larger_at_same_quant_only():
     spec = spec_of([model("small", "1B", ["Q4_K_M", "Q5_K_M"]), model("big", "7B", ["Q4_K_M", "Q5_K_M"])])
     ev = Evidence(64.0, "64 GB", ratings={("small", "Q4_K_M"): "Failed", ("small", "Q5_K_M"): "Good"})

@@ -28,6 +28,7 @@ import psutil
 from llmspec.engines import engine_named
 from llmspec.engines.base import Engine, ServerArgs
 from llmspec.errors import CellError
+from llmspec.results import KILLED
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
@@ -169,7 +170,7 @@ class Server:
             return None
         peak = f"peak memory seen {self.memory.peak_rss_bytes / 2**30:.2f} GB"
         if proc.returncode == -signal.SIGKILL:
-            return f"the server was killed (out of memory?): SIGKILL, {peak}"
+            return f"{KILLED}: SIGKILL, {peak}"
         name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else "a signal"
         return f"the server died of {name}, {peak}"
 
