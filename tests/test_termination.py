@@ -4,7 +4,7 @@ The plan applying them to result files on disk is tests/test_planner.py."""
 
 import pytest
 
-from llmspec.plan.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
+from llmspec.plan.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory, need_text
 from llmspec.spec import Spec
 
 META = {"layers": 32, "heads": 32, "kv_heads": 8, "embedding_length": 4096}
@@ -68,6 +68,8 @@ def test_an_oom_kill_raises_the_memory_preflight_to_the_peak_it_was_seen_at():
     assert ev.killed_at("big", "Q8_0", 8192) == 20.0 and ev.killed_at("big", "Q8_0", 2048) == 0.0
     assert not decide(spec.models[0], "Q8_0", ev, 2048, lambda other: True).skip  # a smaller context: not known
     assert not decide_for(spec, "big", "Q4_K_M", ev).skip  # another file of the model
+    assert need_text(int(13 * GB), None, 4096, (None, None), None, None, killed_gb=20.0) == "20.00 GB (killed at)"
+    assert need_text(int(13 * GB), None, 4096, (None, None), None, None, killed_gb=2.0) == "15.60 GB"
 
 
 def test_a_killed_result_is_what_the_planner_learns_the_peak_from():

@@ -158,12 +158,13 @@ def _split(est: Estimate, meta: dict[str, Any] | None, n_gpu_layers: int | str |
 
 
 def need_text(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, cache_types, n_gpu_layers,
-              gpus: list[GpuReading] | None, overhead_bytes: float = OVERHEAD_BYTES) -> str:
-    """What `llmspec plan` shows: "0.31 GB", or "0.24 GB GPU + 0.07 GB RAM" for an offloading variant."""
+              gpus: list[GpuReading] | None, overhead_bytes: float = OVERHEAD_BYTES, killed_gb: float = 0.0) -> str:
+    """What `llmspec plan` shows: "0.31 GB", or "0.24 GB GPU + 0.07 GB RAM" for an offloading variant;
+    "1.20 GB (killed at)" where its server was killed holding more than the estimate (`memory_check`)."""
     est = estimate_memory(size_bytes, meta, ctx_size, cache_types, overhead_bytes)
     split = _split(est, meta, n_gpu_layers, gpus)
     if split is None:
-        return f"{est.total_gb:.2f} GB"
+        return f"{killed_gb:.2f} GB (killed at)" if killed_gb > est.total_gb else f"{est.total_gb:.2f} GB"
     from llmspec.machine.gpu import offload_split
 
     vram, _ = offload_split(meta["layers"], n_gpu_layers, int(est.weights_bytes), est.kv_bytes, OVERHEAD_BYTES)
