@@ -16,9 +16,9 @@ figures (its KIND's `headlines`, the same the report leads with); a difference i
 only where both figures carry 95 % intervals that hold a rerun's figure (`ProfileKind.holds_a_rerun`:
 a speed from one server start's requests does not, one over several starts does) and these do not
 overlap, "within noise" where they overlap, "not judged" where they are apart but either covers
-one server start only, and "no interval" where either has none. A loadtest file keeps its last level's
-per-request times, so that level's percentiles get intervals (the load profile's method,
-llmspec.stats); its other levels were stored as figures only. Each row also says what differs
+one server start only, and "no interval" where either has none. A loadtest file keeps every level's
+per-request times, so each level's percentiles get intervals (the load profile's method,
+llmspec.stats); a file written before levels kept them has them for its last level only. Each row also says what differs
 between the two measurements where the files record it: llama-server version, host, model file.
 """
 
@@ -218,22 +218,25 @@ def _provenance(data: dict, host: str) -> dict[str, str]:
 
 def loadtest_entries(doc: dict) -> list[Entry]:
     """One entry per concurrency level (the load profile's headline figures that a level has) and
-    one for the capacity across levels. The last level's per-request times are in the file, so its
-    p90s get 95 % intervals the way the load profile computes them."""
+    one for the capacity across levels. Each level's per-request times are in the file (an older file:
+    the last level's only, as the plan's `results`), so its p90s get 95 % intervals the way the load
+    profile computes them."""
     meta, aggregate = doc.get("meta") or {}, doc.get("aggregate") or {}
     provenance = {k: str(meta[k]) for k in ("server", "model") if meta.get(k)}
-    levels = {int(lv["concurrent"]): lv.get("figures") or {} for lv in doc.get("levels") or []
-              if isinstance(lv, dict) and _number(lv.get("concurrent"))}
+    stored = [lv for lv in doc.get("levels") or [] if isinstance(lv, dict) and _number(lv.get("concurrent"))]
+    levels = {int(lv["concurrent"]): lv.get("figures") or {} for lv in stored}
+    times = {int(lv["concurrent"]): lv["results"] for lv in stored if isinstance(lv.get("results"), list)}
     last = meta.get("concurrent") if _number(meta.get("concurrent")) else None
     if not levels and last is not None:  # one level: the plan's own aggregate, in ms
         levels = {int(last): {name: aggregate[ms] / 1000 for name, ms in
                               (("p90_latency_s", "latency_p90_ms"), ("p90_ttft_s", "ttft_p90_ms"))
                               if _number(aggregate.get(ms))}}
-    spread = _last_level_intervals(doc.get("results") or [])
+    if last is not None and int(last) not in times:
+        times[int(last)] = doc.get("results") or []
     headlines = PROFILES[LOAD].headlines
     entries = []
     for users, figures in sorted(levels.items()):
-        bounds = spread if users == last else {}
+        bounds = _level_intervals(times.get(users) or [])
         entries.append(Entry(("users", str(users)), LOAD, figures={
             name: Figure(figures[name], *bounds.get(name, (None, None)))
             for name in headlines if _number(figures.get(name))}, provenance=provenance))
@@ -244,7 +247,7 @@ def loadtest_entries(doc: dict) -> list[Entry]:
     return entries
 
 
-def _last_level_intervals(results: list[Any]) -> dict[str, tuple[float, float]]:
+def _level_intervals(results: list[Any]) -> dict[str, tuple[float, float]]:
     ok = [r for r in results if isinstance(r, dict) and r.get("error") is None and _number(r.get("time"))]
     found = {"p90_latency_s": percentile_interval([r["time"] / 1000 for r in ok], 90),
              "p90_ttft_s": percentile_interval([r["ttft"] / 1000 for r in ok if _number(r.get("ttft"))], 90)}

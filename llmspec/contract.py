@@ -71,6 +71,7 @@ class LoadtestLevel(TypedDict, total=False):
     aggregate: dict[str, float | int | None]
     figures: dict[str, float | int | None]
     meets_service_level: bool | None
+    results: list[LoadtestAnswer]  # this level's requests: time, ttft, token, error (no texts)
 
 
 class Loadtest(TypedDict, total=False):

@@ -6,7 +6,8 @@ profile drives too; this module is the plan's files and its command line.
 
 `--concurrent 1,2,4` measures each level in turn (the same questions at each): the plan's
 meta/results/aggregate then describe the last level, unchanged in shape for the plan's own
-readers, and a `levels` list holds every level's aggregate and capacity figures, with
+readers, and a `levels` list holds every level's aggregate and capacity figures and its
+per-request times (so every level's percentiles get intervals when compared), with
 `capacity`: the most users served at the service level (llmspec.capacity; `--max-p90-ttft`,
 `--min-tokens-per-user`, defaults from [thresholds.load]). `--arrival constant|poisson --rate R`
 sends the questions at R per second instead of as fast as `--concurrent` users ask.
@@ -168,6 +169,11 @@ def build_document(cfg: RunConfig, run: LoadRun, concurrent: int | None = None,
             "schema_version": SCHEMA_VERSION}  # after the plan's three keys, which keep their order
 
 
+# What each level keeps of every request (the texts are the last level's `results` only): enough for the
+# 95 % intervals of every level's percentiles (`llmspec compare`), not a second copy of every answer.
+LEVEL_KEYS = ("time", "ttft", "token", "error")
+
+
 def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arrival: dict | None = None,
                 scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     """The last level's plan document, plus `levels` and `capacity` when more than one level ran."""
@@ -181,9 +187,11 @@ def with_levels(runs: dict[int, LoadRun], cfg: RunConfig, slo: ServiceLevel, arr
             if between else None
     if len(runs) > 1:
         figures = {users: level_figures(run.answers, run.wall_s, slo) for users, run in runs.items()}
-        document["levels"] = [{"concurrent": users, "aggregate": build_document(cfg, run, users, scorers)["aggregate"],
-                               "figures": figures[users], "meets_service_level": not slo.misses(figures[users])}
-                              for users, run in sorted(runs.items())]
+        each = {users: build_document(cfg, run, users, scorers) for users, run in runs.items()}
+        document["levels"] = [{"concurrent": users, "aggregate": each[users]["aggregate"],
+                               "figures": figures[users], "meets_service_level": not slo.misses(figures[users]),
+                               "results": [{k: r[k] for k in LEVEL_KEYS} for r in each[users]["results"]]}
+                              for users in sorted(runs)]
         users = max_users(figures, slo)
         document["capacity"] = {"max_users_at_slo": users, "service_level": slo.text(),
                                 "sentence": sentence(users, slo, figures)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +26,20 @@ Status = Literal["ok", "skipped", "error"]
 # The result file's format version (llmspec/contract.py publishes its JSON Schema). Files written
 # before the key existed read as version 1, which they are: the key was added, nothing else changed.
 SCHEMA_VERSION = 1
+KILLED = "the server was killed (out of memory?)"  # how an OOM-killed cell's reason starts (run.server's death)
 BOUND = ":"  # a figure's 95 % interval travels beside it as "<metric>:low" and "<metric>:high"
 
 
 def bound_names(metric: str) -> tuple[str, str]:
     """The two names under which `metric`'s 95 % interval is read (rating) and shown (report)."""
     return f"{metric}{BOUND}low", f"{metric}{BOUND}high"
+
+
+def killed_peak_gb(reason: str) -> float | None:
+    """The peak memory an error's reason says its server was killed at, else None: the planner's memory
+    pre-flight learns from it (an estimate that let the kernel kill the server was too low)."""
+    found = re.search(re.escape(KILLED) + r": SIGKILL, peak memory seen (\d+(?:\.\d+)?) GB", reason)
+    return float(found[1]) if found else None
 
 
 @dataclass(frozen=True)

@@ -318,13 +318,16 @@ def generate(root: Path, selected: str | None):
     except UserError as exc:
         print(f"llmspec: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logs.setup(plans[0].workspace.logs, plans[0].spec.log_level)
-    if runs_tasks(sys.argv[1:]):
-        try:
+    try:  # the lock first: on a read-only disk it is the one line that names the folder
+        if runs_tasks(sys.argv[1:]):
             lock.hold(plans[0].workspace.run, f"doit {' '.join(sys.argv[1:])}".strip())
-        except UserError as exc:
-            print(f"llmspec: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+        logs.setup(plans[0].workspace.logs, plans[0].spec.log_level)
+    except UserError as exc:
+        print(f"llmspec: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:  # `doit list` on a read-only disk: no lock to take, but no log folder either
+        print(f"llmspec: {exc.filename}: cannot write the run's log there ({exc.strerror or exc})", file=sys.stderr)
+        raise SystemExit(2) from None
 
     # Created only when run (`doit`, `doit cell`, `doit cell:<name>`, a result file as target) or
     # listed: `doit report` never pays for building 10,000 cell tasks (1 s) it does not run.

@@ -190,6 +190,29 @@ def test_loadtest_files_by_concurrency_level(tmp_path):
     assert page.is_file()
 
 
+def test_every_level_that_keeps_its_request_times_gets_intervals(tmp_path):
+    """A loadtest file keeps each level's per-request times (`levels[].results`, #28), so every level's p90s carry
+    95 % intervals when compared, not only the last level's. B is A with every request half again as slow."""
+    doc = json.loads((FIXTURES / "loadtest/before.json").read_text())
+    slower = json.loads(json.dumps(doc))
+    for found, factor in ((doc, 1.0), (slower, 1.5)):
+        for level in found["levels"]:
+            share = level["concurrent"] / found["meta"]["concurrent"]  # fewer users: faster answers
+            level["results"] = [{"time": r["time"] * share * factor, "ttft": r["ttft"] * share * factor,
+                                 "token": r["token"], "error": r["error"]} for r in doc["results"]]
+            level["figures"] = {**level["figures"], "p90_latency_s": level["figures"]["p90_latency_s"] * factor,
+                                "p90_ttft_s": level["figures"]["p90_ttft_s"] * factor}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    (tmp_path / "b.json").write_text(json.dumps(slower))
+    done = llmspec("compare", "a.json", "b.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for label in ("1 user", "4 users"):
+        p90s = [line for line in lines_of(done.stdout, label) if re.search(r"\bp90_(latency|ttft)_s\b", line)]
+        assert len(p90s) == 2, (label, done.stdout)
+        for line in p90s:
+            assert "no interval" not in line and line.count("(") >= 2, line  # A's and B's figure, each with its own
+
+
 def test_the_page_is_offline_and_holds_the_rows(project, tmp_path):
     out = tmp_path / "page.html"
     done = llmspec("compare", "HEAD~1:build/results", "build/results", "--output", str(out), cwd=project)

@@ -57,3 +57,20 @@ def test_doit_announces_each_cell_with_its_place_and_the_time_left(tmp_path):
     first = plan.cells[0]
     assert announce(plan, first) == (f"cell 1 of {len(plan.cells)} (s: small@Q4_K_M interactive), "
                                      f"about 2 min left (+ 4 cells with no basis yet)")
+
+
+def test_a_variant_with_fewer_threads_is_estimated_slower_by_the_thread_ratio_capped_by_the_cores(tmp_path):
+    models = [{"name": "small", "size": "1B", "quants": ["Q4_K_M"], "package": "p", "files": {"Q4_K_M": "s-4.gguf"}}]
+    swept = Spec.model_validate({"name": "s", "models": models, "profiles": {"interactive": {}},
+                                 "server": {"sweep": {"threads": [1, 2, 4]}}})
+    plan = Plan(swept, Workspace(tmp_path), cores=2)
+    cell = lambda variant: Cell("s", "small", "Q4_K_M", "interactive", variant=variant)  # noqa: E731
+    assert {c.variant for c in plan.cells} == {"t1", "t2", "t4"}
+    inputs = plan.inputs(cell("t2"))
+    write_result(plan.result_path(cell("t2")), {"status": "ok", "reason": "", "metrics": {}, "duration_s": 60.0,
+                                                "model_file": {"size": 1_000}, "fingerprint": digest(inputs),
+                                                "fingerprint_inputs": inputs})
+    plan.forget_evidence()
+    assert eta.estimate(plan, cell("t1")) == eta.Estimate(120.0, "same model")  # half the threads: twice as long
+    assert eta.estimate(plan, cell("t4")) == eta.Estimate(60.0, "same model")  # 4 threads on 2 cores: as 2
+    assert eta.left(plan, [cell("t1"), cell("t4")]) == "about 3 min left"  # 120 + 60 s

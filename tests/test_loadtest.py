@@ -337,6 +337,8 @@ def test_levels_against_a_llama_server_started_by_hand(make_server, tmp_path):
     for lv in document["levels"]:
         assert lv["aggregate"]["requests_ok"] == 4 and lv["meets_service_level"]
         assert lv["figures"]["p90_ttft_s"] > 0 and lv["figures"]["goodput_per_s"] > 0
+        assert len(lv["results"]) == 4 and all(r["time"] > 0 and r["error"] is None for r in lv["results"])
+        assert set(lv["results"][0]) == {"time", "ttft", "token", "error"}  # each level's request times, no texts
     assert document["levels"][-1]["aggregate"] == document["aggregate"]
     assert document["capacity"]["max_users_at_slo"] == 4
     assert document["capacity"]["sentence"].startswith("up to 4 concurrent users with p90 TTFT <= 30 s")

@@ -172,6 +172,25 @@ def test_figures_agree_with_llama_perplexity_run_by_hand(measured):
 
 
 @pytest.mark.server
+def test_the_references_own_divergence_reads_0_in_every_report(measured):
+    """Against its own logits llama-perplexity prints a KLD of -0.000002 and a ratio of "1.000000 ± -nan" (issue
+    24): the report's table, CSV and page, and a comparison of the results with themselves, say 0, never "-0" or
+    "nan" (issue 28)."""
+    root, _ = measured
+    out = doit(root, "report").stdout
+    folder = root / "build" / "reports" / "t"
+    texts = {"doit report": out, "results.csv": (folder / "results.csv").read_text(),
+             "report.html": re.sub(r"<script.*?</script>", "", (folder / "report.html").read_text(), flags=re.S)}
+    both = [str(root / "build" / "results")] * 2
+    texts["llmspec compare"] = subprocess.run([sys.executable, "-m", "llmspec.cli", "compare", "--all", *both],
+                                              capture_output=True, text=True, cwd=root, check=True).stdout
+    assert "kld_mean" in texts["llmspec compare"]
+    for name, text in texts.items():
+        assert not re.search(r"(?<![\w.-])-0(?:\.0*)?(?![\d.])", text), name  # "-0", "-0.0", "-0.00"
+        assert "nan" not in text.lower(), name
+
+
+@pytest.mark.server
 def test_a_disk_that_cannot_hold_the_logits_skips_with_the_figures(measured):
     root, _ = measured
     spec = root / "specs" / "t.toml"

@@ -4,7 +4,7 @@ The plan applying them to result files on disk is tests/test_planner.py."""
 
 import pytest
 
-from llmspec.plan.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory
+from llmspec.plan.termination import GB, Evidence, decide, derived_size, estimate_memory, fit_memory, need_text
 from llmspec.spec import Spec
 
 META = {"layers": 32, "heads": 32, "kv_heads": 8, "embedding_length": 4096}
@@ -53,6 +53,30 @@ def test_memory_preflight_skips_with_figures():
     assert d.skip and d.rule == "memory"
     assert d.reason.startswith("needs about 15.6 GB (weights 13.00 GB") and "limits.max_memory_gb = 14" in d.reason
     assert not decide_for(spec, "big", "Q8_0", Evidence(64.0, "64 GB", sizes={("big", "Q8_0"): int(13 * GB)})).skip
+
+
+def test_an_oom_kill_raises_the_memory_preflight_to_the_peak_it_was_seen_at():
+    """A server the kernel killed holding 20 GB needs at least that at that context (or a larger one), whatever
+    the estimate (15.6 GB) says; a smaller context and other files keep their estimate."""
+    spec = spec_of([model("big", "13B", ["Q8_0", "Q4_K_M"])])
+    sizes = {("big", "Q8_0"): int(13 * GB), ("big", "Q4_K_M"): int(7 * GB)}
+    ev = Evidence(18.0, "the 18.0 GB of RAM available", sizes=sizes, killed={("big", "Q8_0", 4096): 20.0})
+    d = decide_for(spec, "big", "Q8_0", ev)
+    assert d.skip and d.rule == "memory"
+    assert d.reason == ("needs about 20.0 GB (its server was killed (out of memory?) holding 20.0 GB before), "
+                        "more than the 18.0 GB of RAM available"), d.reason
+    assert ev.killed_at("big", "Q8_0", 8192) == 20.0 and ev.killed_at("big", "Q8_0", 2048) == 0.0
+    assert not decide(spec.models[0], "Q8_0", ev, 2048, lambda other: True).skip  # a smaller context: not known
+    assert not decide_for(spec, "big", "Q4_K_M", ev).skip  # another file of the model
+    assert need_text(int(13 * GB), None, 4096, (None, None), None, None, killed_gb=20.0) == "20.00 GB (killed at)"
+    assert need_text(int(13 * GB), None, 4096, (None, None), None, None, killed_gb=2.0) == "15.60 GB"
+
+
+def test_a_killed_result_is_what_the_planner_learns_the_peak_from():
+    from llmspec.results import killed_peak_gb
+
+    assert killed_peak_gb("the server was killed (out of memory?): SIGKILL, peak memory seen 3.25 GB") == 3.25
+    assert killed_peak_gb("the server died of SIGSEGV, peak memory seen 3.25 GB") is None  # a crash, not memory
 
 
 def test_smaller_model_failing_skips_larger_at_same_quant_only():

@@ -9,6 +9,10 @@ cell's estimate comes from the results already on this host, best basis first:
 3. the same profile on any model of the spec, scaled by file size;
 4. no basis: the estimate says so rather than guessing.
 
+Bases 2 and 3 are also scaled by threads when a variant sets them: a cell at 1 thread estimated
+from one measured at 2 takes about twice as long. Threads beyond the machine's cores run no faster,
+so both counts are capped by the cores first.
+
 Only finished measurements count (a skip takes no time; an error stopped early). Pure apart from
 reading the stored results, which the plan already caches.
 """
@@ -42,6 +46,7 @@ def estimate(plan, cell: Cell) -> Estimate:
             continue
         other_size = (found.model_file or {}).get("size")
         scaled = found.duration_s * (size / other_size) if size and other_size else found.duration_s
+        scaled *= _workers(plan, other.variant) / _workers(plan, cell.variant)
         (same_model if other.model == cell.model else same_profile).append(scaled)
     for values, basis in ((same_model, "same model"), (same_profile, "same profile")):
         if values:
@@ -78,6 +83,11 @@ def words(seconds: float, unknown: int, what: str = "left") -> str:
         return "no basis for a time estimate yet (no finished cell of these profiles on this host)"
     text = f"about {duration(seconds)} {what}"
     return text + (f" (+ {unknown} cell{'s' if unknown > 1 else ''} with no basis yet)" if unknown else "")
+
+
+def _workers(plan, variant: str) -> int:
+    """The threads a variant's server computes with at once: its count, capped by the cores."""
+    return max(1, min(plan.threads(variant), plan.cores))
 
 
 def _size(plan, model: str, quant: str) -> int | None:

@@ -31,7 +31,7 @@ from llmspec.plan.targets import EndpointTarget, LocalModel, Target
 from llmspec.plan.termination import GB, Decision, Evidence, decide, derived_size, interactive_labels, memory_limit
 from llmspec.profiles import PROFILES, files_digest, prompt_files, role
 from llmspec.rating import rate_many
-from llmspec.results import WITHOUT_SAMPLES, Result, judge, unreadable
+from llmspec.results import WITHOUT_SAMPLES, Result, judge, killed_peak_gb, unreadable
 from llmspec.spec import ServerSettings, Spec
 
 PASSING = ("Excellent", "Good", "Acceptable")
@@ -59,7 +59,7 @@ class Plan:
         """`cores`: how far `threads = "sweep"` goes (default: this machine's logical cores)."""
         self.spec = spec
         self.workspace = workspace or Workspace(spec.root)
-        cores = cores or hardware()["cores_logical"]
+        cores = self.cores = cores or hardware()["cores_logical"]
         self.variants = {v.name: v for v in variants.expand(spec.server, cores)}
         self.cells = expand(spec, cores)
         self._identities: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -298,7 +298,7 @@ class Plan:
         ev = self.evidence()
         own = (cell.model, cell.quant)
         others = Evidence(ev.limit_gb, ev.limit_text, {k: v for k, v in ev.ratings.items() if k != own},
-                          {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta, ev.gpus)
+                          {k: xy for k, xy in ev.observed.items() if k != own}, ev.sizes, ev.meta, ev.gpus, ev.killed)
         args = self.server_args(cell.variant)
         engine = engine_named(args.engine)
         decision = decide(model, cell.quant, others, args.ctx_size, lambda other: self._larger(model, other),
@@ -376,6 +376,11 @@ class Plan:
         for (model, quant), results in stored.items():
             ok = [r for r in results.values() if r is not None and r.ok]
             self._file_facts(ev, model, quant, ok)
+            for cell, found in results.items():  # an OOM kill at the variant's context: the need is at least its peak
+                if found is not None and found.status == "error" and PROFILES[cell.profile].server_overrides is None \
+                        and (peak := killed_peak_gb(found.reason)) is not None:
+                    key = (model, quant, self.server_args(cell.variant).ctx_size)
+                    ev.killed[key] = max(peak, ev.killed.get(key, 0.0))
             peaks = [r.metrics.get("peak_rss_gb") for r in ok if r.metrics.get("peak_rss_gb")]
             if peaks and ev.sizes.get((model, quant)):
                 ev.observed[(model, quant)] = (ev.sizes[(model, quant)] / GB, max(peaks))

@@ -4,7 +4,8 @@ Pure functions of the spec, the host's memory and the results on disk (`Evidence
 rule is unit-tested with result sets made in the test. The rules (docs/smart-termination.md):
 
 1. memory pre-flight   estimated need (weights + KV cache + compute buffers, never below size x 1.2)
-                       above what the host has or the spec allows
+                       above what the host has or the spec allows; never below the peak seen when
+                       the kernel killed this file's server (out of memory?) at this context or less
 3. threshold failure   a smaller model already failed the interactive thresholds at this quant
 4. quantization path   Q4, Q5 and Q6 all failed for this model, so Q8 will too
 5. memory trend        peak RSS observed so far, fitted against file size, predicts no fit
@@ -51,6 +52,13 @@ class Evidence:
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)  # file bytes, known or estimated
     meta: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     gpus: list[GpuReading] | None = None  # read only when a variant offloads layers (n_gpu_layers)
+    killed: dict[tuple[str, str, int], float] = field(default_factory=dict)  # (model, quant, ctx) -> peak GB
+
+    def killed_at(self, model: str, quant: str, ctx_size: int) -> float:
+        """The most memory this file's server was seen to hold when killed at `ctx_size` or a smaller
+        context (a larger context needs at least as much); 0 when it never was."""
+        return max((peak for (m, q, ctx), peak in self.killed.items() if (m, q) == (model, quant) and ctx <= ctx_size),
+                   default=0.0)
 
 
 def derived_size(base_bytes: int, base_quant: str, quant: str) -> int | None:
@@ -82,7 +90,8 @@ def decide(model, quant: str, ev: Evidence, ctx_size: int, larger_than,
     prediction = _predict(ev, size)
     if size is not None:
         misfit = memory_check(size, ev.meta.get((model.name, quant)), ctx_size, ev.limit_gb, ev.limit_text,
-                              cache_types, n_gpu_layers, ev.gpus, overhead_bytes)
+                              cache_types, n_gpu_layers, ev.gpus, overhead_bytes,
+                              ev.killed_at(model.name, quant, ctx_size))
         if misfit is not None:
             return Decision(misfit[0], misfit[1], misfit[0], prediction)
     for (other, other_quant), label in sorted(ev.ratings.items()):
@@ -113,16 +122,20 @@ def memory_limit(available_gb: float, max_memory_gb: float | None) -> tuple[floa
 def memory_check(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, limit_gb: float, limit_text: str,
                  cache_types: tuple[str | None, str | None] = (None, None), n_gpu_layers: int | str | None = None,
                  gpus: list[GpuReading] | None = None,
-                 overhead_bytes: float = OVERHEAD_BYTES) -> tuple[str, str] | None:
+                 overhead_bytes: float = OVERHEAD_BYTES, killed_gb: float = 0.0) -> tuple[str, str] | None:
     """The memory pre-flight of one model file: None when it fits, else (rule, reason), the rule
     being "vram" (the offloaded part does not fit the GPUs) or "memory" (the rest does not fit
     `limit_gb`). The planner asks it before starting a server; `llmspec init` before listing a file.
-    `overhead_bytes`: the engine's own runtime beside weights and KV cache (`Engine.overhead_bytes`)."""
+    `overhead_bytes`: the engine's own runtime beside weights and KV cache (`Engine.overhead_bytes`).
+    `killed_gb`: the peak seen when this file's server was killed (out of memory?): the need is at least
+    that, whatever the estimate says (`Evidence.killed_at`)."""
     est = estimate_memory(size_bytes, meta, ctx_size, cache_types, overhead_bytes)
     split = _split(est, meta, n_gpu_layers, gpus)
     if split is not None and split[0] is not None:
         return "vram", split[0]
     host_gb, detail = (split[1], f"the part left in RAM of {est.detail}") if split else (est.total_gb, est.detail)
+    if killed_gb > host_gb:
+        host_gb, detail = killed_gb, f"its server was killed (out of memory?) holding {gb(killed_gb)} before"
     if host_gb > limit_gb:
         return "memory", f"needs about {gb(host_gb)} ({detail}), more than {limit_text}"
     return None
@@ -145,12 +158,13 @@ def _split(est: Estimate, meta: dict[str, Any] | None, n_gpu_layers: int | str |
 
 
 def need_text(size_bytes: int, meta: dict[str, Any] | None, ctx_size: int, cache_types, n_gpu_layers,
-              gpus: list[GpuReading] | None, overhead_bytes: float = OVERHEAD_BYTES) -> str:
-    """What `llmspec plan` shows: "0.31 GB", or "0.24 GB GPU + 0.07 GB RAM" for an offloading variant."""
+              gpus: list[GpuReading] | None, overhead_bytes: float = OVERHEAD_BYTES, killed_gb: float = 0.0) -> str:
+    """What `llmspec plan` shows: "0.31 GB", or "0.24 GB GPU + 0.07 GB RAM" for an offloading variant;
+    "1.20 GB (killed at)" where its server was killed holding more than the estimate (`memory_check`)."""
     est = estimate_memory(size_bytes, meta, ctx_size, cache_types, overhead_bytes)
     split = _split(est, meta, n_gpu_layers, gpus)
     if split is None:
-        return f"{est.total_gb:.2f} GB"
+        return f"{killed_gb:.2f} GB (killed at)" if killed_gb > est.total_gb else f"{est.total_gb:.2f} GB"
     from llmspec.machine.gpu import offload_split
 
     vram, _ = offload_split(meta["layers"], n_gpu_layers, int(est.weights_bytes), est.kv_bytes, OVERHEAD_BYTES)

@@ -56,7 +56,7 @@ def model_rows(plan: Plan) -> list[tuple[str, ...]]:
         engine = engine_named(args.engine)
         layers = plan.server_settings(cell.variant).n_gpu_layers
         memory = need_text(size, ev.meta.get(key), args.ctx_size, engine.cache_types(args), layers, ev.gpus,
-                           engine.overhead_bytes) if size else "?"
+                           engine.overhead_bytes, ev.killed_at(*key, args.ctx_size)) if size else "?"
         variant = plan.variants.get(cell.variant)
         flags = f"{cell.variant} ({variant.flags()})" if variant and cell.variant else "-"
         rows.append((f"{cell.model}@{cell.quant}", flags, engine.name, memory, _download(mf), mf.path.name))

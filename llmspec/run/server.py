@@ -28,6 +28,7 @@ import psutil
 from llmspec.engines import engine_named
 from llmspec.engines.base import Engine, ServerArgs
 from llmspec.errors import CellError
+from llmspec.results import KILLED
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
@@ -80,11 +81,11 @@ class Server:
             if "bind" not in str(exc).lower() and "address already in use" not in str(exc).lower():
                 raise
             log.warning("port %d was taken before %s bound it; retrying on another", self.port, self.engine.name)
-            self._start_once()
+            self._start_once(avoid=self.port)
 
-    def _start_once(self) -> None:
+    def _start_once(self, avoid: int = 0) -> None:
         self._stop_watch = threading.Event()
-        self.port = free_port()
+        self.port = free_port(avoid)
         cmd = self.engine.command(self.binary, self.model, "127.0.0.1", self.port, self.args)
         env = {**os.environ, **self.engine.environment("127.0.0.1", self.port, self.args, self.workdir)}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,7 @@ class Server:
             return None
         peak = f"peak memory seen {self.memory.peak_rss_bytes / 2**30:.2f} GB"
         if proc.returncode == -signal.SIGKILL:
-            return f"the server was killed (out of memory?): SIGKILL, {peak}"
+            return f"{KILLED}: SIGKILL, {peak}"
         name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else "a signal"
         return f"the server died of {name}, {peak}"
 
@@ -209,10 +210,15 @@ class Server:
         self.stop()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(avoid: int = 0) -> int:
+    """A loopback port free right now, never `avoid` (the one another program just took from us: it may
+    have let it go again by the time we ask, and a retry on the same port could meet it once more)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port != avoid:
+            return port
 
 
 def first_error_line(lines: list[str]) -> str:

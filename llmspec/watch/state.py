@@ -61,7 +61,8 @@ class Writer:
         self.doc: dict[str, Any] = {"pid": me.pid, "pid_started": me.create_time(), "started": now, "updated": now,
                                     "finished": None, "specs": {}, "current": None}
         self._lock = threading.RLock()
-        self._written, self._pending = 0.0, False
+        self._written, self._pending = 0.0, False  # monotonic, as every duration here: an NTP step moves `clock`
+        self._cell_t0 = time.monotonic()
         self._server = None  # what `vitals` samples: anything with rss_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llmspec-progress", daemon=True)
@@ -77,6 +78,7 @@ class Writer:
             cells = [{**c, "state": states.get(c["task"], "to run")} for c in queue]
             cells[k - 1]["state"] = "running"
             self.doc["specs"][spec] = {"cells": cells, "up_to_date": up_to_date}
+            self._cell_t0 = time.monotonic()
             self.doc["current"] = {"spec": spec, **queue[k - 1], "k": k, "n": len(queue), "started": self.clock(),
                                    "eta_s": eta_s, "eta_text": eta_text, "line": "", "requests": [], "vitals": []}
             self._write()
@@ -94,7 +96,7 @@ class Writer:
             current = self.doc["current"]
             if current is None:
                 return
-            _append(current["requests"], {"t": round(self.clock() - current["started"], 2),
+            _append(current["requests"], {"t": self._since_cell_start(),
                                           "tokens_per_s": _round(record.decode_tokens_per_s()),
                                           "ttft_s": _round(record.ttft_s), "ok": record.error is None,
                                           "warm_up": record.prompt_name.startswith("warm-up")})
@@ -128,13 +130,13 @@ class Writer:
 
     # --- writing -----------------------------------------------------------------------------
     def _write(self) -> None:
-        self.doc["updated"] = self._written = self.clock()
+        self.doc["updated"], self._written = self.clock(), time.monotonic()
         self._pending = False
         with contextlib.suppress(OSError):  # a full disk must not fail a measurement
             write_text_atomic(self.path, json.dumps(self.doc, separators=(",", ":")), sync=False)
 
     def _write_soon(self) -> None:
-        if self.clock() - self._written >= MIN_WRITE_S:
+        if time.monotonic() - self._written >= MIN_WRITE_S:
             self._write()
         else:
             self._pending = True
@@ -151,6 +153,11 @@ class Writer:
                 if self._pending:
                     self._write()
 
+    def _since_cell_start(self) -> float:
+        """Seconds into the running cell, from the monotonic clock: a clock step mid-cell (NTP) would
+        otherwise put a chart's points an hour before the cell began."""
+        return round(time.monotonic() - self._cell_t0, 2)
+
     def _sample(self, server, current: dict) -> None:
         """Read outside the lock (a sensor read may take a moment), append inside it."""
         try:
@@ -159,7 +166,7 @@ class Writer:
             return
         with self._lock:
             if self.doc["current"] is current:
-                _append(current["vitals"], {"t": round(self.clock() - current["started"], 2),
+                _append(current["vitals"], {"t": self._since_cell_start(),
                                             "rss_gb": _round(rss / 2**30 if rss else None),
                                             "temperature_c": _round(temp)})
                 self._pending = True

@@ -1,6 +1,7 @@
 """llama-server killed mid-cell by the kernel's OOM killer (here: kill -9, which is what the OOM killer
 sends): the cell is an error that says so with the peak memory seen, no server is left running, the cell
-finished before is kept and the next `doit` measures the killed cell again."""
+finished before is kept, the planner's memory evidence learns the peak (its pre-flight for that model, quant and
+context needs at least that from then on) and the next `doit` measures the killed cell again."""
 
 import re
 import signal
@@ -9,6 +10,9 @@ import time
 import pytest
 from conftest import doit, executed_cells, llama_servers_under
 from faultkit import CELL_B, in_second_cell, orphans_after, record, result_files, results, stop, two_cells
+
+from llmspec.plan.planner import Plan
+from llmspec.spec import load_spec
 
 pytestmark = [pytest.mark.faults, pytest.mark.server]
 
@@ -31,6 +35,9 @@ def test_a_server_killed_mid_cell_is_an_error_naming_the_kill_and_its_peak_memor
         killed["reason"]
     peak = float(re.search(r"peak memory seen ([\d.]+) GB", killed["reason"])[1])
     assert 0.05 < peak < 2  # SmolLM2 Q4_1 (98 MB of weights) at 1024 tokens of context
+    learned = Plan(load_spec(root / "specs" / "t.toml")).evidence()
+    assert learned.killed_at("smol-b", "Q4_1", 1024) == peak  # the context the spec gives the server
+    assert learned.killed_at("smol-b", "Q4_1", 512) == 0.0 and learned.killed_at("smol-a", "Q4_1", 1024) == 0.0
     assert "Traceback" not in log.read_text()
     assert all(path.read_bytes() == body for path, body in finished.items())
     t0 = time.perf_counter()
