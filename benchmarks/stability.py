@@ -4,7 +4,8 @@ run's figure, and is a busy machine caught every time?
 The demo's interactive cell for SmolLM2-135M-Instruct Q4_1 is measured as `doit` measures it
 (`llmspec.run.runner.measure` on the planner's job, the demo's settings, a fresh llama-server
 each run) `--runs` times (default 10) with `starts = --starts` (default 3: the requests spread over
-that many fresh server starts, the interval Student's t over the start medians; issue #27), each
+that many fresh server starts, at least 2 each, the interval where a rerun lands 95 % of the time,
+from the start medians; issue #27), each
 run alternated with one llama-bench run on the same file, threads and token count (the order
 flipped every run, so drift falls on both). Printed:
 

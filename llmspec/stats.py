@@ -16,6 +16,12 @@
   with Student's t on their spread, df = starts - 1. Requests inside one start share that start's
   luck (thread placement, memory layout), so they are not independent draws of the next run;
   the start means are, and only an interval over them holds a rerun's figure.
+- Where a rerun's figure lands (`rerun_interval`): a 95 % interval of the mean of k start figures
+  covers the true mean 95 % of the time, but the NEXT run's mean less often, even when exact: the
+  rerun has its own error, and the difference of two means of k has sqrt(2) times the standard
+  error (about 91 % with 3 starts, 83 % with many). The prediction interval
+  mean +- t(k-1) * s * sqrt(1/k + 1/k) holds an independent rerun of the same k starts 95 % of
+  the time; it is what a figure that "a rerun lands in" must print (issue #27).
 
 - A paired comparison of two configurations on the same quality items: the exact McNemar test
   (a two-sided binomial test on the items only one of them got right), so "lost N points" is
@@ -177,6 +183,19 @@ def t_interval(means: Sequence[float], what: str = "mean") -> Interval | None:
         return None
     center, half = statistics.fmean(xs), t_quantile(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
     return Interval(len(xs), center - half, center + half, f"Student's t over {len(xs)} {what}")
+
+
+def rerun_interval(means: Sequence[float], what: str = "values") -> Interval | None:
+    """95 % prediction interval for the mean of an independent rerun of as many values as `means`
+    (one figure per server start, say): Student's t on their spread, df = k - 1, times
+    sqrt(1/k + 1/k), since the rerun's mean carries its own error beside this one's (module doc)."""
+    xs = [v for v in means if v is not None]
+    if len(xs) < 2:
+        return None
+    k = len(xs)
+    center, half = statistics.fmean(xs), t_quantile(k - 1) * statistics.stdev(xs) * math.sqrt(2 / k)
+    return Interval(k, center - half, center + half,
+                    f"rerun interval: a rerun over {k} {what} lands here 95 % of the time (Student's t, df {k - 1})")
 
 
 def variance_components(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
