@@ -15,7 +15,9 @@ flipped every run, so drift falls on both). Printed:
 - the variance decomposition, each part as a CV of the grand mean: request to request within a
   server start, between server starts (one-way random-effects ANOVA over every start of every
   run, llmspec.stats.variance_components), between prompts (what the prompt means spread beyond
-  the request noise, after each start's mean is taken out), and llama-bench's own;
+  the request noise, after each start's mean is taken out), and llama-bench's own; beside them,
+  how much faster (+) or slower (-) the first measured request of a start runs than the start's
+  others, on average (a warm-up that leaves the server short of its steady speed shows here);
 - coverage: for each run but the last, whether its printed interval holds the next run's figure,
   for the interval the tool stores (over starts) and, from the same requests, the interval over
   requests alone that `starts = 1` prints (target: at least 90 % for the stored one).
@@ -154,7 +156,9 @@ def decomposition(results: list[Result], bench: list[float]) -> dict[str, float 
     for key, prompt, speed in rows:  # the start's mean taken out: what the prompt adds on its own
         by_prompt.setdefault(prompt, []).append(speed - means[key] + grand)
     prompts = variance_components(list(by_prompt.values()))
+    first = [vs[0] / statistics.fmean(vs[1:]) for vs in starts.values() if len(vs) > 1]
     return {"within a start": cv(parts[0]) if parts else None, "between starts": cv(parts[1]) if parts else None,
+            "first request of a start vs the rest": (statistics.fmean(first) - 1) * 100 if first else None,
             "between prompts": cv(prompts[1]) if prompts else None,
             "llama-bench": statistics.stdev(bench) / statistics.fmean(bench) * 100 if len(bench) > 1 else None}
 

@@ -106,6 +106,8 @@ def test_requests_are_spread_over_fresh_server_starts(server):
     assert len(set(pids)) == 4 == outcome.metrics["server_starts"]  # 0.01 % is never reached: max_requests stops
     assert [s["start"] for s in outcome.samples] == [1, 1, 2, 2, 3, 3, 4, 4] and outcome.metrics["requests"] == 8
     assert ctx.client.base_url == server.url and outcome.intervals["tokens_per_s"].starts == 4
+    by_start = [[s["prompt_name"] for s in outcome.samples if s["start"] == n] for n in (1, 2, 3, 4)]
+    assert all(names == by_start[0] for names in by_start)  # the same prompts in every start: only its luck differs
     for sample in outcome.samples:
         assert sample["timings"]["cache_n"] == 0
 

@@ -117,8 +117,10 @@ def run(ctx: ProfileContext) -> Outcome:
 
 def _run_starts(ctx: ProfileContext) -> Outcome:
     """`starts` fresh server starts, `requests / starts` requests each (at least PER_START), then more
-    starts while the t-interval over the start medians is short of the precision target and the
-    next start still fits in `max_requests`."""
+    starts while the rerun interval over the start medians is short of the precision target and the
+    next start still fits in `max_requests`. Every start sends the same prompts in the same order
+    (the folder's first ones): start medians then differ by the start's luck alone, not by which
+    prompts it drew, so the spread between starts is the machine's, not the prompt mix's."""
     s = ctx.settings
     per_start = max(PER_START, math.ceil(s.requests / s.starts))
     records: list = []
@@ -128,7 +130,7 @@ def _run_starts(ctx: ProfileContext) -> Outcome:
             ctx.progress(f"server start {len(groups) + 1}")
             ctx.restart()
         _warm_up(ctx)
-        group = [_request(ctx, len(records) + i, f"{len(records) + per_start} (start {len(groups) + 1})")
+        group = [_request(ctx, len(records) + i, f"{len(records) + per_start} (start {len(groups) + 1})", i)
                  for i in range(per_start)]
         records += group
         groups.append(group)
@@ -148,10 +150,11 @@ def _params(s) -> dict:
     return {"temperature": s.temperature, "seed": s.seed, "ignore_eos": s.ignore_eos}
 
 
-def _request(ctx: ProfileContext, i: int, of: str):
+def _request(ctx: ProfileContext, i: int, of: str, prompt_index: int | None = None):
+    """Request `i` of the cell; its prompt cycles through the folder by `prompt_index` (default `i`)."""
     s = ctx.settings
     prompts = prompt_files(ctx.root, s.prompts)
-    prompt = prompts[i % len(prompts)]
+    prompt = prompts[(i if prompt_index is None else prompt_index) % len(prompts)]
     ctx.progress(f"request {i + 1}/{of} ({prompt.name})")
     record = ctx.client.chat(prompt.read_text(), prompt_name=prompt.name, max_tokens=s.max_tokens,
                              system=SYSTEM, **_params(s))
