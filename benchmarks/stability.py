@@ -52,6 +52,7 @@ from llmspec.models.binaries import find_server, find_tool
 from llmspec.models.files import make
 from llmspec.plan.cells import Cell
 from llmspec.plan.planner import Plan
+from llmspec.profiles.interactive import PER_START
 from llmspec.results import Result
 from llmspec.run.runner import measure
 from llmspec.run.session import SESSION
@@ -216,7 +217,8 @@ def main() -> None:
     plan = Plan(spec)
     demo = spec.profiles.interactive
     requests = args.requests or demo.requests
-    update = {"starts": args.starts, "requests": requests, "max_requests": max(requests, demo.max_requests),
+    update = {"starts": args.starts, "requests": requests,
+              "max_requests": max(requests, demo.max_requests, args.starts * PER_START),
               "max_tokens": args.max_tokens or demo.max_tokens}
     say(f"stability: {MODEL}@{QUANT} interactive ({update}), {args.runs} quiet runs alternated with llama-bench"
         f"{'' if args.no_busy else f', then {BUSY_RUNS} with a busy loop on each of {os.cpu_count()} cores'}")
