@@ -265,6 +265,21 @@ def doubling(cap: int) -> list[int]:
     return [*steps, max(1, cap)]
 
 
+def changed(a: float, a_bounds: tuple[float | None, float | None], b: float,
+            b_bounds: tuple[float | None, float | None], reruns: bool) -> bool | None:
+    """Whether figure `b` differs from figure `a` beyond the noise. With `reruns` (both intervals are
+    rerun intervals, `rerun_interval`: where an independent rerun lands 95 % of the time) each figure
+    must lie outside the other's interval, a test at the 5 % level each way; two rerun intervals that
+    merely do not overlap would ask for a change of twice that. Otherwise (intervals of a figure's
+    own estimate) the two intervals must not overlap (`apart`). None when either has no interval."""
+    if not reruns:
+        return apart(a_bounds, b_bounds)
+    if None in (*a_bounds, *b_bounds):
+        return None
+    outside = lambda v, lo, hi: v < lo or v > hi  # noqa: E731
+    return outside(b, *a_bounds) and outside(a, *b_bounds)  # type: ignore[arg-type]
+
+
 def apart(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool | None:
     """Whether two figures' 95 % intervals (low, high) do not overlap: a difference beyond the noise.
     None when either figure has no interval, so nothing can be said either way."""
