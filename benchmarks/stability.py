@@ -4,7 +4,8 @@ run's figure, and is a busy machine caught every time?
 The demo's interactive cell for SmolLM2-135M-Instruct Q4_1 is measured as `doit` measures it
 (`llmspec.run.runner.measure` on the planner's job, the demo's settings, a fresh llama-server
 each run) `--runs` times (default 10) with `starts = --starts` (default 3: the requests spread over
-that many fresh server starts, the interval Student's t over the start medians; issue #27), each
+that many fresh server starts, at least 2 each, the interval where a rerun lands 95 % of the time,
+from the start medians; issue #27), each
 run alternated with one llama-bench run on the same file, threads and token count (the order
 flipped every run, so drift falls on both). Printed:
 
@@ -14,7 +15,9 @@ flipped every run, so drift falls on both). Printed:
 - the variance decomposition, each part as a CV of the grand mean: request to request within a
   server start, between server starts (one-way random-effects ANOVA over every start of every
   run, llmspec.stats.variance_components), between prompts (what the prompt means spread beyond
-  the request noise, after each start's mean is taken out), and llama-bench's own;
+  the request noise, after each start's mean is taken out), and llama-bench's own; beside them,
+  how much faster (+) or slower (-) the first measured request of a start runs than the start's
+  others, on average (a warm-up that leaves the server short of its steady speed shows here);
 - coverage: for each run but the last, whether its printed interval holds the next run's figure,
   for the interval the tool stores (over starts) and, from the same requests, the interval over
   requests alone that `starts = 1` prints (target: at least 90 % for the stored one).
@@ -49,6 +52,7 @@ from llmspec.models.binaries import find_server, find_tool
 from llmspec.models.files import make
 from llmspec.plan.cells import Cell
 from llmspec.plan.planner import Plan
+from llmspec.profiles.interactive import PER_START
 from llmspec.results import Result
 from llmspec.run.runner import measure
 from llmspec.run.session import SESSION
@@ -153,7 +157,9 @@ def decomposition(results: list[Result], bench: list[float]) -> dict[str, float 
     for key, prompt, speed in rows:  # the start's mean taken out: what the prompt adds on its own
         by_prompt.setdefault(prompt, []).append(speed - means[key] + grand)
     prompts = variance_components(list(by_prompt.values()))
+    first = [vs[0] / statistics.fmean(vs[1:]) for vs in starts.values() if len(vs) > 1]
     return {"within a start": cv(parts[0]) if parts else None, "between starts": cv(parts[1]) if parts else None,
+            "first request of a start vs the rest": (statistics.fmean(first) - 1) * 100 if first else None,
             "between prompts": cv(prompts[1]) if prompts else None,
             "llama-bench": statistics.stdev(bench) / statistics.fmean(bench) * 100 if len(bench) > 1 else None}
 
@@ -211,7 +217,8 @@ def main() -> None:
     plan = Plan(spec)
     demo = spec.profiles.interactive
     requests = args.requests or demo.requests
-    update = {"starts": args.starts, "requests": requests, "max_requests": max(requests, demo.max_requests),
+    update = {"starts": args.starts, "requests": requests,
+              "max_requests": max(requests, demo.max_requests, args.starts * PER_START),
               "max_tokens": args.max_tokens or demo.max_tokens}
     say(f"stability: {MODEL}@{QUANT} interactive ({update}), {args.runs} quiet runs alternated with llama-bench"
         f"{'' if args.no_busy else f', then {BUSY_RUNS} with a busy loop on each of {os.cpu_count()} cores'}")

@@ -15,11 +15,13 @@ Every side after the first is compared with the first. The figures are each prof
 figures (its KIND's `headlines`, the same the report leads with); a difference is "beyond noise"
 only where both figures carry 95 % intervals that hold a rerun's figure (`ProfileKind.holds_a_rerun`:
 a speed from one server start's requests does not, one over several starts does) and these do not
-overlap, "within noise" where they overlap, "not judged" where they are apart but either covers
-one server start only, and "no interval" where either has none. A loadtest file keeps every level's
-per-request times, so each level's percentiles get intervals (the load profile's method,
-llmspec.stats); a file written before levels kept them has them for its last level only. Each row also says what differs
-between the two measurements where the files record it: llama-server version, host, model file.
+overlap (for two rerun intervals, where a rerun lands 95 % of the time: where each figure lies
+outside the other's interval, llmspec.stats.changed), "within noise" otherwise, "not judged" where
+they are apart but either covers one server start only, and "no interval" where either has none.
+A loadtest file keeps every level's per-request times, so each level's percentiles get intervals
+(the load profile's method, llmspec.stats); a file written before levels kept them has them for its
+last level only. Each row also says what differs between the two measurements where the files
+record it: llama-server version, host, model file.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from llmspec import revisions
 from llmspec.errors import UserError
 from llmspec.profiles import PROFILES, higher_is_better, role
 from llmspec.results import FOR_REPORTS, ResultPath, parse_without
-from llmspec.stats import apart, percentile_interval
+from llmspec.stats import changed, percentile_interval
 from llmspec.text import figure, format_table
 
 DATASETS = Path("build/cache/datasets")  # where an hf://datasets/ORG/NAME side is read into (llmspec.pull.cached)
@@ -53,6 +55,7 @@ class Figure:
     low: float | None = None
     high: float | None = None
     calibrated: bool = True  # False: an interval of one server start's requests, which a rerun can leave
+    rerun: bool = False  # its interval is where a rerun lands (over server starts), not the figure's own
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
@@ -202,7 +205,8 @@ def result_entry(path: str, data: dict) -> Entry | None:
             found = intervals.get(name) if isinstance(intervals.get(name), dict) else {}
             low, high = found.get("low"), found.get("high")
             figures[name] = Figure(value, *((low, high) if _number(low) and _number(high) else (None, None)),
-                                   calibrated=kind.holds_a_rerun(name, metrics))
+                                   calibrated=kind.holds_a_rerun(name, metrics),
+                                   rerun=kind.rerun_interval(name, metrics))
     return Entry(key, profile, str(data.get("status") or ""), str(data.get("reason") or ""), figures,
                  _provenance(data, host))
 
@@ -280,12 +284,13 @@ class Change:
 
     @property
     def beyond_noise(self) -> bool | None:
-        """Whether the two intervals do not overlap; None where either has none, or where they are apart
-        but either covers one server start only: a rerun's figure can leave such an interval, so apart
-        says nothing. Overlapping ones say "within noise" either way (wider ones would overlap too)."""
+        """Whether the change is beyond the noise (`stats.changed`: two rerun intervals, each figure
+        outside the other's; else two intervals that do not overlap); None where either has none, or
+        where they are apart but either covers one server start only: a rerun's figure can leave such
+        an interval, so apart says nothing. Not apart says "within noise" either way."""
         if not (self.a and self.b):
             return None
-        found = apart(self.a.bounds, self.b.bounds)
+        found = changed(self.a.value, self.a.bounds, self.b.value, self.b.bounds, self.a.rerun and self.b.rerun)
         return None if found and not self.calibrated else found
 
     @property

@@ -16,6 +16,12 @@
   with Student's t on their spread, df = starts - 1. Requests inside one start share that start's
   luck (thread placement, memory layout), so they are not independent draws of the next run;
   the start means are, and only an interval over them holds a rerun's figure.
+- Where a rerun's figure lands (`rerun_interval`): a 95 % interval of the mean of k start figures
+  covers the true mean 95 % of the time, but the NEXT run's mean less often, even when exact: the
+  rerun has its own error, and the difference of two means of k has sqrt(2) times the standard
+  error (about 91 % with 3 starts, 83 % with many). The prediction interval
+  mean +- t(k-1) * s * sqrt(1/k + 1/k) holds an independent rerun of the same k starts 95 % of
+  the time; it is what a figure that "a rerun lands in" must print (issue #27).
 
 - A ratio of two independent figures that each carry a stored 95 % interval (one host's speed
   over another's, `ratio_interval`): the delta method on the log scale. Each side's half-width
@@ -186,6 +192,19 @@ def t_interval(means: Sequence[float], what: str = "mean") -> Interval | None:
     return Interval(len(xs), center - half, center + half, f"Student's t over {len(xs)} {what}")
 
 
+def rerun_interval(means: Sequence[float], what: str = "values") -> Interval | None:
+    """95 % prediction interval for the mean of an independent rerun of as many values as `means`
+    (one figure per server start, say): Student's t on their spread, df = k - 1, times
+    sqrt(1/k + 1/k), since the rerun's mean carries its own error beside this one's (module doc)."""
+    xs = [v for v in means if v is not None]
+    if len(xs) < 2:
+        return None
+    k = len(xs)
+    center, half = statistics.fmean(xs), t_quantile(k - 1) * statistics.stdev(xs) * math.sqrt(2 / k)
+    return Interval(k, center - half, center + half,
+                    f"rerun interval: a rerun over {k} {what} lands here 95 % of the time (Student's t, df {k - 1})")
+
+
 def variance_components(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
     """(within-group variance, between-group variance) of values measured in groups (requests within
     server starts): the one-way random-effects analysis of variance, method of moments, unbalanced
@@ -268,6 +287,21 @@ def ratio_interval(a: float, a_bounds: tuple[float | None, float | None], b: flo
     up = math.hypot(max(0.0, math.log(a_high / a)), max(0.0, math.log(b / b_low)))
     ratio = a / b
     return Interval(2, ratio * math.exp(-down), ratio * math.exp(up), RATIO_METHOD)
+
+
+def changed(a: float, a_bounds: tuple[float | None, float | None], b: float,
+            b_bounds: tuple[float | None, float | None], reruns: bool) -> bool | None:
+    """Whether figure `b` differs from figure `a` beyond the noise. With `reruns` (both intervals are
+    rerun intervals, `rerun_interval`: where an independent rerun lands 95 % of the time) each figure
+    must lie outside the other's interval, a test at the 5 % level each way; two rerun intervals that
+    merely do not overlap would ask for a change of twice that. Otherwise (intervals of a figure's
+    own estimate) the two intervals must not overlap (`apart`). None when either has no interval."""
+    if not reruns:
+        return apart(a_bounds, b_bounds)
+    if None in (*a_bounds, *b_bounds):
+        return None
+    outside = lambda v, lo, hi: v < lo or v > hi  # noqa: E731
+    return outside(b, *a_bounds) and outside(a, *b_bounds)  # type: ignore[arg-type]
 
 
 def apart(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool | None:

@@ -314,3 +314,23 @@ def test_intervals_of_one_server_start_that_are_apart_are_not_judged(tmp_path):
     assert Change("tokens_per_s", one_a, one_c, True).verdict() == "within noise"
     assert Change("tokens_per_s", entry(80, 76, 84, 3), entry(60, 57, 63, 3), True).verdict() == \
         "beyond noise, worse"
+
+
+def test_two_rerun_intervals_judge_each_figure_against_the_others_interval(tmp_path):
+    """Issue #27: an interval over server starts is where a rerun lands 95 % of the time, so a figure
+    outside it (each side against the other's) is beyond the noise even where the two intervals
+    overlap; asking them not to overlap would ask for twice the change. Intervals of one start's
+    requests, and figures inside the other's rerun interval, do not count as a change."""
+    from llmspec.compare import Change, result_entry
+
+    def entry(value: float, low: float, high: float, starts: int) -> object:
+        path = tmp_path / "h/demo/m/Q4_1/interactive.json"
+        data = {"cell": {}, "status": "ok", "metrics": {"tokens_per_s": value, "server_starts": starts},
+                "intervals": {"tokens_per_s": {"n": starts, "low": low, "high": high, "method": "test"}}}
+        return result_entry(str(path), data).figures["tokens_per_s"]
+
+    a, b = entry(80, 72, 88, 3), entry(90, 83, 97, 3)  # overlapping, each figure outside the other's interval
+    assert a.rerun and b.rerun and not entry(80, 72, 88, 1).rerun
+    assert Change("tokens_per_s", a, b, True).verdict() == "beyond noise, better"
+    assert Change("tokens_per_s", a, entry(86, 79, 93, 3), True).verdict() == "within noise"  # 86 inside 72-88
+    assert Change("tokens_per_s", entry(80, 72, 88, 1), entry(90, 83, 97, 1), True).verdict() == "within noise"

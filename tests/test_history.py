@@ -135,3 +135,17 @@ def test_history_marks_no_step_between_intervals_of_one_server_start(tmp_path):
     write_result(path, result)
     html = build_report(demo_spec(), root / "build/results", root / "build/reports").html.read_text(encoding="utf-8")
     assert history_rows(html)["Q8_0", "interactive"][-1] == ("", "140 (130-150) working tree 2026-11-28")
+
+
+def test_history_marks_a_step_between_rerun_intervals_that_overlap(tmp_path):
+    """Issue #27: intervals over server starts are where a rerun lands, so 88 (80-96) after 75 (65-85)
+    is a step (each figure outside the other's interval) although the two intervals overlap."""
+    root = make_project(tmp_path / "project")
+    set_figure(root / SMOL / "Q8_0/interactive.json", "tokens_per_s", 88.0, 80.0, 96.0,
+               started_at="2026-11-28T09:00:00Z")
+    html = build_report(demo_spec(), root / "build/results", root / "build/reports").html.read_text(encoding="utf-8")
+    assert history_rows(html)["Q8_0", "interactive"][-1] == ("better", "▲88 (80-96) working tree 2026-11-28")
+    set_figure(root / SMOL / "Q8_0/interactive.json", "tokens_per_s", 84.0, 76.0, 92.0,
+               started_at="2026-11-28T09:00:00Z")  # 84 inside 65-85: within the noise
+    html = build_report(demo_spec(), root / "build/results", root / "build/reports").html.read_text(encoding="utf-8")
+    assert history_rows(html)["Q8_0", "interactive"][-1] == ("", "84 (76-92) working tree 2026-11-28")

@@ -195,8 +195,14 @@ class ProfileKind:
         figure, so two such intervals that do not overlap mean a change beyond the noise. A figure
         measured within one server start is not: requests of one start share its luck (five reruns of
         the demo cell spread 18 % where each printed +-5 %), so only intervals over starts judge it."""
+        return metric not in self.per_start or self.rerun_interval(metric, metrics)
+
+    def rerun_interval(self, metric: str, metrics: dict[str, Any]) -> bool:
+        """Whether `metric`'s stored interval is where a rerun lands (over several server starts,
+        llmspec.stats.rerun_interval) rather than an interval of the figure's own estimate: compare and
+        history then judge a change by each figure against the other's interval (stats.changed)."""
         starts = metrics.get("server_starts")
-        return metric not in self.per_start or (isinstance(starts, (int, float)) and starts > 1)
+        return metric in self.per_start and isinstance(starts, (int, float)) and starts > 1
 
     @property
     def rated_metrics(self) -> tuple[str, ...]:

@@ -7,14 +7,18 @@ Server starts (issue #27): requests inside one llama-server start share that sta
 (where the threads land, how the weights sit in memory), so a rerun's figure can fall outside
 an interval drawn from them alone; measured on a quiet 2-core machine, five reruns of the demo
 cell spread by 18 % while each printed about +-5 %. With `starts = N` the requests are spread
-over N fresh starts of the same server (`ProfileContext.restart`), each start's figure is the
-median of its requests, the headline is the mean of the start figures and its interval is
-Student's t over them: an interval that holds what the next start, and so the next run, gives.
-Repeat-to-precision then adds starts, not requests, since only starts shrink that interval.
+over N fresh starts of the same server (`ProfileContext.restart`), at least two per start so the
+spread inside a start stays measurable apart from the spread between starts. Each start's figure
+is the median of its requests and the headline is the mean of the start figures. Its interval is
+the rerun interval over them (`llmspec.stats.rerun_interval`): where an independent rerun of the
+cell, on fresh starts, lands 95 % of the time. A confidence interval of the mean would not do:
+it covers the true mean 95 % of the time, but a rerun's mean, which carries its own error, only
+about 91 % with 3 starts and 83 % with many. Repeat-to-precision then adds starts, not requests,
+since only starts shrink it.
 The default stays 1: each start costs a model load and a warm-up (seconds here, minutes for
-large models), t over 2 starts is 12.7 wide, and a default of 3 would re-measure every stored
-result; at 1 the intervals cover one start's requests and say so (the compare's "beyond the
-noise" then does not judge them).
+large models), and a default above 1 would re-measure every stored result. At 1 the intervals
+are over one start's requests and say so in their method ("one server start: a rerun may land
+outside"); `llmspec compare` and the history section do not judge them ("not judged").
 """
 
 from __future__ import annotations
@@ -41,9 +45,13 @@ from llmspec.profiles.base import (
     reasoning_figures,
     require_cache_miss,
 )
-from llmspec.stats import CONFIDENCE, Interval, bounded, median_interval, t_interval
+from llmspec.stats import CONFIDENCE, Interval, bounded, median_interval, rerun_interval
 from llmspec.strict import Strict
 
+# requests per server start at least: with one, the spread inside a start and between starts cannot be told apart
+PER_START = 2
+# what an interval over one start's requests says of itself: it is not where a rerun lands
+ONE_START = "one server start: a rerun may land outside"
 SYSTEM = "You are a novelist. Continue the story the user gives you, in the same voice."
 
 
@@ -60,8 +68,8 @@ class InteractiveProfile(Strict):
     temperature: float = Field(0.8, ge=0)
     seed: int = 42
     starts: int = Field(1, ge=1, le=50, description=(
-        "fresh server starts the requests are spread over; above 1 the intervals are Student's t over the "
-        "per-start medians, which hold a rerun's figure (managed servers only)"))
+        "fresh server starts the requests are spread over, at least 2 requests each; above 1 the intervals are "
+        "where a rerun lands 95% of the time, from the per-start medians (managed servers only)"))
 
     @model_serializer(mode="wrap")
     def _fingerprinted(self, handler):
@@ -76,10 +84,11 @@ class InteractiveProfile(Strict):
         if self.max_requests < self.requests:
             raise PydanticCustomError("requests", "max_requests ({m}) is below requests ({r}): raise max_requests",
                                       {"m": self.max_requests, "r": self.requests})
-        if self.starts > self.max_requests:
-            raise PydanticCustomError("starts", "starts ({s}) is above max_requests ({m}): every server start "
-                                                "measures at least one request; raise max_requests or lower starts",
-                                      {"s": self.starts, "m": self.max_requests})
+        if self.starts > 1 and self.starts * PER_START > self.max_requests:
+            raise PydanticCustomError("starts", "starts ({s}) needs max_requests of {n} or more, {per} per server "
+                                                "start (max_requests is {m}): raise max_requests or lower starts",
+                                      {"s": self.starts, "n": self.starts * PER_START, "per": PER_START,
+                                       "m": self.max_requests})
         return self
 
 
@@ -107,11 +116,13 @@ def run(ctx: ProfileContext) -> Outcome:
 
 
 def _run_starts(ctx: ProfileContext) -> Outcome:
-    """`starts` fresh server starts, `requests / starts` requests each (at least one), then more
-    starts while the t-interval over the start medians is short of the precision target and the
-    next start still fits in `max_requests`."""
+    """`starts` fresh server starts, `requests / starts` requests each (at least PER_START), then more
+    starts while the rerun interval over the start medians is short of the precision target and the
+    next start still fits in `max_requests`. Every start sends the same prompts in the same order
+    (the folder's first ones): start medians then differ by the start's luck alone, not by which
+    prompts it drew, so the spread between starts is the machine's, not the prompt mix's."""
     s = ctx.settings
-    per_start = max(1, math.ceil(s.requests / s.starts))
+    per_start = max(PER_START, math.ceil(s.requests / s.starts))
     records: list = []
     groups: list[list] = []
     while True:
@@ -119,7 +130,7 @@ def _run_starts(ctx: ProfileContext) -> Outcome:
             ctx.progress(f"server start {len(groups) + 1}")
             ctx.restart()
         _warm_up(ctx)
-        group = [_request(ctx, len(records) + i, f"{len(records) + per_start} (start {len(groups) + 1})")
+        group = [_request(ctx, len(records) + i, f"{len(records) + per_start} (start {len(groups) + 1})", i)
                  for i in range(per_start)]
         records += group
         groups.append(group)
@@ -139,10 +150,11 @@ def _params(s) -> dict:
     return {"temperature": s.temperature, "seed": s.seed, "ignore_eos": s.ignore_eos}
 
 
-def _request(ctx: ProfileContext, i: int, of: str):
+def _request(ctx: ProfileContext, i: int, of: str, prompt_index: int | None = None):
+    """Request `i` of the cell; its prompt cycles through the folder by `prompt_index` (default `i`)."""
     s = ctx.settings
     prompts = prompt_files(ctx.root, s.prompts)
-    prompt = prompts[i % len(prompts)]
+    prompt = prompts[(i if prompt_index is None else prompt_index) % len(prompts)]
     ctx.progress(f"request {i + 1}/{of} ({prompt.name})")
     record = ctx.client.chat(prompt.read_text(), prompt_name=prompt.name, max_tokens=s.max_tokens,
                              system=SYSTEM, **_params(s))
@@ -163,18 +175,20 @@ def _precise(records, target_pct: float) -> bool:
 
 
 def _precise_starts(groups: list[list], target_pct: float) -> bool:
-    """Whether the mean of the start medians of tokens/s is known to within `target_pct` (its t-interval)."""
+    """Whether the mean of the start medians of tokens/s is known to within `target_pct`: half its rerun
+    interval, the honest one (a rerun lands in it), not the narrower interval of the mean."""
     center, interval = start_figure([[r.decode_tokens_per_s() for r in g] for g in groups])
     return interval is not None and bool(center) and interval.half_width_pct(center) <= target_pct
 
 
 def start_figure(groups: list[list[float | None]]) -> tuple[float | None, Interval | None]:
-    """A figure measured over server starts: the mean of each start's median, and the 95 % Student's t
-    interval over those medians (df = starts - 1). Starts without a value are left out."""
+    """A figure measured over server starts: the mean of each start's median, and the 95 % rerun
+    interval over those medians (where a rerun on as many fresh starts lands; Student's t, df =
+    starts - 1). Starts without a value are left out."""
     medians = [m for m in (median(list(g)) for g in groups) if m is not None]
     if not medians:
         return None, None
-    found = t_interval(medians, "server starts (each start's median)")
+    found = rerun_interval(medians, "server starts (each start's median)")
     return statistics.fmean(medians), (replace(found, starts=found.n) if found is not None else None)
 
 
@@ -196,7 +210,7 @@ def _outcome(records, target_pct: float, groups: list[list] | None = None) -> Ou
         intervals = {name: i for name, (_, i) in by_start.items() if i is not None}
     else:
         headline = {name: median([get(r) for r in records]) for name, get in per_request.items()}
-        intervals = {name: found for name, get in per_request.items()
+        intervals = {name: replace(found, method=f"{found.method}; {ONE_START}") for name, get in per_request.items()
                      if (found := median_interval([get(r) for r in records])) is not None}
     client_tps, server_tps = headline["tokens_per_s"], headline["server_tokens_per_s"]
     disagreement, flags = clock_check(client_tps, server_tps, "decode speed")
@@ -206,9 +220,9 @@ def _outcome(records, target_pct: float, groups: list[list] | None = None) -> Ou
         flags.append(f"tokens_per_s: {len(records)} requests give only a {found.coverage:.0%} interval of the median "
                      f"(6 give 95%): raise requests or max_requests")
     elif precision is None or precision > target_pct:
-        what = f"the mean over {len(groups)} server starts" if groups and len(groups) > 1 else \
-            f"the median of {len(records)} requests"
-        flags.append(f"tokens_per_s: {what} is known to "
+        what = f"a rerun over {len(groups)} server starts lands within" if groups and len(groups) > 1 else \
+            f"the median of {len(records)} requests is known to"
+        flags.append(f"tokens_per_s: {what} "
                      f"{'?' if precision is None else f'±{precision:.1f}%'}, short of the ±{target_pct:g}% target "
                      f"(raise max_requests, or measure on a quieter machine)")
     metrics = {

@@ -3,7 +3,8 @@
 Results are committed, so git already holds every earlier measurement; laid side by side with the
 commit date and the llama-server version, a regression (an upgrade that cost 20 % tokens/s) stands
 out. A step is marked only when it is beyond the noise: the two versions' 95 % intervals do not
-overlap (llmspec.stats.apart) and both hold a rerun's figure (`ProfileKind.holds_a_rerun`: a speed
+overlap (llmspec.stats.changed; for two rerun intervals, each figure lies outside the other's) and
+both hold a rerun's figure (`ProfileKind.holds_a_rerun`: a speed
 measured within one server start does not), the same rule as `llmspec compare`.
 
 Bounded so that a long history costs little: one `git log --raw` over the last `COMMITS` commits
@@ -24,7 +25,7 @@ from llmspec import revisions
 from llmspec.profiles import PROFILES, higher_is_better
 from llmspec.report.charts import Chart
 from llmspec.results import FOR_REPORTS, ResultPath, bound_names, parse_without
-from llmspec.stats import apart
+from llmspec.stats import changed
 from llmspec.text import figure
 
 COMMITS = 20
@@ -44,6 +45,7 @@ class Point:
     server: str  # llama-server version
     step: str = ""  # "up" / "down": beyond the noise from the version before
     calibrated: bool = True  # False: its interval covers one server start only (`ProfileKind.holds_a_rerun`)
+    rerun: bool = False  # its interval is where a rerun lands (`ProfileKind.rerun_interval`)
     better: bool | None = None  # whether that step is for the better, where the profile says
     new_server: bool = False  # the first version, or llama-server changed since the one before
 
@@ -132,12 +134,18 @@ def _point(data: bytes | None, metric: str, commit: revisions.Commit, profile: s
     found = (result.get("intervals") or {}).get(metric) or {}
     return Point(commit.short, commit.date, value, found.get("low"), found.get("high"),
                  str((result.get("server") or {}).get("version") or ""),
-                 calibrated=_calibrated(profile, metric, result.get("metrics") or {}))
+                 calibrated=_calibrated(profile, metric, result.get("metrics") or {}),
+                 rerun=_rerun(profile, metric, result.get("metrics") or {}))
 
 
 def _calibrated(profile: str, metric: str, metrics: dict[str, Any]) -> bool:
     kind = PROFILES.get(profile)
     return kind is None or kind.holds_a_rerun(metric, metrics)
+
+
+def _rerun(profile: str, metric: str, metrics: dict[str, Any]) -> bool:
+    kind = PROFILES.get(profile)
+    return kind is not None and kind.rerun_interval(metric, metrics)
 
 
 def _add_working_tree(line: Line, row: dict[str, Any]) -> None:
@@ -150,7 +158,8 @@ def _add_working_tree(line: Line, row: dict[str, Any]) -> None:
     if (value, low, high) != (last.value, last.low, last.high):
         line.points.append(Point("working tree", row.get("started_at") or "", value, low, high,
                                  row.get("server_version") or "",
-                                 calibrated=_calibrated(line.key[3], line.metric, row)))
+                                 calibrated=_calibrated(line.key[3], line.metric, row),
+                                 rerun=_rerun(line.key[3], line.metric, row)))
 
 
 def _mark_steps(line: Line) -> None:
@@ -159,7 +168,8 @@ def _mark_steps(line: Line) -> None:
     for before, after in zip(line.points, line.points[1:]):
         after.new_server = after.server != before.server
         # beyond the noise only between intervals that hold a rerun (issue #27), as in `llmspec compare`
-        if before.calibrated and after.calibrated and apart((before.low, before.high), (after.low, after.high)):
+        if before.calibrated and after.calibrated and changed(before.value, (before.low, before.high), after.value,
+                                                              (after.low, after.high), before.rerun and after.rerun):
             after.step = "up" if after.value > before.value else "down"
             after.better = None if better_up is None else (after.step == "up") == better_up
 
