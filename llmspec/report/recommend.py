@@ -161,12 +161,16 @@ def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | No
     for row in _all_rounders(configs):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
         by_host.setdefault(row["host"], []).append(row)
     overall = (_pick(by_host.get(host, []), spec) for host in configs["host"].unique(maintain_order=True))
-    return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x),
+    broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases that rank it
+    return Recommendations(tuple(_use_case(key, configs, spec, broken) for key in CASES),
+                           tuple(x for x in overall if x),
                            tuple(findings(configs, spec, host_info or {})),
                            tuple(engine_findings(configs, spec, host_info or {})))
 
 
-def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
+def _use_case(key: str, configs: pl.DataFrame, spec: Spec, broken: dict[tuple, tuple[str, ...]]) -> UseCase:
+    """`broken`: each configuration's `_broken` reasons, filled as they are first needed: five use
+    cases rank the same configurations (10,500 rows, each parsing its checks, at 420 hosts)."""
     target = getattr(spec.thresholds, role_name("context_sizes")).target_context_tokens
     title = CASES[key].title.format(tokens=f"{target // 1024}k" if target % 1024 == 0 else f"{target:,}")
     if getattr(spec.profiles, key) is None:
@@ -177,7 +181,8 @@ def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
     passed = pl.col("_rank") < RANK["Failed"]
     rows = ranked.filter(passed).to_dicts()
     if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
-        rows = [{**row, "_broken": _broken(row)} for row in rows]
+        rows = [{**row, "_broken": broken[config] if (config := _config(row)) in broken
+                 else broken.setdefault(config, _broken(row))} for row in rows]
         rows = _untied([r for r in rows if not r["_broken"]], key) + _untied([r for r in rows if r["_broken"]], key)
     else:
         rows = _untied(rows, key)
@@ -263,6 +268,11 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     why = "; ".join(p for p in (broken, lead, capacity, _judgement(key, label, row, spec), row.get("_tie", ""),
                                 run_with) if p)
     return Line(mark, *where, label, ", ".join(figures), why, **setting)
+
+
+def _config(row: dict[str, Any]) -> tuple:
+    """A configs row's identity: one row per (host, model, quant, variant)."""
+    return row["host"], row["model"], row["quant"], row["variant"]
 
 
 def _broken(row: dict[str, Any]) -> tuple[str, ...]:
