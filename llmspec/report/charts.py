@@ -47,18 +47,19 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: S
     ok = frame.filter(pl.col("status") == "ok")
     many = frame["host"].n_unique() > 1
     stress = list(details.stress)
+    rows = configs.to_dicts()  # once for the six per-configuration charts: 2,100 wide rows at 420 hosts
     return [
-        _chart("speed", "Generation speed vs model size", _speed(configs), many,
+        _chart("speed", "Generation speed vs model size", _speed(rows), many,
                "No interactive results yet: run the interactive profile (`doit`; it runs by default)."),
-        _chart("memory", "Peak memory vs model size", _memory(configs), many,
+        _chart("memory", "Peak memory vs model size", _memory(rows), many,
                "No memory measurements yet: run any profile on a managed llama-server with `doit`."),
-        _chart(QUIZ, "Quality score by quantization", _quality(configs), many,
+        _chart(QUIZ, "Quality score by quantization", _quality(rows), many,
                "No quality results yet: add [profiles.quality] to the spec and run `doit`."),
-        _chart(REFERENCE_LOGITS, "KL divergence from the reference by quantization", _divergence(configs), many,
+        _chart(REFERENCE_LOGITS, "KL divergence from the reference by quantization", _divergence(rows), many,
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
-        _chart("same-top", "Same top token as the reference by quantization", _same_top(configs), many,
+        _chart("same-top", "Same top token as the reference by quantization", _same_top(rows), many,
                "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
-        *([_chart("settings", "Generation speed per server-setting variant", _variants(configs), many, "")]
+        *([_chart("settings", "Generation speed per server-setting variant", _variants(rows), many, "")]
           if configs.height and (configs["variant"] != "").any() else []),
         _chart("capacity", "Throughput vs time to first token per number of users", _capacity(ok, spec), many,
                "No load levels yet: add [profiles.load] (concurrent = \"sweep\" or a list) and run `doit`."),
@@ -127,17 +128,18 @@ def _tip(field: str, title: str, fmt: str | None = None) -> dict[str, Any]:
 CONFIG_TIPS = [_tip("host", "Host"), _tip("model", "Model"), _tip("quant", "Quant")]
 
 
-def _speed(configs: pl.DataFrame):
+def _speed(configs: list[dict[str, Any]]):
     return _versus_size(configs, "tokens_per_s", "tokens_per_s", "tokens_per_s", ("Tokens/s", ".1f"),
                         "Generation speed (tokens/s)")
 
 
-def _memory(configs: pl.DataFrame):
+def _memory(configs: list[dict[str, Any]]):
     return _versus_size(configs, "peak_memory_gb", "memory_gb", "peak_rss_gb", ("Peak memory (GB)", ".2f"),
                         "Peak memory (GB)")
 
 
-def _versus_size(configs: pl.DataFrame, column: str, field: str, meaning_of: str, tip: tuple[str, str], axis: str):
+def _versus_size(configs: list[dict[str, Any]], column: str, field: str, meaning_of: str, tip: tuple[str, str],
+                 axis: str):
     """One point per configuration: configs' `column` (as `field`) against the file size, colored by quant."""
     rows = _rows(configs, column, "model_size_gb")
     values = [{**_config(r), "size_gb": r["model_size_gb"], field: r[column],
@@ -146,7 +148,7 @@ def _versus_size(configs: pl.DataFrame, column: str, field: str, meaning_of: str
     return values, _point_layout(("size_gb", "Model file size (GB)"), (field, axis), ("quant", "Quant"), tips)
 
 
-def _quality(configs: pl.DataFrame):
+def _quality(configs: list[dict[str, Any]]):
     """Overall score per quant, lowest precision first, so each model's line shows what quantizing costs."""
     rows = _rows(configs, "quality_pct")
     values = [{**_config(r), "quality_pct": r["quality_pct"], "lost_pts": r["quality_degradation_pts"],
@@ -156,7 +158,7 @@ def _quality(configs: pl.DataFrame):
     return _by_quant(rows, values, ("quality_pct", "Quality score (% correct)"), tips, {"domain": [0, 100]})
 
 
-def _divergence(configs: pl.DataFrame):
+def _divergence(configs: list[dict[str, Any]]):
     """Mean KL divergence from the reference quant per quant (log scale: 0.001 and 0.5 both matter)."""
     rows = [r for r in _rows(configs, "kld_mean", "same_top_pct") if r["kld_mean"] > 0]
     values = [{**_config(r), "kld_mean": r["kld_mean"], "same_top_pct": r["same_top_pct"],
@@ -167,7 +169,7 @@ def _divergence(configs: pl.DataFrame):
     return _by_quant(rows, values, ("kld_mean", "Mean KL divergence from the reference (log)"), tips, {"type": "log"})
 
 
-def _same_top(configs: pl.DataFrame):
+def _same_top(configs: list[dict[str, Any]]):
     """How often each quant picks the reference's top token."""
     rows = _rows(configs, "same_top_pct")
     values = [{**_config(r), "same_top_pct": r["same_top_pct"], "meaning": interpret("same_top_pct",
@@ -187,7 +189,7 @@ def _by_quant(rows: list[dict[str, Any]], values: list[dict[str, Any]], y: tuple
     return values, layout
 
 
-def _variants(configs: pl.DataFrame):
+def _variants(configs: list[dict[str, Any]]):
     """Tokens/s of every server-setting variant with its 95 % interval, in run order (a thread
     sweep reads left to right as the speed-vs-threads curve), one colour per model file."""
     rows = [r for r in _rows(configs, "tokens_per_s") if r["variant"]]
@@ -312,11 +314,10 @@ def _series(points: list[dict[str, Any]], series: str):
     return values, layout
 
 
-def _rows(table: pl.DataFrame, *needed: str) -> list[dict[str, Any]]:
-    """Rows of `table` where every `needed` column holds a number."""
-    if not table.height or any(c not in table.columns for c in needed):
-        return []
-    return [r for r in table.to_dicts() if all(_finite(r[c]) for c in needed)]
+def _rows(table: list[dict[str, Any]], *needed: str) -> list[dict[str, Any]]:
+    """Rows of `table` (the configs table's rows) where every `needed` column holds a number
+    (none where the table lacks such a column)."""
+    return [r for r in table if all(_finite(r.get(c)) for c in needed)]
 
 
 def _config(row: dict[str, Any]) -> dict[str, Any]:

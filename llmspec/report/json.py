@@ -79,9 +79,12 @@ def _results(frame: pl.DataFrame, configs: pl.DataFrame, checks: list[str]) -> l
     for profile in frame["profile"].unique(maintain_order=True):
         rows = frame.filter(pl.col("profile") == profile)
         metrics = metric_columns(rows)  # this profile's own metrics: 10 columns, not every profile's 70
-        bounds = [b for m in metrics for b in bound_names(m) if b in rows.columns]
+        # (metric, low, high) of the metrics whose interval columns exist: named once per profile, not per row
+        bounded = [(m, low, high) for m in metrics for low, high in [bound_names(m)]
+                   if low in rows.columns and high in rows.columns]
+        bounds = [b for _, low, high in bounded for b in (low, high)]
         for row in rows.select(*KEYS, *PROFILE_FIELDS, *metrics, *bounds).iter_rows(named=True):
-            entries[tuple(row[k] for k in KEYS)]["profiles"][profile] = _profile(row, metrics, checks)
+            entries[tuple(row[k] for k in KEYS)]["profiles"][profile] = _profile(row, metrics, bounded, checks)
     return list(entries.values())
 
 
@@ -97,11 +100,12 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _profile(row: dict[str, Any], metrics: list[str], checks: list[str]) -> dict[str, Any]:
+def _profile(row: dict[str, Any], metrics: list[str], bounded: list[tuple[str, str, str]],
+             checks: list[str]) -> dict[str, Any]:
     values = {m: row[m] for m in metrics if row[m] is not None}
     checks.append(row["rating_checks"])
-    intervals = {m: {"low": row[low], "high": row[high]} for m in values
-                 for low, high in [bound_names(m)] if row.get(low) is not None and row.get(high) is not None}
+    intervals = {m: {"low": row[low], "high": row[high]} for m, low, high in bounded
+                 if row[m] is not None and row[low] is not None and row[high] is not None}
     return {
         "status": row["status"],
         "reason": row["reason"],

@@ -42,6 +42,7 @@ SYMBOLS = {"ok": "✓", "warn": "⚠", "fail": "✗"}
 MARK_OF = {"Excellent": "ok", "Good": "ok", "Acceptable": "warn", "Poor": "warn", "Failed": "fail"}
 RANK = {"Excellent": 0, "Good": 1, "Acceptable": 2, "Poor": 3, "Failed": 5}  # 4: measured, not rated
 NOT_OK_RANK = 6  # skipped or error
+ROW = "_row_number"  # a configs row's position, by which a use case orders the rows it already has
 REFERENCE = "the most precise quant measured"
 DIVERGENCE_REFERENCE = "the divergence reference"  # what a quality reference says instead of "-0 pts vs itself"
 # Use cases, in registry order: profiles with a `case` (stress judges the machine, not a use case).
@@ -161,28 +162,36 @@ def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | No
     for row in _all_rounders(configs):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
         by_host.setdefault(row["host"], []).append(row)
     overall = (_pick(by_host.get(host, []), spec) for host in configs["host"].unique(maintain_order=True))
-    return Recommendations(tuple(_use_case(key, configs, spec) for key in CASES), tuple(x for x in overall if x),
+    broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases that rank it
+    rows = configs.to_dicts()  # once: each use case orders these (2,100 wide rows at 420 hosts)
+    return Recommendations(tuple(_use_case(key, configs, rows, spec, broken) for key in CASES),
+                           tuple(x for x in overall if x),
                            tuple(findings(configs, spec, host_info or {})),
                            tuple(engine_findings(configs, spec, host_info or {})))
 
 
-def _use_case(key: str, configs: pl.DataFrame, spec: Spec) -> UseCase:
+def _use_case(key: str, configs: pl.DataFrame, table: list[dict[str, Any]], spec: Spec,
+              broken: dict[tuple, tuple[str, ...]]) -> UseCase:
+    """`table`: `configs` as dicts, which the use case ranks by row number. `broken`: each
+    configuration's `_broken` reasons, filled as they are first needed: five use cases rank the
+    same configurations (10,500 rows, each parsing its checks, at 420 hosts)."""
     target = getattr(spec.thresholds, role_name("context_sizes")).target_context_tokens
     title = CASES[key].title.format(tokens=f"{target // 1024}k" if target % 1024 == 0 else f"{target:,}")
     if getattr(spec.profiles, key) is None:
         return UseCase(key, title, (), "not measured in this spec")
-    ranked = _ranked(configs, key)
-    if ranked.height == 0:
+    ranked = [{**table[i], "_rank": rank} for i, rank in
+              _ranked(configs.with_row_index(ROW), key).select(ROW, "_rank").iter_rows() if rank is not None]
+    if not ranked:
         return UseCase(key, title, (), "no results yet")
-    passed = pl.col("_rank") < RANK["Failed"]
-    rows = ranked.filter(passed).to_dicts()
+    rows = [r for r in ranked if r["_rank"] < RANK["Failed"]]
     if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
-        rows = [{**row, "_broken": _broken(row)} for row in rows]
+        rows = [{**row, "_broken": broken[config] if (config := _config(row)) in broken
+                 else broken.setdefault(config, _broken(row))} for row in rows]
         rows = _untied([r for r in rows if not r["_broken"]], key) + _untied([r for r in rows if r["_broken"]], key)
     else:
         rows = _untied(rows, key)
     shown = [_line(key, row, spec) for row in rows[:MAX_LINES]]
-    failed = [_line(key, row, spec) for row in ranked.filter(~passed).to_dicts()]
+    failed = [_line(key, row, spec) for row in ranked if row["_rank"] >= RANK["Failed"]]
     note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
     return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
 
@@ -263,6 +272,11 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     why = "; ".join(p for p in (broken, lead, capacity, _judgement(key, label, row, spec), row.get("_tie", ""),
                                 run_with) if p)
     return Line(mark, *where, label, ", ".join(figures), why, **setting)
+
+
+def _config(row: dict[str, Any]) -> tuple:
+    """A configs row's identity: one row per (host, model, quant, variant)."""
+    return row["host"], row["model"], row["quant"], row["variant"]
 
 
 def _broken(row: dict[str, Any]) -> tuple[str, ...]:
