@@ -193,7 +193,8 @@ def test_no_results_give_an_empty_table_with_every_column(tmp_path):
              "efficiency_score", "cost_benefit_raw", "cost_benefit_score", "bandwidth_gbps", "roofline_pct",
              "roofline_flag", "peak_server_gb", "estimated_memory_gb", "estimate_error_pct", "predicted_peak_rss_gb",
              "prediction_error_pct", "decode_measured_tps", "predicted_tokens_per_s", "speed_error_pct",
-             "model_size_bytes", "context_size", "capacity"]
+             "prompt_measured_tps", "predicted_prompt_tokens_per_s", "prompt_error_pct", "model_size_bytes",
+             "context_size", "capacity"]
     assert t.columns[: len(named)] == named
 
 
@@ -234,6 +235,20 @@ def test_speed_predictions_are_graded_against_the_measured_decode_speed(tmp_path
     assert q8["speed_error_pct"] == pytest.approx(25.0)  # optimistic by a quarter
     assert q4["speed_error_pct"] == pytest.approx(-25.0)
     assert gemma["speed_error_pct"] is None
+
+
+def test_prompt_speed_predictions_are_graded_against_the_servers_prompt_speed(tmp_path):
+    interactive(tmp_path, SMOL, "Q8_0", 60.0, prompt_tokens_per_s=200.0, predicted_prompt_tokens_per_s=300.0,
+                predicted_tokens_per_s=50.0)
+    interactive(tmp_path, SMOL, "Q4_1", 60.0, prompt_tokens_per_s=400.0, predicted_prompt_tokens_per_s=300.0)
+    interactive(tmp_path, GEMMA, "Q8_0", 30.0, predicted_prompt_tokens_per_s=300.0)  # no prompt figure: not graded
+    t = table(tmp_path, make_spec())
+    q8, q4, gemma = row(t, SMOL, "Q8_0"), row(t, SMOL, "Q4_1"), row(t, GEMMA, "Q8_0")
+    assert (q8["prompt_measured_tps"], q8["predicted_prompt_tokens_per_s"]) == (200.0, 300.0)
+    assert q8["prompt_error_pct"] == pytest.approx(50.0)  # optimistic by half
+    assert q8["speed_error_pct"] == pytest.approx(-1 / 6 * 100)  # decode graded beside it, as before
+    assert q4["prompt_error_pct"] == pytest.approx(-25.0) and q4["speed_error_pct"] is None
+    assert gemma["prompt_error_pct"] is None
 
 
 def sweep_spec():

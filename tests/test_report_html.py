@@ -318,7 +318,7 @@ def test_memory_predictions_are_graded_in_a_table_of_their_own(tmp_path):
     peak = 0.3 + 0.4 * 98_000_000 / 100_000_000  # SmolLM2 Q4_1's speed factor in _profile
     assert cells["SmolLM2-135M-Instruct", "Q4_1"] == [
         f"{peak:.2f}", "0.50", f"{(0.5 - peak) / peak * 100:+.0f}%", "", "",  # no trend prediction stored
-        "", "", ""]  # nor a speed prediction
+        "", "", "", "", "", ""]  # nor a speed prediction
     assert "largest error:" in html
 
 

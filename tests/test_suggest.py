@@ -158,7 +158,8 @@ def test_the_report_links_each_suggestion_to_its_measured_result_or_says_how_to_
     measured = {**make_result(quant, host=here), "cell": {"spec": "mine", "model": model, "quant": quant,
                                                           "profile": "interactive"}}
     measured["metrics"] = {"tokens_per_s": 8.0, "server_tokens_per_s": 8.0, "ttft_s": 0.4, "peak_rss_gb": 1.0,
-                           "estimated_memory_gb": 1.1, "predicted_tokens_per_s": 10.0}
+                           "estimated_memory_gb": 1.1, "predicted_tokens_per_s": 10.0, "prompt_tokens_per_s": 40.0,
+                           "predicted_prompt_tokens_per_s": 30.0}
     write_result(results / here / "mine" / model / quant / "interactive.json", measured)
     (skipped_model, skipped_quant), *rest = rest
     skipped = {**make_result(skipped_quant, status="skipped", reason="needs about 9 GB", host=here),
@@ -173,12 +174,15 @@ def test_the_report_links_each_suggestion_to_its_measured_result_or_says_how_to_
     assert set(rows) == {first, (skipped_model, skipped_quant), *rest}  # with a result or not: every candidate
     assert re.search(r'<a href="#[^"]+">skipped \(interactive result\)</a>', rows[skipped_model, skipped_quant])
     figures = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', rows[first])
-    assert figures == ["1.00", "1.10", "+10%", "", "", "8.0", "10.0", "+25%"]  # predicted beside measured, with error
+    assert figures == ["1.00", "1.10", "+10%", "", "", "8.0", "10.0", "+25%",  # predicted beside measured, with error
+                       "40", "30", "-25%"]  # prompt speed too
     link = re.search(r'<a href="#([^"]+)">measured \(interactive result\)</a>', rows[first]).group(1)
     assert f'id="{link}"' in html and "not measured yet" not in rows[first]
     speed = for_host(results, here)  # this host's roofline, calibrated by the one result now here
     for name, quant in rest:
         entry = next(e for e in CATALOGUE if e.name == name)
         figures = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', rows[name, quant])
-        assert figures == ["", printed[name], "", "", "", "", f"{speed.decode(entry.files[quant].size):.1f}", ""]
+        prompt = speed.prompt({**entry.meta, "file_type": quant})
+        assert figures == ["", printed[name], "", "", "", "", f"{speed.decode(entry.files[quant].size):.1f}", "",
+                           "", f"{prompt:.0f}" if prompt else "", ""]
         assert "not measured yet: <code>doit spec=mine</code>" in rows[name, quant]

@@ -41,7 +41,9 @@ Derived metrics (shown in the report, so written for people):
   measuring (`predicted_tokens_per_s`: bandwidth roofline calibrated by this host's earlier results,
   `plan.prediction`, as `llmspec suggest` predicts) minus the measured one (`decode_measured_tps`:
   the server's own tokens/s, else the client's, of the first single-user cell that has both), in
-  percent of the measured. Positive: the prediction was optimistic.
+  percent of the measured. Positive: the prediction was optimistic. The same for prompt speed
+  (`predicted_prompt_tokens_per_s` against `prompt_measured_tps`, the server's prompt tokens/s:
+  `prompt_error_pct`).
 - **Roofline** (`roofline_pct`): tokens/s x model file bytes / memory bandwidth, in percent.
   Each generated token reads every weight once, so 100 % is the hardware's bound; a figure far
   below it (`roofline_flag`) suggests a misconfiguration (threads, other load).
@@ -74,6 +76,7 @@ DERIVED: dict[str, pl.DataType] = {
     "peak_server_gb": pl.Float64, "estimated_memory_gb": pl.Float64, "estimate_error_pct": pl.Float64,
     "predicted_peak_rss_gb": pl.Float64, "prediction_error_pct": pl.Float64,
     "decode_measured_tps": pl.Float64, "predicted_tokens_per_s": pl.Float64, "speed_error_pct": pl.Float64,
+    "prompt_measured_tps": pl.Float64, "predicted_prompt_tokens_per_s": pl.Float64, "prompt_error_pct": pl.Float64,
     "model_size_bytes": pl.Int64, "context_size": pl.Int64, "capacity": pl.String,
 }
 INTEGER_FIGURES = {"max_context_tokens"}
@@ -300,18 +303,27 @@ def _predictions(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _speed_predictions(frame: pl.DataFrame) -> pl.DataFrame:
-    """The decode speed predicted before measuring against the measured one, per configuration."""
-    columns = ("predicted_tokens_per_s", "server_tokens_per_s", "tokens_per_s")
-    missing = [c for c in columns if c not in frame.columns]
+    """The speeds predicted before measuring against the measured ones, per configuration: decode
+    (the server's own tokens/s, else the client's) and prompt (the server's prompt tokens/s), each from
+    the first finished cell that has both the prediction and the figure."""
+    graded = [_graded(frame, "predicted_tokens_per_s", ("server_tokens_per_s", "tokens_per_s"),
+                      "decode_measured_tps", "speed_error_pct"),
+              _graded(frame, "predicted_prompt_tokens_per_s", ("prompt_tokens_per_s",),
+                      "prompt_measured_tps", "prompt_error_pct")]
+    return graded[0].join(graded[1], on=KEYS, how="full", coalesce=True)
+
+
+def _graded(frame: pl.DataFrame, predicted: str, measured_from: tuple[str, ...], measured_as: str,
+            error_as: str) -> pl.DataFrame:
+    """One prediction against its measured figure (the first of `measured_from` present), and the error in
+    percent of the measured one: positive, the prediction was optimistic."""
+    missing = [c for c in (predicted, *measured_from) if c not in frame.columns]
     rows = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
-    measured = pl.coalesce(pl.col("server_tokens_per_s"), pl.col("tokens_per_s"))
-    rows = rows.filter((pl.col("status") == "ok") & pl.col("predicted_tokens_per_s").is_not_null()
-                       & measured.is_not_null())
+    measured = pl.coalesce(*(pl.col(c) for c in measured_from))
+    rows = rows.filter((pl.col("status") == "ok") & pl.col(predicted).is_not_null() & measured.is_not_null())
     rows = rows.group_by(KEYS, maintain_order=True).first()
-    measured = pl.coalesce(pl.col("server_tokens_per_s"), pl.col("tokens_per_s"))
-    return rows.select(*KEYS, measured.alias("decode_measured_tps"), pl.col("predicted_tokens_per_s"),
-                       pl.when(measured > 0).then((pl.col("predicted_tokens_per_s") - measured) / measured * 100)
-                       .alias("speed_error_pct"))
+    return rows.select(*KEYS, measured.alias(measured_as), pl.col(predicted),
+                       pl.when(measured > 0).then((pl.col(predicted) - measured) / measured * 100).alias(error_as))
 
 
 def _capacity(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:

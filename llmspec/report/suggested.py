@@ -26,6 +26,7 @@ class Suggested:
     entry: str  # the catalogue entry's name
     memory_gb: float  # the memory pre-flight's estimate at the spec's context
     decode_tps: float | None  # the roofline's prediction on this host (None: no bandwidth figure here)
+    prompt_tps: float | None  # the prompt-speed prediction on this host's CPU (None: nothing to calibrate it by)
 
 
 def suggested(spec: Spec, results_root: Path | None = None) -> dict[tuple[str, str], Suggested]:
@@ -49,9 +50,11 @@ def suggested(spec: Spec, results_root: Path | None = None) -> dict[tuple[str, s
                 continue
             if speed is None and results_root is not None:
                 speed = _speed(results_root) or False
+            meta = {**entry.meta, "file_type": quant}
             found[model.name, quant] = Suggested(model.name, quant, entry.name,
                                                  _memory_gb(entry, quant, spec.server.ctx_size),
-                                                 speed.decode(known.size) if speed else None)
+                                                 speed.decode(known.size) if speed else None,
+                                                 speed.prompt(meta) if speed else None)
     return found
 
 

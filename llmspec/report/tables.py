@@ -297,7 +297,8 @@ def configs_table(configs: pl.DataFrame) -> dict[str, Any]:
 MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"), ("estimate_error_pct", "{:+.0f}%"),
                   ("predicted_peak_rss_gb", "{:.2f}"), ("prediction_error_pct", "{:+.0f}%"),
                   ("decode_measured_tps", "{:.1f}"), ("predicted_tokens_per_s", "{:.1f}"),
-                  ("speed_error_pct", "{:+.0f}%"))
+                  ("speed_error_pct", "{:+.0f}%"), ("prompt_measured_tps", "{:.0f}"),
+                  ("predicted_prompt_tokens_per_s", "{:.0f}"), ("prompt_error_pct", "{:+.0f}%"))
 
 
 def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any] | None = None,
@@ -321,13 +322,14 @@ def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any]
                      _suggestion_cell(r, suggested, anchors) if suggested else "", "</tr>"))
             for r in graded.iter_rows(named=True)]
     for s in waiting:  # a suggested candidate without a result: what was promised, and how to measure it
-        promised = {"estimated_memory_gb": s.memory_gb, "predicted_tokens_per_s": s.decode_tps}
+        promised = {"estimated_memory_gb": s.memory_gb, "predicted_tokens_per_s": s.decode_tps,
+                    "predicted_prompt_tokens_per_s": s.prompt_tps}
         body.append("".join((f"<tr>{_td('') if many else ''}{_td(s.model)}{_td(s.quant)}",
                              *(_td(_fmt(promised.get(c), fmt), "num", sort=_sort(promised.get(c)))
                                for c, fmt in MEMORY_COLUMNS),
                              _td(f"{s.entry} (catalogue): not measured yet: ", "suggestion",
                                  inner=f"<code>doit spec={esc(spec_name)}</code>"), "</tr>")))
-    speed = [abs(v) for v in graded["speed_error_pct"].drop_nulls()]
+    speed = [abs(v) for c in ("speed_error_pct", "prompt_error_pct") for v in graded[c].drop_nulls()]
     return {"many_hosts": many, "body": paged(body), "count": len(body), "suggested": bool(suggested),
             "worst": max(errors) if errors else None, "worst_speed": max(speed) if speed else None}
 
