@@ -75,6 +75,16 @@ def test_missing_file():
         load_spec("specs/does-not-exist.toml")
 
 
+def test_a_bare_name_is_the_projects_spec_of_that_name(tmp_path, monkeypatch):
+    """`llmspec plan mine` reads specs/mine.toml, as `doit spec=mine` does (what suggest --write tells a user)."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "mine.toml").write_text(SMOL_MODEL)
+    monkeypatch.chdir(tmp_path)
+    assert load_spec("mine").name == "mine" and load_spec("mine").path.as_posix() == "specs/mine.toml"
+    with pytest.raises(UserError, match="no such spec file"):
+        load_spec("yours")
+
+
 def test_bundled_demo_spec_is_valid():
     from conftest import REPO
 

@@ -28,8 +28,12 @@ def project_root_of(spec_path: Path) -> Path:
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec, or raise a one-line UserError naming file, key and fix."""
+    """Read and validate a spec, or raise a one-line UserError naming file, key and fix. A bare name
+    (`mine`) is the project's `specs/mine.toml`, as `doit spec=mine` reads it, when no file `mine` exists."""
     path = Path(path)
+    named = Path("specs") / f"{path.name}.toml"
+    if not path.exists() and path == Path(path.name) and not path.suffix and named.is_file():
+        path = named
     return _validated(_read_toml(path, _shown_path(path)), path)
 
 
