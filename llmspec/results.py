@@ -374,12 +374,14 @@ def judge(stored: Result | None, current_inputs: dict[str, Any]) -> Freshness:
     return UP_TO_DATE
 
 
-def _rounded(value: Any) -> Any:
-    """Six significant digits: more would be noise in a measurement and churn in git."""
+def _rounded(value: Any, key: str = "") -> Any:
+    """Six significant digits: more would be noise in a measurement and churn in git. A moment in
+    Unix seconds (a key ending `_unix`) keeps milliseconds instead: six digits of 1.8e9 would put
+    every request of a day into one 10,000-second bucket."""
     if isinstance(value, float):
-        return float(f"{value:.6g}")
+        return round(value, 3) if key.endswith("_unix") else float(f"{value:.6g}")
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: _rounded(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_rounded(v) for v in value]
     return value

@@ -35,6 +35,15 @@ def test_roundtrip_sorted_and_rounded(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
 
 
+def test_a_moment_in_unix_seconds_keeps_its_milliseconds(tmp_path):
+    """Six significant digits of 1.8e9 seconds would date every request of a day to one 10,000 s
+    bucket; a request's send time must still order requests and date them to the millisecond."""
+    path = tmp_path / "r.json"
+    write_result(path, {**result(), "samples": [{"send_unix": 1796450123.45678, "ttft_s": 0.123456789}]})
+    (sample,) = read_result(path)["samples"]
+    assert sample == {"send_unix": 1796450123.457, "ttft_s": 0.123457}
+
+
 def test_fresh_when_fingerprint_matches(tmp_path):
     path = tmp_path / "r.json"
     write_result(path, result())
