@@ -166,7 +166,7 @@ def cmd_fleet(args) -> int:
     from llmspec.pull import with_datasets
 
     ws = Workspace(spec.root)
-    found = fleet_summary(spec, with_datasets(ws.results, args.datasets, ws.build), args.host)
+    found = fleet_summary(spec, with_datasets(ws.results, args.datasets, ws.build), args.host, ws.reports)
     if found is None:
         print(f"Results of fewer than two hosts for spec {spec.name}: a fleet needs more "
               "(llmspec pull hf://datasets/ORG/NAME fetches other hosts' results)")

@@ -110,11 +110,14 @@ def median_interval(values: Sequence[float]) -> Interval | None:
     n = len(xs)
     if n < 2:
         return None
-    best = 1  # 1-based rank of the lower bound; min-max at least
-    for k in range(1, n // 2 + 1):
-        if 1 - 2 * _binom_cdf(k - 1, n) >= CONFIDENCE:
-            best = k
-    coverage = 1 - 2 * _binom_cdf(best - 1, n)
+    best, coverage = 1, 1 - 2 * _binom_cdf(0, n)  # 1-based rank of the lower bound; min-max at least
+    below, term, total = 0, 1, 2**n  # sum of C(n, i) for i < k; C(n, k - 1)
+    for k in range(1, n // 2 + 1):  # coverage falls as k grows: the last k that holds it is the first miss - 1
+        below += term
+        term = term * (n - k + 1) // k
+        if 1 - 2 * (below / total) < CONFIDENCE:
+            break
+        best, coverage = k, 1 - 2 * (below / total)
     method = "distribution-free median (order statistics)"
     if coverage < CONFIDENCE:
         method += f", {coverage:.0%} coverage with n={n}"

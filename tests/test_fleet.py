@@ -113,6 +113,13 @@ def test_llmspec_fleet_assigns_each_model_and_says_who_cannot_run_it(fleet_proje
     assert "intel-n100-4c-8g-d4e5f6: Q8_0 Excellent" in smol  # the other hosts, and how they do
     best = out[out.index("Best per use case"):out.index("Assignment")]
     assert "on gpu-box-16c-64g-a1b2c3" in best and best.count("(95 %") == 2  # each use case's figure, with its interval
+    # the results were read as `doit report` reads them: through the index of parsed results beside the
+    # reports, so a second `llmspec fleet` (or the report) parses no file that did not change
+    (index,) = (fleet_project / "build" / "reports" / "demo").glob(".results-index-*.arrow")
+    written = index.stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-m", "llmspec.cli", "fleet", "demo"], cwd=fleet_project,
+                           capture_output=True, text=True, timeout=300)
+    assert again.stdout == out and index.stat().st_mtime_ns == written  # read, not rebuilt
 
 
 def test_fleet_needs_two_hosts(fleet_project):

@@ -68,6 +68,24 @@ def test_history_marks_a_regression_beyond_the_noise(tmp_path):
     assert "2 commits that changed this spec" in html
 
 
+def test_a_report_with_a_dataset_keeps_this_projects_history(tmp_path):
+    """`doit report with=hf://...` reads a folder of links (llmspec.pull.with_datasets: build/cache/with,
+    outside git) to this project's host folders and a dataset's cached ones: the history of this
+    project's committed results is still there, and the dataset's host (no commits) adds none."""
+    root = make_project(tmp_path / "project")
+    view, cache = root / "build/cache/with", root / "build/cache/datasets/team/bench"
+    (host,) = [h.name for h in (root / "build/results").iterdir()]
+    shutil.copytree(root / "build/results" / host, cache / "other-host-2c-8g-abcdef")
+    view.mkdir(parents=True)
+    (view / host).symlink_to(root / "build/results" / host, target_is_directory=True)
+    (view / "other-host-2c-8g-abcdef").symlink_to(cache / "other-host-2c-8g-abcdef", target_is_directory=True)
+    html = build_report(demo_spec(), view, root / "build/reports").html.read_text(encoding="utf-8")
+    rows = history_rows(html[:html.index("</table>", html.index('<section id="history">'))])
+    assert [cls for cls, _ in rows["Q4_1", "interactive"]] == ["", "worse"]
+    section = html[html.index('<section id="history">'):]
+    assert "other-host-2c-8g-abcdef" not in section[:section.index("</section>")]
+
+
 def test_no_history_outside_git_or_without_commits(tmp_path):
     project = make_project(tmp_path / "project")
     plain = tmp_path / "plain"

@@ -128,17 +128,20 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     return summary
 
 
-def fleet_summary(spec: Spec, results_root: Path, me: str | None = None):
+def fleet_summary(spec: Spec, results_root: Path, me: str | None = None, reports_root: Path | None = None):
     """`llmspec fleet`: the report's fleet section for `spec` (None with results of one host or none);
-    `me`: the host set against the others (default this machine)."""
+    `me`: the host set against the others (default this machine). With `reports_root`, the results are
+    read through the report's index of parsed results there (parsed.py), as `doit report` reads them."""
     from llmspec.machine import bandwidth
     from llmspec.report.configs import configs
     from llmspec.report.fleet import fleet
     from llmspec.report.frame import for_spec, load_frame
+    from llmspec.report.parsed import index_path
     from llmspec.report.recommend import recommend
     from llmspec.report.settings import host_info
 
-    frame, _ = for_spec(load_frame(Path(results_root), spec.name), spec)
+    index = index_path(Path(reports_root) / spec.name) if reports_root is not None else None
+    frame, _ = for_spec(load_frame(Path(results_root), spec.name, index), spec)
     table = configs(frame, spec, bandwidth.load_all(Path(results_root)))
     if me is not None and frame.height and me not in set(frame["host"].to_list()):
         from llmspec.errors import UserError

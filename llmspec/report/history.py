@@ -86,20 +86,26 @@ def history(frame: pl.DataFrame, results_root: Path, spec_name: str) -> History 
     """The section for a `frame.for_spec` frame, or None without a committed earlier version."""
     if not frame.height:
         return None
-    commits = revisions.path_log(Path(results_root), [f"*/{spec_name}/*"], COMMITS)
-    if not commits:
+    logs = [(root, commits) for root in _committed_roots(Path(results_root))
+            if (commits := revisions.path_log(root, [f"*/{spec_name}/*"], COMMITS))]
+    if not logs:
         return None
     rows = {(r["host"], r["model"], r["config"], r["profile"]): r for r in frame.iter_rows(named=True)}
     versions: list[tuple[Key, revisions.Commit, str]] = []
-    for commit in commits:  # newest first, so the bound keeps the newest versions
-        for path, sha in commit.changed:
-            found = ResultPath.parse(path)
-            if found is not None and found.spec == spec_name:
-                key = (found.host, found.model, found.config, found.profile)
-                if key in rows:
-                    versions.append((key, commit, sha))
-    versions = versions[:MAX_VERSIONS]
-    blobs = revisions.read_blobs(Path(results_root), (sha for _, _, sha in versions))
+    blobs: dict[str, bytes] = {}
+    for root, commits in logs:
+        found_here = []
+        for commit in commits:  # newest first, so the bound keeps the newest versions
+            for path, sha in commit.changed:
+                found = ResultPath.parse(path)
+                if found is not None and found.spec == spec_name:
+                    key = (found.host, found.model, found.config, found.profile)
+                    if key in rows:
+                        found_here.append((key, commit, sha))
+        found_here = found_here[:MAX_VERSIONS - len(versions)]
+        blobs.update(revisions.read_blobs(root, (sha for _, _, sha in found_here)))
+        versions += found_here
+    commits = [c for _, cs in logs for c in cs]
     lines: dict[Key, Line] = {}
     for key, commit, sha in reversed(versions):  # oldest first
         metric = _headline(key[3])
@@ -114,6 +120,17 @@ def history(frame: pl.DataFrame, results_root: Path, spec_name: str) -> History 
         return None
     many = len({line.key[0] for line in shown}) > 1
     return History(shown, len(commits), many, _charts(shown, many))
+
+
+def _committed_roots(results_root: Path) -> list[Path]:
+    """Where the results' history is: `results_root` itself, or, for the folder of links a report
+    `with=` datasets reads (llmspec.pull.with_datasets: outside git), each folder its host links
+    point into; this project's build/results has the commits, a dataset's cache has none."""
+    try:
+        links = [p for p in results_root.iterdir() if p.is_symlink()]
+    except OSError:
+        return [results_root]
+    return sorted({p.resolve().parent for p in links}) if links else [results_root]
 
 
 def _headline(profile: str) -> str:
