@@ -38,7 +38,7 @@ def generate_json(frame: pl.DataFrame, configs: pl.DataFrame, recommendations: d
     return "".join((
         "{\n",
         *(f" {_dumps(key)}: {_dumps(value)},\n" for key, value in sorted(head.items())),
-        ' "results": [', ",".join(f"\n  {e}" for e in entries), "\n ]\n" if entries else "]\n", "}\n",
+        ' "results": [', *(("\n  ", entries.str.join(",\n  ").item(), "\n ]\n") if len(entries) else ("]\n",)), "}\n",
     ))
 
 
@@ -66,7 +66,7 @@ def _metadata(frame: pl.DataFrame, spec: Spec, generated_at: str) -> dict[str, A
     }
 
 
-def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
+def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> pl.Series:
     """Each entry's JSON text, one per (host, model, quant) in run order, its profiles nested by name.
 
     Written by polars over whole columns, one select per profile: 14,700 results as Python dicts and
@@ -92,7 +92,7 @@ def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> list[str]:
         "derived": _object({name: texts.optional(name) for name in DERIVED if name in configs.columns}),
         "profiles": pl.concat_str(pl.lit("{"), pl.col("profiles"), pl.lit("}")),
     })
-    return configs.select(entry).to_series().to_list()
+    return configs.select(entry).to_series()
 
 
 def _profile_texts(rows: pl.DataFrame, profile: str) -> pl.DataFrame:
@@ -128,16 +128,18 @@ def _object(fields: dict[str, pl.Expr]) -> pl.Expr:
 class _Texts:
     """Columns of a frame as the JSON text json.dumps writes for each value, as polars expressions.
 
-    Polars writes the common case itself; a column holding a value it would spell otherwise (a float
-    below 1e-4: 1e-6 where Python writes 1e-06; NaN or infinity, which JSON writes as null; a string
-    to escape) is written by Python. One select finds those columns.
+    Polars writes the common case itself. One select finds the columns holding a value it would
+    spell otherwise: a float below 1e-4 or not finite gets its spelling mended (`_floats`), a string
+    to escape (or any other type) is written by Python.
     """
 
     def __init__(self, frame: pl.DataFrame, names: list[str]) -> None:
         names, self.schema = list(dict.fromkeys(names)), frame.schema  # frame.schema is built anew each time
         odd = frame.select(_odd(self.schema[n], pl.col(n)).any().alias(n) for n in names).row(0)
+        odd_names = [n for n, is_odd in zip(names, odd, strict=True) if is_odd]
+        self.mended = {n for n in odd_names if self.schema[n].is_float()}
         self.python = {n: pl.Series([None if v is None else _dumps(v) for v in frame[n].to_list()], dtype=pl.String)
-                       for n, is_odd in zip(names, odd, strict=True) if is_odd}
+                       for n in odd_names if n not in self.mended}
 
     def __call__(self, name: str) -> pl.Expr:
         """The column's JSON text, "null" where it has no value."""
@@ -147,6 +149,8 @@ class _Texts:
         """The column's JSON text, null where it has no value (the key is left out)."""
         if name in self.python:
             return pl.lit(self.python[name])
+        if name in self.mended:
+            return _floats(pl.col(name))
         column, dtype = pl.col(name), self.schema[name]
         if dtype == pl.Boolean:
             return pl.when(column).then(pl.lit("true")).when(~column).then(pl.lit("false"))
@@ -156,6 +160,15 @@ class _Texts:
             return pl.concat_str(pl.lit("["), column.list.eval(pl.concat_str(pl.lit('"'), pl.element(), pl.lit('"')))
                                  .list.join(", "), pl.lit("]"))
         return column.cast(pl.String)  # floats: the shortest digits that read back, as Python's repr
+
+
+def _floats(column: pl.Expr) -> pl.Expr:
+    """Floats as Python's repr spells them. Polars writes the same shortest digits, but 1e-6 and
+    0.000048 where Python writes 1e-06 and 4.8e-05 (below 1e-4); NaN and infinity are not JSON: null."""
+    text = (column.cast(pl.String).str.replace(r"e-(\d)$", "e-0${1}")
+            .str.replace(r"^(-?)0\.0000(\d)$", "${1}${2}e-05")
+            .str.replace(r"^(-?)0\.0000(\d)(\d+)$", "${1}${2}.${3}e-05"))
+    return pl.when(column.is_nan() | column.is_infinite()).then(pl.lit("null")).otherwise(text)
 
 
 def _odd(dtype: pl.DataType, column: pl.Expr) -> pl.Expr:
