@@ -69,20 +69,18 @@ def _metadata(frame: pl.DataFrame, spec: Spec, generated_at: str) -> dict[str, A
 def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> pl.Series:
     """Each entry's JSON text, one per (host, model, quant) in run order, its profiles nested by name.
 
-    Written by polars over whole columns, one select per profile: 14,700 results as Python dicts and
+    Written by polars over whole columns, a select per profile: 14,700 results as Python dicts and
     a json.dumps each took most of a second. The text is the bytes json.dumps(sort_keys=True) wrote.
     """
-    keys = configs.select(KEYS).with_row_index("entry")
-    profiles = [_profile_texts(frame.filter(pl.col("profile") == p), p) for p in sorted(frame["profile"].unique())]
-    if not profiles:  # no results yet: every entry's profiles are {}
-        profiles = [keys.select(KEYS).with_columns(profile=pl.lit(""), text=pl.lit("")).clear()]
-    nested = (pl.concat(profiles).unique([*KEYS, "profile"], keep="last", maintain_order=True)  # as dict keys did
-              .join(keys, on=KEYS, nulls_equal=True).sort("entry", "profile")
-              .group_by("entry", maintain_order=True).agg(pl.col("text").str.join(", ")))
+    keys = configs.select(KEYS)
+    nested = {}  # profile -> each entry's text of it, null where the entry has no result of it
+    for profile in frame["profile"].unique():
+        texts = _profile_texts(frame.filter(pl.col("profile") == profile))
+        nested[profile] = keys.join(texts.unique(KEYS, keep="last", maintain_order=True),  # as dict keys did
+                                    on=KEYS, how="left", nulls_equal=True, maintain_order="left")["text"]
     size = configs["model_size_gb"].to_list()  # rounded as Python rounds: round(x, 3) is not polars' round(3)
     configs = configs.with_columns(
-        model_size_gb=pl.Series([None if s is None else round(s, 3) for s in size], dtype=pl.Float64),
-        profiles=keys.join(nested, on="entry", how="left", maintain_order="left")["text"].fill_null(""))
+        model_size_gb=pl.Series([None if s is None else round(s, 3) for s in size], dtype=pl.Float64))
     texts = _Texts(configs, ["host", "model", "quant", "variant", "model_size_gb", "peak_memory_gb",
                              *(name for name in DERIVED if name in configs.columns)])
     entry = _object({
@@ -90,13 +88,13 @@ def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> pl.Series:
         "variant": pl.when(pl.col("variant").fill_null("") != "").then(texts("variant")),
         "model_size_gb": texts("model_size_gb"), "memory_gb": texts("peak_memory_gb"),
         "derived": _object({name: texts.optional(name) for name in DERIVED if name in configs.columns}),
-        "profiles": pl.concat_str(pl.lit("{"), pl.col("profiles"), pl.lit("}")),
+        "profiles": _object({profile: pl.lit(text) for profile, text in nested.items()}),
     })
     return configs.select(entry).to_series()
 
 
-def _profile_texts(rows: pl.DataFrame, profile: str) -> pl.DataFrame:
-    """The KEYS of `rows` (one profile's results) and each one's `"profile": {...}` JSON text."""
+def _profile_texts(rows: pl.DataFrame) -> pl.DataFrame:
+    """The KEYS of `rows` (one profile's results) and the JSON text of each one's results."""
     metrics = metric_columns(rows)  # this profile's own metrics: 10 columns, not every profile's 70
     bounded = [(m, low, high) for m in metrics for low, high in [bound_names(m)]
                if low in rows.columns and high in rows.columns]
@@ -114,7 +112,7 @@ def _profile_texts(rows: pl.DataFrame, profile: str) -> pl.DataFrame:
         "flags": texts("flags").fill_null("[]"),
         "started_at": texts("started_at"), "duration_s": texts("duration_s"), "server_version": texts("server_version"),
     })
-    return rows.select(*KEYS, profile=pl.lit(profile), text=pl.concat_str(pl.lit(f"{_dumps(profile)}: "), text))
+    return rows.select(*KEYS, text=text)
 
 
 def _object(fields: dict[str, pl.Expr]) -> pl.Expr:
