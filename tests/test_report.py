@@ -249,7 +249,9 @@ def test_json_writes_each_entry_as_json_dumps_would_on_one_line(tmp_path):
     odd = make_result("Q4_1", ttft_s=4.8e-05, tokens_per_s=118.2, itl_cv_pct=1e-06, peak_rss_gb=0.31)
     odd["flags"] = ['said "hi"\nthen left', "Grüße, plain"]
     put(tmp_path / "results", odd)
-    put(tmp_path / "results", make_result("Q8_0", status="error", reason='exited "1"\tafter C:\\x'))
+    failed = make_result("Q8_0", status="error", reason='exited "1"\tafter C:\\x')
+    del failed["flags"]  # a result written before results had flags
+    put(tmp_path / "results", failed)
     summary, _, doc, _ = report(tmp_path)
     lines = summary.json.read_text(encoding="utf-8").splitlines()
     entries = lines[lines.index(' "results": [') + 1:-2]
@@ -263,3 +265,4 @@ def test_json_writes_each_entry_as_json_dumps_would_on_one_line(tmp_path):
     assert profile["flags"] == odd["flags"]
     assert profile["meaning"]["ttft_s"] == "Feels instant, excellent UX"
     assert profile_of(doc, "Q8_0")["reason"] == 'exited "1"\tafter C:\\x'
+    assert profile_of(doc, "Q8_0")["flags"] == []
