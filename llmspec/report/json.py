@@ -74,8 +74,8 @@ def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> pl.Series:
     """
     keys = configs.select(KEYS)
     nested = {}  # profile -> each entry's text of it, null where the entry has no result of it
-    for profile in frame["profile"].unique():
-        texts = _profile_texts(frame.filter(pl.col("profile") == profile))
+    for (profile,), rows in frame.partition_by("profile", as_dict=True).items():  # one pass, not a filter each
+        texts = _profile_texts(rows)
         nested[profile] = keys.join(texts.unique(KEYS, keep="last", maintain_order=True),  # as dict keys did
                                     on=KEYS, how="left", nulls_equal=True, maintain_order="left")["text"]
     size = configs["model_size_gb"].to_list()  # rounded as Python rounds: round(x, 3) is not polars' round(3)
