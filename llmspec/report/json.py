@@ -199,7 +199,8 @@ def _meaning(metric: str) -> pl.Expr:
     """What each finite value of a numeric metric means to a person (rating.interpret), as JSON text."""
     band, column = METRIC_TRANSLATION[metric], pl.col(metric)
     # bisect_right counts the bounds at or below the value, bisect_left those below it
-    index = pl.sum_horizontal([(column >= b) if band.higher_is_better else (column > b) for b in band.bounds])
+    below = [(column >= b) if band.higher_is_better else (column > b) for b in band.bounds]
+    index = pl.sum_horizontal(below) if below else pl.lit(0)
     texts = {i: _dumps(t) for i, t in enumerate(band.texts) if t}  # "" is no meaning: the key is left out
     return pl.when(column.is_finite()).then(index.replace_strict(texts, default=None, return_dtype=pl.String))
 
