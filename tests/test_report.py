@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from llmspec.report import build_report
@@ -239,3 +240,29 @@ def test_xlsx_beside_the_csv_has_a_summary_and_a_sheet_per_profile(tmp_path):
     by_quant = {r[2]: dict(zip(head, r)) for r in sheet[1:]}
     assert by_quant["Q4_1"]["tokens_per_s"] == 118.2 and by_quant["Q8_0"]["rating"] == "Poor"
     assert [r[2] for r in book["summary"].iter_rows(min_row=2, values_only=True)] == [r["quant"] for r in rows]
+
+
+def test_json_writes_each_entry_as_json_dumps_would_on_one_line(tmp_path):
+    """Other tools diff results.json line by line and read it with any JSON parser: tiny floats,
+    quotes, newlines and non-ASCII text keep json.dumps's spelling (sorted keys, 1e-06, escapes);
+    the checks keep the compact text frame.for_spec made of them."""
+    odd = make_result("Q4_1", ttft_s=4.8e-05, tokens_per_s=118.2, itl_cv_pct=1e-06, peak_rss_gb=0.31)
+    odd["flags"] = ['said "hi"\nthen left', "Grüße, plain"]
+    put(tmp_path / "results", odd)
+    failed = make_result("Q8_0", status="error", reason='exited "1"\tafter C:\\x')
+    del failed["flags"]  # a result written before results had flags
+    put(tmp_path / "results", failed)
+    summary, _, doc, _ = report(tmp_path)
+    lines = summary.json.read_text(encoding="utf-8").splitlines()
+    entries = lines[lines.index(' "results": [') + 1:-2]
+    assert len(entries) == len(doc["results"]) == 2
+    checks = re.compile(r'"checks": \[.*?\], "duration_s"')  # spliced in compact, as for_spec wrote them
+    for line in entries:
+        text = line.removeprefix("  ").removesuffix(",")
+        assert checks.sub("", text) == checks.sub("", json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False))
+    profile = profile_of(doc, "Q4_1")
+    assert profile["metrics"]["ttft_s"] == 4.8e-05 and profile["metrics"]["itl_cv_pct"] == 1e-06
+    assert profile["flags"] == odd["flags"]
+    assert profile["meaning"]["ttft_s"] == "Feels instant, excellent UX"
+    assert profile_of(doc, "Q8_0")["reason"] == 'exited "1"\tafter C:\\x'
+    assert profile_of(doc, "Q8_0")["flags"] == []

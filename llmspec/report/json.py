@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import polars as pl
 
-from llmspec.rating import METRIC_TRANSLATION, interpret
+from llmspec.rating import METRIC_TRANSLATION
 from llmspec.report.frame import KEYS, hosts, metric_columns
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 
 TRANSLATED = frozenset(METRIC_TRANSLATION)
-CHECKS_TOKEN = re.compile(r'"\\u0000checks:(\d+)\\u0000"')  # how json writes the placeholder string
-PROFILE_FIELDS = ("status", "reason", "rating", "rating_checks", "flags", "started_at", "duration_s", "server_version")
+NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what json.dumps(ensure_ascii=False) escapes in a string
 DERIVED = ("efficiency_score", "cost_benefit_score", "quality_reference_quant", "quality_degradation_pts",
            "quality_loss_p", "quality_items_compared", "bandwidth_gbps", "roofline_pct", "roofline_flag")
 
@@ -36,17 +34,12 @@ def generate_json(frame: pl.DataFrame, configs: pl.DataFrame, recommendations: d
     (used only without `indent`) writes 10,000 cells in a fraction of the time indent=1 takes.
     """
     head = {"metadata": _metadata(frame, spec, generated_at), "recommendations": recommendations}
-    checks: list[str] = []  # each cell's checks, already JSON text (frame.for_spec): spliced in, not re-parsed
-    entries = [_splice(_dumps(entry), checks) for entry in _results(frame, configs, checks)]
+    entries = _results(frame, configs)
     return "".join((
         "{\n",
         *(f" {_dumps(key)}: {_dumps(value)},\n" for key, value in sorted(head.items())),
-        ' "results": [', ",".join(f"\n  {e}" for e in entries), "\n ]\n" if entries else "]\n", "}\n",
+        ' "results": [', *(("\n  ", entries.str.join(",\n  ").item(), "\n ]\n") if len(entries) else ("]\n",)), "}\n",
     ))
-
-
-def _splice(text: str, checks: list[str]) -> str:
-    return CHECKS_TOKEN.sub(lambda m: checks[int(m.group(1))], text)
 
 
 def _dumps(value: Any) -> str:
@@ -73,52 +66,143 @@ def _metadata(frame: pl.DataFrame, spec: Spec, generated_at: str) -> dict[str, A
     }
 
 
-def _results(frame: pl.DataFrame, configs: pl.DataFrame, checks: list[str]) -> list[dict[str, Any]]:
-    """One entry per (host, model, quant) in run order, its profiles nested by name."""
-    entries = {tuple(row[k] for k in KEYS): _entry(row) for row in configs.iter_rows(named=True)}
-    for profile in frame["profile"].unique(maintain_order=True):
-        rows = frame.filter(pl.col("profile") == profile)
-        metrics = metric_columns(rows)  # this profile's own metrics: 10 columns, not every profile's 70
-        # (metric, low, high) of the metrics whose interval columns exist: named once per profile, not per row
-        bounded = [(m, low, high) for m in metrics for low, high in [bound_names(m)]
-                   if low in rows.columns and high in rows.columns]
-        bounds = [b for _, low, high in bounded for b in (low, high)]
-        for row in rows.select(*KEYS, *PROFILE_FIELDS, *metrics, *bounds).iter_rows(named=True):
-            entries[tuple(row[k] for k in KEYS)]["profiles"][profile] = _profile(row, metrics, bounded, checks)
-    return list(entries.values())
+def _results(frame: pl.DataFrame, configs: pl.DataFrame) -> pl.Series:
+    """Each entry's JSON text, one per (host, model, quant) in run order, its profiles nested by name.
+
+    Written by polars over whole columns, a select per profile: 14,700 results as Python dicts and
+    a json.dumps each took most of a second. The text is the bytes json.dumps(sort_keys=True) wrote.
+    """
+    keys = configs.select(KEYS)
+    nested = {}  # profile -> each entry's text of it, null where the entry has no result of it
+    for (profile,), rows in frame.partition_by("profile", as_dict=True).items():  # one pass, not a filter each
+        texts = _profile_texts(rows)
+        nested[profile] = keys.join(texts.unique(KEYS, keep="last", maintain_order=True),  # as dict keys did
+                                    on=KEYS, how="left", nulls_equal=True, maintain_order="left")["text"]
+    size = configs["model_size_gb"].to_list()  # rounded as Python rounds: round(x, 3) is not polars' round(3)
+    configs = configs.with_columns(
+        model_size_gb=pl.Series([None if s is None else round(s, 3) for s in size], dtype=pl.Float64))
+    texts = _Texts(configs, ["host", "model", "quant", "variant", "model_size_gb", "peak_memory_gb",
+                             *(name for name in DERIVED if name in configs.columns)])
+    entry = _record({
+        "host": texts("host"), "model": texts("model"), "quantization": texts("quant"),
+        "variant": pl.when(pl.col("variant").fill_null("") != "").then(texts("variant")),
+        "model_size_gb": texts("model_size_gb"), "memory_gb": texts("peak_memory_gb"),
+        "derived": _object({name: texts.optional(name) for name in DERIVED if name in configs.columns}),
+        "profiles": _object({profile: pl.lit(text) for profile, text in nested.items()}),
+    }, optional=frozenset({"variant"}))
+    return configs.select(entry).to_series()
 
 
-def _entry(row: dict[str, Any]) -> dict[str, Any]:
-    size = row["model_size_gb"]
-    return {
-        "host": row["host"], "model": row["model"], "quantization": row["quant"],
-        **({"variant": row["variant"]} if row["variant"] else {}),
-        "model_size_gb": round(size, 3) if size is not None else None,
-        "memory_gb": row["peak_memory_gb"],
-        "derived": {name: row[name] for name in DERIVED if row.get(name) is not None},
-        "profiles": {},
-    }
+def _profile_texts(rows: pl.DataFrame) -> pl.DataFrame:
+    """The KEYS of `rows` (one profile's results) and the JSON text of each one's results."""
+    metrics = metric_columns(rows)  # this profile's own metrics: 10 columns, not every profile's 70
+    bounded = [(m, low, high) for m in metrics for low, high in [bound_names(m)]
+               if low in rows.columns and high in rows.columns]
+    texts = _Texts(rows, [*metrics, *(b for _, low, high in bounded for b in (low, high)),
+                          "status", "reason", "rating", "flags", "started_at", "duration_s", "server_version"])
+    known = {m: pl.all_horizontal(pl.col(m, low, high).is_not_null()) for m, low, high in bounded}
+    text = _record({
+        "status": texts("status"), "reason": texts("reason"),
+        "metrics": _object({m: texts.optional(m) for m in metrics}),
+        "intervals": _object({m: pl.when(known[m]).then(_record({"low": texts(low), "high": texts(high)}))
+                              for m, low, high in bounded}),  # 95 %, from the result file's `intervals`
+        "meaning": _object({m: _meaning(m) for m in metrics if m in TRANSLATED and texts.schema[m].is_numeric()}),
+        "rating": texts("rating"),
+        "checks": pl.col("rating_checks"),  # already JSON text (frame.for_spec): spliced in, not re-parsed
+        "flags": texts.optional("flags").fill_null("[]"),
+        "started_at": texts("started_at"), "duration_s": texts("duration_s"), "server_version": texts("server_version"),
+    })
+    return rows.select(*KEYS, text=text)
 
 
-def _profile(row: dict[str, Any], metrics: list[str], bounded: list[tuple[str, str, str]],
-             checks: list[str]) -> dict[str, Any]:
-    values = {m: row[m] for m in metrics if row[m] is not None}
-    checks.append(row["rating_checks"])
-    intervals = {m: {"low": row[low], "high": row[high]} for m, low, high in bounded
-                 if row[m] is not None and row[low] is not None and row[high] is not None}
-    return {
-        "status": row["status"],
-        "reason": row["reason"],
-        "metrics": values,
-        "intervals": intervals,  # 95 %, from the result file's `intervals` (its `method` and `n` are there)
-        "meaning": {m: text for m in TRANSLATED.intersection(values) if (text := interpret(m, values[m]))},
-        "rating": row["rating"],
-        "checks": f"\x00checks:{len(checks) - 1}\x00",
-        "flags": row["flags"] or [],
-        "started_at": row["started_at"],
-        "duration_s": row["duration_s"],
-        "server_version": row["server_version"],
-    }
+def _object(fields: dict[str, pl.Expr]) -> pl.Expr:
+    """JSON objects from each key's JSON text (null leaves the key out), keys sorted and spaced as
+    json.dumps(sort_keys=True) writes them."""
+    pieces = [pl.concat_str(pl.lit(f"{_dumps(key)}: "), fields[key]) for key in sorted(fields)]
+    inner = pl.concat_str(pieces, separator=", ", ignore_nulls=True) if pieces else pl.lit("")
+    return pl.concat_str(pl.lit("{"), inner, pl.lit("}"))
+
+
+def _record(fields: dict[str, pl.Expr], optional: frozenset[str] = frozenset()) -> pl.Expr:
+    """`_object` of keys that always have a text, but those `optional`: one concat_str of keys and
+    values, a third of `_object`'s time (no piece per key, no separator after a missing one)."""
+    keys = sorted(fields)
+    if not keys or keys[0] in optional:  # the first key present would have to drop its ", "
+        return _object(fields)
+    parts = [pl.lit(f"{{{_dumps(keys[0])}: "), fields[keys[0]]]
+    for key in keys[1:]:
+        part = (pl.lit(f", {_dumps(key)}: "), fields[key])
+        parts.extend([pl.concat_str(*part).fill_null("")] if key in optional else part)
+    return pl.concat_str(*parts, pl.lit("}"))
+
+
+class _Texts:
+    """Columns of a frame as the JSON text json.dumps writes for each value, as polars expressions.
+
+    Polars writes the common case itself. One select finds the columns holding a value it would
+    spell otherwise: a float below 1e-4 or not finite gets its spelling mended (`_floats`), a string
+    to escape (or any other type) is written by Python.
+    """
+
+    def __init__(self, frame: pl.DataFrame, names: list[str]) -> None:
+        names, self.schema = list(dict.fromkeys(names)), frame.schema  # frame.schema is built anew each time
+        odd = frame.select(_odd(self.schema[n], pl.col(n)).any().alias(n) for n in names).row(0)
+        odd_names = [n for n, is_odd in zip(names, odd, strict=True) if is_odd]
+        self.mended = {n for n in odd_names if self.schema[n].is_float()}
+        self.python = {n: pl.Series([None if v is None else _dumps(v) for v in frame[n].to_list()], dtype=pl.String)
+                       for n in odd_names if n not in self.mended}
+
+    def __call__(self, name: str) -> pl.Expr:
+        """The column's JSON text, "null" where it has no value."""
+        return self.optional(name).fill_null("null")
+
+    def optional(self, name: str) -> pl.Expr:
+        """The column's JSON text, null where it has no value (the key is left out)."""
+        if name in self.python:
+            return pl.lit(self.python[name])
+        if name in self.mended:
+            return _floats(pl.col(name))
+        column, dtype = pl.col(name), self.schema[name]
+        if dtype == pl.Boolean:
+            return pl.when(column).then(pl.lit("true")).when(~column).then(pl.lit("false"))
+        if dtype == pl.String:
+            return pl.concat_str(pl.lit('"'), column, pl.lit('"'))
+        if dtype == pl.List(pl.String):
+            return pl.concat_str(pl.lit("["), column.list.eval(pl.concat_str(pl.lit('"'), pl.element(), pl.lit('"')))
+                                 .list.join(", "), pl.lit("]"))
+        return column.cast(pl.String)  # floats: the shortest digits that read back, as Python's repr
+
+
+def _floats(column: pl.Expr) -> pl.Expr:
+    """Floats as Python's repr spells them. Polars writes the same shortest digits, but 1e-6 and
+    0.000048 where Python writes 1e-06 and 4.8e-05 (below 1e-4); NaN and infinity are not JSON: null."""
+    text = (column.cast(pl.String).str.replace(r"e-(\d)$", "e-0${1}")
+            .str.replace(r"^(-?)0\.0000(\d)$", "${1}${2}e-05")
+            .str.replace(r"^(-?)0\.0000(\d)(\d+)$", "${1}${2}.${3}e-05"))
+    return pl.when(column.is_nan() | column.is_infinite()).then(pl.lit("null")).otherwise(text)
+
+
+def _odd(dtype: pl.DataType, column: pl.Expr) -> pl.Expr:
+    """Where polars would not write json.dumps's text for a value of this column."""
+    if dtype.is_float():
+        return ((column.abs() < 1e-4) & (column != 0)) | ~column.is_finite()
+    if dtype.is_integer() or dtype == pl.Boolean:
+        return pl.lit(False)
+    if dtype == pl.String:
+        return column.str.contains(NEEDS_ESCAPE)
+    if dtype == pl.List(pl.String):
+        return column.list.eval(pl.element().str.contains(NEEDS_ESCAPE).fill_null(True)).list.any()
+    return pl.lit(True)
+
+
+def _meaning(metric: str) -> pl.Expr:
+    """What each finite value of a numeric metric means to a person (rating.interpret), as JSON text."""
+    band, column = METRIC_TRANSLATION[metric], pl.col(metric)
+    # bisect_right counts the bounds at or below the value, bisect_left those below it
+    below = [(column >= b) if band.higher_is_better else (column > b) for b in band.bounds]
+    index = pl.sum_horizontal(below) if below else pl.lit(0)
+    texts = {i: _dumps(t) for i, t in enumerate(band.texts) if t}  # "" is no meaning: the key is left out
+    return pl.when(column.is_finite()).then(index.replace_strict(texts, default=None, return_dtype=pl.String))
 
 
 def _finite(value: Any) -> Any:
