@@ -119,8 +119,19 @@ def _metric_series(metrics: list[dict[str, Any]], names: list[str]) -> list[pl.S
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
     """A list column given its dtype up front is built element by element (30x slower)."""
     if dtype == pl.List(pl.String):
-        return pl.Series(name, values).cast(dtype)
+        return _string_lists(name, values)
     return pl.Series(name, values, dtype=dtype, strict=False)
+
+
+def _string_lists(name: str, values: list[list[str]]) -> pl.Series:
+    """A list-of-strings column from one flat column and each string's row: polars builds a
+    Series per inner list otherwise, 0.1 s for the flags of 14,700 results."""
+    flat = pl.DataFrame({"_row": pl.Series([i for i, strings in enumerate(values) for _ in strings], dtype=pl.UInt32),
+                         name: pl.Series([s for strings in values for s in strings], dtype=pl.String)})
+    rows = pl.DataFrame({"_row": pl.int_range(len(values), dtype=pl.UInt32, eager=True)})
+    lists = rows.join(flat.group_by("_row", maintain_order=True).agg(name), on="_row", how="left",
+                      maintain_order="left")
+    return lists[name].fill_null(pl.lit([], pl.List(pl.String)))
 
 
 def metric_columns(frame: pl.DataFrame) -> list[str]:
@@ -147,9 +158,22 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     rated = rate_frame(kept, spec.thresholds, pl.col("status") == "ok")
     return kept.with_columns(
         rated["rating"],
-        pl.Series("rating_summary", [summary(c) for c in rated["rating_checks"].to_list()], dtype=pl.String),
+        _summaries(rated["rating_checks"]),
         rated.select(checks_json(pl.col("rating_checks"))).to_series().alias("rating_checks"),
     ), frame.height - kept.height
+
+
+def _summaries(checks: pl.Series) -> pl.Series:
+    """`rating.summary` of each row's checks as `rating_summary`. Turning a list-of-structs column
+    into Python dicts cost more than the words (0.1 s at 14,700 rows): the checks are read as flat
+    columns and handed back to each row in order."""
+    flat = (checks.alias("c").to_frame().with_row_index("_row").explode("c")
+            .filter(pl.col("c").is_not_null()).unnest("c"))
+    fields = [name for name in flat.columns if name != "_row"]
+    per_row: list[list[dict[str, Any]]] = [[] for _ in range(checks.len())]
+    for row, *values in zip(*(flat[name].to_list() for name in ("_row", *fields))):
+        per_row[row].append(dict(zip(fields, values)))
+    return pl.Series("rating_summary", [summary(c) for c in per_row], dtype=pl.String)
 
 
 def _rederived(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
