@@ -161,8 +161,8 @@ def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | No
     by_host: dict[str, list[dict[str, Any]]] = {}
     for row in _all_rounders(configs):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
         by_host.setdefault(row["host"], []).append(row)
-    overall = (_pick(by_host.get(host, []), spec) for host in configs["host"].unique(maintain_order=True))
-    broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases that rank it
+    broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases and picks that rank it
+    overall = (_pick(by_host.get(host, []), spec, broken) for host in configs["host"].unique(maintain_order=True))
     rows = configs.to_dicts()  # once: each use case orders these (2,100 wide rows at 420 hosts)
     return Recommendations(tuple(_use_case(key, configs, rows, spec, broken) for key in CASES),
                            tuple(x for x in overall if x),
@@ -185,8 +185,8 @@ def _use_case(key: str, configs: pl.DataFrame, table: list[dict[str, Any]], spec
         return UseCase(key, title, (), "no results yet")
     rows = [r for r in ranked if r["_rank"] < RANK["Failed"]]
     if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
-        rows = [{**row, "_broken": broken[config] if (config := _config(row)) in broken
-                 else broken.setdefault(config, _broken(row))} for row in rows]
+        for row in rows:  # each a copy made above: marked in place
+            row["_broken"] = _broken_once(row, broken)
         rows = _untied([r for r in rows if not r["_broken"]], key) + _untied([r for r in rows if r["_broken"]], key)
     else:
         rows = _untied(rows, key)
@@ -274,6 +274,14 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     return Line(mark, *where, label, ", ".join(figures), why, **setting)
 
 
+def _broken_once(row: dict[str, Any], broken: dict[tuple, tuple[str, ...]]) -> tuple[str, ...]:
+    """`_broken(row)`, worked out once per configuration: it parses the row's checks."""
+    config = _config(row)
+    if config not in broken:
+        broken[config] = _broken(row)
+    return broken[config]
+
+
 def _config(row: dict[str, Any]) -> tuple:
     """A configs row's identity: one row per (host, model, quant, variant)."""
     return row["host"], row["model"], row["quant"], row["variant"]
@@ -346,13 +354,13 @@ def _all_rounders(configs: pl.DataFrame) -> list[dict[str, Any]]:
         descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).to_dicts()
 
 
-def _pick(ranked: list[dict[str, Any]], spec: Spec) -> Line | None:
-    """The host's best all-rounder from its `_all_rounders` rows, with 2-4 bullets saying why."""
+def _pick(ranked: list[dict[str, Any]], spec: Spec, broken: dict[tuple, tuple[str, ...]]) -> Line | None:
+    """The host's best all-rounder from its `_all_rounders` rows, with 2-4 bullets saying why.
+    `broken`: each configuration's `_broken` reasons, shared with the use cases."""
     if not ranked:
         return None
     # one whose quality evidence says it is broken goes after every sound one that did not fail
-    ranked = [{**r, "_broken": _broken(r)} for r in ranked]
-    row = min(ranked, key=lambda r: (r["_worst"] is None or r["_worst"] >= RANK["Failed"], bool(r["_broken"])))
+    row = {**(chosen := _first_best(ranked, broken)), "_broken": _broken_once(chosen, broken)}
     label = next(name for name, rank in RANK.items() if rank == row["_worst"])
     figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
     reasons = _bullets(row, spec)
@@ -362,6 +370,19 @@ def _pick(ranked: list[dict[str, Any]], spec: Spec) -> Line | None:
     mark = "warn" if row["_broken"] and MARK_OF[label] == "ok" else MARK_OF[label]
     return Line(mark, row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons), reasons=reasons,
                 variant=row["variant"], flags=flags(spec, row["variant"]))
+
+
+def _first_best(ranked: list[dict[str, Any]], broken: dict[tuple, tuple[str, ...]]) -> dict[str, Any]:
+    """The first row that neither failed nor is broken, else the first of the best of the rest: what
+    `min` over those two keys gives, without judging the rows after a sound one (420 hosts' rows)."""
+    best: tuple[tuple[bool, bool], dict[str, Any]] | None = None
+    for row in ranked:
+        key = (row["_worst"] is None or row["_worst"] >= RANK["Failed"], bool(_broken_once(row, broken)))
+        if key == (False, False):
+            return row
+        if best is None or key < best[0]:
+            best = (key, row)
+    return best[1]
 
 
 def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
