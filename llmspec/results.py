@@ -338,13 +338,19 @@ def parse_without(data: bytes, keys: tuple[str, ...]) -> Any:
         pieces.append(data[at:start])
         at = end
     try:
-        return json.loads(b"".join(pieces) + data[at:] if pieces else data)
+        return json.loads(_text(b"".join(pieces) + data[at:] if pieces else data))
     except ValueError:
         result = json.loads(data)
     if isinstance(result, dict):
         for key in keys:
             result.pop(key, None)
     return result
+
+
+def _text(data: bytes) -> str | bytes:
+    """`write_result`'s text decoded as `json.loads` would: a file that starts as it writes one is
+    UTF-8 (no BOM, no NUL), so the encoding need not be detected, 14,700 times for a fleet report."""
+    return data.decode("utf-8", "surrogatepass") if data.startswith(b'{\n "') else data
 
 
 def result_paths(results_root: Path, spec_name: str) -> list[str]:
