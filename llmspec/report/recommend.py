@@ -187,29 +187,36 @@ def _use_case(key: str, configs: pl.DataFrame, table: list[dict[str, Any]], spec
     if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
         for row in rows:  # each a copy made above: marked in place
             row["_broken"] = _broken_once(row, broken)
-        rows = _untied([r for r in rows if not r["_broken"]], key) + _untied([r for r in rows if r["_broken"]], key)
+        sound = _untied([r for r in rows if not r["_broken"]], key, MAX_LINES)
+        rows = sound + _untied([r for r in rows if r["_broken"]], key, MAX_LINES - len(sound))
     else:
-        rows = _untied(rows, key)
+        rows = _untied(rows, key, MAX_LINES)
     shown = [_line(key, row, spec) for row in rows[:MAX_LINES]]
     failed = [_line(key, row, spec) for row in ranked if row["_rank"] >= RANK["Failed"]]
     note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
     return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
 
 
-def _untied(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+def _untied(rows: list[dict[str, Any]], key: str, wanted: int | None = None) -> list[dict[str, Any]]:
     """Rows of one rating whose headline figures' 95 % intervals overlap are not told apart by that
     figure: within such a group the smaller peak memory goes first, and the lines say why.
 
     Groups form in ranked order: a row joins the group of the row heading it when it has the same
-    rating and its interval overlaps the head's. Rows without an interval keep their rank."""
+    rating and its interval overlaps the head's. Rows without an interval keep their rank.
+    `wanted`: only the first that many rows are needed (the lines shown): the groups that hold
+    them, not the 2,100 rows of 420 hosts."""
     column, _ = CASES[key].order[0]
     low, high = bound_names(column)
     groups: list[list[dict[str, Any]]] = []
+    done = 0  # rows in the groups before the last one
     for row in rows:
         head = groups[-1][0] if groups else None
         if head is not None and head["_rank"] == row["_rank"] and _overlap(head, row, low, high):
             groups[-1].append(row)
         else:
+            done += len(groups[-1]) if groups else 0
+            if wanted is not None and done >= wanted:
+                break
             groups.append([row])
     out = []
     name = SHOW[column].name if column in SHOW else column
