@@ -20,6 +20,7 @@ A reader wants an answer ("run gemma Q4_K_M for chat"), not a matrix. The rules:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -158,12 +159,12 @@ class Recommendations:
 def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | None = None) -> Recommendations:
     """Recommendations from a `configs.configs` table (ratings already computed for `spec`);
     `host_info` (each host's recorded hardware) places the server-setting baseline."""
+    rows = configs.to_dicts()  # once: each use case orders these (2,100 wide rows at 420 hosts)
     by_host: dict[str, list[dict[str, Any]]] = {}
-    for row in _all_rounders(configs):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
+    for row in _all_rounders(configs, rows):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
         by_host.setdefault(row["host"], []).append(row)
     broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases and picks that rank it
     overall = (_pick(by_host.get(host, []), spec, broken) for host in configs["host"].unique(maintain_order=True))
-    rows = configs.to_dicts()  # once: each use case orders these (2,100 wide rows at 420 hosts)
     return Recommendations(tuple(_use_case(key, configs, rows, spec, broken) for key in CASES),
                            tuple(x for x in overall if x),
                            tuple(findings(configs, spec, host_info or {})),
@@ -179,25 +180,27 @@ def _use_case(key: str, configs: pl.DataFrame, table: list[dict[str, Any]], spec
     title = CASES[key].title.format(tokens=f"{target // 1024}k" if target % 1024 == 0 else f"{target:,}")
     if getattr(spec.profiles, key) is None:
         return UseCase(key, title, (), "not measured in this spec")
-    ranked = [{**table[i], "_rank": rank} for i, rank in
-              _ranked(configs.with_row_index(ROW), key).select(ROW, "_rank").iter_rows() if rank is not None]
+    ranked = [(i, rank) for i, rank in _ranked(configs.with_row_index(ROW), key).select(ROW, "_rank").iter_rows()
+              if rank is not None]
     if not ranked:
         return UseCase(key, title, (), "no results yet")
-    rows = [r for r in ranked if r["_rank"] < RANK["Failed"]]
+    # Rows are copied (with their rank) only as they are read: the lines shown need the first few.
+    rated = ((i, rank) for i, rank in ranked if rank < RANK["Failed"])
     if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
-        for row in rows:  # each a copy made above: marked in place
-            row["_broken"] = _broken_once(row, broken)
-        sound = _untied([r for r in rows if not r["_broken"]], key, MAX_LINES)
-        rows = sound + _untied([r for r in rows if r["_broken"]], key, MAX_LINES - len(sound))
+        sound = _untied(({**table[i], "_rank": rank} for i, rank in rated if not _broken_once(table[i], broken)),
+                        key, MAX_LINES)
+        rows = sound + (_untied(({**table[i], "_rank": rank, "_broken": why} for i, rank in ranked
+                                 if rank < RANK["Failed"] and (why := _broken_once(table[i], broken))),
+                                key, MAX_LINES - len(sound)) if len(sound) < MAX_LINES else [])
     else:
-        rows = _untied(rows, key, MAX_LINES)
+        rows = _untied(({**table[i], "_rank": rank} for i, rank in rated), key, MAX_LINES)
     shown = [_line(key, row, spec) for row in rows[:MAX_LINES]]
-    failed = [_line(key, row, spec) for row in ranked if row["_rank"] >= RANK["Failed"]]
+    failed = [_line(key, {**table[i], "_rank": rank}, spec) for i, rank in ranked if rank >= RANK["Failed"]]
     note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
     return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
 
 
-def _untied(rows: list[dict[str, Any]], key: str, wanted: int | None = None) -> list[dict[str, Any]]:
+def _untied(rows: Iterable[dict[str, Any]], key: str, wanted: int | None = None) -> list[dict[str, Any]]:
     """Rows of one rating whose headline figures' 95 % intervals overlap are not told apart by that
     figure: within such a group the smaller peak memory goes first, and the lines say why.
 
@@ -350,15 +353,17 @@ def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> 
     return text or f"every check beats its threshold by {50 if label == 'Excellent' else 20}% or more"
 
 
-def _all_rounders(configs: pl.DataFrame) -> list[dict[str, Any]]:
+def _all_rounders(configs: pl.DataFrame, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Configurations that ran a performance profile, best all-rounder first (see module doc); a
-    stable sort, so each host's rows keep this order among themselves."""
+    stable sort, so each host's rows keep this order among themselves. `table`: `configs` as dicts,
+    which are ordered by row number (with `_worst` added) rather than made again."""
     ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
              .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in OVERALL]
     ran = pl.max_horizontal(ranks[:len(PERFORMANCE)]).is_not_null()  # an all-rounder ran a performance profile
-    return configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
+    order = configs.with_row_index(ROW).with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
         ["_worst", "quality_pct", "cost_benefit_score", "peak_memory_gb", "efficiency_score"],
-        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).to_dicts()
+        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True)
+    return [{**table[i], "_worst": worst} for i, worst in order.select(ROW, "_worst").iter_rows()]
 
 
 def _pick(ranked: list[dict[str, Any]], spec: Spec, broken: dict[tuple, tuple[str, ...]]) -> Line | None:
