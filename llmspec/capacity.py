@@ -112,6 +112,12 @@ def levels_of(metrics: Mapping[str, Any]) -> dict[int, dict[str, float | None]]:
     return dict(sorted(found.items()))
 
 
+def level_columns(names: Iterable[str]) -> list[str]:
+    """The names among `names` that hold a level's figure (`p90_ttft_s_at_4`): all `levels_of` reads
+    of a frame's row, so a report need not turn the other hundred metrics of a row into Python."""
+    return [name for name in names if _level_key(name) is not None]
+
+
 @functools.lru_cache(maxsize=64)
 def _level_keys(keys: tuple[str, ...]) -> tuple[tuple[str, int, str], ...]:
     """The level metrics among `keys` as (name, users, figure), in their order. A report reads the
