@@ -142,13 +142,16 @@ def rate_frame(frame: pl.DataFrame, thresholds: Any, rated: pl.Expr | None = Non
     apart, in stages (figures, margins, label), which keeps polars' query small."""
     import polars as pl
 
-    rows = frame.with_row_index("_row")
+    # Lazy, so each profile's query reads only its rules' columns of its rows (not a 240-column
+    # frame copied per profile), and the queries run together.
+    rows = frame.lazy().with_row_index("_row")
     if rated is not None:
         rows = rows.filter(rated)
-    pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), profile, thresholds)
-              for profile in PROFILES if rows.height and profile in set(rows["profile"].unique())]
+    present = set(rows.select(pl.col("profile").unique()).collect().to_series().to_list())
+    pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), frame.columns, profile, thresholds)
+              for profile in PROFILES if profile in present]
     empty = pl.DataFrame(schema={"_row": pl.UInt32, "rating": pl.String, "rating_checks": pl.List(check_dtype())})
-    found = pl.concat([empty, *(p for p in pieces if p is not None)])
+    found = pl.concat([empty, *pl.collect_all([p for p in pieces if p is not None])])
     return (frame.with_row_index("_row").select("_row").join(found, on="_row", how="left", maintain_order="left")
             .select("rating", pl.col("rating_checks").fill_null(pl.lit([], pl.List(check_dtype())))))
 
@@ -163,8 +166,9 @@ def check_dtype() -> pl.DataType:
                       "borderline": pl.Boolean})
 
 
-def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataFrame | None:
-    """One profile's rows: `_row`, `rating`, `rating_checks`; None when nothing is judged."""
+def _rate_profile(rows: pl.LazyFrame, columns: list[str], profile: str, thresholds: Any) -> pl.LazyFrame | None:
+    """One profile's rows (`columns`: the frame's): `_row`, `rating`, `rating_checks`; None when
+    nothing is judged."""
     import polars as pl
 
     limits = _field(thresholds, profile)
@@ -173,9 +177,9 @@ def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataF
     if not rules:
         return None
     def finite(name: str) -> pl.Expr:  # a metric this machine cannot measure (no sensor) is not judged
-        col = pl.col(name).cast(pl.Float64) if name in rows.columns else pl.lit(None, pl.Float64)
+        col = pl.col(name).cast(pl.Float64) if name in columns else pl.lit(None, pl.Float64)
         return pl.when(col.is_finite()).then(col)
-    figures = rows.lazy().select("_row", *(e for i, (r, _) in enumerate(rules) for e in (
+    figures = rows.select("_row", *(e for i, (r, _) in enumerate(rules) for e in (
         finite(r.metric).alias(f"v{i}"), *(finite(b).alias(f"{s}{i}") for s, b in zip("lh", bound_names(r.metric))))))
     margins = figures.with_columns(_margin_pct(rule, t, pl.col(f"v{i}")).alias(f"m{i}")
                                    for i, (rule, t) in enumerate(rules))
@@ -187,7 +191,7 @@ def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataF
         critical=pl.lit(r.critical), passed=pl.col(f"p{i}"), margin_pct=pl.col(f"m{i}"), borderline=pl.col(f"b{i}")))
         for i, (r, t) in enumerate(rules)]
     return checks.select("_row", _label_expr([r.critical for r, _ in rules]).alias("rating"),
-                         pl.concat_list(structs).list.drop_nulls().alias("rating_checks")).collect()
+                         pl.concat_list(structs).list.drop_nulls().alias("rating_checks"))
 
 
 def _margin_pct(rule: Rule, threshold: float, value: pl.Expr) -> pl.Expr:
