@@ -67,12 +67,19 @@ class Rating:
 
 def summary(checks) -> str:
     """`Rating.summary` of checks given as `Check`s or as the dicts of a `rate_frame` column."""
-    return "; ".join(
-        f"{c['name']} {c['value']:g} {'>=' if c['direction'] == 'min' else '<='} {c['threshold']:g}: "
-        f"{'ok' if c['passed'] else 'missed'} ({c['margin_pct']:+.0f}%)"
-        f"{', borderline: the threshold is inside its 95% interval' if c['borderline'] else ''}"
-        for c in (c if isinstance(c, dict) else c.__dict__ for c in checks)
-    )
+    return "; ".join(check_line(*(c[f] for f in CHECK_LINE_FIELDS))
+                     for c in (c if isinstance(c, dict) else c.__dict__ for c in checks))
+
+
+CHECK_LINE_FIELDS = ("name", "value", "direction", "threshold", "passed", "margin_pct", "borderline")
+
+
+def check_line(name: str, value: float, direction: str, threshold: float, passed: bool, margin_pct: float,
+               borderline: bool) -> str:
+    """One check of `summary`, from its fields (CHECK_LINE_FIELDS): the report reads them as columns."""
+    return (f"{name} {value:g} {'>=' if direction == 'min' else '<='} {threshold:g}: "
+            f"{'ok' if passed else 'missed'} ({margin_pct:+.0f}%)"
+            f"{', borderline: the threshold is inside its 95% interval' if borderline else ''}")
 
 
 def checks_json(checks: pl.Expr) -> pl.Expr:
