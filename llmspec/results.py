@@ -162,12 +162,12 @@ class Result:
         rating reads (a threshold inside the interval is borderline) and the report shows."""
         if not self.intervals:
             return self.metrics
-        bounds = {}
+        figures = dict(self.metrics)  # a bound named like a metric overwrites it in place, as {**a, **b} does
         for name, found in self.intervals.items():
             if isinstance(found, dict):
                 low, high = bound_names(name)
-                bounds[low], bounds[high] = found.get("low"), found.get("high")
-        return {**self.metrics, **bounds}
+                figures[low], figures[high] = found.get("low"), found.get("high")
+        return figures
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -283,7 +283,7 @@ def defect(result: Any) -> str | None:
             return f"'{key}' is {json.dumps(result[key])[:40]}, not {what}"
     if result["status"] not in STATUSES:
         return f"'status' is {json.dumps(result['status'])[:40]}, not one of {', '.join(STATUSES)}"
-    if all(type(value) in _NUMBER_TYPES for value in result["metrics"].values()):
+    if _NUMBER_TYPES.issuperset(map(type, result["metrics"].values())):
         return None  # what json.loads gives for a sound file; anything else is looked at one by one
     for name, value in result["metrics"].items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
