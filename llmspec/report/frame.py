@@ -149,8 +149,9 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     `rating_checks` (the checks as JSON text, for results.json and the recommendations' words:
     text, because every writer turns rows into Python objects and structs cost 10x more there).
     """
-    by_cores = {cores: _order(spec, cores) for cores in set(_host_cores(frame).values())}
-    orders = {host: by_cores[cores] for host, cores in _host_cores(frame).items()}
+    host_cores = _host_cores(frame)
+    by_cores = {cores: _order(spec, cores) for cores in set(host_cores.values())}
+    orders = {host: by_cores[cores] for host, cores in host_cores.items()}
     keys = zip(frame["host"], frame["model"], frame["quant"], frame["variant"], frame["profile"])
     index = pl.Series("order", [orders[h].get(tuple(k)) for h, *k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
