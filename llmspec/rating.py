@@ -154,7 +154,7 @@ def rate_frame(frame: pl.DataFrame, thresholds: Any, rated: pl.Expr | None = Non
     rows = frame.lazy().with_row_index("_row")
     if rated is not None:
         rows = rows.filter(rated)
-    present = set(rows.select(pl.col("profile").unique()).collect().to_series().to_list())
+    present = set(rows.select(pl.col("profile").unique()).collect().to_series().to_list()) if frame.height else set()
     pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), frame.columns, profile, thresholds)
               for profile in PROFILES if profile in present]
     empty = pl.DataFrame(schema={"_row": pl.UInt32, "rating": pl.String, "rating_checks": pl.List(check_dtype())})
