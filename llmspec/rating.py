@@ -67,12 +67,19 @@ class Rating:
 
 def summary(checks) -> str:
     """`Rating.summary` of checks given as `Check`s or as the dicts of a `rate_frame` column."""
-    return "; ".join(
-        f"{c['name']} {c['value']:g} {'>=' if c['direction'] == 'min' else '<='} {c['threshold']:g}: "
-        f"{'ok' if c['passed'] else 'missed'} ({c['margin_pct']:+.0f}%)"
-        f"{', borderline: the threshold is inside its 95% interval' if c['borderline'] else ''}"
-        for c in (c if isinstance(c, dict) else c.__dict__ for c in checks)
-    )
+    return "; ".join(check_line(*(c[f] for f in CHECK_LINE_FIELDS))
+                     for c in (c if isinstance(c, dict) else c.__dict__ for c in checks))
+
+
+CHECK_LINE_FIELDS = ("name", "value", "direction", "threshold", "passed", "margin_pct", "borderline")
+
+
+def check_line(name: str, value: float, direction: str, threshold: float, passed: bool, margin_pct: float,
+               borderline: bool) -> str:
+    """One check of `summary`, from its fields (CHECK_LINE_FIELDS): the report reads them as columns."""
+    return (f"{name} {value:g} {'>=' if direction == 'min' else '<='} {threshold:g}: "
+            f"{'ok' if passed else 'missed'} ({margin_pct:+.0f}%)"
+            f"{', borderline: the threshold is inside its 95% interval' if borderline else ''}")
 
 
 def checks_json(checks: pl.Expr) -> pl.Expr:
@@ -142,13 +149,16 @@ def rate_frame(frame: pl.DataFrame, thresholds: Any, rated: pl.Expr | None = Non
     apart, in stages (figures, margins, label), which keeps polars' query small."""
     import polars as pl
 
-    rows = frame.with_row_index("_row")
+    # Lazy, so each profile's query reads only its rules' columns of its rows (not a 240-column
+    # frame copied per profile), and the queries run together.
+    rows = frame.lazy().with_row_index("_row")
     if rated is not None:
         rows = rows.filter(rated)
-    pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), profile, thresholds)
-              for profile in PROFILES if rows.height and profile in set(rows["profile"].unique())]
+    present = set(rows.select(pl.col("profile").unique()).collect().to_series().to_list()) if frame.height else set()
+    pieces = [_rate_profile(rows.filter(pl.col("profile") == profile), frame.columns, profile, thresholds)
+              for profile in PROFILES if profile in present]
     empty = pl.DataFrame(schema={"_row": pl.UInt32, "rating": pl.String, "rating_checks": pl.List(check_dtype())})
-    found = pl.concat([empty, *(p for p in pieces if p is not None)])
+    found = pl.concat([empty, *pl.collect_all([p for p in pieces if p is not None])])
     return (frame.with_row_index("_row").select("_row").join(found, on="_row", how="left", maintain_order="left")
             .select("rating", pl.col("rating_checks").fill_null(pl.lit([], pl.List(check_dtype())))))
 
@@ -163,8 +173,9 @@ def check_dtype() -> pl.DataType:
                       "borderline": pl.Boolean})
 
 
-def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataFrame | None:
-    """One profile's rows: `_row`, `rating`, `rating_checks`; None when nothing is judged."""
+def _rate_profile(rows: pl.LazyFrame, columns: list[str], profile: str, thresholds: Any) -> pl.LazyFrame | None:
+    """One profile's rows (`columns`: the frame's): `_row`, `rating`, `rating_checks`; None when
+    nothing is judged."""
     import polars as pl
 
     limits = _field(thresholds, profile)
@@ -173,9 +184,9 @@ def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataF
     if not rules:
         return None
     def finite(name: str) -> pl.Expr:  # a metric this machine cannot measure (no sensor) is not judged
-        col = pl.col(name).cast(pl.Float64) if name in rows.columns else pl.lit(None, pl.Float64)
+        col = pl.col(name).cast(pl.Float64) if name in columns else pl.lit(None, pl.Float64)
         return pl.when(col.is_finite()).then(col)
-    figures = rows.lazy().select("_row", *(e for i, (r, _) in enumerate(rules) for e in (
+    figures = rows.select("_row", *(e for i, (r, _) in enumerate(rules) for e in (
         finite(r.metric).alias(f"v{i}"), *(finite(b).alias(f"{s}{i}") for s, b in zip("lh", bound_names(r.metric))))))
     margins = figures.with_columns(_margin_pct(rule, t, pl.col(f"v{i}")).alias(f"m{i}")
                                    for i, (rule, t) in enumerate(rules))
@@ -187,7 +198,7 @@ def _rate_profile(rows: pl.DataFrame, profile: str, thresholds: Any) -> pl.DataF
         critical=pl.lit(r.critical), passed=pl.col(f"p{i}"), margin_pct=pl.col(f"m{i}"), borderline=pl.col(f"b{i}")))
         for i, (r, t) in enumerate(rules)]
     return checks.select("_row", _label_expr([r.critical for r, _ in rules]).alias("rating"),
-                         pl.concat_list(structs).list.drop_nulls().alias("rating_checks")).collect()
+                         pl.concat_list(structs).list.drop_nulls().alias("rating_checks"))
 
 
 def _margin_pct(rule: Rule, threshold: float, value: pl.Expr) -> pl.Expr:

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 from llmspec.arrivals import gaps, schedule
-from llmspec.capacity import ServiceLevel, flat, level_figures, levels_of, max_users, sentence
+from llmspec.capacity import ServiceLevel, flat, level_columns, level_figures, levels_of, max_users, sentence
 
 SLO = ServiceLevel(max_p90_ttft_s=2.0, max_p90_latency_s=30.0, min_tokens_per_s_per_user=10.0, max_error_pct=1.0)
 
@@ -37,6 +37,16 @@ def test_levels_round_trip_through_flat_result_metrics():
                "other_at_2": 1.0}
     assert levels_of(metrics) == {1: level(0.4, 40), 4: level(1.8, 12)}
     assert metrics["p90_ttft_s_at_4"] == 1.8
+
+
+def test_rows_with_the_same_metric_names_keep_their_own_levels():
+    """A report reads every load row's levels; rows of one frame share their names, not their values."""
+    first = {"host": "a", **flat(1, level(0.4, 40)), **flat(2, level(0.9, 20))}
+    second = {**dict.fromkeys(first), "host": "b", **flat(1, level(0.5, 30))}  # level 2 not measured: None
+    assert levels_of(first) == {1: level(0.4, 40), 2: level(0.9, 20)}
+    assert levels_of(second) == {1: level(0.5, 30)}
+    assert level_columns(["host", "p90_ttft_s", "p90_ttft_s_at_4", "other_at_2", "error_pct_at_16"]) == [
+        "p90_ttft_s_at_4", "error_pct_at_16"]
 
 
 def answer(ttft, latency, tps, tokens=32, error=None):

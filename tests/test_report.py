@@ -5,8 +5,9 @@ import json
 import re
 from pathlib import Path
 
+from llmspec.rating import rate
 from llmspec.report import build_report
-from llmspec.report.frame import load_frame
+from llmspec.report.frame import for_spec, load_frame
 from llmspec.results import write_result
 from llmspec.spec import Spec
 
@@ -179,6 +180,28 @@ def test_frame_leaves_samples_out_and_reads_any_json_layout(tmp_path):
     assert frame["peak_rss_gb"].null_count() == 1  # missing in one file: null, not an error
     assert sorted(frame["itl_cv_pct"].to_list(), key=str) == [12.3, None]  # missing: null
     assert "Q2_K" not in frame["quant"].to_list()  # a figure that is no number: the file is named and left out
+
+
+def test_each_results_flags_reach_the_frame_as_written_with_and_without_the_index(tmp_path):
+    root = tmp_path / "results"
+    put(root, {**make_result("Q4_1"), "flags": ["the machine was busy", "clocks disagree by 12%"]})
+    put(root, make_result("Q8_0"))  # no flags: an empty list, not null
+    index = tmp_path / "reports" / "index.arrow"
+    for frame in (load_frame(root, "demo"), load_frame(root, "demo", index), load_frame(root, "demo", index)):
+        assert frame["quant"].to_list() == ["Q4_1", "Q8_0"]
+        assert frame["flags"].to_list() == [["the machine was busy", "clocks disagree by 12%"], []]
+
+
+def test_each_rows_rating_summary_is_its_ratings_words(tmp_path):
+    """The tooltip of a rated cell: one line per check, as `Rating.summary` words them; none unrated."""
+    root = tmp_path / "results"
+    put(root, make_result("Q4_1"))
+    put(root, make_result("Q8_0", status="error", reason="the server died"))
+    spec = make_spec(min_tokens_per_s=150.0)
+    frame, _ = for_spec(load_frame(root, "demo"), spec)
+    expected = rate("interactive", make_result("Q4_1")["metrics"], spec.thresholds).summary()
+    assert "tokens_per_s 118.2 >= 150: missed" in expected
+    assert dict(zip(frame["quant"], frame["rating_summary"])) == {"Q4_1": expected, "Q8_0": ""}
 
 
 def test_json_follows_the_design_shape_with_derived_scores_and_recommendations(tmp_path):

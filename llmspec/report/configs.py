@@ -58,7 +58,7 @@ import polars as pl
 
 from llmspec.machine.bandwidth import FAR_BELOW_PCT, roofline_pct
 from llmspec.profiles import KINDS, ORDER, PROFILES, role_name
-from llmspec.report.frame import KEYS, filled_dicts
+from llmspec.report.frame import KEYS
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 from llmspec.stats import mcnemar_p
@@ -329,11 +329,12 @@ def _graded(frame: pl.DataFrame, predicted: str, measured_from: tuple[str, ...],
 def _capacity(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
     """The capacity answer in words per configuration ("up to 4 concurrent users with ..."), from
     its load result's stored levels against today's service level ([thresholds.load])."""
-    from llmspec.capacity import ServiceLevel, levels_of, max_users, sentence
+    from llmspec.capacity import ServiceLevel, level_columns, levels_of, max_users, sentence
 
     levels_profile = role_name("user_levels")
     slo = ServiceLevel.of(getattr(spec.thresholds, levels_profile))
-    rows = filled_dicts(frame.filter((pl.col("profile") == levels_profile) & (pl.col("status") == "ok")))
+    rows = frame.filter((pl.col("profile") == levels_profile) & (pl.col("status") == "ok")).select(
+        *KEYS, *level_columns(frame.columns)).to_dicts()
     found = [(*(row[k] for k in KEYS), sentence(max_users(levels, slo), slo, levels))
              for row in rows if (levels := levels_of(row))]
     return pl.DataFrame(found, schema={**{k: pl.String for k in KEYS}, "capacity": pl.String}, orient="row")

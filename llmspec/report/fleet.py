@@ -207,14 +207,21 @@ def _assignment(frame: pl.DataFrame, table: pl.DataFrame) -> list[Assignment]:
     ranked = table.with_columns(pl.max_horizontal(ranks).alias("_worst"), ran.fill_null(False).alias("_ran")).sort(
         [c for c, _ in order], descending=[d for _, d in order], nulls_last=True, maintain_order=True)
     all_hosts = sorted(frame["host"].unique().to_list())
+    read = {"model", "host", "config", "_ran", "_worst", *(f"{p}_{what}" for p in PERFORMANCE for what in
+                                                          ("status", "reason")),
+            *((headline[0], *bound_names(headline[0])) if headline else ())}
+    ranked = ranked.select(c for c in ranked.columns if c in read)  # rows as dicts: only what is read below
     out = []
     for model in ranked["model"].unique(maintain_order=True).to_list():
         rows = ranked.filter(pl.col("model") == model).to_dicts()
         within = [r for r in rows if r["_ran"] and r["_worst"] is not None and r["_worst"] <= WITHIN]
         pick = within[0] if within else None
         cannot, others = [], []
+        by_host: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:  # in ranked order, as each host's own rows were
+            by_host.setdefault(r["host"], []).append(r)
         for host in all_hosts:
-            mine = [r for r in rows if r["host"] == host]
+            mine = by_host.get(host, [])
             if not mine:
                 cannot.append((host, "not measured there"))
             elif not any(r["_ran"] for r in mine):

@@ -20,6 +20,7 @@ A reader wants an answer ("run gemma Q4_K_M for chat"), not a matrix. The rules:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -158,12 +159,12 @@ class Recommendations:
 def recommend(configs: pl.DataFrame, spec: Spec, host_info: dict[str, dict] | None = None) -> Recommendations:
     """Recommendations from a `configs.configs` table (ratings already computed for `spec`);
     `host_info` (each host's recorded hardware) places the server-setting baseline."""
-    by_host: dict[str, list[dict[str, Any]]] = {}
-    for row in _all_rounders(configs):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
-        by_host.setdefault(row["host"], []).append(row)
-    overall = (_pick(by_host.get(host, []), spec) for host in configs["host"].unique(maintain_order=True))
-    broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases that rank it
     rows = configs.to_dicts()  # once: each use case orders these (2,100 wide rows at 420 hosts)
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for row in _all_rounders(configs, rows):  # ranked once for all hosts: 420 hosts each ranked alone took 1.4 s
+        by_host.setdefault(row["host"], []).append(row)
+    broken: dict[tuple, tuple[str, ...]] = {}  # per configuration, shared by the use cases and picks that rank it
+    overall = (_pick(by_host.get(host, []), spec, broken) for host in configs["host"].unique(maintain_order=True))
     return Recommendations(tuple(_use_case(key, configs, rows, spec, broken) for key in CASES),
                            tuple(x for x in overall if x),
                            tuple(findings(configs, spec, host_info or {})),
@@ -179,37 +180,46 @@ def _use_case(key: str, configs: pl.DataFrame, table: list[dict[str, Any]], spec
     title = CASES[key].title.format(tokens=f"{target // 1024}k" if target % 1024 == 0 else f"{target:,}")
     if getattr(spec.profiles, key) is None:
         return UseCase(key, title, (), "not measured in this spec")
-    ranked = [{**table[i], "_rank": rank} for i, rank in
-              _ranked(configs.with_row_index(ROW), key).select(ROW, "_rank").iter_rows() if rank is not None]
+    ranked = [(i, rank) for i, rank in _ranked(configs.with_row_index(ROW), key).select(ROW, "_rank").iter_rows()
+              if rank is not None]
     if not ranked:
         return UseCase(key, title, (), "no results yet")
-    rows = [r for r in ranked if r["_rank"] < RANK["Failed"]]
+    # Rows are copied (with their rank) only as they are read: the lines shown need the first few.
+    rated = ((i, rank) for i, rank in ranked if rank < RANK["Failed"])
     if key in PERFORMANCE:  # a fast quant whose answers are broken goes below every sound one, saying why
-        rows = [{**row, "_broken": broken[config] if (config := _config(row)) in broken
-                 else broken.setdefault(config, _broken(row))} for row in rows]
-        rows = _untied([r for r in rows if not r["_broken"]], key) + _untied([r for r in rows if r["_broken"]], key)
+        sound = _untied(({**table[i], "_rank": rank} for i, rank in rated if not _broken_once(table[i], broken)),
+                        key, MAX_LINES)
+        rows = sound + (_untied(({**table[i], "_rank": rank, "_broken": why} for i, rank in ranked
+                                 if rank < RANK["Failed"] and (why := _broken_once(table[i], broken))),
+                                key, MAX_LINES - len(sound)) if len(sound) < MAX_LINES else [])
     else:
-        rows = _untied(rows, key)
+        rows = _untied(({**table[i], "_rank": rank} for i, rank in rated), key, MAX_LINES)
     shown = [_line(key, row, spec) for row in rows[:MAX_LINES]]
-    failed = [_line(key, row, spec) for row in ranked if row["_rank"] >= RANK["Failed"]]
+    failed = [_line(key, {**table[i], "_rank": rank}, spec) for i, rank in ranked if rank >= RANK["Failed"]]
     note = "" if shown else "nothing to recommend: every configuration failed or was skipped"
     return UseCase(key, title, tuple(shown + _collapsed(failed)), note)
 
 
-def _untied(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+def _untied(rows: Iterable[dict[str, Any]], key: str, wanted: int | None = None) -> list[dict[str, Any]]:
     """Rows of one rating whose headline figures' 95 % intervals overlap are not told apart by that
     figure: within such a group the smaller peak memory goes first, and the lines say why.
 
     Groups form in ranked order: a row joins the group of the row heading it when it has the same
-    rating and its interval overlaps the head's. Rows without an interval keep their rank."""
+    rating and its interval overlaps the head's. Rows without an interval keep their rank.
+    `wanted`: only the first that many rows are needed (the lines shown): the groups that hold
+    them, not the 2,100 rows of 420 hosts."""
     column, _ = CASES[key].order[0]
     low, high = bound_names(column)
     groups: list[list[dict[str, Any]]] = []
+    done = 0  # rows in the groups before the last one
     for row in rows:
         head = groups[-1][0] if groups else None
         if head is not None and head["_rank"] == row["_rank"] and _overlap(head, row, low, high):
             groups[-1].append(row)
         else:
+            done += len(groups[-1]) if groups else 0
+            if wanted is not None and done >= wanted:
+                break
             groups.append([row])
     out = []
     name = SHOW[column].name if column in SHOW else column
@@ -274,6 +284,14 @@ def _line(key: str, row: dict[str, Any], spec: Spec) -> Line:
     return Line(mark, *where, label, ", ".join(figures), why, **setting)
 
 
+def _broken_once(row: dict[str, Any], broken: dict[tuple, tuple[str, ...]]) -> tuple[str, ...]:
+    """`_broken(row)`, worked out once per configuration: it parses the row's checks."""
+    config = _config(row)
+    if config not in broken:
+        broken[config] = _broken(row)
+    return broken[config]
+
+
 def _config(row: dict[str, Any]) -> tuple:
     """A configs row's identity: one row per (host, model, quant, variant)."""
     return row["host"], row["model"], row["quant"], row["variant"]
@@ -335,24 +353,26 @@ def _judgement(key: str, label: str | None, row: dict[str, Any], spec: Spec) -> 
     return text or f"every check beats its threshold by {50 if label == 'Excellent' else 20}% or more"
 
 
-def _all_rounders(configs: pl.DataFrame) -> list[dict[str, Any]]:
+def _all_rounders(configs: pl.DataFrame, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Configurations that ran a performance profile, best all-rounder first (see module doc); a
-    stable sort, so each host's rows keep this order among themselves."""
+    stable sort, so each host's rows keep this order among themselves. `table`: `configs` as dicts,
+    which are ordered by row number (with `_worst` added) rather than made again."""
     ranks = [pl.when(pl.col(f"{p}_status") == "error").then(RANK["Failed"])
              .otherwise(pl.col(f"{p}_rating").replace_strict(RANK, default=None)) for p in OVERALL]
     ran = pl.max_horizontal(ranks[:len(PERFORMANCE)]).is_not_null()  # an all-rounder ran a performance profile
-    return configs.with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
+    order = configs.with_row_index(ROW).with_columns(pl.max_horizontal(ranks).alias("_worst")).filter(ran).sort(
         ["_worst", "quality_pct", "cost_benefit_score", "peak_memory_gb", "efficiency_score"],
-        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True).to_dicts()
+        descending=[False, True, True, False, True], nulls_last=True, maintain_order=True)
+    return [{**table[i], "_worst": worst} for i, worst in order.select(ROW, "_worst").iter_rows()]
 
 
-def _pick(ranked: list[dict[str, Any]], spec: Spec) -> Line | None:
-    """The host's best all-rounder from its `_all_rounders` rows, with 2-4 bullets saying why."""
+def _pick(ranked: list[dict[str, Any]], spec: Spec, broken: dict[tuple, tuple[str, ...]]) -> Line | None:
+    """The host's best all-rounder from its `_all_rounders` rows, with 2-4 bullets saying why.
+    `broken`: each configuration's `_broken` reasons, shared with the use cases."""
     if not ranked:
         return None
     # one whose quality evidence says it is broken goes after every sound one that did not fail
-    ranked = [{**r, "_broken": _broken(r)} for r in ranked]
-    row = min(ranked, key=lambda r: (r["_worst"] is None or r["_worst"] >= RANK["Failed"], bool(r["_broken"])))
+    row = {**(chosen := _first_best(ranked, broken)), "_broken": _broken_once(chosen, broken)}
     label = next(name for name, rank in RANK.items() if rank == row["_worst"])
     figures = ", ".join(_figure(m, row[m]) for m in ("tokens_per_s", "ttft_s", "peak_memory_gb") if row[m] is not None)
     reasons = _bullets(row, spec)
@@ -362,6 +382,19 @@ def _pick(ranked: list[dict[str, Any]], spec: Spec) -> Line | None:
     mark = "warn" if row["_broken"] and MARK_OF[label] == "ok" else MARK_OF[label]
     return Line(mark, row["host"], row["model"], row["quant"], label, figures, "; ".join(reasons), reasons=reasons,
                 variant=row["variant"], flags=flags(spec, row["variant"]))
+
+
+def _first_best(ranked: list[dict[str, Any]], broken: dict[tuple, tuple[str, ...]]) -> dict[str, Any]:
+    """The first row that neither failed nor is broken, else the first of the best of the rest: what
+    `min` over those two keys gives, without judging the rows after a sound one (420 hosts' rows)."""
+    best: tuple[tuple[bool, bool], dict[str, Any]] | None = None
+    for row in ranked:
+        key = (row["_worst"] is None or row["_worst"] >= RANK["Failed"], bool(_broken_once(row, broken)))
+        if key == (False, False):
+            return row
+        if best is None or key < best[0]:
+            best = (key, row)
+    return best[1]
 
 
 def _bullets(row: dict[str, Any], spec: Spec) -> tuple[str, ...]:
