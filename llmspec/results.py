@@ -269,7 +269,6 @@ def read_result(path: Path | str, skip: tuple[str, ...] = ()) -> dict[str, Any] 
 # botched merge) is not up to date, so `doit` measures its cell again, and the report names it (`unreadable`).
 # (The cell's identity comes from the path, so `cell` is not among them.)
 REQUIRED = (("status", str, "a string"), ("fingerprint", str, "a string"), ("metrics", dict, "an object"))
-STATUSES = ("ok", "skipped", "error")
 
 
 def defect(result: Any) -> str | None:
