@@ -102,9 +102,9 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
     wide = frame["host"].n_unique() > FLEET_WIDE
-    tables, heat, compare = profile_tables(frame, spec, details)
+    tables, heat = profile_tables(frame, spec, details)
     hosts = _hosts(frame)
-    comparison = (host_spread(frame) if wide else host_comparison(frame, compare)) if many else None
+    comparison = (host_spread(frame) if wide else host_comparison(frame, heat)) if many else None
     return _env().get_template("report.html").render(
         spec=spec, generated_at=generated_at, count=frame.height, many_hosts=many,
         hosts=hosts, evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
