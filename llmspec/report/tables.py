@@ -347,13 +347,12 @@ def configs_table(configs: pl.DataFrame) -> dict[str, Any]:
     many = configs["host"].n_unique() > 1 if configs.height else False
     ratings = [pl.when(pl.col(f"{p}_rating") != "").then(pl.col(f"{p}_rating")).when(pl.col(f"{p}_status") != "")
                .then(pl.col(f"{p}_status")).otherwise(pl.lit("")) for p in profiles]
-    texts = [pl.Series([_fmt(v, fmt) for v in configs[c].to_list()], dtype=pl.String) for c, _, fmt in columns]
     row = pl.concat_str(
         pl.lit('<tr data-rating="'), _esc(pl.concat_str(ratings, separator=" ") if ratings else pl.lit("")),
         pl.lit('">'), *([_cell(pl.col("host"))] if many else []), _cell(pl.col("model")), _cell(pl.col("config")),
         *(_cell(r, _attr("class", pl.when(r.is_in(list(LABELS))).then(pl.lit("rating rating-") + r)
                          .otherwise(pl.lit("rating status-") + r))) for r in ratings),
-        *(_config_cell(configs, c, pl.lit(text)) for (c, _, _), text in zip(columns, texts)), pl.lit("</tr>"))
+        *(_config_cell(configs, c, _formatted(configs, c, fmt)) for c, _, fmt in columns), pl.lit("</tr>"))
     body = configs.select(row.alias("row"))["row"].to_list() if configs.height else []
     return {"heads": [head for _, head, _ in columns], "profiles": profiles, "many_hosts": many,
             "body": paged(body), "count": configs.height}
@@ -364,11 +363,21 @@ def _config_cell(configs: pl.DataFrame, column: str, text: pl.Expr) -> pl.Expr:
     bandwidth share carries a flag where it is far below the bound."""
     value = pl.col(column).cast(pl.Float64)
     meaning = interpret_expr(CONFIG_MEANINGS.get(column, ""), value)
-    key = pl.when(value.is_finite()).then(_sort_keys(configs, column))
     flag = (pl.when(pl.col("roofline_flag").fill_null(False)).then(pl.lit(ROOFLINE_FLAG)).otherwise(pl.lit(""))
             if column == "roofline_pct" and "roofline_flag" in configs.columns else None)
     return _cell(text, pl.lit(' class="num"'), *([_attr("title", meaning)] if meaning is not None else []),
-                 _attr("data-sort", key), inner=flag)
+                 _sort_attr(configs, column), inner=flag)
+
+
+def _formatted(rows: pl.DataFrame, column: str, fmt: str) -> pl.Expr:
+    """A column's figures through a Python format spec (`_fmt`): polars has no `{:,.0f}` or `{:+.1f}`,
+    and rounding its own way would change a figure's last digit."""
+    return pl.lit(pl.Series([_fmt(v, fmt) for v in rows[column].to_list()], dtype=pl.String))
+
+
+def _sort_attr(rows: pl.DataFrame, column: str) -> pl.Expr:
+    """` data-sort="..."` (`_sort`) for a column's finite figures, nothing for the others."""
+    return _attr("data-sort", pl.when(pl.col(column).cast(pl.Float64).is_finite()).then(_sort_keys(rows, column)))
 
 
 MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"), ("estimate_error_pct", "{:+.0f}%"),
@@ -394,10 +403,7 @@ def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any]
         return None
     many = graded["host"].n_unique() > 1
     errors = [abs(v) for c in ("estimate_error_pct", "prediction_error_pct") for v in graded[c].drop_nulls()]
-    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
-                     *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS),
-                     _suggestion_cell(r, suggested, anchors) if suggested else "", "</tr>"))
-            for r in graded.iter_rows(named=True)]
+    body = _graded_rows(graded, many, suggested, anchors)
     for s in waiting:  # a suggested candidate without a result: what was promised, and how to measure it
         promised = {"estimated_memory_gb": s.memory_gb, "predicted_tokens_per_s": s.decode_tps,
                     "predicted_prompt_tokens_per_s": s.prompt_tps}
@@ -409,6 +415,22 @@ def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any]
     speed = [abs(v) for c in ("speed_error_pct", "prompt_error_pct") for v in graded[c].drop_nulls()]
     return {"many_hosts": many, "body": paged(body), "count": len(body), "suggested": bool(suggested),
             "worst": max(errors) if errors else None, "worst_speed": max(speed) if speed else None}
+
+
+def _graded_rows(graded: pl.DataFrame, many: bool, suggested: Mapping, anchors: Mapping) -> list[str]:
+    """The predicted-vs-measured rows of configurations that ran, over whole columns (2,100 rows at
+    420 hosts); a catalogue configuration's link (`_suggestion_cell`) row by row, as only those have one."""
+    if not graded.height:
+        return []
+    statuses = [f"{p}_status" for p in ORDER if f"{p}_status" in graded.columns]
+    links = ([_suggestion_cell(r, suggested, anchors)
+              for r in graded.select("host", "model", "quant", "config", *statuses).iter_rows(named=True)]
+             if suggested else [""] * graded.height)
+    figures = (_cell(_formatted(graded, c, fmt), pl.lit(' class="num"'), _sort_attr(graded, c))
+               for c, fmt in MEMORY_COLUMNS)
+    row = pl.concat_str(pl.lit("<tr>"), *([_cell(pl.col("host"))] if many else []), _cell(pl.col("model")),
+                        _cell(pl.col("config")), *figures, pl.lit(pl.Series(links, dtype=pl.String)), pl.lit("</tr>"))
+    return graded.select(row.alias("row"))["row"].to_list()
 
 
 def _suggestion_cell(row: dict[str, Any], suggested: Mapping, anchors: Mapping) -> str:
