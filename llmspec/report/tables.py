@@ -141,21 +141,24 @@ def profile_tables(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[l
         recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m)]
         shown = [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
         keys = list(zip(rows["host"], rows["model"], rows["config"], repeat(profile)))
-        built = rows.with_columns(pl.Series("_link", _links(keys, details), dtype=pl.String)).select(
-            _rating_html().alias("rating_td"), _row_html(rows, shown, rules, many).alias("row"))
-        heat.update(zip(keys, built["rating_td"]))
-        tables.append({"profile": profile, "many_hosts": many, "body": paged(built["row"].to_list()),
+        parts = rows.with_columns(_links(keys, details).alias("_link"),
+                                  _rating_html().alias("_rating"), *_figure_parts(rows, shown))
+        built = parts.select("_rating", _row_html(parts, shown, rules, many).alias("_row"))
+        heat.update(zip(keys, built["_rating"]))
+        tables.append({"profile": profile, "many_hosts": many, "body": paged(built["_row"].to_list()),
                        "heads": [{"metric": m, "rated": m in rules,
                                   "threshold": _threshold(rules.get(m), getattr(spec.thresholds, profile, None))}
                                  for m in shown]})
     return tables, heat
 
 
-def _links(keys: list[tuple], details: Details) -> list[str]:
+def _links(keys: list[tuple], details: Details) -> pl.Expr:
     """Each row's last cell: a link to its excerpt under "Raw samples", else its result file's path."""
-    anchors, paths = details.anchors, details.paths
-    return [f'<td><a href="#{esc(anchor)}">samples</a></td>' if (anchor := anchors.get(key)) else
-            f'<td><code class="path">{esc(paths.get(key, ""))}</code></td>' for key in keys]
+    anchor = pl.lit(pl.Series([details.anchors.get(key) for key in keys], dtype=pl.String))
+    path = pl.lit(pl.Series([details.paths.get(key, "") for key in keys], dtype=pl.String))
+    return (pl.when(anchor.fill_null("") != "")
+            .then(pl.concat_str(pl.lit('<td><a href="#'), _esc(anchor), pl.lit('">samples</a></td>')))
+            .otherwise(pl.concat_str(pl.lit('<td><code class="path">'), _esc(path), pl.lit("</code></td>"))))
 
 
 def _esc(text: pl.Expr) -> pl.Expr:
@@ -169,10 +172,11 @@ def _attr(name: str, value: pl.Expr) -> pl.Expr:
             .otherwise(pl.lit("")))
 
 
-def _cell(text: pl.Expr, *attrs: pl.Expr, inner: pl.Expr | None = None) -> pl.Expr:
-    """`_td` for a column: attributes from `_attr`, the text escaped, `inner` HTML already built."""
-    return pl.concat_str(pl.lit("<td"), *attrs, pl.lit(">"), _esc(text), *([inner] if inner is not None else []),
-                         pl.lit("</td>"))
+def _cell(text: pl.Expr, *attrs: pl.Expr, inner: pl.Expr | None = None, number: bool = False) -> pl.Expr:
+    """`_td` for a column: attributes from `_attr`, the text escaped (not a `number`, which has
+    nothing to escape), `inner` HTML already built."""
+    return pl.concat_str(pl.lit("<td"), *attrs, pl.lit(">"), text if number else _esc(text),
+                         *([inner] if inner is not None else []), pl.lit("</td>"))
 
 
 def _rating_html() -> pl.Expr:
@@ -189,9 +193,21 @@ def _rating_html() -> pl.Expr:
             .otherwise(pl.lit('<td class="rating rating-none">not rated</td>')))
 
 
-def _row_html(rows: pl.DataFrame, shown: list[str], rules: dict, many: bool) -> pl.Expr:
+def _figure_parts(rows: pl.DataFrame, shown: list[str]) -> list[pl.Expr]:
+    """Columns `_text<i>` (the figure as `_texts` spells it) and `_meaning<i>` (its reading, where
+    the metric has one) that `_row_html` assembles: computed once though a headline cell uses each twice."""
+    parts = []
+    for i, (metric, text) in enumerate(zip(shown, _texts(rows, shown))):
+        parts.append(text.alias(f"_text{i}"))
+        meaning = interpret_expr(metric, pl.col(metric).cast(pl.Float64)) if rows.schema[metric].is_numeric() else None
+        if meaning is not None:
+            parts.append(meaning.alias(f"_meaning{i}"))
+    return parts
+
+
+def _row_html(parts: pl.DataFrame, shown: list[str], rules: dict, many: bool) -> pl.Expr:
     """`<tr>` of a profile table: host (of several), model, quant, status with reason and flags, the
-    figures, the rating and the link (column `_link`)."""
+    figures (`_figure_parts`), the rating (`_rating`) and the link (`_link`)."""
     status, label = pl.col("status"), pl.col("rating").fill_null("")
     notes = [pl.when(text.fill_null("") != "").then(pl.concat_str(pl.lit(f'<div class="{cls}">'), _esc(text),
                                                                    pl.lit("</div>"))).otherwise(pl.lit(""))
@@ -202,22 +218,24 @@ def _row_html(rows: pl.DataFrame, shown: list[str], rules: dict, many: bool) -> 
         _cell(pl.col("model")), _cell(pl.col("config")),
         _cell(status.fill_null(""), _attr("class", pl.concat_str(pl.lit("status-"), status.fill_null("None"))),
               inner=pl.concat_str(notes)),
-        *(_figure_html(rows, m, m in rules, t) for m, t in zip(shown, _texts(rows, shown))),
-        _rating_html(), pl.col("_link"), pl.lit("</tr>"))
+        *(_figure_html(parts, i, m, m in rules) for i, m in enumerate(shown)),
+        pl.col("_rating"), pl.col("_link"), pl.lit("</tr>"))
 
 
-def _figure_html(rows: pl.DataFrame, metric: str, headline: bool, text: pl.Expr) -> pl.Expr:
-    """`_metric_td` for a column: the figure (`_texts`) with its meaning, visible under a rated figure
-    (and its sort key then), else as the tooltip."""
-    value = pl.col(metric).cast(pl.Float64)
-    meaning = interpret_expr(metric, value) if rows.schema[metric].is_numeric() else None
-    if meaning is None:  # `_texts` built the whole cell
+def _figure_html(parts: pl.DataFrame, i: int, metric: str, headline: bool) -> pl.Expr:
+    """`_metric_td` for a column: the figure with its meaning, visible under a rated figure (and its
+    sort key then), else as the tooltip; a figure without a meaning is its whole cell already."""
+    text = pl.col(f"_text{i}")
+    if f"_meaning{i}" not in parts.columns:
         return text
+    meaning = pl.col(f"_meaning{i}")
     if headline:
-        with_meaning = _cell(text, pl.lit(' class="num" data-sort="'), _sort_keys(rows, metric), pl.lit('"'),
-                             inner=pl.concat_str(pl.lit('<small class="meaning">'), _esc(meaning), pl.lit("</small>")))
-        return pl.when(meaning.is_not_null()).then(with_meaning).otherwise(_cell(text, pl.lit(' class="num"')))
-    return _cell(text, pl.lit(' class="num"'), _attr("title", meaning))
+        with_meaning = _cell(text, pl.lit(' class="num" data-sort="'), _sort_keys(parts, metric), pl.lit('"'),
+                             inner=pl.concat_str(pl.lit('<small class="meaning">'), _esc(meaning), pl.lit("</small>")),
+                             number=True)
+        return (pl.when(meaning.is_not_null()).then(with_meaning)
+                .otherwise(_cell(text, pl.lit(' class="num"'), number=True)))
+    return _cell(text, pl.lit(' class="num"'), _attr("title", meaning), number=True)
 
 
 def _sort_keys(rows: pl.DataFrame, metric: str) -> pl.Expr:
