@@ -15,6 +15,8 @@ import math
 import re
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
@@ -254,7 +256,7 @@ def _headline(profile: str) -> str:
     return next(iter(PROFILES[profile].headlines), "") if profile in PROFILES else ""
 
 
-def paged(rows: list[str]) -> Markup:
+def paged(rows: list[str]) -> Markup | Body:
     """A table body: every row when there are few; else the first PAGE_ROWS rows, a last row saying
     how many more there are, and the rest as a deflate-compressed, base64 JSON list of the same row
     HTML in a script element, which report.js unpacks and pages through (sorting and filtering all
@@ -262,11 +264,29 @@ def paged(rows: list[str]) -> Markup:
     the rows of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
     if len(rows) <= PAGE_ROWS:
         return Markup("\n".join(rows))
-    packed = pack(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False))
     more = (f'<tr class="more"><td colspan="99">{len(rows) - PAGE_ROWS:,} more rows: the page shows them with '
             f'JavaScript; results.csv beside this page holds them all.</td></tr>')
-    return Markup("\n".join((*rows[:PAGE_ROWS], more, f'<script type="{ROWS_TYPE}" data-count="{len(rows)}">'
-                             f"{packed}</script>")))
+    return Body("\n".join((*rows[:PAGE_ROWS], more)), len(rows),
+                _PACKER.submit(pack, json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
+
+
+_PACKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-pack")
+
+
+@dataclass(frozen=True)
+class Body:
+    """A large table's body (`paged`), whose packed rows are compressed on a worker thread: zlib lets
+    go of the GIL, so at 420 hosts its 0.1 s of deflating overlaps building the next table. The page
+    takes it as markup (`__html__`), waiting for the rows only then."""
+
+    shown: str  # the first PAGE_ROWS rows and the "more rows" line
+    count: int
+    packed: Future
+
+    def __html__(self) -> str:
+        return f'{self.shown}\n<script type="{ROWS_TYPE}" data-count="{self.count}">{self.packed.result()}</script>'
+
+    __str__ = __html__
 
 
 def _threshold(rule: Any, limits: Any) -> str:
