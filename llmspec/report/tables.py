@@ -409,8 +409,9 @@ def _config_cell(configs: pl.DataFrame, column: str, text: pl.Expr) -> pl.Expr:
 
 def _formatted(rows: pl.DataFrame, column: str, fmt: str) -> pl.Expr:
     """A column's figures through a Python format spec (`_fmt`): polars has no `{:,.0f}` or `{:+.1f}`,
-    and rounding its own way would change a figure's last digit."""
-    return pl.lit(pl.Series([_fmt(v, fmt) for v in rows[column].to_list()], dtype=pl.String))
+    and rounding its own way would change a figure's last digit. Empty for null and NaN (`v != v`), as `_fmt`."""
+    return pl.lit(pl.Series([fmt.format(v) if v is not None and v == v else "" for v in rows[column].to_list()],
+                            dtype=pl.String))
 
 
 def _sort_attr(rows: pl.DataFrame, column: str) -> pl.Expr:
