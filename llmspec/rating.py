@@ -318,3 +318,21 @@ def interpret(metric: str, value: Any) -> str:
     if found is None or not _is_number(value):
         return ""
     return found.text(float(value))
+
+
+def interpret_expr(metric: str, value: pl.Expr) -> pl.Expr | None:
+    """`interpret` for a whole column (None for metrics without a translation band): the report
+    reads the meaning of some 100,000 figures at fleet scale, one Python call each took a visible
+    part of its time. The bands are the same `Translation` objects, so both spellings agree:
+    a band's index is how many bounds the value has reached (`bisect_right`: on a bound counts as
+    reached when higher is better, `bisect_left`: passed only when above it otherwise). Null for
+    a null or non-finite value, as `interpret` gives "" for them."""
+    import polars as pl
+
+    found = METRIC_TRANSLATION.get(metric)
+    if found is None:
+        return None
+    reached = [(value >= bound) if found.higher_is_better else (value > bound) for bound in found.bounds]
+    band = pl.sum_horizontal(reached) if reached else pl.lit(0)
+    text = band.replace_strict(list(range(len(found.texts))), list(found.texts), return_dtype=pl.String)
+    return pl.when(value.is_finite()).then(text)

@@ -8,7 +8,17 @@ import polars as pl
 import pytest
 
 from llmspec.profiles import KINDS, PROFILES
-from llmspec.rating import Check, checks_json, interpret, rate, rate_frame, rate_many, summary
+from llmspec.rating import (
+    METRIC_TRANSLATION,
+    Check,
+    checks_json,
+    interpret,
+    interpret_expr,
+    rate,
+    rate_frame,
+    rate_many,
+    summary,
+)
 from llmspec.spec import Spec
 from tests import rating_cases
 
@@ -120,6 +130,20 @@ def test_interpret_follows_the_design_table(metric, value, text):
 def test_interpret_unknown_metric_or_missing_value_is_empty():
     assert interpret("itl_cv_pct", 10.0) == ""
     assert interpret("tokens_per_s", None) == ""
+
+
+@pytest.mark.parametrize("metric", sorted(METRIC_TRANSLATION))
+def test_the_reports_column_reading_says_what_interpret_says(metric):
+    """The report reads whole columns (`interpret_expr`), the console and the charts one figure at a
+    time: on every band bound, just either side of it, outside the bands and without a figure,
+    both give the same words (none for a missing or non-finite figure)."""
+    bands = METRIC_TRANSLATION[metric]
+    values = [b + d for b in bands.bounds for d in (-1.0, -1e-9, 0.0, 1e-9, 1.0)]
+    values += [-1e9, 0.0, 1e9, None, math.nan, math.inf, -math.inf]
+    column = pl.DataFrame({"v": values}, schema={"v": pl.Float64})
+    read = column.select(interpret_expr(metric, pl.col("v")).fill_null("")).to_series().to_list()
+    assert read == [interpret(metric, v) for v in values]
+    assert interpret_expr("itl_cv_pct", pl.col("v")) is None  # no bands: no reading
 
 
 def test_negative_value_under_a_maximum_passes():

@@ -432,3 +432,17 @@ def test_session_ttft_per_turn_and_tool_call_accuracy_per_category_are_drawn(tmp
     assert page.chart("categories")["encoding"]["x"]["sort"] == ["simple", "parallel"]  # BFCL's order
     assert (shown["Q4_1", "simple"]["accuracy_pct"], shown["Q4_1", "simple"]["low"]) == (90.0, 60.0)
     assert round(shown["Q8_0", "parallel"]["accuracy_pct"], 3) == 26.667 and shown["Q8_0", "parallel"]["low"] is None
+
+
+def test_a_results_reason_and_flags_read_as_text_in_its_profile_table(tmp_path):
+    """The profile tables' rows are built over whole columns (tables.py); a reason or a flag with
+    markup, quotes or an ampersand still reads as written, escaped once, under the status."""
+    write_demo(tmp_path / "results")
+    path = next((tmp_path / "results").rglob("interactive.json"))
+    result = json.loads(path.read_text())
+    result.update(reason="<i>why</i>", flags=["<b>bold</b> & co", "it's \"quoted\""])
+    path.write_text(json.dumps(result))
+    html = render(tmp_path)
+    assert "<b>bold</b>" not in html and "<i>why</i>" not in html
+    assert ('<div class="reason">&lt;i&gt;why&lt;/i&gt;</div><div class="flags">&lt;b&gt;bold&lt;/b&gt; &amp; co; '
+            "it&#x27;s &quot;quoted&quot;</div></td>") in html

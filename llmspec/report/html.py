@@ -87,10 +87,13 @@ def script_json(value: Any) -> Markup:
 def chart_script(spec: Any, ident: str) -> Markup:
     """A chart's Vega-Lite spec in a script element: plain JSON, or packed (see `pack`) when it is
     large: a 10,000-result report's charts held 2 MB of repeated keys and names."""
-    text = script_json(spec)
+    plain = json.dumps(spec, ensure_ascii=False, allow_nan=False)
+    text = plain.translate(SCRIPT_ESCAPES)  # script_json's text
     if len(text) <= PACK_ABOVE:
         return Markup(f'<script type="application/json" id="{esc(ident)}">{text}</script>')
-    return Markup(f'<script type="{PACKED_TYPE}" id="{esc(ident)}">{pack(json.dumps(spec, allow_nan=False))}</script>')
+    # the packed form holds JSON with non-ASCII escaped; text without any is that already (one dump, not two)
+    packed = pack(plain if plain.isascii() else json.dumps(spec, allow_nan=False))
+    return Markup(f'<script type="{PACKED_TYPE}" id="{esc(ident)}">{packed}</script>')
 
 
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
@@ -102,9 +105,9 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
     wide = frame["host"].n_unique() > FLEET_WIDE
-    tables, heat, compare = profile_tables(frame, spec, details)
+    tables, heat = profile_tables(frame, spec, details)
     hosts = _hosts(frame)
-    comparison = (host_spread(frame) if wide else host_comparison(frame, compare)) if many else None
+    comparison = (host_spread(frame) if wide else host_comparison(frame, heat)) if many else None
     return _env().get_template("report.html").render(
         spec=spec, generated_at=generated_at, count=frame.height, many_hosts=many,
         hosts=hosts, evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),

@@ -15,14 +15,17 @@ import math
 import re
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 import polars as pl
 from markupsafe import Markup
 
 from llmspec.profiles import ORDER, PROFILES, role_name
-from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret
+from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret, interpret_expr
 from llmspec.report.details import Details
 from llmspec.report.frame import metric_columns
 from llmspec.results import bound_names
@@ -73,13 +76,6 @@ def esc(text: Any) -> str:
     return stdlib_html.escape(str(text))
 
 
-def _rating_td(label: str | None, status: str | None, title: str) -> str:
-    if label:
-        return _td(label, f"rating rating-{label}", title)
-    return (_td(status or "", f"rating status-{status}", title) if status != "ok"
-            else _td("not rated", "rating rating-none"))
-
-
 NOT_RUN = '<td class="rating rating-none">not run</td>'
 
 
@@ -94,7 +90,7 @@ def _metric_td(metric: str, value: Any, headline: bool, text: str | None = None)
     return _td(text, "num", meaning)
 
 
-def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[tuple]:
+def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[pl.Expr]:
     """`_fmt` for whole columns at once (3 significant digits below 100, whole numbers above):
     formatting 70,000 figures one by one is a visible part of a large report's time. A figure
     with no plain-language meaning comes as its whole table cell (see `_metric_td`), also
@@ -112,7 +108,7 @@ def _texts(rows: pl.DataFrame, metrics: list[str]) -> list[tuple]:
         figure = figure.fill_null("")
         return (figure if name in METRIC_TRANSLATION
                 else pl.concat_str(pl.lit('<td class="num">'), figure, pl.lit("</td>")))
-    return rows.select(text(m).alias(str(i)) for i, m in enumerate(metrics)).rows() if metrics else [()] * rows.height
+    return [text(m) for m in metrics]
 
 
 def _sort(value: Any) -> str:
@@ -132,36 +128,127 @@ def _profiles(frame: pl.DataFrame) -> list[str]:
     return [p for p in ORDER if p in present] + sorted(present - set(ORDER))
 
 
-def profile_tables(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict], dict, dict]:
-    """One pass over every result: the per-profile tables, heat-map cells and comparison figures.
+def profile_tables(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict], dict]:
+    """The per-profile tables and the heat map's cells ({(host, model, config, profile): rating td}).
 
     Rows come rated (frame.for_spec): the label colours the cell, the checks behind it are its tooltip.
+    Each table's rows are built as polars string expressions over whole columns (`_row_html`):
+    14,700 rows one by one in Python took half a second of a fleet report.
     """
     many = frame["host"].n_unique() > 1
-    tables, heat, compare = [], {}, {}
+    tables, heat = [], {}
     for profile in _profiles(frame):
         rows = frame.filter(pl.col("profile") == profile)
         rules = {r.metric: r for r in (PROFILES[profile].rules if profile in PROFILES else ())}
         recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m)]
         shown = [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
-        headline = _headline(profile)
-        needed = ["host", "model", "config", "profile", "status", "reason", "flags", "rating", "rating_summary",
-                  *dict.fromkeys(c for c in (*shown, *rules, headline) if c in rows.columns)]
-        body = []
-        for row, texts in zip(rows.select(needed).iter_rows(named=True), _texts(rows, shown)):
-            label = row["rating"]
-            title = row["rating_summary"] if label else ": ".join(p for p in (row["status"], row["reason"]) if p)
-            rating_td = _rating_td(label, row["status"], title)
-            key = (row["host"], row["model"], row["config"], profile)
-            heat[key] = rating_td
-            compare.setdefault(key[1:], {})[row["host"]] = (
-                _metric_td(headline, row.get(headline) if row["status"] == "ok" else None, False), rating_td)
-            body.append(_profile_row(row, texts, shown, rules, label, rating_td, details, key, many))
-        tables.append({"profile": profile, "many_hosts": many, "body": paged(body),
+        keys = list(zip(rows["host"], rows["model"], rows["config"], repeat(profile)))
+        parts = rows.with_columns(_links(keys, details).alias("_link"),
+                                  _rating_html().alias("_rating"), *_figure_parts(rows, shown))
+        built = parts.select("_rating", _row_html(parts, shown, rules, many).alias("_row"))
+        heat.update(zip(keys, built["_rating"]))
+        tables.append({"profile": profile, "many_hosts": many, "body": paged(built["_row"].to_list()),
                        "heads": [{"metric": m, "rated": m in rules,
                                   "threshold": _threshold(rules.get(m), getattr(spec.thresholds, profile, None))}
                                  for m in shown]})
-    return tables, heat, compare
+    return tables, heat
+
+
+def _links(keys: list[tuple], details: Details) -> pl.Expr:
+    """Each row's last cell: a link to its excerpt under "Raw samples", else its result file's path."""
+    anchor = pl.lit(pl.Series([details.anchors.get(key) for key in keys], dtype=pl.String))
+    path = pl.lit(pl.Series([details.paths.get(key, "") for key in keys], dtype=pl.String))
+    return (pl.when(anchor.fill_null("") != "")
+            .then(pl.concat_str(pl.lit('<td><a href="#'), _esc(anchor), pl.lit('">samples</a></td>')))
+            .otherwise(pl.concat_str(pl.lit('<td><code class="path">'), _esc(path), pl.lit("</code></td>"))))
+
+
+def _esc(text: pl.Expr) -> pl.Expr:
+    """`esc` for a column (html.escape with quotes: one pass, so no `&` is escaped twice)."""
+    return text.str.replace_many(["&", "<", ">", '"', "'"], ["&amp;", "&lt;", "&gt;", "&quot;", "&#x27;"])
+
+
+def _attr(name: str, value: pl.Expr) -> pl.Expr:
+    """` name="value"` escaped, or nothing where the value is null or empty (as `_td` leaves it out)."""
+    return (pl.when(value.fill_null("") != "").then(pl.concat_str(pl.lit(f' {name}="'), _esc(value), pl.lit('"')))
+            .otherwise(pl.lit("")))
+
+
+def _cell(text: pl.Expr, *attrs: pl.Expr, inner: pl.Expr | None = None, number: bool = False) -> pl.Expr:
+    """`_td` for a column: attributes from `_attr`, the text escaped (not a `number`, which has
+    nothing to escape), `inner` HTML already built."""
+    return pl.concat_str(pl.lit("<td"), *attrs, pl.lit(">"), text if number else _esc(text),
+                         *([inner] if inner is not None else []), pl.lit("</td>"))
+
+
+def _rating_html() -> pl.Expr:
+    """The rating cell of every row: the label with its checks as tooltip; else the status with its
+    reason; else "not rated"."""
+    label, status, reason = pl.col("rating").fill_null(""), pl.col("status"), pl.col("reason")
+    why = pl.concat_str(pl.when(status != "").then(status), pl.when(reason != "").then(reason), separator=": ",
+                        ignore_nulls=True)
+    return (pl.when(label != "").then(_cell(label, _attr("class", pl.concat_str(pl.lit("rating rating-"), label)),
+                                            _attr("title", pl.col("rating_summary"))))
+            .when(status.fill_null("") != "ok").then(_cell(
+                status.fill_null(""), _attr("class", pl.concat_str(pl.lit("rating status-"), status.fill_null("None"))),
+                _attr("title", why)))
+            .otherwise(pl.lit('<td class="rating rating-none">not rated</td>')))
+
+
+def _figure_parts(rows: pl.DataFrame, shown: list[str]) -> list[pl.Expr]:
+    """Columns `_text<i>` (the figure as `_texts` spells it) and `_meaning<i>` (its reading, where
+    the metric has one) that `_row_html` assembles: computed once though a headline cell uses each twice."""
+    parts = []
+    for i, (metric, text) in enumerate(zip(shown, _texts(rows, shown))):
+        parts.append(text.alias(f"_text{i}"))
+        meaning = interpret_expr(metric, pl.col(metric).cast(pl.Float64)) if rows.schema[metric].is_numeric() else None
+        if meaning is not None:
+            parts.append(meaning.alias(f"_meaning{i}"))
+    return parts
+
+
+def _row_html(parts: pl.DataFrame, shown: list[str], rules: dict, many: bool) -> pl.Expr:
+    """`<tr>` of a profile table: host (of several), model, quant, status with reason and flags, the
+    figures (`_figure_parts`), the rating (`_rating`) and the link (`_link`)."""
+    status, label = pl.col("status"), pl.col("rating").fill_null("")
+    notes = [pl.when(text.fill_null("") != "").then(pl.concat_str(pl.lit(f'<div class="{cls}">'), _esc(text),
+                                                                   pl.lit("</div>"))).otherwise(pl.lit(""))
+             for cls, text in (("reason", pl.col("reason")), ("flags", pl.col("flags").list.join("; ")))]
+    rating = pl.when(label != "").then(label).otherwise(status.fill_null(""))
+    return pl.concat_str(
+        pl.lit('<tr data-rating="'), _esc(rating), pl.lit('">'), *([_cell(pl.col("host"))] if many else []),
+        _cell(pl.col("model")), _cell(pl.col("config")),
+        _cell(status.fill_null(""), _attr("class", pl.concat_str(pl.lit("status-"), status.fill_null("None"))),
+              inner=pl.concat_str(notes)),
+        *(_figure_html(parts, i, m, m in rules) for i, m in enumerate(shown)),
+        pl.col("_rating"), pl.col("_link"), pl.lit("</tr>"))
+
+
+def _figure_html(parts: pl.DataFrame, i: int, metric: str, headline: bool) -> pl.Expr:
+    """`_metric_td` for a column: the figure with its meaning, visible under a rated figure (and its
+    sort key then), else as the tooltip; a figure without a meaning is its whole cell already."""
+    text = pl.col(f"_text{i}")
+    if f"_meaning{i}" not in parts.columns:
+        return text
+    meaning = pl.col(f"_meaning{i}")
+    if headline:
+        with_meaning = _cell(text, pl.lit(' class="num" data-sort="'), _sort_keys(parts, metric), pl.lit('"'),
+                             inner=pl.concat_str(pl.lit('<small class="meaning">'), _esc(meaning), pl.lit("</small>")),
+                             number=True)
+        return (pl.when(meaning.is_not_null()).then(with_meaning)
+                .otherwise(_cell(text, pl.lit(' class="num"'), number=True)))
+    return _cell(text, pl.lit(' class="num"'), _attr("title", meaning), number=True)
+
+
+def _sort_keys(rows: pl.DataFrame, metric: str) -> pl.Expr:
+    """`_sort` (Python's repr of the float) for a column. polars spells a float as Python does from
+    1e-4 up to 1e16 and for 0; outside it Python writes an exponent its own way, so a column with
+    such a figure goes through repr."""
+    value = pl.col(metric).cast(pl.Float64)
+    odd = value.is_finite() & (value != 0) & ((value.abs() < 1e-4) | (value.abs() >= 1e16))
+    if rows.select(odd.any()).item():
+        return value.map_elements(repr, return_dtype=pl.String, skip_nulls=True)
+    return value.cast(pl.String)
 
 
 def _headline(profile: str) -> str:
@@ -169,21 +256,7 @@ def _headline(profile: str) -> str:
     return next(iter(PROFILES[profile].headlines), "") if profile in PROFILES else ""
 
 
-def _profile_row(row: dict, texts: tuple, shown: list[str], rules: dict, label: str | None, rating_td: str,
-                 details: Details, key: tuple, many: bool) -> str:
-    notes = "".join(f'<div class="{cls}">{esc(text)}</div>' for cls, text in
-                    (("reason", row["reason"]), ("flags", "; ".join(row["flags"] or ()))) if text)
-    anchor = details.anchors.get(key)
-    link = (f'<td><a href="#{esc(anchor)}">samples</a></td>' if anchor else
-            f'<td><code class="path">{esc(details.paths.get(key, ""))}</code></td>')
-    return "".join((
-        f'<tr data-rating="{esc(label or row["status"] or "")}">', _td(row["host"]) if many else "",
-        _td(row["model"]), _td(row["config"]), _td(row["status"] or "", f"status-{row['status']}", inner=notes),
-        *(_metric_td(m, row[m], m in rules, t) if m in METRIC_TRANSLATION else t for m, t in zip(shown, texts)),
-        rating_td, link, "</tr>"))
-
-
-def paged(rows: list[str]) -> Markup:
+def paged(rows: list[str]) -> Markup | Body:
     """A table body: every row when there are few; else the first PAGE_ROWS rows, a last row saying
     how many more there are, and the rest as a deflate-compressed, base64 JSON list of the same row
     HTML in a script element, which report.js unpacks and pages through (sorting and filtering all
@@ -191,11 +264,29 @@ def paged(rows: list[str]) -> Markup:
     the rows of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
     if len(rows) <= PAGE_ROWS:
         return Markup("\n".join(rows))
-    packed = pack(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False))
     more = (f'<tr class="more"><td colspan="99">{len(rows) - PAGE_ROWS:,} more rows: the page shows them with '
             f'JavaScript; results.csv beside this page holds them all.</td></tr>')
-    return Markup("\n".join((*rows[:PAGE_ROWS], more, f'<script type="{ROWS_TYPE}" data-count="{len(rows)}">'
-                             f"{packed}</script>")))
+    return Body("\n".join((*rows[:PAGE_ROWS], more)), len(rows),
+                _PACKER.submit(pack, json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
+
+
+_PACKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-pack")
+
+
+@dataclass(frozen=True)
+class Body:
+    """A large table's body (`paged`), whose packed rows are compressed on a worker thread: zlib lets
+    go of the GIL, so at 420 hosts its 0.1 s of deflating overlaps building the next table. The page
+    takes it as markup (`__html__`), waiting for the rows only then."""
+
+    shown: str  # the first PAGE_ROWS rows and the "more rows" line
+    count: int
+    packed: Future
+
+    def __html__(self) -> str:
+        return f'{self.shown}\n<script type="{ROWS_TYPE}" data-count="{self.count}">{self.packed.result()}</script>'
+
+    __str__ = __html__
 
 
 def _threshold(rule: Any, limits: Any) -> str:
@@ -248,9 +339,19 @@ def host_spread(frame: pl.DataFrame) -> dict[str, Any]:
     return {"hosts": [], "body": paged(rows), "spread": True}
 
 
-def host_comparison(frame: pl.DataFrame, compare: dict) -> dict[str, Any]:
-    """Rows model/quant/profile; per host the profile's headline figure and its rating."""
+def host_comparison(frame: pl.DataFrame, heat: dict) -> dict[str, Any]:
+    """Rows model/quant/profile; per host the profile's headline figure and its rating (`heat`'s cell).
+    Only for a few hosts (up to html.FLEET_WIDE), so row by row."""
     host_ids = sorted(frame["host"].unique().to_list())
+    compare: dict[tuple, dict] = {}
+    for profile in _profiles(frame):
+        metric = _headline(profile)
+        rows = frame.filter(pl.col("profile") == profile)
+        values = rows[metric] if metric in rows.columns else repeat(None)
+        for host, model, config, status, value in zip(rows["host"], rows["model"], rows["config"], rows["status"],
+                                                      values):
+            compare.setdefault((model, config, profile), {})[host] = (
+                _metric_td(metric, value if status == "ok" else None, False), heat[(host, model, config, profile)])
     rows = []
     for (model, quant, profile), by_host in compare.items():
         metric = _headline(profile)
@@ -275,23 +376,47 @@ def size_table(frame: pl.DataFrame) -> dict[str, Any] | None:
 
 
 def configs_table(configs: pl.DataFrame) -> dict[str, Any]:
+    """The configurations table: a row per configuration, its profiles' ratings, then its figures.
+    Built over whole columns like the profile tables (2,100 rows at 420 hosts); the figures are
+    formatted by Python's own format specs (`CONFIG_COLUMNS`), one column at a time."""
     columns = [(c, head, fmt) for c, head, fmt in CONFIG_COLUMNS if c in configs.columns]
     profiles = [p for p in ORDER if f"{p}_status" in configs.columns
                 and configs[f"{p}_status"].null_count() < configs.height]
     many = configs["host"].n_unique() > 1 if configs.height else False
-    body = []
-    for row in configs.iter_rows(named=True):
-        ratings = [row[f"{p}_rating"] or row[f"{p}_status"] or "" for p in profiles]
-        cells = [_td(_fmt(row[c], fmt), "num", interpret(CONFIG_MEANINGS.get(c, ""), row[c]), _sort(row[c]),
-                     ROOFLINE_FLAG if c == "roofline_pct" and row.get("roofline_flag") else "")
-                 for c, _, fmt in columns]
-        body.append("".join((
-            f'<tr data-rating="{esc(" ".join(ratings))}">', _td(row["host"]) if many else "",
-            _td(row["model"]), _td(row["config"]),
-            *(_td(r, f"rating rating-{r}" if r in LABELS else f"rating status-{r}") for r in ratings),
-            *cells, "</tr>")))
+    ratings = [pl.when(pl.col(f"{p}_rating") != "").then(pl.col(f"{p}_rating")).when(pl.col(f"{p}_status") != "")
+               .then(pl.col(f"{p}_status")).otherwise(pl.lit("")) for p in profiles]
+    row = pl.concat_str(
+        pl.lit('<tr data-rating="'), _esc(pl.concat_str(ratings, separator=" ") if ratings else pl.lit("")),
+        pl.lit('">'), *([_cell(pl.col("host"))] if many else []), _cell(pl.col("model")), _cell(pl.col("config")),
+        *(_cell(r, _attr("class", pl.when(r.is_in(list(LABELS))).then(pl.lit("rating rating-") + r)
+                         .otherwise(pl.lit("rating status-") + r))) for r in ratings),
+        *(_config_cell(configs, c, _formatted(configs, c, fmt)) for c, _, fmt in columns), pl.lit("</tr>"))
+    body = configs.select(row.alias("row"))["row"].to_list() if configs.height else []
     return {"heads": [head for _, head, _ in columns], "profiles": profiles, "many_hosts": many,
             "body": paged(body), "count": configs.height}
+
+
+def _config_cell(configs: pl.DataFrame, column: str, text: pl.Expr) -> pl.Expr:
+    """A figure of the configurations table with its meaning as tooltip and its sort key; the
+    bandwidth share carries a flag where it is far below the bound."""
+    value = pl.col(column).cast(pl.Float64)
+    meaning = interpret_expr(CONFIG_MEANINGS.get(column, ""), value)
+    flag = (pl.when(pl.col("roofline_flag").fill_null(False)).then(pl.lit(ROOFLINE_FLAG)).otherwise(pl.lit(""))
+            if column == "roofline_pct" and "roofline_flag" in configs.columns else None)
+    return _cell(text, pl.lit(' class="num"'), *([_attr("title", meaning)] if meaning is not None else []),
+                 _sort_attr(configs, column), inner=flag)
+
+
+def _formatted(rows: pl.DataFrame, column: str, fmt: str) -> pl.Expr:
+    """A column's figures through a Python format spec (`_fmt`): polars has no `{:,.0f}` or `{:+.1f}`,
+    and rounding its own way would change a figure's last digit. Empty for null and NaN (`v != v`), as `_fmt`."""
+    return pl.lit(pl.Series([fmt.format(v) if v is not None and v == v else "" for v in rows[column].to_list()],
+                            dtype=pl.String))
+
+
+def _sort_attr(rows: pl.DataFrame, column: str) -> pl.Expr:
+    """` data-sort="..."` (`_sort`) for a column's finite figures, nothing for the others."""
+    return _attr("data-sort", pl.when(pl.col(column).cast(pl.Float64).is_finite()).then(_sort_keys(rows, column)))
 
 
 MEMORY_COLUMNS = (("peak_server_gb", "{:.2f}"), ("estimated_memory_gb", "{:.2f}"), ("estimate_error_pct", "{:+.0f}%"),
@@ -317,10 +442,7 @@ def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any]
         return None
     many = graded["host"].n_unique() > 1
     errors = [abs(v) for c in ("estimate_error_pct", "prediction_error_pct") for v in graded[c].drop_nulls()]
-    body = ["".join((f"<tr>{_td(r['host']) if many else ''}{_td(r['model'])}{_td(r['config'])}",
-                     *(_td(_fmt(r[c], fmt), "num", sort=_sort(r[c])) for c, fmt in MEMORY_COLUMNS),
-                     _suggestion_cell(r, suggested, anchors) if suggested else "", "</tr>"))
-            for r in graded.iter_rows(named=True)]
+    body = _graded_rows(graded, many, suggested, anchors)
     for s in waiting:  # a suggested candidate without a result: what was promised, and how to measure it
         promised = {"estimated_memory_gb": s.memory_gb, "predicted_tokens_per_s": s.decode_tps,
                     "predicted_prompt_tokens_per_s": s.prompt_tps}
@@ -332,6 +454,22 @@ def memory_table(configs: pl.DataFrame, suggested: Mapping[tuple[str, str], Any]
     speed = [abs(v) for c in ("speed_error_pct", "prompt_error_pct") for v in graded[c].drop_nulls()]
     return {"many_hosts": many, "body": paged(body), "count": len(body), "suggested": bool(suggested),
             "worst": max(errors) if errors else None, "worst_speed": max(speed) if speed else None}
+
+
+def _graded_rows(graded: pl.DataFrame, many: bool, suggested: Mapping, anchors: Mapping) -> list[str]:
+    """The predicted-vs-measured rows of configurations that ran, over whole columns (2,100 rows at
+    420 hosts); a catalogue configuration's link (`_suggestion_cell`) row by row, as only those have one."""
+    if not graded.height:
+        return []
+    statuses = [f"{p}_status" for p in ORDER if f"{p}_status" in graded.columns]
+    links = ([_suggestion_cell(r, suggested, anchors)
+              for r in graded.select("host", "model", "quant", "config", *statuses).iter_rows(named=True)]
+             if suggested else [""] * graded.height)
+    figures = (_cell(_formatted(graded, c, fmt), pl.lit(' class="num"'), _sort_attr(graded, c))
+               for c, fmt in MEMORY_COLUMNS)
+    row = pl.concat_str(pl.lit("<tr>"), *([_cell(pl.col("host"))] if many else []), _cell(pl.col("model")),
+                        _cell(pl.col("config")), *figures, pl.lit(pl.Series(links, dtype=pl.String)), pl.lit("</tr>"))
+    return graded.select(row.alias("row"))["row"].to_list()
 
 
 def _suggestion_cell(row: dict[str, Any], suggested: Mapping, anchors: Mapping) -> str:
