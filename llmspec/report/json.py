@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from llmspec.rating import METRIC_TRANSLATION
+from llmspec.rating import METRIC_TRANSLATION, interpret_expr
 from llmspec.report.frame import KEYS, hosts, metric_columns
 from llmspec.results import bound_names
 from llmspec.spec import Spec
@@ -196,13 +196,11 @@ def _odd(dtype: pl.DataType, column: pl.Expr) -> pl.Expr:
 
 
 def _meaning(metric: str) -> pl.Expr:
-    """What each finite value of a numeric metric means to a person (rating.interpret), as JSON text."""
-    band, column = METRIC_TRANSLATION[metric], pl.col(metric)
-    # bisect_right counts the bounds at or below the value, bisect_left those below it
-    below = [(column >= b) if band.higher_is_better else (column > b) for b in band.bounds]
-    index = pl.sum_horizontal(below) if below else pl.lit(0)
-    texts = {i: _dumps(t) for i, t in enumerate(band.texts) if t}  # "" is no meaning: the key is left out
-    return pl.when(column.is_finite()).then(index.replace_strict(texts, default=None, return_dtype=pl.String))
+    """What each finite value of a numeric metric means to a person (rating.interpret_expr), as JSON
+    text; a band without words ("") is no meaning: null, so the key is left out."""
+    texts = {t: _dumps(t) for t in METRIC_TRANSLATION[metric].texts if t}
+    words = interpret_expr(metric, pl.col(metric).cast(pl.Float64))
+    return words.replace_strict(texts, default=None, return_dtype=pl.String)
 
 
 def _finite(value: Any) -> Any:
