@@ -11,7 +11,7 @@ speed, so llama-bench is also run at that depth (-d), the like-for-like referenc
 which other processes took more than 10 % of the CPU is redone (up to 3 tries): on 2 shared cores
 a neighbour can slow llama.cpp several-fold. Reported per configuration: medians of llama-bench
 (depth 0 and the prompt's depth), the profile's client-clock tokens_per_s and server_tokens_per_s,
-each as a percent of llama-bench, and the two clocks' agreement.
+each as a percent of llama-bench, the two clocks' agreement, and the same requests sent by curl.
 Target: the tool within 5 % of llama-bench, the clocks within 5 % of each other; every
 configuration at 95 % or more of llama-bench at the same depth (issue #27), each listed, with
 the time per token the server spends beyond llama-bench's at that depth (ms/token, from the
@@ -41,6 +41,14 @@ rounds: default 41.3 t/s, top_k 1 41.4, top_k alone with k = 1 41.5) nor thread 
 6 rounds: --poll 50 84.6, --poll 0 83.9 t/s) moves it. What fits is per-token work over the whole
 vocabulary in llama-server (it samples from every token's logits; llama-bench never samples), which
 a user pays too; that is a reading, not a measurement inside llama.cpp.
+Which part of the gap is the tool's: each round also sends the profile's own requests (same prompts,
+system prompt, sampling and streaming) with curl to the same server after the profile, and reads the
+server's decode clock. Measured on the quiet machine (2026-12-05, 4 rounds, paired at depth): gemma
+Q4_K_M 93.0 % through the tool against 93.1 % (89.0-97.3) through curl; SmolLM2 Q4_1 93.9 % against
+94.5 % (91.9-97.3). The tool's client adds nothing measurable; what is left is llama-server's own work
+beyond llama-bench's. Server settings tried on gemma Q4_K_M, interleaved over 4-5 rounds each, all
+within the noise of the default: flash attention on, --swa-full, --ctx-size 512, --ctx-checkpoints 0,
+greedy sampling, and backend sampling (-bs, 2-4 % slower).
 `--rounds N` (default 3), `--only MODEL@QUANT` (repeatable) and `--smoke` (1 round of the first
 configuration) make a short run. Run it after `make demo` (derived quants are made here if missing,
 as `doit model` would).
@@ -66,6 +74,7 @@ from llmspec.models.files import make, metadata
 from llmspec.plan.cells import Cell, ordered_pairs
 from llmspec.plan.planner import Plan
 from llmspec.profiles import ProfileContext, interactive
+from llmspec.profiles.base import prompt_files
 from llmspec.run.client import ChatClient
 from llmspec.run.server import Server
 from llmspec.spec import load_spec
@@ -87,9 +96,10 @@ def bench_tg(bench: Path, model: Path, threads: int, depth: int = 0) -> float:
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
-def tool_tps(plan: Plan, model: Path, args: ServerArgs, folder: Path) -> tuple[float, float, int]:
-    """(client tokens_per_s, server_tokens_per_s, median prompt tokens) of one interactive profile
-    run, as the runner runs it. The prompt tokens are the context the decode ran at."""
+def tool_tps(plan: Plan, model: Path, args: ServerArgs, folder: Path) -> tuple[float, float, int, float]:
+    """(client tokens_per_s, server_tokens_per_s, median prompt tokens, curl_tps) of one interactive
+    profile run, as the runner runs it, then the same requests by curl on the same server. The
+    prompt tokens are the context the decode ran at."""
     settings = plan.spec.profiles.interactive.model_copy(update={"max_tokens": N_GEN})
     server = Server(find_server(plan.spec.server.binary), model, args, folder / "server.log", folder / "server.pid",
                     plan.spec.server.load_timeout_s)
@@ -100,8 +110,29 @@ def tool_tps(plan: Plan, model: Path, args: ServerArgs, folder: Path) -> tuple[f
                                                      metadata(model)))
         finally:
             client.close()
+        bare = curl_tps(server.url, settings, plan.spec.root, len(outcome.samples))
     depth = statistics.median(s["timings"]["prompt_n"] for s in outcome.samples)
-    return outcome.metrics["tokens_per_s"], outcome.metrics["server_tokens_per_s"], int(depth)
+    return outcome.metrics["tokens_per_s"], outcome.metrics["server_tokens_per_s"], int(depth), bare
+
+
+def curl_tps(url: str, settings, root: Path, requests: int) -> float:
+    """The same server decoding the profile's own requests sent by curl instead of the tool: the
+    median of llama-server's own decode speed (its `timings`) over `requests` streamed requests,
+    the profile's prompts in its order, system prompt and sampling parameters. What the server
+    does without the tool's client on the same cores: the tool's share of the gap is the rest."""
+    prompts = prompt_files(root, settings.prompts)
+    speeds = []
+    for i in range(requests):
+        body = {"messages": [{"role": "system", "content": interactive.SYSTEM},
+                             {"role": "user", "content": prompts[i % len(prompts)].read_text()}],
+                "max_tokens": N_GEN, "stream": True, "stream_options": {"include_usage": True},
+                "cache_prompt": False, "temperature": settings.temperature, "seed": settings.seed,
+                "ignore_eos": settings.ignore_eos}
+        out = subprocess.run(["curl", "-sN", f"{url}/v1/chat/completions", "-H", "Content-Type: application/json",
+                              "-d", json.dumps(body)], capture_output=True, text=True, check=True).stdout
+        events = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: {")]
+        speeds.append(next(e["timings"] for e in reversed(events) if "timings" in e)["predicted_per_second"])
+    return statistics.median(speeds)
 
 
 def pct(part: float, whole: float) -> float:
@@ -128,7 +159,7 @@ def one_round(bench: Path, plan: Plan, config: tuple, threads: int, folder: Path
     out: dict = {"foreign": 0.0}
     for step in ("tool", "bench") if tool_first else ("bench", "tool"):
         if step == "tool":
-            (out["client"], out["server"], out["depth"]), share = quietly(lambda: tool_tps(plan, path, args, folder))
+            (out["client"], out["server"], out["depth"], out["curl"]), share = quietly(lambda: tool_tps(plan, path, args, folder))
         else:
             at = depth if depth is not None else out["depth"]
             (out["bench"], out["bench_depth"]), share = quietly(
@@ -137,12 +168,13 @@ def one_round(bench: Path, plan: Plan, config: tuple, threads: int, folder: Path
     return out
 
 
-def paired_ratio(runs: list[dict]) -> tuple[float, float | None, float | None]:
+def paired_ratio(runs: list[dict], measured=lambda r: min(r["client"], r["server"])) -> tuple[
+        float, float | None, float | None]:
     """The tool's speed at the same depth as a percent of llama-bench's, from each round's own pair
     (the slower clock over llama-bench measured beside it): the geometric mean of the rounds'
     ratios and its 95 % interval (Student's t on the log ratios, df = rounds - 1). A single run of
     either side varies by a few percent, so a point figure a point below 95 % says little alone."""
-    logs = [math.log(min(r["client"], r["server"]) / r["bench_depth"]) for r in runs]
+    logs = [math.log(measured(r) / r["bench_depth"]) for r in runs]
     mean = statistics.fmean(logs)
     if len(logs) < 2:
         return 100 * math.exp(mean), None, None
@@ -158,18 +190,19 @@ def verdict(low: float | None, high: float | None) -> str:
 
 
 def summarize(name: str, runs: list[dict]) -> dict:
-    med = {key: statistics.median(r[key] for r in runs) for key in ("bench", "bench_depth", "client", "server")}
+    med = {key: statistics.median(r[key] for r in runs) for key in ("bench", "bench_depth", "client", "server", "curl")}
     low = min(med["client"], med["server"])
     paired, paired_low, paired_high = paired_ratio(runs)
+    bare = paired_ratio(runs, lambda r: r["curl"])
     row = {"config": name, **med, "depth": runs[-1]["depth"], "contended": sum(r["foreign"] > CLEAN for r in runs),
            "paired_pct": paired, "paired_low": paired_low, "paired_high": paired_high,
-           "verdict": verdict(paired_low, paired_high),
+           "verdict": verdict(paired_low, paired_high), "curl_paired": bare,
            "client_pct": pct(med["client"], med["bench"]),
            "server_pct": pct(med["server"], med["bench"]), "depth_pct": pct(low, med["bench_depth"]),
            "clocks_pct": abs(med["client"] - med["server"]) / med["server"] * 100,
            "overhead_ms": (1 / low - 1 / med["bench_depth"]) * 1000}
     say(f"  {name}: " + "; ".join(f"{key} " + ", ".join(f"{r[key]:.1f}" for r in runs)
-                                  for key in ("bench", "bench_depth", "client", "server")))
+                                  for key in ("bench", "bench_depth", "client", "server", "curl")))
     return row
 
 
@@ -218,7 +251,8 @@ def main() -> None:
                 runs[name].append(one_round(bench, plan, config, threads, Path(tmp), round_ % 2 == 0, depth))
                 r = runs[name][-1]
                 say(f"  round {round_ + 1}/{rounds} {name}: llama-bench {r['bench']:.1f} (at depth {r['depth']}: "
-                    f"{r['bench_depth']:.1f}), client {r['client']:.1f}, server {r['server']:.1f} t/s "
+                    f"{r['bench_depth']:.1f}), client {r['client']:.1f}, server {r['server']:.1f} t/s, "
+                    f"the same requests by curl {r['curl']:.1f} t/s "
                     f"(others used {r['foreign']:.0%} of the CPU)")
     rows = [summarize(name, runs[name]) for name, _, _ in configs]
     say(table(rows))
@@ -228,6 +262,11 @@ def main() -> None:
         f"{r['config']} {r['paired_pct']:.1f} %"
         + (f" ({r['paired_low']:.1f}-{r['paired_high']:.1f})" if r["paired_low"] is not None else "")
         + f", {r['verdict']}" for r in rows))
+    say("  llama-server alone, the same requests sent by curl on the same server (server clock, paired, 95 % "
+        "interval): " + "; ".join(
+            f"{r['config']} {r['curl_paired'][0]:.1f} %"
+            + (f" ({r['curl_paired'][1]:.1f}-{r['curl_paired'][2]:.1f})" if r["curl_paired"][1] is not None else "")
+            for r in rows))
     say("  time per token beyond llama-bench's at that depth: " + ", ".join(
         f"{r['config']} {r['overhead_ms']:+.2f} ms" for r in rows))
     worst = min(rows, key=lambda r: min(r["client_pct"], r["server_pct"]))
