@@ -43,10 +43,14 @@ vocabulary in llama-server (it samples from every token's logits; llama-bench ne
 a user pays too; that is a reading, not a measurement inside llama.cpp.
 Which part of the gap is the tool's: each round also sends the profile's own requests (same prompts,
 system prompt, sampling and streaming) with curl to the same server after the profile, and reads the
-server's decode clock. Measured on the quiet machine (2026-12-05, 4 rounds, paired at depth): gemma
-Q4_K_M 93.0 % through the tool against 93.1 % (89.0-97.3) through curl; SmolLM2 Q4_1 93.9 % against
-94.5 % (91.9-97.3). The tool's client adds nothing measurable; what is left is llama-server's own work
-beyond llama-bench's. Server settings tried on gemma Q4_K_M, interleaved over 4-5 rounds each, all
+server's decode clock. Measured on the quiet machine (2026-12-05, all five, 4 rounds, paired at depth,
+tool against curl): gemma Q4_K_M 94.7 % against 94.6 %, SmolLM2 Q8_0 96.0 against 96.7, gemma Q8_0
+92.2 against 93.4, SmolLM2 Q2_K 88.2 against 90.1, Q4_1 88.3 against 90.9 (curl's intervals 87.1-98.6).
+So most of the shortfall is llama-server's own work beyond llama-bench's, which curl sees too; the
+tool's client costs up to 2.6 points on the fastest configurations (its Python stream reader spends
+220-300 us of CPU per streamed token, on cores the server's two threads use; curl is always measured
+second, so part of that may be order). The same configuration reads 3-6 points apart from one run of
+this benchmark to the next (SmolLM2 Q4_1: 95.4 % and 88.3 %), more than the per-run intervals say. Server settings tried on gemma Q4_K_M, interleaved over 4-5 rounds each, all
 within the noise of the default: flash attention on, --swa-full, --ctx-size 512, --ctx-checkpoints 0,
 greedy sampling, and backend sampling (-bs, 2-4 % slower).
 `--rounds N` (default 3), `--only MODEL@QUANT` (repeatable) and `--smoke` (1 round of the first
