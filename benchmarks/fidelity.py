@@ -42,17 +42,16 @@ rounds: default 41.3 t/s, top_k 1 41.4, top_k alone with k = 1 41.5) nor thread 
 vocabulary in llama-server (it samples from every token's logits; llama-bench never samples), which
 a user pays too; that is a reading, not a measurement inside llama.cpp.
 Which part of the gap is the tool's: each round also sends the profile's own requests (same prompts,
-system prompt, sampling and streaming) with curl to the same server after the profile, and reads the
-server's decode clock. Measured on the quiet machine (2026-12-05, all five, 4 rounds, paired at depth,
-tool against curl): gemma Q4_K_M 94.7 % against 94.6 %, SmolLM2 Q8_0 96.0 against 96.7, gemma Q8_0
-92.2 against 93.4, SmolLM2 Q2_K 88.2 against 90.1, Q4_1 88.3 against 90.9 (curl's intervals 87.1-98.6).
-So most of the shortfall is llama-server's own work beyond llama-bench's, which curl sees too; the
-tool's client costs up to 2.6 points on the fastest configurations (its Python stream reader spends
-220-300 us of CPU per streamed token, on cores the server's two threads use; curl is always measured
-second, so part of that may be order). The same configuration reads 3-6 points apart from one run of
-this benchmark to the next (SmolLM2 Q4_1: 95.4 % and 88.3 %), more than the per-run intervals say. Server settings tried on gemma Q4_K_M, interleaved over 4-5 rounds each, all
-within the noise of the default: flash attention on, --swa-full, --ctx-size 512, --ctx-checkpoints 0,
-greedy sampling, and backend sampling (-bs, 2-4 % slower).
+system prompt, sampling and streaming, after a warm-up) with curl to the same server, before the
+profile in half the rounds and after it in the others, and reads the server's decode clock. Measured
+on the quiet machine (2026-12-05, 4 rounds, paired at depth, the tool against curl): gemma Q4_K_M
+95.2 % against 95.3 %, SmolLM2 Q2_K 95.2 against 95.5, Q4_1 93.8 against 94.3. The tool reads what
+a C client reads within half a point; the rest is llama-server's own work beyond llama-bench's. An
+earlier run that always sent curl second put the tool up to 2.6 points behind: that was the order.
+The ratio itself moves 3-7 points from one run of this benchmark to the next (SmolLM2 Q4_1: 95.4 %,
+88.3 %, 93.8 %), more than one run's interval says. Server settings tried on gemma Q4_K_M, interleaved
+over 4-5 rounds each, all within the noise of the default: flash attention on, --swa-full,
+--ctx-size 512, --ctx-checkpoints 0, greedy sampling, and backend sampling (-bs, 2-4 % slower).
 `--rounds N` (default 3), `--only MODEL@QUANT` (repeatable) and `--smoke` (1 round of the first
 configuration) make a short run. Run it after `make demo` (derived quants are made here if missing,
 as `doit model` would).
@@ -100,21 +99,25 @@ def bench_tg(bench: Path, model: Path, threads: int, depth: int = 0) -> float:
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
-def tool_tps(plan: Plan, model: Path, args: ServerArgs, folder: Path) -> tuple[float, float, int, float]:
+def tool_tps(plan: Plan, model: Path, args: ServerArgs, folder: Path, curl_first: bool) -> tuple[
+        float, float, int, float]:
     """(client tokens_per_s, server_tokens_per_s, median prompt tokens, curl_tps) of one interactive
-    profile run, as the runner runs it, then the same requests by curl on the same server. The
-    prompt tokens are the context the decode ran at."""
+    profile run, as the runner runs it, and the same requests by curl on the same server, before or
+    after it (alternated by the caller, so neither side always gets the server second). The prompt
+    tokens are the context the decode ran at."""
     settings = plan.spec.profiles.interactive.model_copy(update={"max_tokens": N_GEN})
     server = Server(find_server(plan.spec.server.binary), model, args, folder / "server.log", folder / "server.pid",
                     plan.spec.server.load_timeout_s)
     with server:
         client = ChatClient(server.url, timeout_s=plan.spec.server.request_timeout_s)
+        bare = curl_tps(server.url, settings, plan.spec.root, settings.requests) if curl_first else None
         try:
             outcome = interactive.run(ProfileContext(client, settings, plan.spec.root, lambda _: None, server,
                                                      metadata(model)))
         finally:
             client.close()
-        bare = curl_tps(server.url, settings, plan.spec.root, len(outcome.samples))
+        if bare is None:
+            bare = curl_tps(server.url, settings, plan.spec.root, len(outcome.samples))
     depth = statistics.median(s["timings"]["prompt_n"] for s in outcome.samples)
     return outcome.metrics["tokens_per_s"], outcome.metrics["server_tokens_per_s"], int(depth), bare
 
@@ -126,16 +129,17 @@ def curl_tps(url: str, settings, root: Path, requests: int) -> float:
     does without the tool's client on the same cores: the tool's share of the gap is the rest."""
     prompts = prompt_files(root, settings.prompts)
     speeds = []
-    for i in range(requests):
+    for i in range(-1, requests):  # -1: a warm-up, as the profile has its own
         body = {"messages": [{"role": "system", "content": interactive.SYSTEM},
                              {"role": "user", "content": prompts[i % len(prompts)].read_text()}],
-                "max_tokens": N_GEN, "stream": True, "stream_options": {"include_usage": True},
+                "max_tokens": N_GEN if i >= 0 else 16, "stream": True, "stream_options": {"include_usage": True},
                 "cache_prompt": False, "temperature": settings.temperature, "seed": settings.seed,
                 "ignore_eos": settings.ignore_eos}
         out = subprocess.run(["curl", "-sN", f"{url}/v1/chat/completions", "-H", "Content-Type: application/json",
                               "-d", json.dumps(body)], capture_output=True, text=True, check=True).stdout
         events = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: {")]
-        speeds.append(next(e["timings"] for e in reversed(events) if "timings" in e)["predicted_per_second"])
+        if i >= 0:
+            speeds.append(next(e["timings"] for e in reversed(events) if "timings" in e)["predicted_per_second"])
     return statistics.median(speeds)
 
 
@@ -157,13 +161,14 @@ def quietly(measure):
 
 
 def one_round(bench: Path, plan: Plan, config: tuple, threads: int, folder: Path, tool_first: bool,
-              depth: int | None) -> dict:
+              depth: int | None, curl_first: bool) -> dict:
     """llama-bench at depth 0 and at the profile's prompt depth, and the profile, in the given order."""
     name, path, args = config
     out: dict = {"foreign": 0.0}
     for step in ("tool", "bench") if tool_first else ("bench", "tool"):
         if step == "tool":
-            (out["client"], out["server"], out["depth"], out["curl"]), share = quietly(lambda: tool_tps(plan, path, args, folder))
+            (out["client"], out["server"], out["depth"], out["curl"]), share = quietly(
+                lambda: tool_tps(plan, path, args, folder, curl_first))
         else:
             at = depth if depth is not None else out["depth"]
             (out["bench"], out["bench_depth"]), share = quietly(
@@ -252,7 +257,8 @@ def main() -> None:
             for config in configs:
                 name = config[0]
                 depth = runs[name][-1]["depth"] if runs[name] else None
-                runs[name].append(one_round(bench, plan, config, threads, Path(tmp), round_ % 2 == 0, depth))
+                runs[name].append(one_round(bench, plan, config, threads, Path(tmp), round_ % 2 == 0, depth,
+                                                curl_first=round_ % 4 in (1, 2)))
                 r = runs[name][-1]
                 say(f"  round {round_ + 1}/{rounds} {name}: llama-bench {r['bench']:.1f} (at depth {r['depth']}: "
                     f"{r['bench_depth']:.1f}), client {r['client']:.1f}, server {r['server']:.1f} t/s, "
