@@ -289,3 +289,14 @@ def test_json_writes_each_entry_as_json_dumps_would_on_one_line(tmp_path):
     assert profile["meaning"]["ttft_s"] == "Feels instant, excellent UX"
     assert profile_of(doc, "Q8_0")["reason"] == 'exited "1"\tafter C:\\x'
     assert profile_of(doc, "Q8_0")["flags"] == []
+
+
+def test_a_data_file_that_cannot_be_written_fails_the_report_instead_of_passing_silently(tmp_path):
+    """results.csv/.json are written beside the page on a second thread; their failure still ends the report."""
+    import pytest
+
+    put(tmp_path / "results", make_result("Q4_1"))
+    (tmp_path / "reports" / "demo" / "results.json").mkdir(parents=True)  # a folder where the file goes
+    with pytest.raises(OSError):
+        build_report(make_spec(), tmp_path / "results", tmp_path / "reports")
+    assert (tmp_path / "reports" / "demo" / "results.csv").is_file()  # written before the one that failed
