@@ -132,8 +132,9 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
         details = read_details(frame, Path(results_root),
                                CELL_LIMIT if summary.host_count <= FLEET_WIDE else FLEET_CELL_LIMIT)
         past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
+        picks = suggested(spec, Path(results_root))
         write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details,
-                                                      bundle(cache_dir), past, fleet, suggested(spec, Path(results_root))))
+                                                      bundle(cache_dir), past, fleet, picks))
         written.result()
     return summary
 
