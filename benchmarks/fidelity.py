@@ -45,8 +45,9 @@ Which part of the gap is the tool's: each round also sends the profile's own req
 system prompt, sampling and streaming, after a warm-up) with curl to the same server, before the
 profile in half the rounds and after it in the others, and reads the server's decode clock. Measured
 on the quiet machine (2026-12-05, 4 rounds, paired at depth, the tool against curl): gemma Q4_K_M
-95.2 % against 95.3 %, SmolLM2 Q2_K 95.2 against 95.5, Q4_1 93.8 against 94.3. The tool reads what
-a C client reads within half a point; the rest is llama-server's own work beyond llama-bench's. An
+95.2 % against 95.3 %, SmolLM2 Q2_K 95.2 against 95.5, Q4_1 93.8 against 94.3, Q8_0 95.5 against
+96.5, gemma Q8_0 94.5 against 94.3. The tool reads what a C client reads within a point; the rest is
+llama-server's own work beyond llama-bench's. An
 earlier run that always sent curl second put the tool up to 2.6 points behind: that was the order.
 The ratio itself moves 3-7 points from one run of this benchmark to the next (SmolLM2 Q4_1: 95.4 %,
 88.3 %, 93.8 %), more than one run's interval says. Server settings tried on gemma Q4_K_M, interleaved
