@@ -72,7 +72,7 @@ from pathlib import Path
 from _common import REPO, ForeignCpu, figure, machine_note, say
 
 from llmspec.engines import argv
-from llmspec.engines.base import ServerArgs
+from llmspec.engines.base import ServerArgs, parse_sse
 from llmspec.models.binaries import find_server, find_tool
 from llmspec.models.files import make, metadata
 from llmspec.plan.cells import Cell, ordered_pairs
@@ -137,8 +137,8 @@ def curl_tps(url: str, settings, root: Path, requests: int) -> float:
                 "cache_prompt": False, "temperature": settings.temperature, "seed": settings.seed,
                 "ignore_eos": settings.ignore_eos}
         out = subprocess.run(["curl", "-sN", f"{url}/v1/chat/completions", "-H", "Content-Type: application/json",
-                              "-d", json.dumps(body)], capture_output=True, text=True, check=True).stdout
-        events = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: {")]
+                              "-d", json.dumps(body)], capture_output=True, check=True).stdout
+        events = [e for line in out.splitlines() if (e := parse_sse(line)) is not None]
         if i >= 0:
             speeds.append(next(e["timings"] for e in reversed(events) if "timings" in e)["predicted_per_second"])
     return statistics.median(speeds)

@@ -115,7 +115,7 @@ def levels_of(metrics: Mapping[str, Any]) -> dict[int, dict[str, float | None]]:
 def level_columns(names: Iterable[str]) -> list[str]:
     """The names among `names` that hold a level's figure (`p90_ttft_s_at_4`): all `levels_of` reads
     of a frame's row, so a report need not turn the other hundred metrics of a row into Python."""
-    return [name for name in names if _level_key(name) is not None]
+    return [name for name in names if level_key(name) is not None]
 
 
 @functools.lru_cache(maxsize=64)
@@ -123,11 +123,11 @@ def _level_keys(keys: tuple[str, ...]) -> tuple[tuple[str, int, str], ...]:
     """The level metrics among `keys` as (name, users, figure), in their order. A report reads the
     levels of 6,300 load rows at fleet scale, and the rows of one frame share their keys (~100, a
     tenth of them levels'): each key set is scanned once, each row reads only its level keys."""
-    return tuple((key, *level) for key in keys if (level := _level_key(key)) is not None)
+    return tuple((key, *level) for key in keys if (level := level_key(key)) is not None)
 
 
 @functools.cache
-def _level_key(key: str) -> tuple[int, str] | None:
+def level_key(key: str) -> tuple[int, str] | None:
     """(users, figure) of a flat level metric's name, else None. A report reads the levels of every
     load row three times (re-rating, capacity words, chart): 6,300 rows of ~100 keys at fleet scale,
     where splitting each name again was half a second; the names repeat, so each is split once."""

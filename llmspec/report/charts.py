@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.capacity import level_key
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.profiles import role_name
 from llmspec.rating import interpret
@@ -30,7 +31,6 @@ TURNS, CATEGORIES = role_name("turns"), role_name("categories")
 WIDTH, HEIGHT = "container", 260
 LOAD_COLUMN = re.compile(r"load_s_(\d+)$")
 LEVEL_FIELDS = ("output_tokens_per_s", "p90_ttft_s", "tokens_per_s_per_user")  # a load level's figures drawn
-LEVEL_COLUMN = re.compile(rf"({'|'.join(LEVEL_FIELDS)})_at_(\d+)$")  # as `capacity.levels_of` names them
 # The configs table's columns the per-configuration charts read (a column the table lacks reads as None).
 CONFIG_FIELDS = ("host", "model", "quant", "variant", "model_size_gb", "tokens_per_s", *bound_names("tokens_per_s"),
                  "peak_memory_gb", "quality_pct", "quality_degradation_pts", "quality_reference_quant", "kld_mean",
@@ -233,13 +233,13 @@ def _capacity(ok: pl.DataFrame, spec: Spec | None):
 
 def _levels(loaded: pl.DataFrame) -> list[dict[str, Any]]:
     """A point per load result and level where both total output and p90 TTFT are numbers, results
-    in order, fewest users first: the levels' flat columns (`<figure>_at_<users>`, as
-    `capacity.levels_of` reads them) stacked by polars, as 6,300 levels of 2,100 results one dict at a time
+    in order, fewest users first: the levels' flat columns (`<figure>_at_<users>`, named by
+    `capacity.level_key`) stacked by polars, as 6,300 levels of 2,100 results one dict at a time
     took a tenth of a second."""
     columns: dict[int, dict[str, str]] = {}
     for column in loaded.columns:
-        if found := LEVEL_COLUMN.match(column):
-            columns.setdefault(int(found.group(2)), {})[found.group(1)] = column
+        if (found := level_key(column)) is not None and found[1] in LEVEL_FIELDS:
+            columns.setdefault(found[0], {})[found[1]] = column
     numbered = loaded.with_row_index("_result")
     stacked = [numbered.select(
         "_result", "host", "model", "quant", configuration=pl.concat_str("model", pl.lit(" "), "config"),
