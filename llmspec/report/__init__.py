@@ -19,11 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmspec import revisions
 from llmspec.results import bound_names, result_paths, write_text_atomic
 from llmspec.spec import Spec
 from llmspec.text import format_table
+
+if TYPE_CHECKING:
+    from llmspec.report.memo import Memo
 
 STATE = ".state.json"  # per spec: the signature of the last report and what the console showed
 FILES = ("report.html", "results.csv", "results.json")  # results.xlsx too, up to XLSX_MAX_RESULTS
@@ -84,6 +88,15 @@ def _fmt(value, fmt: str, low=None, high=None) -> str:
 
 def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
     """Render all three reports for `spec` from every host's results under `results_root`."""
+    from llmspec.report.memo import FOLDER, Memo
+
+    out = Path(reports_root) / spec.name
+    with Memo(out / FOLDER) as memo:  # each profile's rows rated, its table rows and its results.json entries
+        return _build(spec, Path(results_root), out, cache_dir, memo)
+
+
+def _build(spec: Spec, results_root: Path, out: Path, cache_dir: Path | None, memo: Memo) -> ReportSummary:
+    """`build_report` into `out`, keeping each profile's derived frames in `memo`."""
     from llmspec.machine import bandwidth
     from llmspec.report.configs import broadcast_serverless, configs
     from llmspec.report.csv import generate_csv
@@ -100,8 +113,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
     from llmspec.report.vega import bundle
     from llmspec.report.xlsx import sheets, write_xlsx
 
-    out = Path(reports_root) / spec.name
-    frame, left_out = for_spec(load_frame(Path(results_root), spec.name, index_path(out)), spec)
+    frame, left_out = for_spec(load_frame(results_root, spec.name, index_path(out)), spec, memo)
     wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
     table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
     recs = recommend(table, spec, host_info(frame))
@@ -122,7 +134,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
             write_xlsx(summary.csv.with_suffix(".xlsx"), sheets(wide, table))
         else:  # an old one would disagree with the other files
             summary.csv.with_suffix(".xlsx").unlink(missing_ok=True)
-        write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at))
+        write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at, memo))
 
     # The data files and the page read the same frames and write different files. Most of either is
     # polars work that releases the GIL, so on a second core one overlaps the other (at 420 hosts
@@ -134,7 +146,7 @@ def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: 
         past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
         picks = suggested(spec, Path(results_root))
         write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details,
-                                                      bundle(cache_dir), past, fleet, picks))
+                                                      bundle(cache_dir), past, fleet, picks, memo))
         written.result()
     return summary
 

@@ -20,6 +20,7 @@ import polars as pl
 from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import CHECK_LINE_FIELDS, check_line, checks_json, rate_frame
+from llmspec.report.memo import NO_MEMO, Memo
 from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths, unreadable
 from llmspec.spec import Spec
 
@@ -140,7 +141,7 @@ def metric_columns(frame: pl.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in skip and BOUND not in c and frame[c].null_count() < frame.height]
 
 
-def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
+def for_spec(frame: pl.DataFrame, spec: Spec, memo: Memo = NO_MEMO) -> tuple[pl.DataFrame, int]:
     """Rows of the spec's current cells in run order per host, rated.
 
     Results of cells the spec no longer has (a removed model or quant) are left out, and
@@ -148,6 +149,7 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     `rating` (the label), `rating_summary` (one line per check, for tooltips) and
     `rating_checks` (the checks as JSON text, for results.json and the recommendations' words:
     text, because every writer turns rows into Python objects and structs cost 10x more there).
+    Each profile is rated apart, through `memo`: a threshold edit rates only its own profile again.
     """
     host_cores = _host_cores(frame)
     by_cores = {cores: _order(spec, cores) for cores in set(host_cores.values())}
@@ -155,13 +157,48 @@ def for_spec(frame: pl.DataFrame, spec: Spec) -> tuple[pl.DataFrame, int]:
     keys = zip(frame["host"], frame["model"], frame["quant"], frame["variant"], frame["profile"])
     index = pl.Series("order", [orders[h].get(tuple(k)) for h, *k in keys], dtype=pl.Int64)
     kept = frame.with_columns(index).filter(pl.col("order").is_not_null()).sort(["host", "order"])
-    kept = _rederived(kept, spec)
-    rated = rate_frame(kept, spec.thresholds, pl.col("status") == "ok")
-    return kept.with_columns(
-        rated["rating"],
-        _summaries(rated["rating_checks"]),
+    return _rated(kept, spec, memo), frame.height - kept.height
+
+
+UNRATED = ("host_info", "items")  # what rating never reads: left out of the memo's key (it is most of the bytes)
+
+
+def _rated(kept: pl.DataFrame, spec: Spec, memo: Memo) -> pl.DataFrame:
+    """`kept` with each profile's rows re-derived (`_rederived`) and rated (`_rate`), one profile at a
+    time, and the rows put back in their order."""
+    if not kept.height:
+        return kept.with_columns(*_rate(kept, {}))
+    parts, places, redone = [], [], {}  # redone: re-derived metric -> the profiles that re-derived it
+    for (profile,), rows in kept.with_row_index("_i").partition_by("profile", as_dict=True,
+                                                                   maintain_order=True).items():
+        limits = getattr(spec.thresholds, profile, None)
+        thresholds = {profile: limits} if limits is not None else {}
+        part = memo.frame(f"rated-{profile}", filled(rows.drop("_i", *UNRATED)),
+                          limits.model_dump_json() if limits is not None else "",
+                          lambda rows, thresholds=thresholds: _rate(rows, thresholds))
+        for name in part.columns:
+            if name not in DERIVED:
+                redone.setdefault(name, []).append(profile)
+        parts.append(part)
+        places.append(rows["_i"])
+    derived = (pl.concat(parts, how="diagonal_relaxed").with_columns(pl.concat(places).alias("_i"))
+               .sort("_i").drop("_i"))
+    return kept.with_columns(  # a re-derived metric: its new value in the profiles that re-derive it
+        *(pl.when(pl.col("profile").is_in(profiles)).then(derived[name])
+          .otherwise(pl.col(name) if name in kept.columns else None).cast(pl.Float64).alias(name)
+          for name, profiles in redone.items()),
+        *derived.select(DERIVED[1:]))
+
+
+def _rate(rows: pl.DataFrame, thresholds: dict) -> pl.DataFrame:
+    """Re-derived metrics (`_rederived`), `rating`, `rating_summary` and `rating_checks` of `rows`
+    against `thresholds` ({profile: its thresholds}), a row each, in order."""
+    rows, redone = _rederived(rows, thresholds)
+    rated = rate_frame(rows, thresholds, pl.col("status") == "ok")
+    return pl.DataFrame([
+        *(rows[name] for name in redone), rated["rating"], _summaries(rated["rating_checks"]),
         rated.select(checks_json(pl.col("rating_checks"))).to_series().alias("rating_checks"),
-    ), frame.height - kept.height
+    ])
 
 
 def _summaries(checks: pl.Series) -> pl.Series:
@@ -176,30 +213,37 @@ def _summaries(checks: pl.Series) -> pl.Series:
     return pl.Series("rating_summary", ["; ".join(lines) for lines in per_row], dtype=pl.String)
 
 
-def _rederived(frame: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+def _rederived(frame: pl.DataFrame, thresholds: dict) -> tuple[pl.DataFrame, list[str]]:
     """Metrics a profile computes again from its stored figures against today's thresholds (the
-    load profile's `max_users_at_slo` from its levels), so a changed threshold re-rates it."""
+    load profile's `max_users_at_slo` from its levels), so a changed threshold re-rates it; and
+    the names of the metrics computed again."""
+    redone = []
     for kind in (k for k in KINDS if k.rederive is not None):
         mask = (frame["profile"] == kind.name) & (frame["status"] == "ok")
-        if not mask.any():
+        if not mask.any() or thresholds.get(kind.name) is None:
             continue
-        thresholds = getattr(spec.thresholds, kind.name)
         rows = filled_dicts(frame.filter(mask))
-        found = [kind.rederive(row, thresholds) for row in rows]
+        found = [kind.rederive(row, thresholds[kind.name]) for row in rows]
         for name in sorted({n for f in found for n in f}):
             values = iter([f.get(name, row.get(name)) for f, row in zip(found, rows)])
             column = frame[name] if name in frame.columns else pl.Series(name, [None] * frame.height, pl.Float64)
             frame = frame.with_columns(pl.Series(name, [next(values) if m else v for m, v in zip(mask, column)],
                                                  dtype=pl.Float64))
-    return frame
+            redone.append(name)
+    return frame, redone
+
+
+def filled(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` without the metric columns none of them has a value in: one profile's rows carry its
+    40 metrics, not every profile's 240."""
+    return rows.select(c for c in rows.columns if c in BASE_SCHEMA or c in DERIVED
+                       or rows[c].null_count() < rows.height)
 
 
 def filled_dicts(rows: pl.DataFrame) -> list[dict[str, Any]]:
-    """`rows.to_dicts()` without the metric columns none of them has a value in (a missing key
-    reads as None with `.get`): one profile's rows carry its 40 metrics, not every profile's 240,
-    which at fleet scale made turning them into dicts, and scanning those, take a second."""
-    return rows.select(c for c in rows.columns if c in BASE_SCHEMA or c in DERIVED
-                       or rows[c].null_count() < rows.height).to_dicts()
+    """`rows.to_dicts()` of `filled` rows (a missing key reads as None with `.get`): at fleet scale
+    turning every profile's 240 metrics into dicts, and scanning those, took a second."""
+    return filled(rows).to_dicts()
 
 
 def _host_cores(frame: pl.DataFrame) -> dict[str, int | None]:

@@ -31,6 +31,7 @@ from llmspec.report import configs as configs_module
 from llmspec.report.charts import charts
 from llmspec.report.details import SAMPLE_LIMIT, Details
 from llmspec.report.frame import hosts
+from llmspec.report.memo import NO_MEMO, Memo
 from llmspec.report.tables import (
     configs_table,
     esc,
@@ -98,14 +99,14 @@ def chart_script(spec: Any, ident: str) -> Markup:
 
 def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: Spec, generated_at: str,
                   details: Details, vega_js: str, history: Any = None, fleet: Any = None,
-                  suggested: Any = None) -> str:
+                  suggested: Any = None, memo: Memo = NO_MEMO) -> str:
     """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`
     (and `history.history`'s section, when git holds earlier results; `report.suggested`'s catalogue
-    configurations, linked from the predicted-vs-measured table)."""
+    configurations, linked from the predicted-vs-measured table; `memo` keeps each profile's table rows)."""
     drawn = charts(frame, configs, details, spec)
     many = frame["host"].n_unique() > 1
     wide = frame["host"].n_unique() > FLEET_WIDE
-    tables, heat = profile_tables(frame, spec, details)
+    tables, heat = profile_tables(frame, spec, details, memo)
     hosts = _hosts(frame)
     comparison = (host_spread(frame) if wide else host_comparison(frame, heat)) if many else None
     return _env().get_template("report.html").render(

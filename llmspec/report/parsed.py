@@ -14,15 +14,13 @@ index written by another version of llmspec is never read: it is rebuilt and the
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
 
-log = logging.getLogger(__name__)
+from llmspec.report.memo import keep
 
 PREFIX = ".results-index"
 STAMP = ("_path", "_size", "_mtime_ns")  # per row: the file it was parsed from, as stat() saw it
@@ -75,18 +73,5 @@ def _read(index: Path) -> pl.DataFrame | None:
 
 
 def _write(index: Path, frame: pl.DataFrame) -> None:
-    """Atomically (temp file + rename), and only this version's index: older ones are removed."""
-    folder = index.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{index.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        frame.write_ipc(tmp, compression="lz4")
-        os.replace(tmp, index)
-    except (OSError, pl.exceptions.PolarsError) as error:  # a report without its index is still a report
-        Path(tmp).unlink(missing_ok=True)
-        log.warning("could not write the index of parsed results %s: %s", index, error)
-        return
-    for other in folder.glob(f"{PREFIX}-*.arrow"):
-        if other != index:
-            other.unlink(missing_ok=True)
+    """Atomically, and only this version's index: older ones are removed."""
+    keep(index, frame, f"{PREFIX}-*.arrow")

@@ -27,7 +27,8 @@ from markupsafe import Markup
 from llmspec.profiles import ORDER, PROFILES, role_name
 from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret, interpret_expr
 from llmspec.report.details import Details
-from llmspec.report.frame import metric_columns
+from llmspec.report.frame import filled, metric_columns
+from llmspec.report.memo import NO_MEMO, Memo
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 from llmspec.text import figure
@@ -128,30 +129,53 @@ def _profiles(frame: pl.DataFrame) -> list[str]:
     return [p for p in ORDER if p in present] + sorted(present - set(ORDER))
 
 
-def profile_tables(frame: pl.DataFrame, spec: Spec, details: Details) -> tuple[list[dict], dict]:
+UNSHOWN = ("spec", "quant", "variant", "started_at", "duration_s", "model_size_bytes", "server_version",
+           "host_info", "items", "model_sha256", "order", "rating_checks")  # what a profile table does not show
+
+
+def profile_tables(frame: pl.DataFrame, spec: Spec, details: Details, memo: Memo = NO_MEMO) -> tuple[list[dict], dict]:
     """The per-profile tables and the heat map's cells ({(host, model, config, profile): rating td}).
 
     Rows come rated (frame.for_spec): the label colours the cell, the checks behind it are its tooltip.
     Each table's rows are built as polars string expressions over whole columns (`_row_html`):
-    14,700 rows one by one in Python took half a second of a fleet report.
+    14,700 rows one by one in Python took half a second of a fleet report. A profile whose rows
+    did not change since the last report reads them back from `memo`.
     """
     many = frame["host"].n_unique() > 1
     tables, heat = [], {}
     for profile in _profiles(frame):
         rows = frame.filter(pl.col("profile") == profile)
-        rules = {r.metric: r for r in (PROFILES[profile].rules if profile in PROFILES else ())}
-        recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m)]
-        shown = [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
         keys = list(zip(rows["host"], rows["model"], rows["config"], repeat(profile)))
-        parts = rows.with_columns(_links(keys, details).alias("_link"),
-                                  _rating_html().alias("_rating"), *_figure_parts(rows, shown))
-        built = parts.select("_rating", _row_html(parts, shown, rules, many).alias("_row"))
+        shown_rows = filled(rows.drop(UNSHOWN)).with_columns(_links(keys, details).alias("_link"))
+        key = memo.key(shown_rows, f"many hosts: {many}")
+        built = memo.get(f"table-{profile}", key, lambda rows=shown_rows, profile=profile: _built(rows, profile, many))
         heat.update(zip(keys, built["_rating"]))
-        tables.append({"profile": profile, "many_hosts": many, "body": paged(built["_row"].to_list()),
+        body = KeptBody(_PACKER.submit(memo.get, f"body-{profile}", key, lambda built=built: pl.DataFrame(
+            {"html": [paged_text(built["_row"].to_list())]})))
+        rules = _rules(profile)
+        tables.append({"profile": profile, "many_hosts": many, "body": body,
                        "heads": [{"metric": m, "rated": m in rules,
                                   "threshold": _threshold(rules.get(m), getattr(spec.thresholds, profile, None))}
-                                 for m in shown]})
+                                 for m in _shown(rows, rules)]})
     return tables, heat
+
+
+def _rules(profile: str) -> dict:
+    return {r.metric: r for r in (PROFILES[profile].rules if profile in PROFILES else ())}
+
+
+def _shown(rows: pl.DataFrame, rules: dict) -> list[str]:
+    """The metric columns a profile table shows: its rated ones first, in rule order, then the rest."""
+    recorded = [m for m in metric_columns(rows) if not PER_SIZE.search(m) and m != "_link"]
+    return [m for m in rules if m in recorded] + sorted(set(recorded) - set(rules))
+
+
+def _built(rows: pl.DataFrame, profile: str, many: bool) -> pl.DataFrame:
+    """`_rating` (the rating cell, for the heat map too) and `_row` (the row's HTML) of each row."""
+    rules = _rules(profile)
+    shown = _shown(rows, rules)
+    parts = rows.with_columns(_rating_html().alias("_rating"), *_figure_parts(rows, shown))
+    return parts.select("_rating", _row_html(parts, shown, rules, many).alias("_row"))
 
 
 def _links(keys: list[tuple], details: Details) -> pl.Expr:
@@ -264,10 +288,24 @@ def paged(rows: list[str]) -> Markup | Body:
     the rows of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
     if len(rows) <= PAGE_ROWS:
         return Markup("\n".join(rows))
+    return Body(_shown_rows(rows), len(rows), _PACKER.submit(pack, json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
+
+
+def paged_text(rows: list[str]) -> str:
+    """`paged`'s text, made here and now (on the packing thread, see `profile_tables`)."""
+    if len(rows) <= PAGE_ROWS:
+        return "\n".join(rows)
+    return _body_html(_shown_rows(rows), len(rows), pack(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
+
+
+def _shown_rows(rows: list[str]) -> str:
     more = (f'<tr class="more"><td colspan="99">{len(rows) - PAGE_ROWS:,} more rows: the page shows them with '
             f'JavaScript; results.csv beside this page holds them all.</td></tr>')
-    return Body("\n".join((*rows[:PAGE_ROWS], more)), len(rows),
-                _PACKER.submit(pack, json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
+    return "\n".join((*rows[:PAGE_ROWS], more))
+
+
+def _body_html(shown: str, count: int, packed: str) -> str:
+    return f'{shown}\n<script type="{ROWS_TYPE}" data-count="{count}">{packed}</script>'
 
 
 _PACKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-pack")
@@ -284,7 +322,20 @@ class Body:
     packed: Future
 
     def __html__(self) -> str:
-        return f'{self.shown}\n<script type="{ROWS_TYPE}" data-count="{self.count}">{self.packed.result()}</script>'
+        return _body_html(self.shown, self.count, self.packed.result())
+
+    __str__ = __html__
+
+
+@dataclass(frozen=True)
+class KeptBody:
+    """A profile table's body (`paged_text`) as a memo keeps it: made, or read back, on the packing
+    thread while the page goes on; the page waits for it only where it writes it."""
+
+    text: Future  # of a one-row frame: `html`
+
+    def __html__(self) -> str:
+        return self.text.result()["html"].item()
 
     __str__ = __html__
 
@@ -320,11 +371,11 @@ def host_spread(frame: pl.DataFrame) -> dict[str, Any]:
     over the hosts that measured it (slowest, median, fastest, with the hosts' names), instead of a
     column pair per host. Each host's own figure, with its 95 % interval, is in the detailed results."""
     rows = []
-    ok = frame.filter(pl.col("status") == "ok") if frame.height else frame
-    for profile in _profiles(frame):
-        metric = _headline(profile)
-        if not metric or metric not in ok.columns:
-            continue
+    headlines = {p: m for p in _profiles(frame) if (m := _headline(p)) and m in frame.columns}
+    # Only the columns it reads: filtering all 240 of 14,700 rows took most of its time.
+    ok = frame.select("profile", "status", "model", "config", "host", *set(headlines.values()))
+    ok = ok.filter(pl.col("status") == "ok") if frame.height else ok
+    for profile, metric in headlines.items():
         got = ok.filter((pl.col("profile") == profile) & pl.col(metric).is_not_null() & pl.col(metric).is_not_nan())
         spread = got.sort(metric).group_by("model", "config", maintain_order=True).agg(
             pl.len().alias("n"), pl.col(metric).first().alias("low"), pl.col("host").first().alias("low_host"),
