@@ -362,6 +362,19 @@ def result_paths(results_root: Path, spec_name: str) -> list[str]:
     return sorted(found)
 
 
+def result_stats(results_root: Path, spec_name: str) -> dict[str, tuple[int, int]]:
+    """{path: (size, mtime_ns)} of every `result_paths` file, in path order, as stat() sees it now (a
+    file gone since it was listed is left out). What tells the report whether a file changed."""
+    stats = {}
+    for path in result_paths(results_root, spec_name):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        stats[path] = (st.st_size, st.st_mtime_ns)
+    return stats
+
+
 def _dirs(path: str) -> list[str]:
     try:
         return [e.path for e in os.scandir(path) if e.is_dir()]

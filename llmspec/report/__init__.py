@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json as stdjson  # plain `json` is shadowed by the report.json submodule
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmspec import revisions
-from llmspec.results import bound_names, result_paths, write_text_atomic
+from llmspec.results import bound_names, result_stats, write_text_atomic
 from llmspec.spec import Spec
 from llmspec.text import format_table
 
@@ -86,16 +85,19 @@ def _fmt(value, fmt: str, low=None, high=None) -> str:
     return fmt.format(value)
 
 
-def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
-    """Render all three reports for `spec` from every host's results under `results_root`."""
+def build_report(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None,
+                 stats: dict[str, tuple[int, int]] | None = None) -> ReportSummary:
+    """Render all three reports for `spec` from every host's results under `results_root` (`stats`:
+    their results.result_stats, when already taken)."""
     from llmspec.report.memo import FOLDER, Memo
 
     out = Path(reports_root) / spec.name
     with Memo(out / FOLDER) as memo:  # each profile's rows rated, its table rows and its results.json entries
-        return _build(spec, Path(results_root), out, cache_dir, memo)
+        return _build(spec, Path(results_root), out, cache_dir, memo, stats)
 
 
-def _build(spec: Spec, results_root: Path, out: Path, cache_dir: Path | None, memo: Memo) -> ReportSummary:
+def _build(spec: Spec, results_root: Path, out: Path, cache_dir: Path | None, memo: Memo,
+           stats: dict[str, tuple[int, int]] | None) -> ReportSummary:
     """`build_report` into `out`, keeping each profile's derived frames in `memo`."""
     from llmspec.machine import bandwidth
     from llmspec.report.configs import broadcast_serverless, configs
@@ -113,7 +115,7 @@ def _build(spec: Spec, results_root: Path, out: Path, cache_dir: Path | None, me
     from llmspec.report.vega import bundle
     from llmspec.report.xlsx import sheets, write_xlsx
 
-    frame, left_out = for_spec(load_frame(results_root, spec.name, index_path(out)), spec, memo)
+    frame, left_out = for_spec(load_frame(results_root, spec.name, index_path(out), stats), spec, memo)
     wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
     table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
     recs = recommend(table, spec, host_info(frame))
@@ -138,7 +140,8 @@ def _build(spec: Spec, results_root: Path, out: Path, cache_dir: Path | None, me
 
     # The data files and the page read the same frames and write different files. Most of either is
     # polars work that releases the GIL, so on a second core one overlaps the other (at 420 hosts
-    # the files took 0.5 s of a 2.5 s render); an error in either still ends the report.
+    # the files took 0.5 s of a 2.5 s render); an error in either still ends the report. (Handing
+    # each piece over as soon as its inputs exist gained nothing: their Python parts share the GIL.)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-report") as pool:
         written = pool.submit(tables)
         details = read_details(frame, Path(results_root),
@@ -177,11 +180,12 @@ def fleet_summary(spec: Spec, results_root: Path, me: str | None = None, reports
 def render(spec: Spec, results_root: Path, reports_root: Path, cache_dir: Path | None = None) -> ReportSummary:
     """`build_report`, unless the last report of `spec` was made from exactly these inputs."""
     out = Path(reports_root) / spec.name
-    sign = signature(spec, Path(results_root))
+    stats = result_stats(Path(results_root), spec.name)
+    sign = signature(spec, Path(results_root), stats)
     state = _read_state(out / STATE)
     if state.get("signature") == sign and all((out / name).is_file() for name in FILES):
         return _from_state(spec.name, out, state["summary"])
-    summary = build_report(spec, results_root, reports_root, cache_dir)
+    summary = build_report(spec, results_root, reports_root, cache_dir, stats)
     fields = {k: v for k, v in asdict(summary).items() if k not in ("spec", "html", "csv", "json")}
     write_text_atomic(out / STATE, stdjson.dumps({"signature": sign, "summary": fields}, ensure_ascii=False) + "\n")
     return summary
@@ -208,14 +212,13 @@ def build_index(reports_root: Path) -> Path:
     return path
 
 
-def signature(spec: Spec, results_root: Path) -> str:
-    """Everything a report is made of: the spec, every result file (name, size, mtime), each host's
-    bandwidth figure and the report code itself. stat() only: no file is read."""
+def signature(spec: Spec, results_root: Path, stats: dict[str, tuple[int, int]] | None = None) -> str:
+    """Everything a report is made of: the spec, every result file (name, size, mtime: `stats`, else
+    taken here), each host's bandwidth figure and the report code itself. stat() only: no file is read."""
     digest = hashlib.sha256(spec.model_dump_json().encode())
     digest.update(revisions.head(results_root).encode())  # a new commit adds to the history section
-    for path in result_paths(results_root, spec.name):
-        st = os.stat(path)
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for path, (size, mtime_ns) in (stats if stats is not None else result_stats(results_root, spec.name)).items():
+        digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode())
     for path in sorted(results_root.glob("*/bandwidth.json")):
         digest.update(f"{path}\0{path.stat().st_mtime_ns}\n".encode())
     for path in sorted(Path(__file__).parent.rglob("*")):

@@ -21,7 +21,7 @@ from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import CHECK_LINE_FIELDS, check_line, checks_json, rate_frame
 from llmspec.report.memo import NO_MEMO, Memo
-from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths, unreadable
+from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths, result_stats, unreadable
 from llmspec.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -38,20 +38,20 @@ DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for
 KEYS = ["host", "model", "quant", "variant"]  # one configuration: what a user chooses between
 
 
-def load_frame(results_root: Path, spec_name: str, index: Path | None = None) -> pl.DataFrame:
+def load_frame(results_root: Path, spec_name: str, index: Path | None = None,
+               stats: dict[str, tuple[int, int]] | None = None) -> pl.DataFrame:
     """Every result of `spec_name` on every host, one row per file, metrics as columns.
 
     The cell identity comes from the path (the contract), not from the file's content.
     Unreadable files are skipped with a warning: one torn file must not hide a whole report.
     With `index` (a file beside the reports, see parsed.py) only files changed since it was
-    written are parsed; the frame is the same either way.
+    written are parsed; the frame is the same either way. `stats`: `result_stats` already taken.
     """
-    paths = result_paths(Path(results_root), spec_name)  # str, not Path: 10k Paths cost 0.3 s
     if index is None:
-        return _parse(paths).drop("_path")
+        return _parse(result_paths(Path(results_root), spec_name)).drop("_path")  # str, not Path: 10k Paths cost 0.3 s
     from llmspec.report.parsed import indexed
 
-    frame = indexed(paths, index, _parse)
+    frame = indexed(stats if stats is not None else result_stats(Path(results_root), spec_name), index, _parse)
     metrics = sorted(c for c in frame.columns if c not in BASE_SCHEMA)
     # One host's card as its first file (in path order) recorded it, as parsing every file gives.
     return frame.select(*BASE_SCHEMA, *metrics).with_columns(pl.col("host_info").first().over("host"))
@@ -160,7 +160,7 @@ def for_spec(frame: pl.DataFrame, spec: Spec, memo: Memo = NO_MEMO) -> tuple[pl.
     return _rated(kept, spec, memo), frame.height - kept.height
 
 
-UNRATED = ("host_info", "items")  # what rating never reads: left out of the memo's key (it is most of the bytes)
+RATED_BY = ("profile", "status")  # with the metrics, all that rating and re-deriving read: the memo's key
 
 
 def _rated(kept: pl.DataFrame, spec: Spec, memo: Memo) -> pl.DataFrame:
@@ -173,7 +173,9 @@ def _rated(kept: pl.DataFrame, spec: Spec, memo: Memo) -> pl.DataFrame:
                                                                    maintain_order=True).items():
         limits = getattr(spec.thresholds, profile, None)
         thresholds = {profile: limits} if limits is not None else {}
-        part = memo.frame(f"rated-{profile}", filled(rows.drop("_i", *UNRATED)),
+        inputs = rows.select(*RATED_BY, *(c for c in rows.columns if c not in BASE_SCHEMA and c not in DERIVED
+                                          and c != "_i"))
+        part = memo.frame(f"rated-{profile}", filled(inputs),
                           limits.model_dump_json() if limits is not None else "",
                           lambda rows, thresholds=thresholds: _rate(rows, thresholds))
         for name in part.columns:

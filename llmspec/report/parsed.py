@@ -14,8 +14,7 @@ index written by another version of llmspec is never read: it is rebuilt and the
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -35,17 +34,11 @@ def index_path(folder: Path) -> Path:
     return Path(folder) / f"{PREFIX}-{digest.hexdigest()[:12]}.arrow"
 
 
-def indexed(paths: Sequence[str], index: Path, parse: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
-    """`parse(paths)` (a frame with each row's file in `_path`), reading from `index` every row
-    whose file is unchanged; the index is brought up to date when any file was parsed or dropped.
-    Rows come in path order, without `_path`."""
-    stats = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:  # gone since it was listed: as if it had not been
-            continue
-        stats[path] = (st.st_size, st.st_mtime_ns)
+def indexed(stats: Mapping[str, tuple[int, int]], index: Path, parse: Callable[[list[str]], pl.DataFrame]
+            ) -> pl.DataFrame:
+    """`parse(paths)` (a frame with each row's file in `_path`) of the files in `stats` (results.result_stats),
+    reading from `index` every row whose file is unchanged; the index is brought up to date when any
+    file was parsed or dropped. Rows come in path order, without `_path`."""
     current = pl.DataFrame({"_path": list(stats), "_size": [s for s, _ in stats.values()],
                             "_mtime_ns": [t for _, t in stats.values()]},
                            schema={"_path": pl.String, "_size": pl.Int64, "_mtime_ns": pl.Int64})
