@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from llmspec.report import build_report
 from llmspec.report.memo import FOLDER
@@ -88,3 +89,15 @@ def test_a_torn_memo_file_is_made_again(results, tmp_path):
     fresh = build_report(spec, results, tmp_path / "fresh")
     assert outputs(again.html.parent) == outputs(fresh.html.parent)
     assert torn.stat().st_size > 100  # made again and kept
+
+
+def test_the_memo_and_the_index_stay_out_of_git():
+    """Reports and results are committed (build/README.md); what is kept beside them to re-render
+    faster is not: it changes with every threshold edit and says nothing new."""
+    import subprocess
+
+    kept_files = ["build/reports/demo/.memo/rated-interactive.0123.arrow", "build/reports/demo/.results-index-0.arrow"]
+    shown = ["build/reports/demo/report.html", "build/results/host/demo/m/Q4_1/interactive.json"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *kept_files, *shown], cwd=REPO,
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == kept_files
