@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -35,6 +36,7 @@ class Memo:
     def __init__(self, folder: Path | None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-memo") if folder else None
+        self._names: set[str] | None = None  # the names something is kept under, read once
 
     def __enter__(self) -> Memo:
         return self
@@ -48,23 +50,51 @@ class Memo:
               derive: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
         return self.get(name, self.key(inputs, settings), lambda: derive(inputs))
 
-    def key(self, inputs: pl.DataFrame, settings: str) -> str:
-        """What `get` finds a frame by: the digest of `inputs` and `settings` ("" when nothing is kept)."""
-        return digest(inputs, settings) if self.folder is not None else ""
+    def key(self, inputs: pl.DataFrame, settings: str) -> Key:
+        """What `get` finds a frame by: the digest of `inputs` and `settings`, worked out when first needed."""
+        return Key(inputs, settings)
 
-    def get(self, name: str, key: str, derive: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+    def get(self, name: str, key: Key, derive: Callable[[], pl.DataFrame]) -> pl.DataFrame:
         """The frame of `name` made under `key`, else `derive()` (kept under `key`). The caller
-        sees to it that `derive` reads only what `key` was made from (`frame` does)."""
+        sees to it that `derive` reads only what `key` was made from (`frame` does). With nothing
+        kept under `name` (the first report), the digest is worked out on the writing thread."""
         if self.folder is None:
             return derive()
-        path = self.folder / f"{name}.{key}.arrow"
-        try:
-            return pl.read_ipc(path)
-        except (OSError, pl.exceptions.PolarsError, ValueError):
-            pass  # not made yet (or torn): made now
+        if name in self._kept_names():
+            try:
+                return pl.read_ipc(self._path(name, key))
+            except (OSError, pl.exceptions.PolarsError, ValueError):
+                pass  # not made yet (or torn): made now
         made = derive()
-        self._writer.submit(keep, path, made, f"{name}.*.arrow")  # compressing and writing let go of the GIL
+        self._writer.submit(lambda: keep(self._path(name, key), made, f"{name}.*.arrow"))  # they let go of the GIL
         return made
+
+    def _path(self, name: str, key: Key) -> Path:
+        return self.folder / f"{name}.{key.digest}.arrow"
+
+    def _kept_names(self) -> set[str]:
+        if self._names is None:
+            try:
+                self._names = {entry.split(".", 1)[0] for entry in os.listdir(self.folder)}
+            except OSError:
+                self._names = set()
+        return self._names
+
+
+class Key:
+    """`digest(inputs, settings)`, worked out once, by whichever thread first asks."""
+
+    def __init__(self, inputs: pl.DataFrame, settings: str) -> None:
+        self._inputs, self._settings = inputs, settings
+        self._digest: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def digest(self) -> str:
+        with self._lock:
+            if self._digest is None:
+                self._digest = digest(self._inputs, self._settings)
+            return self._digest
 
 
 NO_MEMO = Memo(None)
