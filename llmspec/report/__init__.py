@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 from llmspec import revisions
 from llmspec.results import bound_names, result_stats, write_text_atomic
-from llmspec.spec import Spec
 from llmspec.text import format_table
 
 if TYPE_CHECKING:
     from llmspec.report.memo import Memo
+    from llmspec.spec import Spec
 
 STATE = ".state.json"  # per spec: the signature of the last report and what the console showed
 FILES = ("report.html", "results.csv", "results.json")  # results.xlsx too, up to XLSX_MAX_RESULTS

@@ -1,17 +1,13 @@
 """Result files -> one polars frame, the single input every report writer reads.
 
-Reading is the slow part of a report with thousands of cells, so each file is parsed once with
-plain `json.loads` and the frame is built once, column by column, from the parsed rows. Raw
-`samples` are never copied out of the parsed file: they are large and the report needs only the
-metrics computed from them. Ratings are added here (not stored in results) so that editing a
-threshold and re-running the report re-rates without re-measuring.
+The files are parsed by rows.py, or read back from the index of parsed results (parsed.py).
+Ratings are added here (not stored in results) so that editing a threshold and re-running the
+report re-rates without re-measuring.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +17,10 @@ from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import CHECK_LINE_FIELDS, check_line, checks_json, rate_frame
 from llmspec.report.memo import NO_MEMO, Memo
-from llmspec.results import BOUND, FOR_REPORTS, Result, ResultPath, result_paths, result_stats, unreadable
+from llmspec.report.rows import BASE_SCHEMA, parse
+from llmspec.results import BOUND, result_paths, result_stats
 from llmspec.spec import Spec
 
-log = logging.getLogger(__name__)
-
-BASE_SCHEMA: dict[str, pl.DataType] = {
-    "host": pl.String, "spec": pl.String, "model": pl.String, "quant": pl.String, "variant": pl.String,
-    "config": pl.String,  # the quant slot of the result path: `Q4_1`, or `Q4_1+t2-fa` for a variant
-    "profile": pl.String, "status": pl.String, "reason": pl.String, "started_at": pl.String,
-    "duration_s": pl.Float64, "model_size_bytes": pl.Int64, "server_version": pl.String,
-    "flags": pl.List(pl.String), "host_info": pl.String, "items": pl.String,
-    "model_sha256": pl.String,  # the model file's identity: the same file across hosts (report/fleet.py)
-}
 DERIVED = ("order", "rating", "rating_summary", "rating_checks")  # added by for_spec, not read from files
 KEYS = ["host", "model", "quant", "variant"]  # one configuration: what a user chooses between
 
@@ -48,91 +35,13 @@ def load_frame(results_root: Path, spec_name: str, index: Path | None = None,
     written are parsed; the frame is the same either way. `stats`: `result_stats` already taken.
     """
     if index is None:
-        return _parse(result_paths(Path(results_root), spec_name)).drop("_path")  # str, not Path: 10k Paths cost 0.3 s
+        return parse(result_paths(Path(results_root), spec_name)).drop("_path")  # str, not Path: 10k Paths cost 0.3 s
     from llmspec.report.parsed import indexed
 
-    frame = indexed(stats if stats is not None else result_stats(Path(results_root), spec_name), index, _parse)
+    frame = indexed(stats if stats is not None else result_stats(Path(results_root), spec_name), index, parse)
     metrics = sorted(c for c in frame.columns if c not in BASE_SCHEMA)
     # One host's card as its first file (in path order) recorded it, as parsing every file gives.
     return frame.select(*BASE_SCHEMA, *metrics).with_columns(pl.col("host_info").first().over("host"))
-
-
-def _parse(paths: list[str]) -> pl.DataFrame:
-    """The rows of the files that parse, each with its file in `_path`."""
-    rows: list[dict[str, Any]] = []
-    metrics: list[dict[str, Any]] = []
-    host_info: dict[str, str] = {}
-    parsed: list[str] = []
-    for path in paths:
-        result = _read(path)
-        if result is not None:
-            rows.append(_row(path, result, host_info))
-            metrics.append(result.figures())
-            parsed.append(path)
-    return _build(rows, metrics).with_columns(pl.Series("_path", parsed, pl.String))
-
-
-def _read(path: str) -> Result | None:
-    result = Result.load(path, FOR_REPORTS)
-    if result is None and (why := unreadable(path)):
-        log.warning("cannot read the result %s: %s; it is left out of the report, and `doit` measures that cell "
-                    "again", os.path.relpath(path), why)
-    return result
-
-
-def _row(path: str, result: Result, host_info: dict[str, str]) -> dict[str, Any]:
-    where = ResultPath.parse(path)  # result_paths lists only paths it parses
-    host_dir = where.host
-    if host_dir not in host_info:  # one host, one hardware; serialised once per host
-        host_info[host_dir] = json.dumps(result.host, sort_keys=True)
-    return {
-        "host": host_dir, "spec": where.spec, "model": where.model, "quant": where.quant,
-        "variant": where.variant, "config": where.config, "profile": where.profile,
-        "status": result.status, "reason": result.reason,
-        "started_at": result.started_at or None, "duration_s": result.duration_s,
-        "model_size_bytes": (result.model_file or {}).get("size"),
-        "model_sha256": (result.model_file or {}).get("sha256"),
-        "server_version": result.server.get("version"),
-        "flags": [str(f) for f in result.flags],
-        # JSON text, so every hardware field a result records reaches the report as is.
-        "host_info": host_info[host_dir],
-        # Per-item right/wrong of a quality result, JSON text: the paired test against the reference.
-        "items": json.dumps(result.items, sort_keys=True) if result.items else None,
-    }
-
-
-def _build(rows: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> pl.DataFrame:
-    """Columns built once; metric columns are Float64 with null where a file lacks the metric."""
-    columns = {name: _series(name, [row[name] for row in rows], dtype) for name, dtype in BASE_SCHEMA.items()}
-    names = sorted({key for m in metrics for key in m} - columns.keys())
-    return pl.DataFrame(columns).hstack(_metric_series(metrics, names)) if names else pl.DataFrame(columns)
-
-
-def _metric_series(metrics: list[dict[str, Any]], names: list[str]) -> list[pl.Series]:
-    """polars reads the dicts itself (3x faster); a value that is no number (a hand-edited file)
-    makes it give up, and then each column is built on its own with such values as null."""
-    try:
-        return pl.from_dicts(metrics, schema=dict.fromkeys(names, pl.Float64), strict=False).get_columns()
-    except (pl.exceptions.PolarsError, TypeError, ValueError):
-        return [pl.Series(name, [m.get(name) for m in metrics], dtype=pl.Float64, strict=False) for name in names]
-
-
-def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
-    """A list column given its dtype up front is built element by element (30x slower)."""
-    if dtype == pl.List(pl.String):
-        return _string_lists(name, values)
-    return pl.Series(name, values, dtype=dtype, strict=False)
-
-
-def _string_lists(name: str, values: list[list[str]]) -> pl.Series:
-    """A list-of-strings column from one flat column and each string's row: polars builds a
-    Series per inner list otherwise, 0.1 s for the flags of 14,700 results."""
-    flat = pl.DataFrame({"_row": pl.Series([i for i, strings in enumerate(values) for _ in strings], dtype=pl.UInt32),
-                         name: pl.Series([s for strings in values for s in strings], dtype=pl.String)})
-    rows = pl.DataFrame({"_row": pl.int_range(len(values), dtype=pl.UInt32, eager=True)})
-    lists = rows.join(flat.group_by("_row", maintain_order=True).agg(name), on="_row", how="left",
-                      maintain_order="left")
-    return lists[name].fill_null(pl.lit([], pl.List(pl.String)))
 
 
 def metric_columns(frame: pl.DataFrame) -> list[str]:

@@ -7,7 +7,7 @@ path, size and modification time; a file whose size or time differs from its row
 row, is parsed again, and rows of files that are gone are dropped. The rows are exactly what
 parsing gives (frame.py builds both), so a report from the index equals one from the files.
 
-The file's name carries a digest of the code that makes the rows (frame.py, results.py), so an
+The file's name carries a digest of the code that makes the rows (rows.py, frame.py, results.py), so an
 index written by another version of llmspec is never read: it is rebuilt and the old one removed.
 """
 
@@ -29,7 +29,7 @@ def index_path(folder: Path) -> Path:
     """The index's file in a spec's reports folder, named after the code that makes its rows."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for source in (here / "frame.py", here.parent / "results.py", Path(__file__)):
+    for source in (here / "frame.py", here / "rows.py", here.parent / "results.py", Path(__file__)):
         digest.update(source.read_bytes())
     return Path(folder) / f"{PREFIX}-{digest.hexdigest()[:12]}.arrow"
 
