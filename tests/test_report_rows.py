@@ -48,3 +48,11 @@ def test_an_unreadable_file_in_a_workers_share_is_warned_about_here_and_left_out
     assert [r.message for r in caplog.records if torn.split("/results/")[-1] in r.getMessage()]
     assert frame.height == len(paths) - 1
     assert_frame_equal(frame, _parse(paths))
+
+
+def test_a_worker_that_cannot_run_leaves_its_share_to_this_process(paths, monkeypatch, caplog):
+    monkeypatch.setenv("PYTHONHOME", "/nonexistent")  # the child interpreter cannot start; this one runs on
+    with caplog.at_level(logging.INFO, logger="llmspec.report.rows"):
+        frame = parse(paths, workers=2, head_start=5)
+    assert_frame_equal(frame, _parse(paths))
+    assert sum("parsing" in r.getMessage() and "worker exited" in r.getMessage() for r in caplog.records) == 2

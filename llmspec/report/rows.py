@@ -137,8 +137,10 @@ def parse(paths: list[str], workers: int | None = None, head_start: int = HEAD_S
     first = max(1, len(paths) - share * workers)
     bounds = [(first + i * share, first + (i + 1) * share if i < workers - 1 else len(paths)) for i in range(workers)]
     with tempfile.TemporaryDirectory(prefix="llmspec-parse-") as folder:
-        jobs = [_Worker(Path(folder) / str(i), paths[start:end]) for i, (start, end) in enumerate(bounds)]
+        jobs: list[_Worker] = []
         try:
+            for i, (start, end) in enumerate(bounds):
+                jobs.append(_Worker(Path(folder) / str(i), paths[start:end]))
             frames = [_parse(paths[:first]), *(job.frame() for job in jobs)]
         finally:
             for job in jobs:
