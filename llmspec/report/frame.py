@@ -17,7 +17,7 @@ from llmspec.plan.cells import expand
 from llmspec.profiles import KINDS
 from llmspec.rating import CHECK_LINE_FIELDS, check_line, checks_json, rate_frame
 from llmspec.report.memo import NO_MEMO, Memo
-from llmspec.report.rows import BASE_SCHEMA, parse
+from llmspec.report.rows import BASE_SCHEMA, in_order, parse
 from llmspec.results import BOUND, result_paths, result_stats
 from llmspec.spec import Spec
 
@@ -38,10 +38,7 @@ def load_frame(results_root: Path, spec_name: str, index: Path | None = None,
         return parse(result_paths(Path(results_root), spec_name)).drop("_path")  # str, not Path: 10k Paths cost 0.3 s
     from llmspec.report.parsed import indexed
 
-    frame = indexed(stats if stats is not None else result_stats(Path(results_root), spec_name), index, parse)
-    metrics = sorted(c for c in frame.columns if c not in BASE_SCHEMA)
-    # One host's card as its first file (in path order) recorded it, as parsing every file gives.
-    return frame.select(*BASE_SCHEMA, *metrics).with_columns(pl.col("host_info").first().over("host"))
+    return in_order(indexed(stats if stats is not None else result_stats(Path(results_root), spec_name), index, parse))
 
 
 def metric_columns(frame: pl.DataFrame) -> list[str]:

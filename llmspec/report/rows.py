@@ -145,10 +145,16 @@ def parse(paths: list[str], workers: int | None = None, head_start: int = HEAD_S
         finally:
             for job in jobs:
                 job.stop()
-    merged = pl.concat(frames, how="diagonal_relaxed")
-    metrics = sorted(c for c in merged.columns if c not in BASE_SCHEMA and c != "_path")
-    # one host's card as its first file recorded it, as one process parsing every file in order gives
-    return merged.select(*BASE_SCHEMA, *metrics, "_path").with_columns(pl.col("host_info").first().over("host"))
+    return in_order(pl.concat(frames, how="diagonal_relaxed"))
+
+
+def in_order(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows put together from pieces (several processes' shares, the index and fresh files) as one
+    process parsing every file in path order makes them: the base columns, the metrics sorted by
+    name, `_path` last where there is one, and each host's card as its first file recorded it."""
+    metrics = sorted(c for c in rows.columns if c not in BASE_SCHEMA and c != "_path")
+    tail = ["_path"] if "_path" in rows.columns else []
+    return rows.select(*BASE_SCHEMA, *metrics, *tail).with_columns(pl.col("host_info").first().over("host"))
 
 
 def _cores() -> int:
