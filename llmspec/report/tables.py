@@ -28,7 +28,7 @@ from llmspec.profiles import ORDER, PROFILES, role_name
 from llmspec.rating import LABELS, METRIC_TRANSLATION, interpret, interpret_expr
 from llmspec.report.details import Details
 from llmspec.report.frame import filled, metric_columns
-from llmspec.report.memo import NO_MEMO, Memo
+from llmspec.report.memo import NO_MEMO, Key, Memo
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 from llmspec.text import figure
@@ -150,8 +150,7 @@ def profile_tables(frame: pl.DataFrame, spec: Spec, details: Details, memo: Memo
         key = memo.key(shown_rows, f"many hosts: {many}")
         built = memo.get(f"table-{profile}", key, lambda rows=shown_rows, profile=profile: _built(rows, profile, many))
         heat.update(zip(keys, built["_rating"]))
-        body = KeptBody(_PACKER.submit(memo.get, f"body-{profile}", key, lambda built=built: pl.DataFrame(
-            {"html": [paged_text(built["_row"].to_list())]})))
+        body = Later(_PACKER.submit(_kept_body, memo, profile, key, built))
         rules = _rules(profile)
         tables.append({"profile": profile, "many_hosts": many, "body": body,
                        "heads": [{"metric": m, "rated": m in rules,
@@ -280,64 +279,49 @@ def _headline(profile: str) -> str:
     return next(iter(PROFILES[profile].headlines), "") if profile in PROFILES else ""
 
 
-def paged(rows: list[str]) -> Markup | Body:
-    """A table body: every row when there are few; else the first PAGE_ROWS rows, a last row saying
-    how many more there are, and the rest as a deflate-compressed, base64 JSON list of the same row
-    HTML in a script element, which report.js unpacks and pages through (sorting and filtering all
-    rows). 160,000 pre-rendered cells made an 18 MB page that took seconds to open; compressed,
-    the rows of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
+def paged(rows: list[str]) -> Markup | Later:
+    """A table body: every row when there are few; else `paged_text`, made on the packing thread:
+    zlib lets go of the GIL, so at 420 hosts its 0.1 s of deflating overlaps building the next table."""
     if len(rows) <= PAGE_ROWS:
         return Markup("\n".join(rows))
-    return Body(_shown_rows(rows), len(rows), _PACKER.submit(pack, json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
+    return Later(_PACKER.submit(paged_text, rows))
 
 
 def paged_text(rows: list[str]) -> str:
-    """`paged`'s text, made here and now (on the packing thread, see `profile_tables`)."""
+    """Every row when there are few; else the first PAGE_ROWS rows, a last row saying how many more
+    there are, and the rest as a deflate-compressed, base64 JSON list of the same row HTML in a
+    script element, which report.js unpacks and pages through (sorting and filtering all rows).
+    160,000 pre-rendered cells made an 18 MB page that took seconds to open; compressed, the rows
+    of 10,000 results weigh about a tenth. (A <script> is allowed inside <tbody>.)"""
     if len(rows) <= PAGE_ROWS:
         return "\n".join(rows)
-    return _body_html(_shown_rows(rows), len(rows), pack(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False)))
-
-
-def _shown_rows(rows: list[str]) -> str:
     more = (f'<tr class="more"><td colspan="99">{len(rows) - PAGE_ROWS:,} more rows: the page shows them with '
             f'JavaScript; results.csv beside this page holds them all.</td></tr>')
-    return "\n".join((*rows[:PAGE_ROWS], more))
-
-
-def _body_html(shown: str, count: int, packed: str) -> str:
-    return f'{shown}\n<script type="{ROWS_TYPE}" data-count="{count}">{packed}</script>'
+    packed = pack(json.dumps(rows[PAGE_ROWS:], ensure_ascii=False))
+    script = f'<script type="{ROWS_TYPE}" data-count="{len(rows)}">{packed}</script>'
+    return "\n".join((*rows[:PAGE_ROWS], more, script))
 
 
 _PACKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-pack")
 
 
 @dataclass(frozen=True)
-class Body:
-    """A large table's body (`paged`), whose packed rows are compressed on a worker thread: zlib lets
-    go of the GIL, so at 420 hosts its 0.1 s of deflating overlaps building the next table. The page
-    takes it as markup (`__html__`), waiting for the rows only then."""
+class Later:
+    """Markup made on the packing thread while the page goes on (`paged`, a profile table's body):
+    the page takes it as markup (`__html__`), waiting for it only where it writes it."""
 
-    shown: str  # the first PAGE_ROWS rows and the "more rows" line
-    count: int
-    packed: Future
+    text: Future  # of str
 
     def __html__(self) -> str:
-        return _body_html(self.shown, self.count, self.packed.result())
+        return self.text.result()
 
     __str__ = __html__
 
 
-@dataclass(frozen=True)
-class KeptBody:
-    """A profile table's body (`paged_text`) as a memo keeps it: made, or read back, on the packing
-    thread while the page goes on; the page waits for it only where it writes it."""
-
-    text: Future  # of a one-row frame: `html`
-
-    def __html__(self) -> str:
-        return self.text.result()["html"].item()
-
-    __str__ = __html__
+def _kept_body(memo: Memo, profile: str, key: Key, built: pl.DataFrame) -> str:
+    """A profile table's `paged_text`, as `memo` keeps it (made from the same rows as its `built` rows)."""
+    return memo.get(f"body-{profile}", key, lambda: pl.DataFrame({"html": [paged_text(built["_row"].to_list())]})
+                    )["html"].item()
 
 
 def _threshold(rule: Any, limits: Any) -> str:
