@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import inspect
 import os
 import sys
@@ -286,6 +288,10 @@ def report_action(plans: list[Plan]) -> None:
         print(render(plan.spec, results[ws.results], ws.reports, ws.build / "cache").console())
     if plans:
         build_index(plans[0].workspace.reports)
+    # The interpreter's last garbage collection at exit walks every object still alive only to
+    # free memory the exit frees anyway: 0.08 s of a 1.9 s `doit report` at 420 hosts. Frozen
+    # objects are left out of it (at exit only: a caller that goes on collects as before).
+    atexit.register(gc.freeze)
 
 
 def known(group: str, tasks: list[dict]) -> list[dict]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json as stdjson  # plain `json` is shadowed by the report.json submodule
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +28,7 @@ if TYPE_CHECKING:
     from llmspec.spec import Spec
 
 STATE = ".state.json"  # per spec: the signature of the last report and what the console showed
-FILES = ("report.html", "results.csv", "results.json")  # results.xlsx too, up to XLSX_MAX_RESULTS
-# xlsxwriter writes ~50,000 cells a second in Python: 4 s of a 10,000-result report, more than all
-# the rest of it. Beyond this many results the spreadsheet is left out (results.csv has it all).
-XLSX_MAX_RESULTS = 2000
+FILES = ("report.html", "results.csv", "results.json")  # results.xlsx too: report/datafiles.py
 CONSOLE_ROWS = 40  # a matrix of thousands of cells belongs in the files, not the terminal
 # (header, frame column, format) of the end-of-run console table.
 CONSOLE_COLUMNS = (
@@ -101,56 +97,47 @@ def _build(spec: Spec, results_root: Path, out: Path, cache_dir: Path | None, me
     """`build_report` into `out`, keeping each profile's derived frames in `memo`."""
     from llmspec.machine import bandwidth
     from llmspec.report.configs import broadcast_serverless, configs
-    from llmspec.report.csv import generate_csv
+    from llmspec.report.datafiles import Writer
     from llmspec.report.details import CELL_LIMIT, FLEET_CELL_LIMIT, read_details
     from llmspec.report.fleet import fleet as generate_fleet
     from llmspec.report.frame import for_spec, load_frame
     from llmspec.report.history import history
     from llmspec.report.html import FLEET_WIDE, generate_html, index_entry
-    from llmspec.report.json import generate_json
+    from llmspec.report.json import json_head
     from llmspec.report.parsed import index_path
     from llmspec.report.recommend import recommend
     from llmspec.report.settings import host_info
     from llmspec.report.suggested import suggested
     from llmspec.report.vega import bundle
-    from llmspec.report.xlsx import sheets, write_xlsx
 
-    frame, left_out = for_spec(load_frame(results_root, spec.name, index_path(out), stats), spec, memo)
-    wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
-    table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
-    recs = recommend(table, spec, host_info(frame))
-    fleet = generate_fleet(frame, table, recs)  # None for one host
-    generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
-    shown.append("host")
-    summary = ReportSummary(
-        spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
-        result_count=frame.height, left_out=left_out, host_count=frame["host"].n_unique(),
-        rows=frame.head(CONSOLE_ROWS).select(shown).to_dicts(),
-        recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
-    )
-
-    def tables() -> None:
-        write_text_atomic(summary.csv, generate_csv(wide, table))
-        if frame.height <= XLSX_MAX_RESULTS:
-            write_xlsx(summary.csv.with_suffix(".xlsx"), sheets(wide, table))
-        else:  # an old one would disagree with the other files
-            summary.csv.with_suffix(".xlsx").unlink(missing_ok=True)
-        write_text_atomic(summary.json, generate_json(wide, table, recs.as_dict(), spec, generated_at, memo))
-
-    # The data files and the page read the same frames and write different files. Most of either is
-    # polars work that releases the GIL, so on a second core one overlaps the other (at 420 hosts
-    # the files took 0.5 s of a 2.5 s render); an error in either still ends the report. (Handing
-    # each piece over as soon as its inputs exist gained nothing: their Python parts share the GIL.)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmspec-report") as pool:
-        written = pool.submit(tables)
+    loaded = load_frame(results_root, spec.name, index_path(out), stats)
+    # The data files are written beside the page (report/datafiles.py): by a child process for
+    # thousands of results, started now so its imports overlap the rating.
+    with Writer(out, memo, loaded.height) as data_files:
+        frame, left_out = for_spec(loaded, spec, memo)
+        del loaded
+        wide = broadcast_serverless(frame)  # a divergence result stands for every server-setting variant
+        table = configs(wide, spec, bandwidth.load_all(Path(results_root)))
+        data_files.start(wide, table)
+        recs = recommend(table, spec, host_info(frame))
+        generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        data_files.finish(json_head(wide, recs.as_dict(), spec, generated_at))
+        fleet = generate_fleet(frame, table, recs)  # None for one host
+        shown = [c for _, col, _ in CONSOLE_COLUMNS for c in (col, *bound_names(col)) if c in frame.columns]
+        shown.append("host")
+        summary = ReportSummary(
+            spec=spec.name, html=out / "report.html", csv=out / "results.csv", json=out / "results.json",
+            result_count=frame.height, left_out=left_out, host_count=frame["host"].n_unique(),
+            rows=frame.head(CONSOLE_ROWS).select(shown).to_dicts(),
+            recommendations=recs.text(), index=asdict(index_entry(frame, spec, generated_at)),
+        )
         details = read_details(frame, Path(results_root),
                                CELL_LIMIT if summary.host_count <= FLEET_WIDE else FLEET_CELL_LIMIT)
         past = history(frame, Path(results_root), spec.name)  # None outside git or without committed results
         picks = suggested(spec, Path(results_root))
         write_text_atomic(summary.html, generate_html(frame, table, recs, spec, generated_at, details,
                                                       bundle(cache_dir), past, fleet, picks, memo))
-        written.result()
+        data_files.result()
     return summary
 
 

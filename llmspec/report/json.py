@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -19,7 +19,9 @@ from llmspec.rating import METRIC_TRANSLATION, interpret_expr
 from llmspec.report.frame import KEYS, filled, hosts, metric_columns
 from llmspec.report.memo import NO_MEMO, Memo
 from llmspec.results import bound_names
-from llmspec.spec import Spec
+
+if TYPE_CHECKING:
+    from llmspec.spec import Spec
 
 TRANSLATED = frozenset(METRIC_TRANSLATION)
 NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what json.dumps(ensure_ascii=False) escapes in a string
@@ -37,12 +39,20 @@ def generate_json(frame: pl.DataFrame, configs: pl.DataFrame, recommendations: d
     (used only without `indent`) writes 10,000 cells in a fraction of the time indent=1 takes.
     `memo` keeps each profile's text of its results.
     """
+    return json_text(json_head(frame, recommendations, spec, generated_at), entries(frame, configs, memo))
+
+
+def json_head(frame: pl.DataFrame, recommendations: dict[str, Any], spec: Spec, generated_at: str) -> str:
+    """The lines of results.json before its results: metadata and recommendations (a few kB)."""
     head = {"metadata": _metadata(frame, spec, generated_at), "recommendations": recommendations}
-    entries = _results(frame, configs, memo)
+    return "".join(f" {_dumps(key)}: {_dumps(value)},\n" for key, value in sorted(head.items()))
+
+
+def json_text(head: str, results: pl.Series) -> str:
+    """results.json: `head` (json_head's lines), then the `entries`, one per line."""
     return "".join((
-        "{\n",
-        *(f" {_dumps(key)}: {_dumps(value)},\n" for key, value in sorted(head.items())),
-        ' "results": [', *(("\n  ", entries.str.join(",\n  ").item(), "\n ]\n") if len(entries) else ("]\n",)), "}\n",
+        "{\n", head,
+        ' "results": [', *(("\n  ", results.str.join(",\n  ").item(), "\n ]\n") if len(results) else ("]\n",)), "}\n",
     ))
 
 
@@ -70,7 +80,7 @@ def _metadata(frame: pl.DataFrame, spec: Spec, generated_at: str) -> dict[str, A
     }
 
 
-def _results(frame: pl.DataFrame, configs: pl.DataFrame, memo: Memo) -> pl.Series:
+def entries(frame: pl.DataFrame, configs: pl.DataFrame, memo: Memo = NO_MEMO) -> pl.Series:
     """Each entry's JSON text, one per (host, model, quant) in run order, its profiles nested by name.
 
     Written by polars over whole columns, a select per profile: 14,700 results as Python dicts and

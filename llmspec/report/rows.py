@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from llmspec.report.child import Child, cores
 from llmspec.results import FOR_REPORTS, Result, ResultPath, unreadable
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def parse(paths: list[str], workers: int | None = None, head_start: int = HEAD_S
     a worker's, while the workers start; their unreadable files are warned about here. A worker
     that cannot start or fails leaves its share to this process: the frame is the same."""
     if workers is None:
-        workers = min(_cores() - 1, len(paths) // FILES_PER_WORKER - 1, MAX_WORKERS)
+        workers = min(cores() - 1, len(paths) // FILES_PER_WORKER - 1, MAX_WORKERS)
     if workers < 1 or len(paths) < 2:
         return _parse(paths)
     share = max(1, (len(paths) - head_start) // (workers + 1))
@@ -157,55 +157,34 @@ def in_order(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.select(*BASE_SCHEMA, *metrics, *tail).with_columns(pl.col("host_info").first().over("host"))
 
 
-def _cores() -> int:
-    """The cores this process may run on (a container's cpuset, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
 class _Worker:
-    """`python -m llmspec.report.rows PATHS OUT`: a share of the files parsed in another process, the
-    frame handed back as an Arrow file and the unreadable files as JSON. A plain child process, not
-    multiprocessing: that would run the caller's main script again in the child."""
+    """`python -m llmspec.report.rows PATHS OUT` (report/child.py): a share of the files parsed in
+    another process, the frame handed back as an Arrow file and the unreadable files as JSON."""
 
     def __init__(self, stem: Path, paths: list[str]) -> None:
         self.stem, self.paths = stem, paths
         stem.with_suffix(".paths").write_text(json.dumps(paths))
-        root = str(Path(__file__).resolve().parents[2])  # this llmspec, whatever PYTHONPATH says
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        try:
-            with open(stem.with_suffix(".err"), "wb") as err:
-                self.process: subprocess.Popen | None = subprocess.Popen(
-                    [sys.executable, "-m", "llmspec.report.rows", str(stem.with_suffix(".paths")), str(stem)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        except OSError as error:
-            log.info("parsing %d result files here: no worker process (%s)", len(paths), error)
-            self.process = None
+        self.child = Child("llmspec.report.rows", [str(stem.with_suffix(".paths")), str(stem)],
+                           stem.with_suffix(".err"))
 
     def frame(self) -> pl.DataFrame:
-        if self.process is not None and self.process.wait() == 0:
+        why = self.child.failure()
+        if why is None:
             try:
                 unread = json.loads(self.stem.with_suffix(".json").read_text())
                 frame = pl.read_ipc(self.stem.with_suffix(".arrow"))
             except (OSError, ValueError, pl.exceptions.PolarsError) as error:
-                log.info("parsing %d result files here: the worker's frame is unreadable (%s)", len(self.paths), error)
+                why = f"left an unreadable frame ({error})"
             else:
-                for path, why in unread:
-                    _warn(path, why)
+                for path, reason in unread:
+                    _warn(path, reason)
                 return frame
-        elif self.process is not None:
-            tail = self.stem.with_suffix(".err").read_text(errors="replace")[-2000:]
-            log.info("parsing %d result files here: the worker exited with %s:\n%s", len(self.paths),
-                     self.process.returncode, tail)
+        log.info("parsing %d result files here: the worker %s", len(self.paths), why)
         return _parse(self.paths)
 
     def stop(self) -> None:
         """No worker outlives the report (Ctrl+C, an error here)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.child.stop()
 
 
 def _main(paths_file: str, stem: str) -> None:
