@@ -12,6 +12,7 @@ start leaves the files to this process (the same bytes), and none outlives the r
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -160,5 +161,6 @@ def _head(folder: Path) -> str:
 
 
 if __name__ == "__main__":
+    gc.disable()  # it lives for one report's data files, whose frames hold no cycles (see report.without_gc)
     logging.basicConfig(level=logging.WARNING)
     _main(*sys.argv[1:3])

@@ -10,6 +10,7 @@ This module imports only polars and llmspec.results, so a worker process starts 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -195,4 +196,5 @@ def _main(paths_file: str, stem: str) -> None:
 
 
 if __name__ == "__main__":
+    gc.disable()  # a worker lives for one parse, whose rows hold no cycles (see report.without_gc)
     _main(*sys.argv[1:3])
