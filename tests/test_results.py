@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+from conftest import REPO
+
 from llmspec.freshness import Freshness
 from llmspec.plan.fingerprint import digest
 from llmspec.results import FOR_REPORTS, WITHOUT_SAMPLES, Result, ResultPath, judge, read_result, write_result
@@ -131,3 +133,24 @@ def test_a_result_path_is_built_and_read_back_by_one_type(tmp_path):
     assert ResultPath.parse(path) == where == ResultPath.parse(str(path))
     assert ResultPath.parse("build\\results\\" + where.relative.replace("/", "\\")) == where  # a Windows tree
     assert ResultPath.parse("Q4_1/interactive.json") is None and ResultPath.parse(where.relative + ".tmp") is None
+
+
+def test_a_report_reads_every_result_as_json_loads_does_without_the_skipped_keys(tmp_path):
+    """parse_without hands the text left after the skipped keys to pydantic-core's parser; what that
+    parser refuses but json.loads reads (a lone surrogate escape, a byte-order mark, hand-written
+    files) is read by json, so a report sees exactly the values json.loads gives."""
+    from tests.test_report_html import write_demo  # every profile's results, shaped as the profiles write them
+
+    assert write_demo(tmp_path / "demo") > 20
+    fixtures = sorted((REPO / "tests" / "fixtures" / "results").rglob("*.json")) + sorted(tmp_path.rglob("*.json"))
+    odd = [b'{\n "fingerprint": "f",\n "metrics": {"x": 1.5},\n "reason": "\\ud800 lone",\n "status": "ok"\n}\n',
+           b'\xef\xbb\xbf{"fingerprint": "f", "metrics": {"x": NaN}, "samples": [1, 2], "status": "ok"}',
+           b'{"status": "ok", "fingerprint": "f", "metrics": {"x": 1e400, "y": -0.0}, "samples": []}']
+    for i, data in enumerate(odd):
+        (tmp_path / f"odd{i}.json").write_bytes(data)
+    for path in [*fixtures, *sorted(tmp_path.glob("odd*.json"))]:
+        expected = json.loads(path.read_bytes())
+        for key in FOR_REPORTS:
+            expected.pop(key, None)
+        got = read_result(path, FOR_REPORTS)
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True), path.name
