@@ -17,7 +17,8 @@ test fixtures' copy) copied to N hosts, each with its own host card, in a tempor
 of parsed results, no memo: the first render, within 1.5x of the parse floor), after a threshold
 edit of one profile with both in place (results unchanged: below the parse floor), after an edit
 of every profile's thresholds (the memo then keeps nothing that is used), and the page's size
-(under 5 MB).
+(under 5 MB). The parse floor is json.loads's, as the goals were set; llmspec parses results with
+pydantic-core's faster parser, and the ratios to that floor are printed too.
 """
 
 from __future__ import annotations
@@ -183,11 +184,16 @@ def fleet(hosts: int) -> None:
                       "index kept", check=reported, before=edit_all)
         unchanged = timed(doit_cmd("report"), root, 1, "doit report, nothing changed", check=reported)
         floor = parse_floor(plan)
+        from pydantic_core import from_json  # what llmspec parses results with (results.parse_without)
+
+        fast_floor = parse_floor(plan, from_json)
         page = (out / "report.html").stat().st_size / 1e6
         files = [p for p in out.rglob("*") if p.is_file() and p.parent != out]
         kept = sum(p.stat().st_size for p in files if FOLDER in p.relative_to(out).parts) / 1e6
         extra = sum(p.stat().st_size for p in files if FOLDER not in p.relative_to(out).parts) / 1e6
-        say(f"  parse floor (read + json.loads of {count:,} files, best of 3): {floor:.2f} s")
+        say(f"  parse floor (read + json.loads of {count:,} files, best of 3): {floor:.2f} s; with pydantic-core's "
+            f"parser, which llmspec parses results with: {fast_floor:.2f} s, against which nothing kept is "
+            f"{median(first) / fast_floor:.2f}x and a threshold edit {median(again) / fast_floor:.2f}x")
         say(f"  doit report, nothing kept: median {median(first):.2f} s = {median(first) / floor:.2f}x the floor "
             f"(target within 1.5x); index kept: median {median(again):.2f} s = {median(again) / floor:.2f}x "
             f"(target below 1x), {median(every):.2f} s = {median(every) / floor:.2f}x after editing every "
@@ -195,9 +201,11 @@ def fleet(hosts: int) -> None:
         say(f"  report.html {page:.1f} MB (target < 5 MB)" + (f", plus {extra:.1f} MB of files beside it" if extra
                                                                 else "") + f"; the memo keeps {kept:.1f} MB")
         opened = browser_timing(out / "report.html", root)
-    figure("report-fleet", f"{hosts} hosts, {count:,} results: {median(first) / floor:.2f}x the parse floor with "
-           f"nothing kept, {median(again) / floor:.2f}x after a threshold edit ({median(every) / floor:.2f}x "
-           f"after editing every profile's), report.html {page:.1f} MB, opens in {opened}",
+    figure("report-fleet", f"{hosts} hosts, {count:,} results: {median(first) / floor:.2f}x the parse floor "
+           f"(json.loads) with nothing kept, {median(again) / floor:.2f}x after a threshold edit "
+           f"({median(every) / floor:.2f}x after editing every profile's; against pydantic-core's parser "
+           f"{median(first) / fast_floor:.2f}x and {median(again) / fast_floor:.2f}x), report.html {page:.1f} MB, "
+           f"opens in {opened}",
            "within 1.5x, below 1x, page < 5 MB")
 
 
@@ -242,21 +250,23 @@ def browser_timing(page: Path, root: Path) -> str:
     return f"{load:.2f} s (first paint {paint:.2f} s)"
 
 
-def parse_floor(plan) -> float:
-    """The least any report must do: read every result file and parse its JSON (best of 3, in this
-    process). The ratio to it holds on any machine, where absolute times move 2x between them."""
+def parse_floor(plan, parser=None) -> float:
+    """The least any report must do: read every result file and parse its JSON with json.loads (or
+    `parser`), best of 3, in this process. The ratio to it holds on any machine, where absolute
+    times move 2x between them."""
     import json
     import time
 
     from llmspec.results import result_paths
 
+    parser = parser or json.loads
     paths = list(result_paths(plan.workspace.results, plan.spec.name))
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
         for path in paths:
             with open(path, "rb") as fh:
-                json.loads(fh.read())
+                parser(fh.read())
         best = min(best, time.perf_counter() - t0)
     return best
 
