@@ -61,6 +61,7 @@ def test_a_threshold_edit_makes_only_its_profile_again_and_the_report_is_a_fresh
     before = build_report(spec, results, tmp_path / "reports")
     first, was = kept(before.html.parent), figures(before, profile)
     assert {f"{kind}-{profile}" for kind in ("rated", "table", "body", "json")} <= first.keys()
+    assert {"charts-configs", "charts-capacity", "charts-context"} <= first.keys()  # read back after the edit
 
     after = build_report(edited(spec, profile, threshold, value), results, tmp_path / "reports")
     fresh = build_report(edited(spec, profile, threshold, value), results, tmp_path / "fresh")  # nothing kept
@@ -72,6 +73,19 @@ def test_a_threshold_edit_makes_only_its_profile_again_and_the_report_is_a_fresh
     assert {f"rated-{profile}", f"json-{profile}"} <= made_again
     assert all(name.endswith(f"-{profile}") for name in made_again), made_again  # the other profiles: read back
     assert second == kept(fresh.html.parent)
+
+
+def test_the_service_levels_ttft_draws_the_capacity_chart_again_and_no_other(results, tmp_path):
+    """The capacity chart draws the service level's p90 TTFT across: editing it draws that chart
+    again (its rule moves), and the other charts are read back."""
+    spec = demo_spec()
+    first = kept(build_report(spec, results, tmp_path / "reports").html.parent)
+    after = build_report(edited(spec, "load", "max_p90_ttft_s", 0.25), results, tmp_path / "reports")
+    fresh = build_report(edited(spec, "load", "max_p90_ttft_s", 0.25), results, tmp_path / "fresh")
+    assert outputs(after.html.parent) == outputs(fresh.html.parent)
+    second = kept(after.html.parent)
+    assert {name for name in first if name.startswith("charts-") and first[name] != second[name]} == {
+        "charts-capacity"}
 
 
 def figures(summary, profile: str) -> list:

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from markupsafe import Markup
 
 from llmspec.capacity import level_key
 from llmspec.models.quants import BITS_PER_WEIGHT
 from llmspec.profiles import role_name
 from llmspec.rating import interpret
 from llmspec.report.details import Details
+from llmspec.report.memo import NO_MEMO, Memo
 from llmspec.results import bound_names
 from llmspec.spec import Spec
 
@@ -41,53 +44,133 @@ CONFIG_FIELDS = ("host", "model", "quant", "variant", "model_size_gb", "tokens_p
 class Chart:
     key: str  # HTML id suffix
     title: str
-    spec: dict[str, Any] | None  # None: no data; `missing` says what to run
+    spec: dict[str, Any] | None  # None: no data (`missing` says what to run), or drawn already (`script`)
     missing: str = ""
+    script: str = ""  # the spec's script element (html.chart_script), when the chart comes from the memo
 
 
-def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: Spec | None = None) -> list[Chart]:
+MISSING = {
+    "speed": "No interactive results yet: run the interactive profile (`doit`; it runs by default).",
+    "memory": "No memory measurements yet: run any profile on a managed llama-server with `doit`.",
+    QUIZ: "No quality results yet: add [profiles.quality] to the spec and run `doit`.",
+    REFERENCE_LOGITS: "No divergence results yet: add [profiles.divergence] to the spec and run `doit`.",
+    "same-top": "No divergence results yet: add [profiles.divergence] to the spec and run `doit`.",
+    "capacity": "No load levels yet: add [profiles.load] (concurrent = \"sweep\" or a list) and run `doit`.",
+    "context": "No long-context results yet: add [profiles.long_context] to the spec and run `doit`.",
+    TURNS: "No session results yet: add [profiles.session] to the spec and run `doit`.",
+    "categories": "No tool-call results yet: add [profiles.tool_calls] to the spec and run `doit`.",
+    "stress-speed": "No stress results yet: add [profiles.stress] to the spec and run `doit`.",
+    "stress-temperature": "No temperature readings: add [profiles.stress] to the spec and run `doit` on a machine "
+                          "whose CPU temperature sensors are readable.",
+}
+
+
+def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: Spec | None = None,
+           memo: Memo = NO_MEMO, script: Callable[[dict, str], str] | None = None) -> list[Chart]:
     """Every chart of the report, in page order: per-configuration figures from `configs`, the
-    per-size load times from the cells of `frame` (see `frame.for_spec`), the stress run from `details`."""
+    per-size load times from the cells of `frame` (see `frame.for_spec`), the stress run from `details`.
+
+    With `script` (html.chart_script), each chart comes drawn, and the charts of the configs table
+    and of the load, long-context and categories results are kept in `memo` under the digest of
+    exactly the columns they read: a threshold edit draws none of them again (0.1 s at 420 hosts).
+    """
     ok = frame.filter(pl.col("status") == "ok")
     many = frame["host"].n_unique() > 1
     stress = list(details.stress)
-    # once for the six per-configuration charts, only the columns they read: 2,100 rows of 200 at 420 hosts
-    rows = configs.select(c for c in CONFIG_FIELDS if c in configs.columns).to_dicts()
+    limit = getattr(spec.thresholds, LEVELS).max_p90_ttft_s if spec is not None else None
+    drawn = _Drawn(memo, script, many)
     return [
-        _chart("speed", "Generation speed vs model size", _speed(rows), many,
-               "No interactive results yet: run the interactive profile (`doit`; it runs by default)."),
-        _chart("memory", "Peak memory vs model size", _memory(rows), many,
-               "No memory measurements yet: run any profile on a managed llama-server with `doit`."),
-        _chart(QUIZ, "Quality score by quantization", _quality(rows), many,
-               "No quality results yet: add [profiles.quality] to the spec and run `doit`."),
-        _chart(REFERENCE_LOGITS, "KL divergence from the reference by quantization", _divergence(rows), many,
-               "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
-        _chart("same-top", "Same top token as the reference by quantization", _same_top(rows), many,
-               "No divergence results yet: add [profiles.divergence] to the spec and run `doit`."),
-        *([_chart("settings", "Generation speed per server-setting variant", _variants(rows), many, "")]
-          if configs.height and (configs["variant"] != "").any() else []),
-        _chart("capacity", "Throughput vs time to first token per number of users", _capacity(ok, spec), many,
-               "No load levels yet: add [profiles.load] (concurrent = \"sweep\" or a list) and run `doit`."),
-        _chart("context", "Prompt load time vs context size", _context(ok), many,
-               "No long-context results yet: add [profiles.long_context] to the spec and run `doit`."),
-        _chart(TURNS, "Time to first token per turn as the session grows, with and without the prompt cache",
-               _turns(list(details.turns)), many,
-               "No session results yet: add [profiles.session] to the spec and run `doit`."),
-        _chart("categories", "Tool-call accuracy per category by quantization", _categories(ok), many,
-               "No tool-call results yet: add [profiles.tool_calls] to the spec and run `doit`."),
-        _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many,
-               "No stress results yet: add [profiles.stress] to the spec and run `doit`."),
-        _chart("stress-temperature", "CPU temperature during the stress run", _series(stress, "temperature_c"),
-               many, "No temperature readings: add [profiles.stress] to the spec and run `doit` on a machine "
-                     "whose CPU temperature sensors are readable."),
-        *([_chart("stress-gpu", "GPU power during the stress run", _series(stress, "gpu_power_w"), many, "")]
-          if any(p["series"] == "gpu_power_w" for p in stress) else []),
+        *drawn("configs", configs.select(c for c in CONFIG_FIELDS if c in configs.columns), "",
+               lambda table: _config_charts(table, many)),
+        *drawn("capacity", _level_rows(ok), f"service level: p90 TTFT {limit}", lambda rows: [_chart(
+            "capacity", "Throughput vs time to first token per number of users", _capacity(rows, limit), many)]),
+        *drawn("context", _sized_rows(ok), "", lambda rows: [_chart(
+            "context", "Prompt load time vs context size", _context(rows), many)]),
+        *drawn("", None, "", lambda _: [_chart(
+            TURNS, "Time to first token per turn as the session grows, with and without the prompt cache",
+            _turns(list(details.turns)), many)]),
+        *drawn("categories", _category_rows(ok), "", lambda rows: [_chart(
+            "categories", "Tool-call accuracy per category by quantization", _categories(rows), many)]),
+        *drawn("", None, "", lambda _: [
+            _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many),
+            _chart("stress-temperature", "CPU temperature during the stress run", _series(stress, "temperature_c"),
+                   many),
+            *([_chart("stress-gpu", "GPU power during the stress run", _series(stress, "gpu_power_w"), many)]
+              if any(p["series"] == "gpu_power_w" for p in stress) else [])]),
     ]
 
 
-def _chart(key: str, title: str, built: tuple[list[dict], dict] | None, many: bool, missing: str) -> Chart:
+def _config_charts(table: pl.DataFrame, many: bool) -> list[Chart]:
+    """The per-configuration charts, from the configs table's CONFIG_FIELDS."""
+    rows = table.to_dicts()  # once for the six charts: 2,100 rows at 420 hosts
+    return [
+        _chart("speed", "Generation speed vs model size", _speed(rows), many),
+        _chart("memory", "Peak memory vs model size", _memory(rows), many),
+        _chart(QUIZ, "Quality score by quantization", _quality(rows), many),
+        _chart(REFERENCE_LOGITS, "KL divergence from the reference by quantization", _divergence(rows), many),
+        _chart("same-top", "Same top token as the reference by quantization", _same_top(rows), many),
+        *([_chart("settings", "Generation speed per server-setting variant", _variants(rows), many)]
+          if table.height and (table["variant"] != "").any() else []),
+    ]
+
+
+class _Drawn:
+    """`(name, inputs, settings, draw)`: the charts `draw(inputs)` makes, with their scripts; kept
+    in the memo as `charts-<name>` (no name: drawn each time, from what no frame holds)."""
+
+    def __init__(self, memo: Memo, script: Callable[[dict, str], str] | None, many: bool) -> None:
+        self.memo, self.script, self.many = memo, script, many
+
+    def __call__(self, name: str, inputs: pl.DataFrame | None, settings: str,
+                 draw: Callable[[pl.DataFrame | None], list[Chart]]) -> list[Chart]:
+        if self.script is None:
+            return draw(inputs)
+        if not name:
+            return [self._scripted(c) for c in draw(inputs)]
+        kept = self.memo.frame(f"charts-{name}", inputs, f"many hosts: {self.many}; {settings}",
+                               lambda rows: _as_frame([self._scripted(c) for c in draw(rows)]))
+        return [Chart(key, title, None, missing, Markup(script)) for key, title, missing, script in kept.iter_rows()]
+
+    def _scripted(self, chart: Chart) -> Chart:
+        if chart.spec is None:
+            return chart
+        return Chart(chart.key, chart.title, None, chart.missing, self.script(chart.spec, f"chart-data-{chart.key}"))
+
+
+def _as_frame(drawn: list[Chart]) -> pl.DataFrame:
+    return pl.DataFrame({"key": [c.key for c in drawn], "title": [c.title for c in drawn],
+                         "missing": [c.missing for c in drawn], "script": [str(c.script) for c in drawn]},
+                        schema={"key": pl.String, "title": pl.String, "missing": pl.String, "script": pl.String})
+
+
+def _level_rows(ok: pl.DataFrame) -> pl.DataFrame:
+    """What the capacity chart reads: the load results' configuration and level figures."""
+    levels = [c for c in ok.columns if (found := level_key(c)) is not None and found[1] in LEVEL_FIELDS]
+    return ok.filter(pl.col("profile") == LEVELS).select("host", "model", "quant", "config", *levels)
+
+
+def _sized_rows(ok: pl.DataFrame) -> pl.DataFrame:
+    """What the context chart reads: the long-context results' configuration and load times (every
+    size a column exists for, as the axis marks them)."""
+    return ok.filter(pl.col("profile") == SIZES).select("host", "model", "quant",
+                                                        *(c for c in ok.columns if LOAD_COLUMN.match(c)))
+
+
+def _category_rows(ok: pl.DataFrame) -> pl.DataFrame:
+    """What the categories chart reads: the categories profile's results, their configuration and
+    per-category accuracies with their intervals."""
+    if CATEGORIES is None:
+        return ok.select("host", "model", "quant", "config").clear()
+    from llmspec.profiles import PROFILES
+
+    stem = next(iter(PROFILES[CATEGORIES].headlines))
+    columns = [c for c in ok.columns if c.startswith(f"{stem}_")]  # with the bounds (`<name>:low`)
+    return ok.filter(pl.col("profile") == CATEGORIES).select("host", "model", "quant", "config", *columns)
+
+
+def _chart(key: str, title: str, built: tuple[list[dict], dict] | None, many: bool) -> Chart:
     if built is None or not built[0]:
-        return Chart(key, title, None, missing)
+        return Chart(key, title, None, MISSING.get(key, ""))
     values, layout = built
     return Chart(key, title, {
         "width": WIDTH, "height": HEIGHT,  # the title is the figure's caption, shown without JavaScript too
@@ -212,16 +295,16 @@ def _variants(configs: list[dict[str, Any]]):
     return values, {**layout, "layer": [band, point]}
 
 
-def _capacity(ok: pl.DataFrame, spec: Spec | None):
-    """One line per configuration through its load levels: total output tokens/s against p90 TTFT,
-    each point labelled with its number of users, and the service level's TTFT drawn across."""
-    values = _levels(ok.filter(pl.col("profile") == LEVELS)) if ok.height else []
+def _capacity(loaded: pl.DataFrame, limit: float | None):
+    """One line per configuration through its load levels (`_level_rows`): total output tokens/s
+    against p90 TTFT, each point labelled with its number of users, and the service level's TTFT
+    (`limit`) drawn across."""
+    values = _levels(loaded) if loaded.height else []
     tips = [*CONFIG_TIPS, _tip("users", "Users in flight"), _tip("output_tokens_per_s", "Output tokens/s", ".1f"),
             _tip("p90_ttft_s", "p90 TTFT (s)", ".2f"), _tip("tokens_per_s_per_user", "Tokens/s per user", ".1f")]
     layout = _point_layout(("output_tokens_per_s", "Total output (tokens/s)"), ("p90_ttft_s", "p90 time to first "
                            "token (s)"), ("configuration", "Configuration"), tips, line=True)
     layout["encoding"]["order"] = {"field": "users", "type": "quantitative"}
-    limit = getattr(spec.thresholds, LEVELS).max_p90_ttft_s if spec is not None else None
     if limit is None or not values:
         return values, layout
     line = {"mark": layout.pop("mark"), "encoding": layout.pop("encoding")}  # the rule has its own data
@@ -252,10 +335,10 @@ def _levels(loaded: pl.DataFrame) -> list[dict[str, Any]]:
     return drawn.sort("_result", "users", maintain_order=True).drop("_result").to_dicts()
 
 
-def _context(ok: pl.DataFrame):
-    sized = sorted((int(m.group(1)), c) for c in ok.columns if (m := LOAD_COLUMN.match(c)))
-    rows = (ok.filter(pl.col("profile") == SIZES)
-            .select("host", "model", "quant", *(c for _, c in sized)).to_dicts())
+def _context(sized_rows: pl.DataFrame):
+    """Load time per context size (`_sized_rows`), one line per configuration."""
+    sized = sorted((int(m.group(1)), c) for c in sized_rows.columns if (m := LOAD_COLUMN.match(c)))
+    rows = sized_rows.select("host", "model", "quant", *(c for _, c in sized)).to_dicts()
     values = [{**_config(r), "configuration": f"{r['model']} {r['quant']}", "context_tokens": size,
                "load_s": r[col], "meaning": interpret("target_load_s", r[col])}
               for r in rows for size, col in sized if _finite(r[col])]
@@ -295,8 +378,8 @@ def _turns(points: list[dict[str, Any]]):
 
 
 def _categories(ok: pl.DataFrame):
-    """Accuracy per category (`<headline>_<category>` of the categories profile) with its 95 % interval,
-    one line per configuration: which kinds of call a quant loses first."""
+    """Accuracy per category (`<headline>_<category>` of the categories profile's rows, `_category_rows`)
+    with its 95 % interval, one line per configuration: which kinds of call a quant loses first."""
     if CATEGORIES is None or not ok.height:
         return None
     from llmspec.profiles import PROFILES
@@ -304,7 +387,7 @@ def _categories(ok: pl.DataFrame):
     stem = next(iter(PROFILES[CATEGORIES].headlines))
     bounds = {b for c in ok.columns for b in bound_names(c)}
     columns = [c for c in ok.columns if c.startswith(f"{stem}_") and c not in bounds]
-    rows = ok.filter(pl.col("profile") == CATEGORIES).to_dicts()
+    rows = ok.to_dicts()
     values = [{**_config(r), "configuration": f"{r['model']} {r['config']}", "category": c.removeprefix(f"{stem}_"),
                "accuracy_pct": r[c], "low": r.get(bound_names(c)[0]), "high": r.get(bound_names(c)[1])}
               for r in rows for c in columns if _finite(r[c])]

@@ -113,7 +113,7 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
     """HTML text of a `frame.for_spec` frame, its `configs` table, `recommend` output and `read_details`
     (and `history.history`'s section, when git holds earlier results; `report.suggested`'s catalogue
     configurations, linked from the predicted-vs-measured table; `memo` keeps each profile's table rows)."""
-    drawn = charts(frame, configs, details, spec)
+    drawn = charts(frame, configs, details, spec, memo, chart_script)
     many = frame["host"].n_unique() > 1
     wide = frame["host"].n_unique() > FLEET_WIDE
     tables, heat = profile_tables(frame, spec, details, memo)
@@ -123,7 +123,8 @@ def generate_html(frame: pl.DataFrame, configs: pl.DataFrame, recs: Any, spec: S
         spec=spec, generated_at=generated_at, count=frame.height, many_hosts=many,
         hosts=hosts, evaluated=_evaluated(frame), recs=recs, findings=_findings(frame, configs),
         heatmap=fleet_heatmap(frame, heat) if wide else heatmap(frame, heat), comparison=comparison,
-        charts=drawn, vega_js=Markup(vega_js) if any(c.spec for c in drawn) or history else "", history=history,
+        charts=drawn, vega_js=Markup(vega_js) if any(c.spec or c.script for c in drawn) or history else "",
+        history=history,
         tables=tables, sizes=size_table(frame),
         configs=configs_table(configs), memory=memory_table(configs, suggested, details.anchors, spec.name),
         scores_doc=_doc_html(_scores_part(configs_module.__doc__ or "")),

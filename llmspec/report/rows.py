@@ -28,7 +28,7 @@ from llmspec.results import FOR_REPORTS, Result, ResultPath, unreadable
 log = logging.getLogger(__name__)
 
 FILES_PER_WORKER = 2000  # fewer files than this per process are parsed here, as a worker costs ~0.25 s to start
-HEAD_START = 2500  # files: about what this process parses while a worker starts, so it takes that many more
+HEAD_START = 3500  # files this process parses more than a worker, which starts first: both end together
 MAX_WORKERS = 7
 
 BASE_SCHEMA: dict[str, pl.DataType] = {
