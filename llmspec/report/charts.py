@@ -86,12 +86,11 @@ def charts(frame: pl.DataFrame, configs: pl.DataFrame, details: Details, spec: S
             "capacity", "Throughput vs time to first token per number of users", _capacity(rows, limit), many)]),
         *drawn("context", _sized_rows(ok), "", lambda rows: [_chart(
             "context", "Prompt load time vs context size", _context(rows), many)]),
-        *drawn("", None, "", lambda _: [_chart(
-            TURNS, "Time to first token per turn as the session grows, with and without the prompt cache",
-            _turns(list(details.turns)), many)]),
+        *drawn.each([_chart(TURNS, "Time to first token per turn as the session grows, with and without the "
+                            "prompt cache", _turns(list(details.turns)), many)]),
         *drawn("categories", _category_rows(ok), "", lambda rows: [_chart(
             "categories", "Tool-call accuracy per category by quantization", _categories(rows), many)]),
-        *drawn("", None, "", lambda _: [
+        *drawn.each([
             _chart("stress-speed", "Generation speed during the stress run", _series(stress, "tokens_per_s"), many),
             _chart("stress-temperature", "CPU temperature during the stress run", _series(stress, "temperature_c"),
                    many),
@@ -115,21 +114,22 @@ def _config_charts(table: pl.DataFrame, many: bool) -> list[Chart]:
 
 
 class _Drawn:
-    """`(name, inputs, settings, draw)`: the charts `draw(inputs)` makes, with their scripts; kept
-    in the memo as `charts-<name>` (no name: drawn each time, from what no frame holds)."""
+    """`(name, inputs, settings, draw)`: the charts `draw(inputs)` makes, with their scripts, kept in
+    the memo as `charts-<name>`; `each(charts)`: charts drawn each time (from what no frame holds)."""
 
     def __init__(self, memo: Memo, script: Callable[[dict, str], str] | None, many: bool) -> None:
         self.memo, self.script, self.many = memo, script, many
 
-    def __call__(self, name: str, inputs: pl.DataFrame | None, settings: str,
-                 draw: Callable[[pl.DataFrame | None], list[Chart]]) -> list[Chart]:
+    def __call__(self, name: str, inputs: pl.DataFrame, settings: str,
+                 draw: Callable[[pl.DataFrame], list[Chart]]) -> list[Chart]:
         if self.script is None:
             return draw(inputs)
-        if not name:
-            return [self._scripted(c) for c in draw(inputs)]
         kept = self.memo.frame(f"charts-{name}", inputs, f"many hosts: {self.many}; {settings}",
                                lambda rows: _as_frame([self._scripted(c) for c in draw(rows)]))
         return [Chart(key, title, None, missing, Markup(script)) for key, title, missing, script in kept.iter_rows()]
+
+    def each(self, drawn: list[Chart]) -> list[Chart]:
+        return drawn if self.script is None else [self._scripted(c) for c in drawn]
 
     def _scripted(self, chart: Chart) -> Chart:
         if chart.spec is None:

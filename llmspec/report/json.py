@@ -31,17 +31,6 @@ DERIVED = ("efficiency_score", "cost_benefit_score", "quality_reference_quant", 
            "quality_loss_p", "quality_items_compared", "bandwidth_gbps", "roofline_pct", "roofline_flag")
 
 
-def generate_json(frame: pl.DataFrame, configs: pl.DataFrame, recommendations: dict[str, Any], spec: Spec,
-                  generated_at: str, memo: Memo = NO_MEMO) -> str:
-    """JSON text of a `frame.for_spec` frame, its `configs` table and the recommendations.
-
-    One result entry per line: the file diffs line by line between runs, and json's C encoder
-    (used only without `indent`) writes 10,000 cells in a fraction of the time indent=1 takes.
-    `memo` keeps each profile's text of its results.
-    """
-    return json_text(json_head(frame, recommendations, spec, generated_at), entries(frame, configs, memo))
-
-
 def json_head(frame: pl.DataFrame, recommendations: dict[str, Any], spec: Spec, generated_at: str) -> str:
     """The lines of results.json before its results: metadata and recommendations (a few kB)."""
     head = {"metadata": _metadata(frame, spec, generated_at), "recommendations": recommendations}
@@ -49,7 +38,9 @@ def json_head(frame: pl.DataFrame, recommendations: dict[str, Any], spec: Spec, 
 
 
 def json_text(head: str, results: pl.Series) -> str:
-    """results.json: `head` (json_head's lines), then the `entries`, one per line."""
+    """results.json: `head` (json_head's lines), then the `entries`, one per line: the file diffs line
+    by line between runs, and json's C encoder (used only without `indent`) writes 10,000 cells in a
+    fraction of the time indent=1 takes."""
     return "".join((
         "{\n", head,
         ' "results": [', *(("\n  ", results.str.join(",\n  ").item(), "\n ]\n") if len(results) else ("]\n",)), "}\n",
